@@ -1,0 +1,56 @@
+# The two commands of the README: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+JS := tests/interop/js
+
+.PHONY: run test install install-test js-deps lint typecheck unit clean bench bench-quick
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+
+install-test: $(VENV)/.installed-test
+
+## run: create the virtual environment, install, start the server with its defaults
+run: install
+	$(BIN)/kurento-emulator
+
+## js-deps: the official kurento-client 7.3.0 for the interop tests
+js-deps: $(JS)/node_modules/.installed
+
+$(JS)/node_modules/.installed: $(JS)/package.json $(JS)/package-lock.json
+	cd $(JS) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $@
+
+lint: install-test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install-test
+	$(BIN)/mypy
+
+unit: install-test js-deps
+	$(BIN)/python -m pytest
+
+## test: install the test extras and everything the tests need, then ruff, mypy and pytest
+test: install-test js-deps lint typecheck unit
+
+bench: install-test
+	$(BIN)/python -m benchmarks.control_plane
+
+bench-quick: install-test
+	$(BIN)/python -m benchmarks.control_plane --quick
+
+clean:
+	rm -rf $(VENV) $(JS)/node_modules .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,215 @@
+"""MediaElement and the simple elements built on it (KMD core ``MediaElement``, ``PassThrough``).
+
+Connection semantics follow ``MediaElementImpl.cpp``: without ``mediaType`` a connect links AUDIO,
+VIDEO and DATA; a sink pad has one source, so connecting a new source first disconnects the old one;
+``ElementConnected``/``ElementDisconnected`` are raised on the source; disconnecting a link that does
+not exist is not an error.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from emulator.objects.media_object import MediaObject
+from emulator.objects.media_pipeline import MEDIA_TYPES, Connection, MediaPipeline, write_dot
+from protocol.errors import ConnectError
+
+
+class MediaElement(MediaObject):
+    """An element that sends and receives media through connections."""
+
+    TYPE = "MediaElement"
+    PROPERTY_DEFAULTS = {"encoderBitrate": 300000, "minEncoderBitrate": 0, "maxEncoderBitrate": 0}
+    STATS_TYPE = "ElementStats"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.flowing_in: dict[tuple[str, str], bool] = {}
+        self.flowing_out: dict[tuple[str, str], bool] = {}
+        self.transcoding: dict[tuple[str, str], bool] = {}
+        self.audio_caps: dict[str, Any] | None = None
+        self.video_caps: dict[str, Any] | None = None
+
+    @property
+    def owner(self) -> MediaPipeline:
+        """The pipeline holding this element's connection maps."""
+        pipeline = self.pipeline
+        assert isinstance(pipeline, MediaPipeline)
+        return pipeline
+
+    # -- connections ---------------------------------------------------------------------------
+
+    def connect(
+        self,
+        sink: MediaElement,
+        media_type: str | None = None,
+        source_media_description: str | None = None,
+        sink_media_description: str | None = None,
+    ) -> None:
+        """Send this element's media to ``sink`` (every media type when none is given).
+
+        Raises:
+            ConnectError: 40004 when the elements are in different pipelines.
+        """
+        if sink.pipeline is not self.pipeline:
+            raise ConnectError("Media elements do not share pipeline")
+        source_desc = source_media_description or "default"
+        sink_desc = sink_media_description or "default"
+        for kind in [media_type] if media_type else MEDIA_TYPES:
+            current = self.owner.source_of(sink, kind, sink_desc)
+            if current is not None:
+                if current.source is self and current.source_description == source_desc:
+                    continue
+                current.source.drop_link(current)
+            link = Connection(self, sink, kind, source_desc, sink_desc)
+            self.owner.add_link(link)
+            self.log.info("= connected %s -> %s (%s)", self.id, sink.id, kind)
+            self.on_link_added(link)
+            self.emit(
+                "ElementConnected",
+                sink=sink,
+                mediaType=kind,
+                sourceMediaDescription=source_desc,
+                sinkMediaDescription=sink_desc,
+            )
+
+    def disconnect(
+        self,
+        sink: MediaElement,
+        media_type: str | None = None,
+        source_media_description: str | None = None,
+        sink_media_description: str | None = None,
+    ) -> None:
+        """Stop sending to ``sink``; links that do not exist are ignored."""
+        source_desc = source_media_description or "default"
+        sink_desc = sink_media_description or "default"
+        for link in self.owner.links(source=self, sink=sink, media_type=media_type):
+            if link.source_description == source_desc and link.sink_description == sink_desc:
+                self.drop_link(link)
+
+    def drop_link(self, link: Connection) -> None:
+        """Remove one of this element's outgoing links and raise ``ElementDisconnected``."""
+        self.owner.remove_link(link)
+        self.log.info("= disconnected %s -> %s (%s)", self.id, link.sink.id, link.media_type)
+        self.on_link_removed(link)
+        self.emit(
+            "ElementDisconnected",
+            sink=link.sink,
+            mediaType=link.media_type,
+            sourceMediaDescription=link.source_description,
+            sinkMediaDescription=link.sink_description,
+        )
+
+    def on_link_added(self, link: Connection) -> None:
+        """Media-plane hook: a link from this element was added."""
+
+    def on_link_removed(self, link: Connection) -> None:
+        """Media-plane hook: a link from this element was removed."""
+
+    async def on_release(self) -> None:
+        """Drop every link in and out of this element."""
+        for link in list(self.owner.links(source=self)):
+            self.drop_link(link)
+        for link in list(self.owner.links(sink=self)):
+            link.source.drop_link(link)
+        await super().on_release()
+
+    def get_source_connections(
+        self, media_type: str | None = None, description: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Links feeding this element, filtered by type and by this element's pad description."""
+        return [
+            link.to_kmd()
+            for link in self.owner.links(sink=self, media_type=media_type)
+            if description is None or link.sink_description == description
+        ]
+
+    def get_sink_connections(
+        self, media_type: str | None = None, description: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Links leaving this element, filtered by type and by this element's pad description."""
+        return [
+            link.to_kmd()
+            for link in self.owner.links(source=self, media_type=media_type)
+            if description is None or link.source_description == description
+        ]
+
+    # -- state queries -------------------------------------------------------------------------
+
+    def is_media_flowing_in(self, media_type: str, sink_media_description: str = "default") -> bool:
+        """Whether media of that type arrives at the pad (from real packet flow)."""
+        return self.flowing_in.get((media_type, sink_media_description), False)
+
+    def is_media_flowing_out(
+        self, media_type: str, source_media_description: str = "default"
+    ) -> bool:
+        """Whether media of that type leaves the pad (from real packet flow)."""
+        return self.flowing_out.get((media_type, source_media_description), False)
+
+    def is_media_transcoding(self, media_type: str, bin_name: str = "default") -> bool:
+        """Whether media of that type is being decoded and re-encoded."""
+        return self.transcoding.get((media_type, bin_name), False)
+
+    def set_audio_format(self, caps: dict[str, Any]) -> None:
+        """Force the audio format this element outputs (an ``AudioCaps``)."""
+        self.audio_caps = caps
+
+    def set_video_format(self, caps: dict[str, Any]) -> None:
+        """Force the video format this element outputs (a ``VideoCaps``)."""
+        self.video_caps = caps
+
+    def get_stats(self, media_type: str | None = None) -> dict[str, Any]:
+        """Stats keyed by id: the element's own entry (and RTP streams in endpoints)."""
+        return {self.id: self.element_stats()}
+
+    def element_stats(self) -> dict[str, Any]:
+        """This element's ``ElementStats`` entry."""
+        return {
+            "__module__": "kurento",
+            "__type__": self.STATS_TYPE,
+            "id": self.id,
+            "inputLatency": [],
+            "timestampMillis": int(time.time() * 1000),
+            "type": "element",
+        }
+
+    def get_gstreamer_dot(self, details: str | None = None) -> str:
+        """A DOT graph of this element and its links."""
+        lines = [f'digraph "{self.id}" {{', "  rankdir=LR;"]
+        lines.append(f'  "{self.id}" [label="{self.TYPE}\\n{self.name}", shape=box];')
+        for link in [*self.owner.links(source=self), *self.owner.links(sink=self)]:
+            lines.append(
+                f'  "{link.source.id}" -> "{link.sink.id}" [label="{link.media_type}"];'
+            )
+        lines.append("}")
+        return "\n".join(lines) + "\n"
+
+    def dump_gstreamer_dot(self, details: str | None = None) -> None:
+        """Write the DOT graph as KMS does (see ``write_dot``)."""
+        write_dot(self, self.get_gstreamer_dot(details))
+
+
+class PassThrough(MediaElement):
+    """Forwards what it receives to its sinks unchanged."""
+
+    TYPE = "PassThrough"
+
+
+class Endpoint(MediaElement):
+    """Abstract: an element at the edge of the pipeline."""
+
+    TYPE = "Endpoint"
+    STATS_TYPE = "EndpointStats"
+
+    def element_stats(self) -> dict[str, Any]:
+        """``EndpointStats``: the element entry plus end-to-end latency."""
+        stats = super().element_stats()
+        stats.update(E2ELatency=[], type="endpoint")
+        return stats
+
+
+class Filter(MediaElement):
+    """Abstract: an element that processes media."""
+
+    TYPE = "Filter"

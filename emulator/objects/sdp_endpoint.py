@@ -1,0 +1,54 @@
+"""SessionEndpoint, SdpEndpoint and BaseRtpEndpoint: what WebRtcEndpoint and RtpEndpoint share.
+
+Negotiation and RTP live in ``emulator/media``; these classes hold the KMD properties with KMS's
+defaults (protocol.md section 4: ``minVideoSendBandwidth`` 100 kbps, ``maxVideoSendBandwidth`` 500
+kbps, ``mtu`` from ``BaseRtpEndpoint.conf.ini``, states ``DISCONNECTED`` until media connects).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from emulator.objects.media_element import Endpoint
+from protocol.types import complex_value
+
+REMB_DEFAULTS = {
+    "packetsRecvIntervalTop": 100,
+    "exponentialFactor": 0.04,
+    "linealFactorGrade": 30.0,
+    "decrementFactor": 0.5,
+    "thresholdFactor": 0.8,
+    "upLosses": 12,
+    "rembOnConnect": 300000,
+}
+
+
+class SessionEndpoint(Endpoint):
+    """Abstract: an endpoint with a media session (``MediaSessionStarted``/``Terminated``)."""
+
+    TYPE = "SessionEndpoint"
+
+
+class SdpEndpoint(SessionEndpoint):
+    """Abstract: an endpoint negotiated with SDP offer/answer."""
+
+    TYPE = "SdpEndpoint"
+    PROPERTY_DEFAULTS = {"maxAudioRecvBandwidth": 0, "maxVideoRecvBandwidth": 0}
+
+
+class BaseRtpEndpoint(SdpEndpoint):
+    """Abstract: an SDP endpoint that carries RTP."""
+
+    TYPE = "BaseRtpEndpoint"
+    PROPERTY_DEFAULTS = {
+        "minVideoRecvBandwidth": 0,
+        "minVideoSendBandwidth": 100,
+        "maxVideoSendBandwidth": 500,
+        "mediaState": "DISCONNECTED",
+        "connectionState": "DISCONNECTED",
+    }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.properties["mtu"] = self.services.settings.mtu
+        self.properties["rembParams"] = complex_value("RembParams", **REMB_DEFAULTS)

@@ -1,0 +1,24 @@
+"""WebRtcEndpoint (KMD elements): ICE, DTLS-SRTP and data channels towards a browser."""
+
+from __future__ import annotations
+
+from emulator.objects.sdp_endpoint import BaseRtpEndpoint
+
+
+class WebRtcEndpoint(BaseRtpEndpoint):
+    """A WebRTC peer of the server; its media plane is provided by ``emulator.media``."""
+
+    TYPE = "WebRtcEndpoint"
+    NOT_YET = "WebRTC negotiation and media (ICE, DTLS-SRTP) are not available in this build"
+    PROPERTY_DEFAULTS = {
+        "stunServerAddress": "",
+        "stunServerPort": 3478,
+        "turnUrl": "",
+        "externalIPv4": "",
+        "externalIPv6": "",
+        "networkInterfaces": "",
+        "iceTcp": True,
+        "ICECandidatePairs": [],
+        "IceConnectionState": [],
+        "DtlsConnectionState": [],
+    }

@@ -1,0 +1,76 @@
+"""Settings: every option of the server, with KMS's defaults.
+
+One object, passed down explicitly; each component takes only its part. Every timer is a field here,
+so that tests shorten it instead of patching constants.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+KMS_MAX_MESSAGE_SIZE = 32 * 1024 * 1024  # websocketpp's default max_message_size
+
+
+class Settings(BaseSettings):
+    """Effective configuration of one server process."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="KURENTO_EMULATOR_", frozen=True, extra="forbid", validate_default=True
+    )
+
+    # -- control plane (kurento.conf.json: mediaServer.net.websocket) --------------------------
+    host: str = Field("0.0.0.0", description="Address the WebSocket listeners bind")
+    port: int | None = Field(8888, description="ws:// port; None turns the listener off")
+    secure_port: int | None = Field(8433, description="wss:// port; None turns it off")
+    path: str = Field("kurento", description="WebSocket path (without the leading /)")
+    certificate: Path | None = Field(
+        None, description="PEM with certificate and private key; self-signed when unset"
+    )
+    certificate_password: str | None = Field(None, description="Password of the PEM's key")
+    max_message_size: int = Field(
+        KMS_MAX_MESSAGE_SIZE, description="Largest JSON-RPC message accepted, in characters"
+    )
+
+    # -- sessions (mediaServer.resources) ------------------------------------------------------
+    gc_period: float = Field(
+        240.0, description="garbageCollectorPeriod: seconds between session collector passes"
+    )
+    disable_request_cache: bool = Field(False, description="disableRequestCache")
+    request_cache_ttl: float = Field(20.0, description="Seconds a reply stays in the replay cache")
+    metadata: dict[str, object] = Field(
+        default_factory=dict, description="kurento.conf.json 'metadata', returned by getMetadata"
+    )
+
+    # -- media (BaseRtpEndpoint.conf.ini) -------------------------------------------------------
+    min_port: int = Field(1024, description="Lowest UDP port for media sockets (minPort)")
+    max_port: int = Field(65535, description="Highest UDP port for media sockets (maxPort)")
+    mtu: int = Field(1200, description="MTU of RTP packets (mtu)")
+
+    # -- logging ---------------------------------------------------------------------------------
+    log_level: str = Field("INFO", description="Python log level of the emulator's loggers")
+
+    @field_validator("path")
+    @classmethod
+    def _strip_path(cls, value: str) -> str:
+        return value.strip("/")
+
+    @field_validator("port", "secure_port")
+    @classmethod
+    def _check_port(cls, value: int | None) -> int | None:
+        if value is not None and not 0 <= value <= 65535:
+            raise ValueError(f"port {value} is outside 0..65535")
+        return value
+
+    @model_validator(mode="after")
+    def _check_ranges(self) -> Settings:
+        if not 1 <= self.min_port <= self.max_port <= 65535:
+            raise ValueError(
+                f"media port range {self.min_port}..{self.max_port} is empty or outside "
+                "1..65535: set min_port <= max_port"
+            )
+        if self.gc_period <= 0:
+            raise ValueError("gc_period must be positive (seconds)")
+        return self

@@ -1,0 +1,258 @@
+"""The WebSocket listeners (ws:// and wss://) and the per-connection pump into ``protocol/``.
+
+HTTP behaviour copies KMS (websocketpp) because tools depend on it: an upgrade request without
+``Sec-WebSocket-Key`` (the Docker healthcheck) gets HTTP 500, a plain GET gets 426, a wrong path is
+accepted and then closed with 1002 "Invalid path", and the query string is ignored.
+Frames of one connection are handled one after another, in order; connections do not wait for each
+other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request
+from websockets.http11 import Response as HttpResponse
+
+from emulator.dispatch import Dispatcher
+from emulator.registry import MediaSet
+from emulator.settings import Settings
+from emulator.transport.tls import TlsMaterial, load_tls
+from protocol.modules import default_registry
+from protocol.server import ServerConnection as ProtocolConnection
+
+logger = logging.getLogger(__name__)
+
+SERVER_HEADER = "kurento-emulator (WebSocket++/0.8.1 compatible)"
+
+
+@dataclass(eq=False)
+class ClientLink:
+    """One open WebSocket: its protocol state and its ordered outbox."""
+
+    websocket: ServerConnection
+    protocol: ProtocolConnection
+    peer: str
+    outbox: asyncio.Queue[str | None] = field(default_factory=asyncio.Queue)
+
+    def flush(self) -> None:
+        """Move what the protocol produced into the outbox (the writer task sends it)."""
+        for text in self.protocol.data_to_send():
+            self.outbox.put_nowait(text)
+
+
+class EmulatorServer:
+    """A running emulator: listeners, the MediaSet, the dispatcher and the session collector."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.types = default_registry()
+        self.server_id = str(uuid.uuid4())
+        self.media_set = MediaSet(self.types, settings, self._deliver)
+        self.dispatcher = Dispatcher(self.media_set, settings, self.server_id)
+        self.links: set[ClientLink] = set()
+        self.bindings: dict[str, ClientLink] = {}
+        self.tls: TlsMaterial | None = None
+        self._servers: dict[str, Server] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self.accepting = False
+        self.collector_passes = 0
+        self._collected = asyncio.Condition()
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the configured listeners and start the session collector."""
+        settings = self.settings
+        common: dict[str, Any] = {
+            "process_request": self._process_request,
+            "compression": None,
+            "ping_interval": None,
+            "max_size": max(2 * settings.max_message_size, 1 << 20),
+            "server_header": SERVER_HEADER,
+        }
+        if settings.port is not None:
+            self._servers["ws"] = await serve(
+                self._handle, settings.host, settings.port, **common
+            )
+        if settings.secure_port is not None:
+            self.tls = load_tls(
+                settings.certificate, settings.certificate_password, ["localhost", "127.0.0.1"]
+            )
+            logger.info(
+                "wss certificate: %s, SHA-256 fingerprint %s", self.tls.origin, self.tls.fingerprint
+            )
+            self._servers["wss"] = await serve(
+                self._handle, settings.host, settings.secure_port, ssl=self.tls.context, **common
+            )
+        self.accepting = True
+        self._tasks.append(asyncio.create_task(self._collector(), name="session-collector"))
+        for scheme, url in self.urls.items():
+            logger.info("listening on %s (%s)", url, scheme)
+        logger.info("server id %s", self.server_id)
+
+    async def stop(self) -> None:
+        """Stop accepting, close connections, release every object."""
+        self.accepting = False
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        for server in self._servers.values():
+            server.close()
+        for server in self._servers.values():
+            await server.wait_closed()
+        self._servers.clear()
+        await self.media_set.release_all()
+
+    async def restart_state(self) -> None:
+        """Drop every object and session and take a new server id, like a KMS restart."""
+        await self.media_set.release_all()
+        self.server_id = str(uuid.uuid4())
+        self.dispatcher.server_id = self.server_id
+        self.bindings.clear()
+        for link in list(self.links):
+            link.protocol.session_id = None
+            await link.websocket.close(1001, "server restarted")
+        logger.warning("= state dropped as by a restart: new server id %s", self.server_id)
+
+    def port(self, scheme: str) -> int:
+        """The bound port of a listener (``ws`` or ``wss``)."""
+        server = self._servers[scheme]
+        return int(next(iter(server.sockets)).getsockname()[1])
+
+    @property
+    def urls(self) -> dict[str, str]:
+        """``{"ws": "ws://host:port/kurento", "wss": ...}`` for the open listeners."""
+        host = self.settings.host
+        shown = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
+        return {
+            scheme: f"{scheme}://{shown}:{self.port(scheme)}/{self.settings.path}"
+            for scheme in self._servers
+        }
+
+    # -- HTTP ------------------------------------------------------------------------------------
+
+    def _process_request(self, connection: ServerConnection, request: Request) -> HttpResponse | None:
+        upgrade = request.headers.get("Upgrade", "")
+        if "websocket" not in upgrade.lower():
+            return connection.respond(http.HTTPStatus.UPGRADE_REQUIRED, "Upgrade Required\n")
+        if "Sec-WebSocket-Key" not in request.headers:
+            # KMS's Docker healthcheck sends exactly this and expects 500 (protocol.md 1).
+            return connection.respond(
+                http.HTTPStatus.INTERNAL_SERVER_ERROR, "Missing Sec-WebSocket-Key header\n"
+            )
+        return None
+
+    # -- connections -----------------------------------------------------------------------------
+
+    async def _handle(self, websocket: ServerConnection) -> None:
+        peer = _peer(websocket)
+        path = (websocket.request.path if websocket.request else "/").split("?", 1)[0]
+        if path.strip("/") != self.settings.path:
+            logger.info("! %s asked for path %r: closing with 1002 Invalid path", peer, path)
+            await websocket.close(1002, "Invalid path")
+            return
+        link = ClientLink(websocket, ProtocolConnection(self.settings.max_message_size), peer)
+        self.links.add(link)
+        writer = asyncio.create_task(self._writer(link), name=f"writer {peer}")
+        logger.info("< connection from %s", peer)
+        try:
+            async for message in websocket:
+                await self._receive(link, message)
+        except ConnectionClosed:
+            pass
+        finally:
+            self.links.discard(link)
+            for session_id, bound in list(self.bindings.items()):
+                if bound is link:
+                    del self.bindings[session_id]
+            link.outbox.put_nowait(None)
+            await writer
+            code = websocket.close_code
+            logger.info("x connection from %s closed (code %s)", peer, code)
+
+    async def _receive(self, link: ClientLink, message: str | bytes) -> None:
+        text = message if isinstance(message, str) else message.decode("utf-8", "replace")
+        link.protocol.receive_text(text)
+        for event in link.protocol.events_received():
+            logger.debug("< %s %s", link.peer, event.request.method)
+            await self.dispatcher.handle(event.request, link.protocol)
+            self._bind(link)
+            link.flush()
+        link.flush()
+
+    async def _writer(self, link: ClientLink) -> None:
+        while True:
+            text = await link.outbox.get()
+            if text is None:
+                return
+            try:
+                await link.websocket.send(text)
+            except ConnectionClosed:
+                return
+
+    def _bind(self, link: ClientLink) -> None:
+        session_id = link.protocol.session_id
+        if session_id is None or self.bindings.get(session_id) is link:
+            return
+        self.bindings[session_id] = link
+        logger.debug("= session %s bound to %s", session_id, link.peer)
+
+    def _deliver(self, session_id: str, params: dict[str, Any]) -> None:
+        link = self.bindings.get(session_id)
+        if link is None:
+            return
+        link.protocol.send_event(params)
+        link.flush()
+
+    # -- sessions --------------------------------------------------------------------------------
+
+    async def _collector(self) -> None:
+        """Mark bound sessions in use every period/4 and run the collector every period."""
+        quarter = self.settings.gc_period / 4
+        tick = 0
+        while True:
+            await asyncio.sleep(quarter)
+            self.media_set.activity.touch_all(self.bindings)
+            tick += 1
+            if tick % 4 == 0:
+                await self.media_set.collect_garbage()
+                async with self._collected:
+                    self.collector_passes += 1
+                    self._collected.notify_all()
+
+    async def wait_for_collector_passes(self, count: int) -> None:
+        """Wait until the collector has run ``count`` more passes (for tests and probes)."""
+        async with self._collected:
+            target = self.collector_passes + count
+            await self._collected.wait_for(lambda: self.collector_passes >= target)
+
+
+def _peer(websocket: ServerConnection) -> str:
+    address = websocket.remote_address
+    if isinstance(address, tuple) and len(address) >= 2:
+        return f"{address[0]}:{address[1]}"
+    return str(address)
+
+
+@contextlib.asynccontextmanager
+async def running_emulator(settings: Settings) -> AsyncIterator[EmulatorServer]:
+    """Start a server, yield it, always stop it (tests: ``settings`` with port 0)."""
+    server = EmulatorServer(settings)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()

@@ -1,0 +1,1 @@
+"""Pure Kurento protocol: messages, errors, the type registry, connection state machines."""

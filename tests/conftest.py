@@ -1,0 +1,41 @@
+"""Shared fixtures: a server on ephemeral ports, the project's client, and a raw JSON-RPC peer."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from emulator.settings import Settings
+from emulator.transport.client import KurentoClient
+from emulator.transport.server import EmulatorServer, running_emulator
+from tests.wire import RawPeer
+
+
+def make_settings(**overrides: Any) -> Settings:
+    """Settings for in-process servers: loopback, ephemeral ports, no wss unless asked."""
+    values: dict[str, Any] = {"host": "127.0.0.1", "port": 0, "secure_port": None}
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[EmulatorServer]:
+    """A running emulator on an ephemeral ws:// port."""
+    async with running_emulator(make_settings()) as running:
+        yield running
+
+
+@pytest.fixture
+async def client(server: EmulatorServer) -> AsyncIterator[KurentoClient]:
+    """The project's client, connected to ``server``."""
+    async with await KurentoClient.connect(server.urls["ws"], reconnect=False) as connected:
+        yield connected
+
+
+@pytest.fixture
+async def raw(server: EmulatorServer) -> AsyncIterator[RawPeer]:
+    """A raw JSON-RPC peer on ``server`` that sends text and reads frames."""
+    async with RawPeer.open(server.urls["ws"]) as peer:
+        yield peer

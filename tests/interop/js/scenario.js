@@ -1,0 +1,119 @@
+// Drives kurento-emulator with the official kurento-client 7.3.0, as an application would.
+// Usage: node scenario.js <ws-url> <scenario>; prints one JSON object per line on stdout and reads
+// commands (one word per line) on stdin where a scenario waits for the test.
+'use strict';
+
+const readline = require('readline');
+const kurento = require('kurento-client');
+
+const [url, scenario] = process.argv.slice(2);
+const lines = readline.createInterface({ input: process.stdin });
+const commands = [];
+const commandWaiters = [];
+lines.on('line', (line) => {
+  const waiter = commandWaiters.shift();
+  if (waiter) waiter(line.trim()); else commands.push(line.trim());
+});
+
+function report(step, data) {
+  process.stdout.write(JSON.stringify(Object.assign({ step }, data || {})) + '\n');
+}
+
+function nextCommand() {
+  if (commands.length) return Promise.resolve(commands.shift());
+  return new Promise((resolve) => commandWaiters.push(resolve));
+}
+
+// Callback style, so that server errors are seen (the promise style resolves undefined on errors).
+function call(target, method, ...args) {
+  return new Promise((resolve, reject) => {
+    target[method](...args, (error, value) => (error ? reject(error) : resolve(value)));
+  });
+}
+
+function once(emitter, event, timeoutMs) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no ${event} within ${timeoutMs} ms`)), timeoutMs);
+    emitter.once(event, (...values) => { clearTimeout(timer); resolve(values); });
+  });
+}
+
+function connectClient() {
+  return new Promise((resolve, reject) => {
+    const client = kurento(url, { failAfter: 50 }, (error, connected) => (error ? reject(error) : resolve(connected)));
+    // A refused connection is raised on the reconnect emitter: fail instead of crashing Node.
+    client._re.on('error', (error) => report('transport-error', { message: String(error && error.message) }));
+  });
+}
+
+function describeError(error) {
+  return { code: error.code, message: error.message, type: error.data && error.data.type };
+}
+
+const scenarios = {
+  async basic() {
+    const client = await connectClient();
+    report('connected');
+    const manager = await call(client, 'getServerManager');
+    const info = await call(manager, 'getInfo');
+    report('info', { modules: info.modules.map((m) => m.name), version: info.version });
+    const pipeline = await call(client, 'create', 'MediaPipeline');
+    const source = await call(pipeline, 'create', 'PassThrough');
+    const sink = await call(pipeline, 'create', 'PassThrough');
+    report('created', { pipeline: pipeline.id, source: source.id, sink: sink.id });
+    const connected = once(source, 'ElementConnected', 5000);
+    await call(source, 'connect', sink, 'VIDEO');
+    const [event] = await connected;
+    report('element-connected', { source: event.source, sink: event.sink, mediaType: event.mediaType,
+      timestampMillis: event.timestampMillis });
+    await call(source, 'addTag', 'room', '7');
+    const tags = await call(source, 'getTags');
+    const value = await call(source, 'getTag', 'room');
+    report('tags', { tags, value });
+    const sinks = await call(source, 'getSinkConnections');
+    report('sink-connections', { sinks: sinks.map((c) => ({ sink: c.sink.id, type: c.type })) });
+    try {
+      await call(source, 'getTag', 'missing');
+      report('missing-tag', { error: null });
+    } catch (error) {
+      report('missing-tag', { error: describeError(error) });
+    }
+    const pipelines = await call(manager, 'getPipelines');
+    report('pipelines', { ids: pipelines.map((p) => p.id) });
+    await call(pipeline, 'release');
+    report('released');
+    try {
+      await call(client, 'getMediaobjectById', pipeline.id);
+      report('after-release', { error: null });
+    } catch (error) {
+      report('after-release', { error: describeError(error) });
+    }
+    client.close();
+    report('done');
+  },
+
+  async reconnect() {
+    const client = await connectClient();
+    const pipeline = await call(client, 'create', 'MediaPipeline');
+    report('ready', { pipeline: pipeline.id, sessionId: client.sessionId });
+    const reconnected = once(client, 'reconnected', 20000);
+    await nextCommand(); // the test restarts the server, then says so
+    const [sameSession] = await reconnected;
+    report('reconnected', { sameSession });
+    try {
+      await call(client, 'getMediaobjectById', pipeline.id);
+      report('old-pipeline', { error: null });
+    } catch (error) {
+      report('old-pipeline', { error: describeError(error) });
+    }
+    const fresh = await call(client, 'create', 'MediaPipeline');
+    report('rebuilt', { pipeline: fresh.id });
+    client.close();
+    report('done');
+  },
+};
+
+scenarios[scenario]().then(
+  () => process.exit(0),
+  (error) => { report('failed', { error: String(error && (error.stack || error)) }); process.exit(1); },
+);

@@ -1,0 +1,72 @@
+"""Runs ``js/scenario.js`` (the official kurento-client 7.3.0 under Node) and reads its reports."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+JS_DIR = Path(__file__).resolve().parent / "js"
+
+
+class NodeScenario:
+    """A running scenario: its JSON report lines, and a way to send it commands."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+        self.reports: list[dict[str, Any]] = []
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def run(cls, url: str, scenario: str) -> AsyncIterator[NodeScenario]:
+        """Start ``node scenario.js url scenario``; kill it at the end if still running."""
+        if not (JS_DIR / "node_modules" / "kurento-client").is_dir():
+            raise RuntimeError("kurento-client is not installed: run `make js-deps`")
+        process = await asyncio.create_subprocess_exec(
+            "node", "scenario.js", url, scenario,
+            cwd=JS_DIR,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        running = cls(process)
+        try:
+            yield running
+        finally:
+            if process.returncode is None:
+                process.kill()
+            await process.wait()
+
+    async def step(self, name: str, timeout: float = 20.0) -> dict[str, Any]:
+        """Wait for the report of a step; a failed scenario raises with Node's error."""
+        assert self.process.stdout is not None
+        while True:
+            line = await asyncio.wait_for(self.process.stdout.readline(), timeout)
+            if not line:
+                stderr = await self._stderr()
+                raise AssertionError(f"scenario ended before {name!r}: {self.reports} {stderr}")
+            report = json.loads(line)
+            self.reports.append(report)
+            if report["step"] == "failed":
+                raise AssertionError(f"scenario failed: {report['error']}")
+            if report["step"] == name:
+                return dict(report)
+
+    async def command(self, word: str) -> None:
+        """Send a command line to the scenario."""
+        assert self.process.stdin is not None
+        self.process.stdin.write(word.encode() + b"\n")
+        await self.process.stdin.drain()
+
+    async def finish(self, timeout: float = 10.0) -> int:
+        """Wait for the process to exit; returns its exit code."""
+        await self.step("done", timeout)
+        return await asyncio.wait_for(self.process.wait(), timeout)
+
+    async def _stderr(self) -> str:
+        assert self.process.stderr is not None
+        data = await self.process.stderr.read()
+        return data.decode(errors="replace")[-2000:]
