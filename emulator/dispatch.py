@@ -89,7 +89,9 @@ class Dispatcher:
         if use_cache and session_id is not None:
             cached = self.cache.get(session_id, request.id, self.clock())
             if cached is not None:
-                logger.debug("< %s id=%s answered from the replay cache", request.method, request.id)
+                logger.debug(
+                    "< %s id=%s answered from the replay cache", request.method, request.id
+                )
                 conn.send_cached(cached, {"sessionId": session_id})
                 return
         started = self.clock()
@@ -332,7 +334,8 @@ class Dispatcher:
 
 
 def _not_implemented_message(obj: MediaObject, op: Operation) -> str:
-    reason = next((c.NOT_YET for c in type(obj).__mro__ if getattr(c, "NOT_YET", "")), "")
+    reasons = (getattr(cls, "NOT_YET", "") for cls in type(obj).__mro__)
+    reason = next((r for r in reasons if r), "")
     text = f"{obj.TYPE}.{op.name} is not implemented by kurento-emulator"
     return f"{text}: {reason}" if reason else text
 

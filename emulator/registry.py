@@ -119,7 +119,7 @@ class MediaSet:
     # -- references --------------------------------------------------------------------------
 
     def register(self, obj: MediaObject, session_id: str) -> None:
-        """Add a new object: child of its parent, referenced by the parent's sessions and this one."""
+        """Add a new object: child of its parent, in its parent's sessions and this one."""
         self.objects[obj.id] = obj
         if obj.parent is not None:
             obj.parent.children[obj.id] = obj

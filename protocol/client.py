@@ -81,8 +81,11 @@ class ClientConnection:
             if message.method == "onEvent":
                 value = message.params.get("value", {})
                 self._events.append(
-                    EventReceived(str(value.get("object")), str(value.get("type")),
-                                  dict(value.get("data") or {}))
+                    EventReceived(
+                        str(value.get("object")),
+                        str(value.get("type")),
+                        dict(value.get("data") or {}),
+                    )
                 )
             return
         if isinstance(message, Response):

@@ -1,4 +1,4 @@
-"""Errors the server answers with, one tree, converted to the wire once (in ``emulator/dispatch.py``).
+"""Errors the server answers with: one tree, converted to the wire once (``emulator/dispatch.py``).
 
 The tree::
 

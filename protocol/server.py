@@ -1,11 +1,12 @@
 """The server side of one Kurento WebSocket connection, without sockets.
 
-Text goes in with ``receive_text``; requests come out of ``events_received``; replies and events go in
-with ``send_result``/``send_error``/``send_event``; text comes out of ``data_to_send``.
+Text goes in with ``receive_text``; requests come out of ``events_received``; replies and events go
+in with ``send_result``/``send_error``/``send_event``; text comes out of ``data_to_send``.
 
-Session rules reproduced here (protocol.md 2.2, ``WebSocketTransport.cpp``/``ServerMethods::process``):
-the connection is bound to the session named by the last successful reply's ``result.sessionId``,
-and a request without ``params.sessionId`` gets the bound session injected.
+Session rules reproduced here (protocol.md 2.2, ``WebSocketTransport.cpp``,
+``ServerMethods::process``): the connection is bound to the session named by the last successful
+reply's ``result.sessionId``, and a request without ``params.sessionId`` gets the bound session
+injected.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Session timekeeping without a clock: every call takes ``now`` (seconds, monotonic).
 
 - ``ReplayCache``: KMS answers a repeated (sessionId, request id) within 20 s with the cached reply
-  instead of executing it again (``ServerMethods::preProcess``/``postProcess``, ``REQUEST_TIMEOUT``).
+  instead of executing it again (``ServerMethods::preProcess/postProcess``, ``REQUEST_TIMEOUT``).
 - ``SessionActivity``: KMS's garbage collector (``MediaSet::doGarbageCollection``): each period it
   clears the "in use" flag of every session; a session whose flag was already clear is collected.
 """

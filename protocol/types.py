@@ -1,7 +1,7 @@
 """The emulator's type registry: Kurento classes, complex types and events, and their marshalling.
 
-The definitions themselves live in ``protocol/modules/{core,elements,filters}.py`` and are written in
-this project; ``tests/protocol/test_registry_vs_kmd.py`` checks them against the official KMD files.
+The definitions live in ``protocol/modules/{core,elements,filters}.py``, written in this project;
+``tests/protocol/test_registry_vs_kmd.py`` checks them against the official KMD files.
 This module holds the machinery: lookups along the class hierarchy (KMS's invoke dispatch order,
 protocol.md 2.6), validation of incoming values with KMS's MARSHALL_ERROR messages (generated
 ``Serialize`` code of kurento-module-creator), and the KMD document ``getKmd`` returns.
@@ -191,8 +191,14 @@ def json_kind(kmd_type: str, registry: TypeRegistry | None = None) -> str:
         return "array"
     if kmd_type.endswith("<>"):
         return "map"
-    simple = {"String": "string", "int": "integer", "boolean": "boolean", "float": "double",
-              "double": "double", "int64": "int64"}
+    simple = {
+        "String": "string",
+        "int": "integer",
+        "boolean": "boolean",
+        "float": "double",
+        "double": "double",
+        "int64": "int64",
+    }
     if kmd_type in simple:
         return simple[kmd_type]
     if registry is not None and isinstance(registry.complex_types.get(kmd_type), RegisterType):
@@ -377,8 +383,10 @@ class TypeRegistry:
         if not isinstance(value, dict):
             raise self._type_error(path, reg.name)
         declared = value.get("__type__")
-        if declared is not None and declared != reg.name and not self._register_is_a(
-            str(declared), reg.name
+        if (
+            declared is not None
+            and declared != reg.name
+            and not self._register_is_a(str(declared), reg.name)
         ):
             raise MarshallError(f"'{path}' parameter should be a {reg.name}, got {declared}")
         out: dict[str, Any] = {}

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
+
+_ID_BASES = itertools.count(1000, 100_000)
 
 
 class RawPeer:
@@ -17,7 +20,8 @@ class RawPeer:
     def __init__(self, ws: ClientConnection) -> None:
         self.ws = ws
         self.events: list[dict[str, Any]] = []
-        self._next_id = 1000
+        # Distinct ids per peer: KMS replays a cached reply for a repeated (session, id).
+        self._next_id = next(_ID_BASES)
 
     @classmethod
     @contextlib.asynccontextmanager

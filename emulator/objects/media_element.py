@@ -1,15 +1,15 @@
 """MediaElement and the simple elements built on it (KMD core ``MediaElement``, ``PassThrough``).
 
 Connection semantics follow ``MediaElementImpl.cpp``: without ``mediaType`` a connect links AUDIO,
-VIDEO and DATA; a sink pad has one source, so connecting a new source first disconnects the old one;
-``ElementConnected``/``ElementDisconnected`` are raised on the source; disconnecting a link that does
-not exist is not an error.
+VIDEO and DATA; a sink pad has one source, so connecting a new source first disconnects the old
+one; ``ElementConnected``/``ElementDisconnected`` are raised on the source; disconnecting a link
+that does not exist is not an error.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 from emulator.objects.media_object import MediaObject
 from emulator.objects.media_pipeline import MEDIA_TYPES, Connection, MediaPipeline, write_dot
@@ -20,7 +20,11 @@ class MediaElement(MediaObject):
     """An element that sends and receives media through connections."""
 
     TYPE = "MediaElement"
-    PROPERTY_DEFAULTS = {"encoderBitrate": 300000, "minEncoderBitrate": 0, "maxEncoderBitrate": 0}
+    PROPERTY_DEFAULTS: ClassVar[dict[str, Any]] = {
+        "encoderBitrate": 300000,
+        "minEncoderBitrate": 0,
+        "maxEncoderBitrate": 0,
+    }
     STATS_TYPE = "ElementStats"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -179,9 +183,7 @@ class MediaElement(MediaObject):
         lines = [f'digraph "{self.id}" {{', "  rankdir=LR;"]
         lines.append(f'  "{self.id}" [label="{self.TYPE}\\n{self.name}", shape=box];')
         for link in [*self.owner.links(source=self), *self.owner.links(sink=self)]:
-            lines.append(
-                f'  "{link.source.id}" -> "{link.sink.id}" [label="{link.media_type}"];'
-            )
+            lines.append(f'  "{link.source.id}" -> "{link.sink.id}" [label="{link.media_type}"];')
         lines.append("}")
         return "\n".join(lines) + "\n"
 

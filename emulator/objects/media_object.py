@@ -6,6 +6,7 @@ into snake_case keyword arguments) and serialises what they return.
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from collections.abc import Callable
@@ -70,7 +71,7 @@ class MediaObject:
         self.released = False
         self.properties: dict[str, Any] = {}
         for cls in reversed(type(self).__mro__):
-            self.properties.update(getattr(cls, "PROPERTY_DEFAULTS", {}))
+            self.properties.update(copy.deepcopy(getattr(cls, "PROPERTY_DEFAULTS", {})))
         short = object_id.rsplit("/", 1)[-1][:8]
         self.log = ObjectLogger(
             logging.getLogger(f"emulator.objects.{self.TYPE}"), {"prefix": f"{self.TYPE} {short}"}

@@ -7,7 +7,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from emulator.objects.media_object import MediaObject
 
@@ -45,7 +45,7 @@ class MediaPipeline(MediaObject):
     """A pipeline: its elements and who sends what to whom."""
 
     TYPE = "MediaPipeline"
-    PROPERTY_DEFAULTS = {"latencyStats": False}
+    PROPERTY_DEFAULTS: ClassVar[dict[str, Any]] = {"latencyStats": False}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -53,7 +53,9 @@ class MediaPipeline(MediaObject):
 
     # -- connection maps ---------------------------------------------------------------------
 
-    def source_of(self, sink: MediaElement, media_type: str, sink_description: str) -> Connection | None:
+    def source_of(
+        self, sink: MediaElement, media_type: str, sink_description: str
+    ) -> Connection | None:
         """The connection feeding a sink pad (a sink pad has at most one source)."""
         for conn in self.connections:
             if (

@@ -7,7 +7,7 @@ kbps, ``mtu`` from ``BaseRtpEndpoint.conf.ini``, states ``DISCONNECTED`` until m
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from emulator.objects.media_element import Endpoint
 from protocol.types import complex_value
@@ -33,14 +33,17 @@ class SdpEndpoint(SessionEndpoint):
     """Abstract: an endpoint negotiated with SDP offer/answer."""
 
     TYPE = "SdpEndpoint"
-    PROPERTY_DEFAULTS = {"maxAudioRecvBandwidth": 0, "maxVideoRecvBandwidth": 0}
+    PROPERTY_DEFAULTS: ClassVar[dict[str, Any]] = {
+        "maxAudioRecvBandwidth": 0,
+        "maxVideoRecvBandwidth": 0,
+    }
 
 
 class BaseRtpEndpoint(SdpEndpoint):
     """Abstract: an SDP endpoint that carries RTP."""
 
     TYPE = "BaseRtpEndpoint"
-    PROPERTY_DEFAULTS = {
+    PROPERTY_DEFAULTS: ClassVar[dict[str, Any]] = {
         "minVideoRecvBandwidth": 0,
         "minVideoSendBandwidth": 100,
         "maxVideoSendBandwidth": 500,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 from emulator.objects.sdp_endpoint import BaseRtpEndpoint
 
 
@@ -10,7 +12,7 @@ class WebRtcEndpoint(BaseRtpEndpoint):
 
     TYPE = "WebRtcEndpoint"
     NOT_YET = "WebRTC negotiation and media (ICE, DTLS-SRTP) are not available in this build"
-    PROPERTY_DEFAULTS = {
+    PROPERTY_DEFAULTS: ClassVar[dict[str, Any]] = {
         "stunServerAddress": "",
         "stunServerPort": 3478,
         "turnUrl": "",

@@ -255,7 +255,7 @@ class KurentoClient:
                 self._ws = await ws_connect(
                     self.url, ssl=self.ssl_context, compression=None, ping_interval=None
                 )
-            except (OSError, WebSocketException, asyncio.TimeoutError):
+            except (TimeoutError, OSError, WebSocketException):
                 await asyncio.sleep(delay)
                 delay = min(delay * 1.6, 10.0)
                 continue
@@ -275,7 +275,7 @@ class KurentoClient:
             self.protocol.session_id = None
             result = await self.call("connect")
             same = False
-        except (RpcError, ConnectionLost, asyncio.TimeoutError) as exc:
+        except (TimeoutError, RpcError, ConnectionLost) as exc:
             logger.info("resume failed: %s", exc)
             return
         self.server_id = result.get("serverId")

@@ -81,9 +81,7 @@ class EmulatorServer:
             "server_header": SERVER_HEADER,
         }
         if settings.port is not None:
-            self._servers["ws"] = await serve(
-                self._handle, settings.host, settings.port, **common
-            )
+            self._servers["ws"] = await serve(self._handle, settings.host, settings.port, **common)
         if settings.secure_port is not None:
             self.tls = load_tls(
                 settings.certificate, settings.certificate_password, ["localhost", "127.0.0.1"]
@@ -144,7 +142,9 @@ class EmulatorServer:
 
     # -- HTTP ------------------------------------------------------------------------------------
 
-    def _process_request(self, connection: ServerConnection, request: Request) -> HttpResponse | None:
+    def _process_request(
+        self, connection: ServerConnection, request: Request
+    ) -> HttpResponse | None:
         upgrade = request.headers.get("Upgrade", "")
         if "websocket" not in upgrade.lower():
             return connection.respond(http.HTTPStatus.UPGRADE_REQUIRED, "Upgrade Required\n")

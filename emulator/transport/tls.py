@@ -1,4 +1,4 @@
-"""TLS for ``wss://``: a KMS-style PEM (certificate chain and key in one file) or a self-signed one."""
+"""TLS for ``wss://``: a KMS-style PEM (certificate chain and key in one file), or self-signed."""
 
 from __future__ import annotations
 

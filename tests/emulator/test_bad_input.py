@@ -12,16 +12,31 @@ from tests.wire import RawPeer
 
 FRAMES: list[tuple[str, str, dict[str, Any]]] = [
     ("not json", "{nope", {"code": -32700, "message": "Parse error."}),
-    ("json array", '[{"jsonrpc":"2.0","method":"ping","id":1}]',
-     {"code": -32600, "message": "Invalid JSON-RPC request."}),
-    ("missing jsonrpc", '{"method":"ping","id":1}',
-     {"code": -32600, "message": "Invalid JSON-RPC request."}),
-    ("missing method", '{"jsonrpc":"2.0","id":1}',
-     {"code": -32600, "message": "Invalid JSON-RPC request."}),
-    ("method not a string", '{"jsonrpc":"2.0","method":7,"id":1}',
-     {"code": -32600, "message": "Invalid JSON-RPC request."}),
-    ("missing id", '{"jsonrpc":"2.0","method":"ping"}',
-     {"code": -32000, "message": "Ignoring response because of a notification request"}),
+    (
+        "json array",
+        '[{"jsonrpc":"2.0","method":"ping","id":1}]',
+        {"code": -32600, "message": "Invalid JSON-RPC request."},
+    ),
+    (
+        "missing jsonrpc",
+        '{"method":"ping","id":1}',
+        {"code": -32600, "message": "Invalid JSON-RPC request."},
+    ),
+    (
+        "missing method",
+        '{"jsonrpc":"2.0","id":1}',
+        {"code": -32600, "message": "Invalid JSON-RPC request."},
+    ),
+    (
+        "method not a string",
+        '{"jsonrpc":"2.0","method":7,"id":1}',
+        {"code": -32600, "message": "Invalid JSON-RPC request."},
+    ),
+    (
+        "missing id",
+        '{"jsonrpc":"2.0","method":"ping"}',
+        {"code": -32000, "message": "Ignoring response because of a notification request"},
+    ),
 ]
 
 
@@ -42,46 +57,138 @@ REQUESTS: list[tuple[str, str, dict[str, Any] | None, int, str | None, str | Non
     ("unknown method", "frobnicate", {}, -32601, None, "Method not found."),
     ("no params", "create", None, -32602, "INVALID_PARAMS", "'params' is required"),
     ("missing type", "create", {}, -32000, None, "'type' parameter is required"),
-    ("type not a string", "create", {"type": 5}, -32000, None, "'type' parameter should be a string"),
-    ("unknown type", "create", {"type": "Nope"}, 40108, "MEDIA_OBJECT_NOT_AVAILABLE",
-     "Factory 'Nope' not found"),
-    ("abstract type", "create", {"type": "MediaElement"}, 40108, "MEDIA_OBJECT_NOT_AVAILABLE",
-     "Factory 'MediaElement' not found"),
-    ("unknown object", "invoke", {"object": "x", "operation": "getName"}, 40101,
-     "MEDIA_OBJECT_NOT_FOUND", "Object 'x' not found"),
-    ("missing object", "invoke", {"operation": "getName"}, -32000, None,
-     "'object' parameter is required"),
-    ("missing constructor params", "create", {"type": "PassThrough"}, 40001, "MARSHALL_ERROR",
-     "'constructorParams' is required"),
-    ("constructor params not object", "create",
-     {"type": "PassThrough", "constructorParams": [1]}, 40001, "MARSHALL_ERROR",
-     "'constructorParams' should be an object"),
-    ("wrong constructor param type", "create",
-     {"type": "PassThrough", "constructorParams": {"mediaPipeline": 5}}, 40001, "MARSHALL_ERROR",
-     "'mediaPipeline' parameter should be a string"),
-    ("constructor param unknown object", "create",
-     {"type": "PassThrough", "constructorParams": {"mediaPipeline": "gone"}}, 40101,
-     "MEDIA_OBJECT_NOT_FOUND", "Object 'gone' not found"),
-    ("subscribe unknown event", "subscribe",
-     {"object": "manager_ServerManager", "type": "OnIceCandidate"}, 40106,
-     "MEDIA_OBJECT_EVENT_NOT_SUPPORTED", "Event 'OnIceCandidate' not supported"),
-    ("unknown operation", "invoke",
-     {"object": "manager_ServerManager", "operation": "frobnicate",
-      "operationParams": {"a": 1, "b": 2}}, 40008, "MALFORMED_TRANSACTION",
-     "Method 'frobnicate' with 2 parameters not found"),
-    ("missing operation params", "invoke",
-     {"object": "manager_ServerManager", "operation": "getKmd"}, 40001, "MARSHALL_ERROR",
-     "'operationParams' is required"),
-    ("wrong operation param type", "invoke",
-     {"object": "manager_ServerManager", "operation": "getKmd",
-      "operationParams": {"moduleName": 3}}, 40001, "MARSHALL_ERROR",
-     "'moduleName' parameter should be a string"),
-    ("setter wrong type", "invoke",
-     {"object": "manager_ServerManager", "operation": "setName",
-      "operationParams": {"name": True}}, 40001, "MARSHALL_ERROR",
-     "'name' parameter should be a string"),
-    ("transaction operations not array", "transaction", {"operations": {}}, -32000, None,
-     "'operations' parameter should be an array"),
+    (
+        "type not a string",
+        "create",
+        {"type": 5},
+        -32000,
+        None,
+        "'type' parameter should be a string",
+    ),
+    (
+        "unknown type",
+        "create",
+        {"type": "Nope"},
+        40108,
+        "MEDIA_OBJECT_NOT_AVAILABLE",
+        "Factory 'Nope' not found",
+    ),
+    (
+        "abstract type",
+        "create",
+        {"type": "MediaElement"},
+        40108,
+        "MEDIA_OBJECT_NOT_AVAILABLE",
+        "Factory 'MediaElement' not found",
+    ),
+    (
+        "unknown object",
+        "invoke",
+        {"object": "x", "operation": "getName"},
+        40101,
+        "MEDIA_OBJECT_NOT_FOUND",
+        "Object 'x' not found",
+    ),
+    (
+        "missing object",
+        "invoke",
+        {"operation": "getName"},
+        -32000,
+        None,
+        "'object' parameter is required",
+    ),
+    (
+        "missing constructor params",
+        "create",
+        {"type": "PassThrough"},
+        40001,
+        "MARSHALL_ERROR",
+        "'constructorParams' is required",
+    ),
+    (
+        "constructor params not object",
+        "create",
+        {"type": "PassThrough", "constructorParams": [1]},
+        40001,
+        "MARSHALL_ERROR",
+        "'constructorParams' should be an object",
+    ),
+    (
+        "wrong constructor param type",
+        "create",
+        {"type": "PassThrough", "constructorParams": {"mediaPipeline": 5}},
+        40001,
+        "MARSHALL_ERROR",
+        "'mediaPipeline' parameter should be a string",
+    ),
+    (
+        "constructor param unknown object",
+        "create",
+        {"type": "PassThrough", "constructorParams": {"mediaPipeline": "gone"}},
+        40101,
+        "MEDIA_OBJECT_NOT_FOUND",
+        "Object 'gone' not found",
+    ),
+    (
+        "subscribe unknown event",
+        "subscribe",
+        {"object": "manager_ServerManager", "type": "OnIceCandidate"},
+        40106,
+        "MEDIA_OBJECT_EVENT_NOT_SUPPORTED",
+        "Event 'OnIceCandidate' not supported",
+    ),
+    (
+        "unknown operation",
+        "invoke",
+        {
+            "object": "manager_ServerManager",
+            "operation": "frobnicate",
+            "operationParams": {"a": 1, "b": 2},
+        },
+        40008,
+        "MALFORMED_TRANSACTION",
+        "Method 'frobnicate' with 2 parameters not found",
+    ),
+    (
+        "missing operation params",
+        "invoke",
+        {"object": "manager_ServerManager", "operation": "getKmd"},
+        40001,
+        "MARSHALL_ERROR",
+        "'operationParams' is required",
+    ),
+    (
+        "wrong operation param type",
+        "invoke",
+        {
+            "object": "manager_ServerManager",
+            "operation": "getKmd",
+            "operationParams": {"moduleName": 3},
+        },
+        40001,
+        "MARSHALL_ERROR",
+        "'moduleName' parameter should be a string",
+    ),
+    (
+        "setter wrong type",
+        "invoke",
+        {
+            "object": "manager_ServerManager",
+            "operation": "setName",
+            "operationParams": {"name": True},
+        },
+        40001,
+        "MARSHALL_ERROR",
+        "'name' parameter should be a string",
+    ),
+    (
+        "transaction operations not array",
+        "transaction",
+        {"operations": {}},
+        -32000,
+        None,
+        "'operations' parameter should be an array",
+    ),
 ]
 
 
@@ -111,9 +218,11 @@ async def test_wrong_object_type_for_parameter(raw: RawPeer) -> None:
     """An id of the wrong class for an object parameter is a MARSHALL_ERROR naming both."""
     created = await raw.result("create", {"type": "MediaPipeline"})
     pipeline = created["value"]
-    element = (await raw.result(
-        "create", {"type": "PassThrough", "constructorParams": {"mediaPipeline": pipeline}}
-    ))["value"]
+    element = (
+        await raw.result(
+            "create", {"type": "PassThrough", "constructorParams": {"mediaPipeline": pipeline}}
+        )
+    )["value"]
     reply = await raw.call(
         "invoke", {"object": element, "operation": "connect", "operationParams": {"sink": pipeline}}
     )
@@ -124,12 +233,18 @@ async def test_wrong_object_type_for_parameter(raw: RawPeer) -> None:
 async def test_invalid_enum_value_is_marshall_error(raw: RawPeer) -> None:
     """An enum value outside the KMD list is rejected with the accepted values."""
     pipeline = (await raw.result("create", {"type": "MediaPipeline"}))["value"]
-    element = (await raw.result(
-        "create", {"type": "PassThrough", "constructorParams": {"mediaPipeline": pipeline}}
-    ))["value"]
+    element = (
+        await raw.result(
+            "create", {"type": "PassThrough", "constructorParams": {"mediaPipeline": pipeline}}
+        )
+    )["value"]
     reply = await raw.call(
-        "invoke", {"object": element, "operation": "getSourceConnections",
-                   "operationParams": {"mediaType": "SMELL"}}
+        "invoke",
+        {
+            "object": element,
+            "operation": "getSourceConnections",
+            "operationParams": {"mediaType": "SMELL"},
+        },
     )
     assert reply["error"]["code"] == 40001
     assert "AUDIO, DATA, VIDEO" in reply["error"]["message"]
@@ -137,13 +252,15 @@ async def test_invalid_enum_value_is_marshall_error(raw: RawPeer) -> None:
 
 async def test_oversized_message_rejected_connection_kept() -> None:
     """A message over the configured limit is answered with -32600 and the limit."""
-    async with running_emulator(make_settings(max_message_size=200)) as server:
-        async with RawPeer.open(server.urls["ws"]) as raw:
-            await raw.send("ping", {"padding": "x" * 500})
-            reply = await raw.reply()
-            assert reply["error"]["code"] == -32600
-            assert "limit of 200" in reply["error"]["message"]
-            assert (await raw.result("ping"))["value"] == "pong"
+    async with (
+        running_emulator(make_settings(max_message_size=200)) as server,
+        RawPeer.open(server.urls["ws"]) as raw,
+    ):
+        await raw.send("ping", {"padding": "x" * 500})
+        reply = await raw.reply()
+        assert reply["error"]["code"] == -32600
+        assert "limit of 200" in reply["error"]["message"]
+        assert (await raw.result("ping"))["value"] == "pong"
 
 
 async def test_bad_input_leaves_other_sessions_untouched(server: EmulatorServer) -> None:
@@ -163,8 +280,11 @@ async def test_client_disconnecting_mid_request_loses_nothing(server: EmulatorSe
     async with RawPeer.open(url) as leaving:
         await leaving.send(
             "invoke",
-            {"object": "manager_ServerManager", "operation": "getUsedCpu",
-             "operationParams": {"interval": 300}},
+            {
+                "object": "manager_ServerManager",
+                "operation": "getUsedCpu",
+                "operationParams": {"interval": 300},
+            },
         )
     async with RawPeer.open(url) as staying:
         assert (await staying.result("ping"))["value"] == "pong"

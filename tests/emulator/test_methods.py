@@ -48,10 +48,12 @@ async def test_create_element_id_prefixed_by_pipeline(raw: RawPeer) -> None:
 async def test_create_hub_port_is_child_of_hub(raw: RawPeer) -> None:
     """HubPort ids are prefixed by their hub's id."""
     pipeline = await _pipeline(raw)
-    hub = (await raw.result(
-        "create", {"type": "Composite", "constructorParams": {"mediaPipeline": pipeline}}
-    ))["value"]
-    port = (await raw.result("create", {"type": "HubPort", "constructorParams": {"hub": hub}}))
+    hub = (
+        await raw.result(
+            "create", {"type": "Composite", "constructorParams": {"mediaPipeline": pipeline}}
+        )
+    )["value"]
+    port = await raw.result("create", {"type": "HubPort", "constructorParams": {"hub": hub}})
     assert port["value"].startswith(f"{hub}/")
     assert port["value"].endswith("_kurento.HubPort")
 
@@ -69,8 +71,8 @@ async def test_invoke_void_returns_value_null(raw: RawPeer) -> None:
     """Void methods answer "value": null."""
     pipeline = await _pipeline(raw)
     reply = await raw.call(
-        "invoke", {"object": pipeline, "operation": "addTag",
-                   "operationParams": {"key": "k", "value": "v"}},
+        "invoke",
+        {"object": pipeline, "operation": "addTag", "operationParams": {"key": "k", "value": "v"}},
     )
     assert reply["result"]["value"] is None
     assert "value" in reply["result"]
@@ -81,9 +83,7 @@ async def test_subscribe_unsubscribe_shapes(raw: RawPeer) -> None:
     pipeline = await _pipeline(raw)
     result = await raw.result("subscribe", {"object": pipeline, "type": "Error"})
     assert re.fullmatch(UUID, result["value"])
-    reply = await raw.result(
-        "unsubscribe", {"object": pipeline, "subscription": result["value"]}
-    )
+    reply = await raw.result("unsubscribe", {"object": pipeline, "subscription": result["value"]})
     assert set(reply) == {"sessionId"}
 
 
@@ -186,13 +186,28 @@ async def test_close_session_without_release_unrefs(raw: RawPeer) -> None:
 async def test_transaction_resolves_newrefs(raw: RawPeer) -> None:
     """Operations run in order; newref:N is replaced by result N's value."""
     operations = [
-        {"jsonrpc": "2.0", "id": 0, "method": "create",
-         "params": {"type": "MediaPipeline", "constructorParams": {}}},
-        {"jsonrpc": "2.0", "id": 1, "method": "create",
-         "params": {"type": "PassThrough", "constructorParams": {"mediaPipeline": "newref:0"}}},
-        {"jsonrpc": "2.0", "id": 2, "method": "invoke",
-         "params": {"object": "newref:1", "operation": "connect",
-                    "operationParams": {"sink": "newref:1"}}},
+        {
+            "jsonrpc": "2.0",
+            "id": 0,
+            "method": "create",
+            "params": {"type": "MediaPipeline", "constructorParams": {}},
+        },
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "create",
+            "params": {"type": "PassThrough", "constructorParams": {"mediaPipeline": "newref:0"}},
+        },
+        {
+            "jsonrpc": "2.0",
+            "id": 2,
+            "method": "invoke",
+            "params": {
+                "object": "newref:1",
+                "operation": "connect",
+                "operationParams": {"sink": "newref:1"},
+            },
+        },
     ]
     result = await raw.result("transaction", {"operations": operations})
     session = result["sessionId"]

@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
 from emulator.transport.client import KurentoClient, RemoteObject
 from protocol.errors import ConnectError, KurentoNotImplemented, MediaObjectTagKeyNotFound
 
-import pytest
 
-
-async def _pipeline_with(client: KurentoClient, *types: str) -> tuple[RemoteObject, list[RemoteObject]]:
+async def _pipeline_with(
+    client: KurentoClient, *types: str
+) -> tuple[RemoteObject, list[RemoteObject]]:
     pipeline = await client.create("MediaPipeline")
     return pipeline, [await pipeline.create(t) for t in types]
 
@@ -35,11 +37,17 @@ async def test_sink_connections_report_element_connection_data(client: KurentoCl
     _, (a, b) = await _pipeline_with(client, "PassThrough", "PassThrough")
     await a.connect(b, "VIDEO")
     sinks = await a.invoke("getSinkConnections")
-    assert sinks == [{
-        "__module__": "kurento", "__type__": "ElementConnectionData", "sink": b.id,
-        "sinkDescription": "default", "source": a.id, "sourceDescription": "default",
-        "type": "VIDEO",
-    }]
+    assert sinks == [
+        {
+            "__module__": "kurento",
+            "__type__": "ElementConnectionData",
+            "sink": b.id,
+            "sinkDescription": "default",
+            "source": a.id,
+            "sourceDescription": "default",
+            "type": "VIDEO",
+        }
+    ]
     assert await b.invoke("getSourceConnections", mediaType="AUDIO") == []
     assert len(await b.invoke("getSourceConnections", mediaType="VIDEO")) == 1
 

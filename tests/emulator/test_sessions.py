@@ -24,8 +24,11 @@ async def test_events_follow_the_session_to_a_new_connection(server: EmulatorSer
         await second.result("connect", {"sessionId": session})
         await second.result(
             "invoke",
-            {"object": elements[0], "operation": "connect",
-             "operationParams": {"sink": elements[1], "mediaType": "AUDIO"}},
+            {
+                "object": elements[0],
+                "operation": "connect",
+                "operationParams": {"sink": elements[1], "mediaType": "AUDIO"},
+            },
         )
         event = await second.event("ElementConnected")
         assert event["params"]["value"]["object"] == elements[0]
@@ -50,46 +53,56 @@ async def test_repeated_request_id_gets_cached_reply(raw: RawPeer) -> None:
 
 async def test_request_cache_can_be_disabled() -> None:
     """With disable_request_cache a repeated id is executed again."""
-    async with running_emulator(make_settings(disable_request_cache=True)) as server:
-        async with RawPeer.open(server.urls["ws"]) as raw:
-            session = (await raw.result("create", {"type": "MediaPipeline"}))["sessionId"]
-            params = {"type": "MediaPipeline", "sessionId": session}
-            await raw.send("create", params, id=5)
-            first = await raw.reply(5)
-            await raw.send("create", params, id=5)
-            second = await raw.reply(5)
-            assert first["result"]["value"] != second["result"]["value"]
+    async with (
+        running_emulator(make_settings(disable_request_cache=True)) as server,
+        RawPeer.open(server.urls["ws"]) as raw,
+    ):
+        session = (await raw.result("create", {"type": "MediaPipeline"}))["sessionId"]
+        params = {"type": "MediaPipeline", "sessionId": session}
+        await raw.send("create", params, id=5)
+        first = await raw.reply(5)
+        await raw.send("create", params, id=5)
+        second = await raw.reply(5)
+        assert first["result"]["value"] != second["result"]["value"]
 
 
 async def test_session_objects_collected_after_disconnect() -> None:
     """Objects of a session without a connection are released after the collector periods."""
-    async with running_emulator(make_settings(gc_period=0.2)) as server:
-        async with await KurentoClient.connect(server.urls["ws"], reconnect=False) as watcher:
-            manager = await watcher.server_manager()
-            destroyed = await manager.subscribe("ObjectDestroyed")
-            async with RawPeer.open(server.urls["ws"]) as owner:
-                pipeline = (await owner.result("create", {"type": "MediaPipeline"}))["value"]
-            event = await destroyed.get(timeout=5)
-            assert event["objectId"] == pipeline
+    async with (
+        running_emulator(make_settings(gc_period=0.2)) as server,
+        await KurentoClient.connect(server.urls["ws"], reconnect=False) as watcher,
+    ):
+        manager = await watcher.server_manager()
+        destroyed = await manager.subscribe("ObjectDestroyed")
+        async with RawPeer.open(server.urls["ws"]) as owner:
+            pipeline = (await owner.result("create", {"type": "MediaPipeline"}))["value"]
+        event = await destroyed.get(timeout=5)
+        assert event["objectId"] == pipeline
 
 
 async def test_session_with_open_connection_survives_collection() -> None:
     """Objects of a session bound to an open connection are not collected."""
-    async with running_emulator(make_settings(gc_period=0.1)) as server:
-        async with RawPeer.open(server.urls["ws"]) as owner:
-            pipeline = (await owner.result("create", {"type": "MediaPipeline"}))["value"]
-            await asyncio.wait_for(server.wait_for_collector_passes(3), timeout=5)
-            assert "result" in await owner.call("describe", {"object": pipeline})
+    async with (
+        running_emulator(make_settings(gc_period=0.1)) as server,
+        RawPeer.open(server.urls["ws"]) as owner,
+    ):
+        pipeline = (await owner.result("create", {"type": "MediaPipeline"}))["value"]
+        await asyncio.wait_for(server.wait_for_collector_passes(3), timeout=5)
+        assert "result" in await owner.call("describe", {"object": pipeline})
 
 
 async def test_server_id_changes_at_each_start() -> None:
     """Each server process start has a new serverId; old sessions answer 40007."""
-    async with running_emulator(make_settings()) as first:
-        async with RawPeer.open(first.urls["ws"]) as raw:
-            session = (await raw.result("create", {"type": "MediaPipeline"}))["sessionId"]
-            first_id = (await raw.result("connect", {"sessionId": session}))["serverId"]
-    async with running_emulator(make_settings()) as second:
-        async with RawPeer.open(second.urls["ws"]) as raw:
-            reply = await raw.call("connect", {"sessionId": session})
-            assert reply["error"]["code"] == 40007
-            assert (await raw.result("connect"))["serverId"] not in (first_id, None)
+    async with (
+        running_emulator(make_settings()) as first,
+        RawPeer.open(first.urls["ws"]) as raw,
+    ):
+        session = (await raw.result("create", {"type": "MediaPipeline"}))["sessionId"]
+        first_id = (await raw.result("connect", {"sessionId": session}))["serverId"]
+    async with (
+        running_emulator(make_settings()) as second,
+        RawPeer.open(second.urls["ws"]) as raw,
+    ):
+        reply = await raw.call("connect", {"sessionId": session})
+        assert reply["error"]["code"] == 40007
+        assert (await raw.result("connect"))["serverId"] not in (first_id, None)

@@ -90,10 +90,16 @@ async def test_wss_with_given_pem(tmp_path: Path) -> None:
 async def test_pipelined_requests_answered_in_order(raw: RawPeer) -> None:
     """Requests sent back to back on one connection are answered in the order sent."""
     pipeline = (await raw.result("create", {"type": "MediaPipeline"}))["value"]
-    slow = {"object": "manager_ServerManager", "operation": "getUsedCpu",
-            "operationParams": {"interval": 200}}
-    ids = [await raw.send("invoke", slow), await raw.send("describe", {"object": pipeline}),
-           await raw.send("ping")]
+    slow = {
+        "object": "manager_ServerManager",
+        "operation": "getUsedCpu",
+        "operationParams": {"interval": 200},
+    }
+    ids = [
+        await raw.send("invoke", slow),
+        await raw.send("describe", {"object": pipeline}),
+        await raw.send("ping"),
+    ]
     replies = [await raw.recv() for _ in ids]
     assert [r["id"] for r in replies] == ids
 
@@ -103,8 +109,13 @@ async def test_slow_request_does_not_delay_other_connections(server: EmulatorSer
     url = server.urls["ws"]
     async with RawPeer.open(url) as slow, RawPeer.open(url) as fast:
         slow_id = await slow.send(
-            "invoke", {"object": "manager_ServerManager", "operation": "getUsedCpu",
-                       "operationParams": {"interval": 3000}})
+            "invoke",
+            {
+                "object": "manager_ServerManager",
+                "operation": "getUsedCpu",
+                "operationParams": {"interval": 3000},
+            },
+        )
         assert (await fast.result("ping"))["value"] == "pong"
         with pytest.raises(TimeoutError):
             await slow.recv(timeout=0.01)

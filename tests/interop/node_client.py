@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 JS_DIR = Path(__file__).resolve().parent / "js"
+REPORT_PREFIX = "@@ "
 
 
 class NodeScenario:
@@ -26,7 +27,10 @@ class NodeScenario:
         if not (JS_DIR / "node_modules" / "kurento-client").is_dir():
             raise RuntimeError("kurento-client is not installed: run `make js-deps`")
         process = await asyncio.create_subprocess_exec(
-            "node", "scenario.js", url, scenario,
+            "node",
+            "scenario.js",
+            url,
+            scenario,
             cwd=JS_DIR,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
@@ -48,7 +52,10 @@ class NodeScenario:
             if not line:
                 stderr = await self._stderr()
                 raise AssertionError(f"scenario ended before {name!r}: {self.reports} {stderr}")
-            report = json.loads(line)
+            text = line.decode(errors="replace")
+            if not text.startswith(REPORT_PREFIX):
+                continue  # kurento-client's own console.log lines
+            report = json.loads(text[len(REPORT_PREFIX) :])
             self.reports.append(report)
             if report["step"] == "failed":
                 raise AssertionError(f"scenario failed: {report['error']}")

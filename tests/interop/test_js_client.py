@@ -20,7 +20,7 @@ async def test_js_client_basic_flow(server: EmulatorServer) -> None:
         assert event["mediaType"] == "VIDEO" and event["timestampMillis"].isdigit()
         tags = await node.step("tags")
         assert tags["value"] == "7"
-        assert tags["tags"] == [{"key": "room", "value": "7"}]
+        assert [(t["key"], t["value"]) for t in tags["tags"]] == [("room", "7")]
         sinks = await node.step("sink-connections")
         assert sinks["sinks"] == [{"sink": created["sink"], "type": "VIDEO"}]
         missing = await node.step("missing-tag")

@@ -1,5 +1,5 @@
 // Drives kurento-emulator with the official kurento-client 7.3.0, as an application would.
-// Usage: node scenario.js <ws-url> <scenario>; prints one JSON object per line on stdout and reads
+// Usage: node scenario.js <ws-url> <scenario>; prints one "@@ <json>" line per step on stdout and reads
 // commands (one word per line) on stdin where a scenario waits for the test.
 'use strict';
 
@@ -16,7 +16,7 @@ lines.on('line', (line) => {
 });
 
 function report(step, data) {
-  process.stdout.write(JSON.stringify(Object.assign({ step }, data || {})) + '\n');
+  process.stdout.write('@@ ' + JSON.stringify(Object.assign({ step }, data || {})) + '\n');
 }
 
 function nextCommand() {
@@ -71,7 +71,7 @@ const scenarios = {
     const value = await call(source, 'getTag', 'room');
     report('tags', { tags, value });
     const sinks = await call(source, 'getSinkConnections');
-    report('sink-connections', { sinks: sinks.map((c) => ({ sink: c.sink.id, type: c.type })) });
+    report('sink-connections', { sinks: sinks.map((c) => ({ sink: (c.sink && c.sink.id) || c.sink, type: c.type })) });
     try {
       await call(source, 'getTag', 'missing');
       report('missing-tag', { error: null });

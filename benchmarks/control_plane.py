@@ -1,0 +1,268 @@
+"""Control-plane benchmark: JSON-RPC round trips per second against a real server process.
+
+    python -m benchmarks.control_plane [--quick] [--out benchmarks/results]
+
+Measures, with 1 and 50 concurrent clients (each its own WebSocket, requests one after another):
+``ping`` round trips, and create/release of a pipeline with 10 PassThrough elements (12 requests per
+cycle). The server runs in its own process, as in production; the clients share this process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import re
+import statistics
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+from websockets.asyncio.client import ClientConnection, connect
+
+console = Console()
+
+
+@dataclass
+class Result:
+    """One measured scenario."""
+
+    scenario: str
+    clients: int
+    seconds: float
+    operations: int
+    requests: int
+    ops_per_second: float
+    requests_per_second: float
+    latency_ms_p50: float
+    latency_ms_p99: float
+    server_cpu_seconds: float
+
+
+class Rpc:
+    """A minimal sequential JSON-RPC client (kept lean so the load generator stays cheap)."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self.next_id = 0
+        self.session: str | None = None
+
+    async def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
+        self.next_id += 1
+        message: dict[str, Any] = {"jsonrpc": "2.0", "id": self.next_id, "method": method}
+        if params is not None:
+            if self.session:
+                params = {**params, "sessionId": self.session}
+            message["params"] = params
+        await self.ws.send(json.dumps(message))
+        reply = json.loads(await self.ws.recv())
+        if "error" in reply:
+            raise RuntimeError(f"{method}: {reply['error']}")
+        result = reply["result"]
+        if isinstance(result, dict) and result.get("sessionId"):
+            self.session = result["sessionId"]
+        return result
+
+
+async def ping_cycle(rpc: Rpc) -> int:
+    """One ping round trip."""
+    await rpc.call("ping")
+    return 1
+
+
+async def pipeline_cycle(rpc: Rpc) -> int:
+    """Create a pipeline with 10 elements, then release it: 12 requests."""
+    pipeline = (await rpc.call("create", {"type": "MediaPipeline"}))["value"]
+    for _ in range(10):
+        await rpc.call(
+            "create", {"type": "PassThrough", "constructorParams": {"mediaPipeline": pipeline}}
+        )
+    await rpc.call("release", {"object": pipeline})
+    return 12
+
+
+@contextlib.asynccontextmanager
+async def server_process() -> AsyncIterator[tuple[str, int]]:
+    """Start ``python -m emulator`` on an ephemeral port; yield its URL and pid."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "emulator",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--no-wss",
+        "--log-level",
+        "INFO",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    assert process.stdout is not None
+    url = None
+    while url is None:
+        line = (await asyncio.wait_for(process.stdout.readline(), 20)).decode()
+        if not line:
+            raise RuntimeError("server exited before listening")
+        found = re.search(r"(ws://\S+/kurento)", line)
+        url = found.group(1) if found else None
+    # Keep reading the server's log so that a full pipe never blocks it.
+    drain = asyncio.create_task(_drain(process.stdout))
+    try:
+        yield url, process.pid
+    finally:
+        process.terminate()
+        await process.wait()
+        drain.cancel()
+
+
+async def _drain(stream: asyncio.StreamReader) -> None:
+    while await stream.readline():
+        pass
+
+
+def process_cpu(pid: int) -> float:
+    """utime + stime of a process, in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def measure(
+    url: str,
+    pid: int,
+    name: str,
+    cycle: Callable[[Rpc], Awaitable[int]],
+    clients: int,
+    seconds: float,
+) -> Result:
+    """Run ``cycle`` in a loop on ``clients`` connections for ``seconds``."""
+    latencies: list[float] = []
+    counts = {"ops": 0, "requests": 0}
+    sockets = [await connect(url, compression=None, ping_interval=None) for _ in range(clients)]
+    rpcs = [Rpc(ws) for ws in sockets]
+    for rpc in rpcs:
+        await rpc.call("ping")
+    deadline = time.perf_counter() + seconds
+
+    async def worker(rpc: Rpc) -> None:
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            counts["requests"] += await cycle(rpc)
+            latencies.append(time.perf_counter() - started)
+            counts["ops"] += 1
+
+    cpu_before, wall_before = process_cpu(pid), time.perf_counter()
+    await asyncio.gather(*(worker(rpc) for rpc in rpcs))
+    elapsed = time.perf_counter() - wall_before
+    cpu = process_cpu(pid) - cpu_before
+    for ws in sockets:
+        await ws.close()
+    latencies.sort()
+    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] if latencies else 0.0
+    return Result(
+        scenario=name,
+        clients=clients,
+        seconds=round(elapsed, 3),
+        operations=counts["ops"],
+        requests=counts["requests"],
+        ops_per_second=round(counts["ops"] / elapsed, 1),
+        requests_per_second=round(counts["requests"] / elapsed, 1),
+        latency_ms_p50=round(statistics.median(latencies) * 1000, 3) if latencies else 0.0,
+        latency_ms_p99=round(p99 * 1000, 3),
+        server_cpu_seconds=round(cpu, 3),
+    )
+
+
+def machine() -> dict[str, Any]:
+    """A description of the machine the figures were taken on."""
+    cpu = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+async def run(quick: bool) -> dict[str, Any]:
+    """Every scenario, with a progress bar."""
+    seconds = 2.0 if quick else 10.0
+    plan = [
+        ("ping", ping_cycle, 1),
+        ("ping", ping_cycle, 50),
+        ("pipeline+10 elements", pipeline_cycle, 1),
+        ("pipeline+10 elements", pipeline_cycle, 50),
+    ]
+    results: list[Result] = []
+    async with server_process() as (url, pid):
+        with Progress(console=console) as progress:
+            task = progress.add_task("control plane", total=len(plan))
+            for name, cycle, clients in plan:
+                progress.update(task, description=f"{name}, {clients} client(s)")
+                results.append(await measure(url, pid, name, cycle, clients, seconds))
+                progress.advance(task)
+    return {
+        "benchmark": "control_plane",
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": machine(),
+        "quick": quick,
+        "results": [asdict(r) for r in results],
+    }
+
+
+def show(report: dict[str, Any]) -> None:
+    """Print the figures as a table."""
+    table = Table(title="kurento-emulator control plane")
+    for column in (
+        "scenario",
+        "clients",
+        "ops/s",
+        "requests/s",
+        "p50 ms",
+        "p99 ms",
+        "server CPU s",
+    ):
+        table.add_column(column)
+    for r in report["results"]:
+        table.add_row(
+            r["scenario"],
+            str(r["clients"]),
+            str(r["ops_per_second"]),
+            str(r["requests_per_second"]),
+            str(r["latency_ms_p50"]),
+            str(r["latency_ms_p99"]),
+            str(r["server_cpu_seconds"]),
+        )
+    console.print(table)
+
+
+def main() -> None:
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="2 s per scenario instead of 10 s")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    args = parser.parse_args()
+    report = asyncio.run(run(args.quick))
+    show(report)
+    args.out.mkdir(parents=True, exist_ok=True)
+    target = args.out / f"control_plane-{report['date'][:10]}.json"
+    target.write_text(json.dumps(report, indent=2) + "\n")
+    console.print(f"wrote {target}")
+
+
+if __name__ == "__main__":
+    main()
