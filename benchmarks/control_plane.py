@@ -156,7 +156,8 @@ async def measure(
     async def worker(rpc: Rpc) -> None:
         while time.perf_counter() < deadline:
             started = time.perf_counter()
-            counts["requests"] += await cycle(rpc)
+            requests = await cycle(rpc)
+            counts["requests"] += requests
             latencies.append(time.perf_counter() - started)
             counts["ops"] += 1
 

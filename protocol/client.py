@@ -67,7 +67,8 @@ class ClientConnection:
         """Queue a request; returns its id."""
         request_id = self._next_id
         self._next_id += 1
-        if with_session and self.session_id is not None:
+        # kurento-client never adds the session to ping: a pong must not bind a new socket.
+        if with_session and method != "ping" and self.session_id is not None:
             params = dict(params or {})
             params.setdefault("sessionId", self.session_id)
         self.pending[request_id] = method

@@ -1,12 +1,14 @@
-"""The ``elements`` module of Kurento 7.3.0: its classes, complex types and events.
+"""The ``elements`` module of Kurento 7.3.0: WebRTC, RTP, player, recorder, HTTP endpoints.
 
 Written for kurento-emulator; ``tests/protocol/test_registry_vs_kmd.py`` checks every signature
-against the official ``elements.kmd.json``.
+against the official ``elements.kmd.json``. Each doc is the first sentence of the KMD's, in plain
+text.
 """
 
 from __future__ import annotations
 
 from protocol.types import (
+    ComplexType,
     EnumType,
     EventType,
     Method,
@@ -19,19 +21,23 @@ from protocol.types import (
     RemoteClass,
 )
 
-CLASSES = (
+CLASSES: tuple[RemoteClass, ...] = (
     RemoteClass(
         "AlphaBlending",
         "elements",
         extends="Hub",
+        doc=(
+            "A Hub that mixes the MediaType.AUDIO stream of its connected sources and constructs "
+            "one output with MediaType.VIDEO streams of its connected sources into its sink."
+        ),
         constructor=(
             P(
                 "mediaPipeline",
                 "MediaPipeline",
-                doc="the MediaPipeline to which the dispatcher belongs",
+                doc="the MediaPipeline to which the dispatcher belongs.",
             ),
         ),
-        constructor_doc="Create for the given pipeline",
+        constructor_doc="Create for the given pipeline.",
         methods=(
             Method(
                 "setMaster",
@@ -39,11 +45,11 @@ CLASSES = (
                     P(
                         "source",
                         "HubPort",
-                        doc="The reference to the HubPort setting as master port",
+                        doc="The reference to the HubPort setting as master port.",
                     ),
-                    P("zOrder", "int", doc="The order in z to draw the master image"),
+                    P("zOrder", "int", doc="The order in z to draw the master image."),
                 ),
-                doc=("Sets the source port that will be the master entry to the mixer"),
+                doc="Sets the source port that will be the master entry to the mixer.",
             ),
             Method(
                 "setPortProperties",
@@ -66,42 +72,37 @@ CLASSES = (
                 doc="Configure the blending mode of one port.",
             ),
         ),
-        doc=(
-            "A Hub that mixes the MediaType.AUDIO stream of its connected "
-            "sources and constructs one output with MediaType.VIDEO "
-            "streams of its connected sources into its..."
-        ),
     ),
     RemoteClass(
         "Composite",
         "elements",
         extends="Hub",
+        doc=(
+            "A Hub that mixes the MediaType.AUDIO stream of its connected sources and constructs a "
+            "grid with the MediaType.VIDEO streams of its connected sources into its sink."
+        ),
         constructor=(
             P(
                 "mediaPipeline",
                 "MediaPipeline",
-                doc="the MediaPipeline to which the dispatcher belongs",
+                doc="the MediaPipeline to which the dispatcher belongs.",
             ),
-            Opt("width", "int", 800, doc="screen width"),
-            Opt("height", "int", 600, doc="screen height"),
-            Opt("framerate", "int", 15, doc="frames per second"),
+            Opt("width", "int", 800, doc="screen width."),
+            Opt("height", "int", 600, doc="screen height."),
+            Opt("framerate", "int", 15, doc="frames per second."),
         ),
-        constructor_doc="Create for the given pipeline",
-        doc=(
-            "A Hub that mixes the MediaType.AUDIO stream of its connected "
-            "sources and constructs a grid with the MediaType.VIDEO "
-            "streams of its connected sources into its..."
-        ),
+        constructor_doc="Create for the given pipeline.",
     ),
     RemoteClass(
         "Dispatcher",
         "elements",
         extends="Hub",
+        doc="A Hub that allows routing between arbitrary port pairs.",
         constructor=(
             P(
                 "mediaPipeline",
                 "MediaPipeline",
-                doc="the MediaPipeline to which the dispatcher belongs",
+                doc="the MediaPipeline to which the dispatcher belongs.",
             ),
         ),
         constructor_doc="Create a Dispatcher belonging to the given pipeline.",
@@ -109,82 +110,80 @@ CLASSES = (
             Method(
                 "connect",
                 params=(
-                    P("source", "HubPort", doc="Source port to be connected"),
-                    P("sink", "HubPort", doc="Sink port to be connected"),
+                    P("source", "HubPort", doc="Source port to be connected."),
+                    P("sink", "HubPort", doc="Sink port to be connected."),
                 ),
                 doc=(
-                    "Connects each corresponding MediaType of the given source "
-                    "port with the sink port."
+                    "Connects each corresponding MediaType of the given source port with the sink "
+                    "port."
                 ),
             ),
         ),
-        doc="A Hub that allows routing between arbitrary port pairs",
     ),
     RemoteClass(
         "DispatcherOneToMany",
         "elements",
         extends="Hub",
+        doc="A Hub that sends a given source to all the connected sinks.",
         constructor=(
             P(
                 "mediaPipeline",
                 "MediaPipeline",
-                doc="the MediaPipeline to which the dispatcher belongs",
+                doc="the MediaPipeline to which the dispatcher belongs.",
             ),
         ),
-        constructor_doc=("Create a DispatcherOneToMany belonging to the given pipeline."),
+        constructor_doc="Create a DispatcherOneToMany belonging to the given pipeline.",
         methods=(
             Method(
                 "setSource",
-                params=(P("source", "HubPort", doc="source to be broadcasted"),),
+                params=(P("source", "HubPort", doc="source to be broadcasted."),),
                 doc=(
-                    "Sets the source port that will be connected to the sinks of "
-                    "every HubPort of the dispatcher"
+                    "Sets the source port that will be connected to the sinks of every HubPort of "
+                    "the dispatcher."
                 ),
             ),
-            Method(
-                "removeSource",
-                params=(),
-                doc="Remove the source port and stop the media pipeline.",
-            ),
+            Method("removeSource", doc="Remove the source port and stop the media pipeline."),
         ),
-        doc="A Hub that sends a given source to all the connected sinks",
     ),
     RemoteClass(
         "HttpEndpoint",
         "elements",
         extends="SessionEndpoint",
         abstract=True,
+        doc=(
+            "Endpoint that enables Kurento to work as an HTTP server, allowing peer HTTP clients "
+            "to access media."
+        ),
         methods=(
             Method(
                 "getUrl",
-                params=(),
                 returns="String",
-                return_doc="The url as a String",
-                doc="Obtains the URL associated to this endpoint",
+                doc="Obtains the URL associated to this endpoint.",
+                return_doc="The url as a String.",
             ),
-        ),
-        doc=(
-            "Endpoint that enables Kurento to work as an HTTP server, "
-            "allowing peer HTTP clients to access media."
         ),
     ),
     RemoteClass(
         "HttpPostEndpoint",
         "elements",
         extends="HttpEndpoint",
+        doc=(
+            "An HttpPostEndpoint contains SINK pads for AUDIO and VIDEO, which provide access to "
+            "an HTTP file upload function."
+        ),
         constructor=(
             P(
                 "mediaPipeline",
                 "MediaPipeline",
-                doc="the MediaPipeline to which the endpoint belongs",
+                doc="the MediaPipeline to which the endpoint belongs.",
             ),
             Opt(
                 "disconnectionTimeout",
                 "int",
                 2,
                 doc=(
-                    "This is the time that an http endpoint will wait for a "
-                    "reconnection, in case an HTTP connection is lost."
+                    "This is the time that an http endpoint will wait for a reconnection, in case "
+                    "an HTTP connection is lost."
                 ),
             ),
             Opt(
@@ -192,62 +191,62 @@ CLASSES = (
                 "boolean",
                 False,
                 doc=(
-                    "Feed the input media as-is to the Media Pipeline, instead of "
-                    "first decoding it."
+                    "Feed the input media as-is to the Media Pipeline, instead of first decoding "
+                    "it."
                 ),
             ),
         ),
         constructor_doc="Builder for the HttpPostEndpoint.",
         events=("EndOfStream",),
-        doc=(
-            "An HttpPostEndpoint contains SINK pads for AUDIO and VIDEO, "
-            "which provide access to an HTTP file upload function This "
-            "type of endpoint provide unidirectional..."
-        ),
     ),
     RemoteClass(
         "Mixer",
         "elements",
         extends="Hub",
+        doc=(
+            "A Hub that allows routing of video between arbitrary port pairs and mixing of audio "
+            "among several ports."
+        ),
         constructor=(
-            P("mediaPipeline", "MediaPipeline", doc="the MediaPipeline to which the Mixer belongs"),
+            P(
+                "mediaPipeline",
+                "MediaPipeline",
+                doc="the MediaPipeline to which the Mixer belongs.",
+            ),
         ),
         constructor_doc="Create a Mixer belonging to the given pipeline.",
         methods=(
             Method(
                 "connect",
                 params=(
-                    P("media", "MediaType", doc="The sort of media stream to be connected"),
-                    P("source", "HubPort", doc="Source port to be connected"),
-                    P("sink", "HubPort", doc="Sink port to be connected"),
+                    P("media", "MediaType", doc="The sort of media stream to be connected."),
+                    P("source", "HubPort", doc="Source port to be connected."),
+                    P("sink", "HubPort", doc="Sink port to be connected."),
                 ),
                 doc=(
-                    "Connects each corresponding MediaType of the given source "
-                    "port with the sink port."
+                    "Connects each corresponding MediaType of the given source port with the sink "
+                    "port."
                 ),
             ),
             Method(
                 "disconnect",
                 params=(
-                    P("media", "MediaType", doc="The sort of media stream to be disconnected"),
-                    P("source", "HubPort", doc="Audio source port to be disconnected"),
-                    P("sink", "HubPort", doc="Audio sink port to be disconnected"),
+                    P("media", "MediaType", doc="The sort of media stream to be disconnected."),
+                    P("source", "HubPort", doc="Audio source port to be disconnected."),
+                    P("sink", "HubPort", doc="Audio sink port to be disconnected."),
                 ),
                 doc=(
-                    "Disonnects each corresponding MediaType of the given source "
-                    "port from the sink port."
+                    "Disonnects each corresponding MediaType of the given source port from the "
+                    "sink port."
                 ),
             ),
-        ),
-        doc=(
-            "A Hub that allows routing of video between arbitrary port "
-            "pairs and mixing of audio among several ports"
         ),
     ),
     RemoteClass(
         "PlayerEndpoint",
         "elements",
         extends="UriEndpoint",
+        doc="Retrieves content from external sources.",
         constructor=(
             P(
                 "mediaPipeline",
@@ -260,47 +259,43 @@ CLASSES = (
                 "boolean",
                 False,
                 doc=(
-                    "Feed an encoded media as-is to the Media Pipeline, instead "
-                    "of first decoding it."
+                    "Feed an encoded media as-is to the Media Pipeline, instead of first decoding "
+                    "it."
                 ),
             ),
             Opt("networkCache", "int", 2000, doc="RTSP buffer length."),
         ),
-        constructor_doc="Create a PlayerEndpoint",
+        constructor_doc="Create a PlayerEndpoint.",
         properties=(
             Property(
                 "videoInfo",
                 "VideoInfo",
                 read_only=True,
-                doc="Returns info about the source being played",
+                doc="Returns info about the source being played.",
             ),
             Property(
                 "elementGstreamerDot",
                 "String",
                 read_only=True,
-                doc=("Returns the GStreamer DOT string for this element's private pipeline"),
+                doc="Returns the GStreamer DOT string for this element's private pipeline.",
             ),
             Property("position", "int64", doc="Get or set the actual position of the video in ms."),
         ),
         methods=(
-            Method(
-                "play",
-                params=(),
-                doc="Starts reproducing the media, sending it to the MediaSource.",
-            ),
+            Method("play", doc="Starts reproducing the media, sending it to the MediaSource."),
         ),
         events=("EndOfStream",),
-        doc="Retrieves content from external sources.",
     ),
     RemoteClass(
         "RecorderEndpoint",
         "elements",
         extends="UriEndpoint",
+        doc="Provides functionality to store media contents.",
         constructor=(
             P(
                 "mediaPipeline",
                 "MediaPipeline",
-                doc="the MediaPipeline to which the endpoint belongs",
+                doc="the MediaPipeline to which the endpoint belongs.",
             ),
             P("uri", "String", doc="URI where the recording will be stored."),
             Opt(
@@ -314,43 +309,37 @@ CLASSES = (
                 "boolean",
                 False,
                 doc=(
-                    "Forces the recorder endpoint to finish processing data when "
-                    "an End Of Stream (EOS) is detected in the stream"
+                    "Forces the recorder endpoint to finish processing data when an End Of Stream "
+                    "(EOS) is detected in the stream."
                 ),
             ),
         ),
-        constructor_doc="Builder for the RecorderEndpoint",
+        constructor_doc="Builder for the RecorderEndpoint.",
         methods=(
-            Method(
-                "record",
-                params=(),
-                doc="Starts storing media received through the sink pad.",
-            ),
+            Method("record", doc="Starts storing media received through the sink pad."),
             Method(
                 "stopAndWait",
-                params=(),
                 doc=(
-                    "Stops recording and does not return until all the content "
-                    "has been written to the selected uri."
+                    "Stops recording and does not return until all the content has been written to "
+                    "the selected uri."
                 ),
             ),
         ),
-        events=(
-            "Recording",
-            "Paused",
-            "Stopped",
-        ),
-        doc="Provides functionality to store media contents.",
+        events=("Recording", "Paused", "Stopped"),
     ),
     RemoteClass(
         "RtpEndpoint",
         "elements",
         extends="BaseRtpEndpoint",
+        doc=(
+            "Endpoint that provides bidirectional content delivery capabilities through the RTP or "
+            "SRTP protocols."
+        ),
         constructor=(
             P(
                 "mediaPipeline",
                 "MediaPipeline",
-                doc="the MediaPipeline to which the endpoint belongs",
+                doc="the MediaPipeline to which the endpoint belongs.",
             ),
             Opt("crypto", "SDES", {}, doc="SDES-type param."),
             Opt(
@@ -360,44 +349,37 @@ CLASSES = (
                 doc="This configures the endpoint to use IPv6 instead of IPv4.",
             ),
         ),
-        constructor_doc="Builder for the RtpEndpoint",
+        constructor_doc="Builder for the RtpEndpoint.",
         events=("OnKeySoftLimit",),
-        doc=(
-            "Endpoint that provides bidirectional content delivery "
-            "capabilities through the RTP or SRTP protocols."
-        ),
     ),
     RemoteClass(
         "WebRtcEndpoint",
         "elements",
         extends="BaseRtpEndpoint",
+        doc="Endpoint that provides bidirectional WebRTC capabilities for Kurento.",
         constructor=(
             P(
                 "mediaPipeline",
                 "MediaPipeline",
-                doc="the MediaPipeline to which the endpoint belongs",
+                doc="the MediaPipeline to which the endpoint belongs.",
             ),
-            Opt("recvonly", "boolean", False, doc="Single direction, receive-only endpoint"),
-            Opt("sendonly", "boolean", False, doc="Single direction, send-only endpoint"),
-            Opt("useDataChannels", "boolean", False, doc="Activate data channels support"),
+            Opt("recvonly", "boolean", False, doc="Single direction, receive-only endpoint."),
+            Opt("sendonly", "boolean", False, doc="Single direction, send-only endpoint."),
+            Opt("useDataChannels", "boolean", False, doc="Activate data channels support."),
             Opt(
                 "certificateKeyType",
                 "CertificateKeyType",
                 "RSA",
-                doc="Define the type of the certificate used in dtls",
+                doc="Define the type of the certificate used in dtls.",
             ),
             Opt(
                 "qosDscp",
                 "DSCPValue",
                 "NO_VALUE",
-                doc=(
-                    "DSCP value to be used in network traffic sent from this "
-                    "endpoint If this parameter is present with a value different "
-                    "to NO_VALUE, all traffic sent from this..."
-                ),
+                doc="DSCP value to be used in network traffic sent from this endpoint.",
             ),
         ),
-        constructor_doc="Builder for the WebRtcEndpoint",
+        constructor_doc="Builder for the WebRtcEndpoint.",
         properties=(
             Property(
                 "networkInterfaces",
@@ -406,7 +388,7 @@ CLASSES = (
             ),
             Property("iceTcp", "boolean", doc="Enable ICE-TCP candidate gathering."),
             Property("stunServerAddress", "String", doc="STUN server IP address."),
-            Property("stunServerPort", "int", doc="Port of the STUN server"),
+            Property("stunServerPort", "int", doc="Port of the STUN server."),
             Property("turnUrl", "String", doc="TURN server URL."),
             Property("externalIPv4", "String", doc="External IPv4 address of the media server."),
             Property("externalIPv6", "String", doc="External IPv6 address of the media server."),
@@ -415,8 +397,8 @@ CLASSES = (
                 "IceCandidatePair[]",
                 read_only=True,
                 doc=(
-                    "the ICE candidate pair (local and remote candidates) used by "
-                    "the ICE library for each stream."
+                    "the ICE candidate pair (local and remote candidates) used by the ICE library "
+                    "for each stream."
                 ),
             ),
             Property(
@@ -433,20 +415,16 @@ CLASSES = (
             ),
         ),
         methods=(
-            Method(
-                "gatherCandidates",
-                params=(),
-                doc="Start the ICE candidate gathering.",
-            ),
+            Method("gatherCandidates", doc="Start the ICE candidate gathering."),
             Method(
                 "addIceCandidate",
-                params=(P("candidate", "IceCandidate", doc="Remote ICE candidate"),),
-                doc=("Process an ICE candidate sent by the remote peer of the connection."),
+                params=(P("candidate", "IceCandidate", doc="Remote ICE candidate."),),
+                doc="Process an ICE candidate sent by the remote peer of the connection.",
             ),
             Method(
                 "createDataChannel",
                 params=(
-                    Opt("label", "String", "", doc="Channel's label"),
+                    Opt("label", "String", "", doc="Channel's label."),
                     Opt(
                         "ordered",
                         "boolean",
@@ -458,8 +436,8 @@ CLASSES = (
                         "int",
                         -1,
                         doc=(
-                            "The time window (in milliseconds) during which transmissions "
-                            "and retransmissions may take place in unreliable mode."
+                            "The time window (in milliseconds) during which transmissions and "
+                            "retransmissions may take place in unreliable mode."
                         ),
                     ),
                     Opt(
@@ -467,23 +445,23 @@ CLASSES = (
                         "int",
                         -1,
                         doc=(
-                            "maximum number of retransmissions that are attempted in "
-                            "unreliable mode."
+                            "maximum number of retransmissions that are attempted in unreliable "
+                            "mode."
                         ),
                     ),
                     Opt(
                         "protocol",
                         "String",
                         "",
-                        doc="Name of the subprotocol used for data communication",
+                        doc="Name of the subprotocol used for data communication.",
                     ),
                 ),
                 doc="Create a new data channel, if data channels are supported.",
             ),
             Method(
                 "closeDataChannel",
-                params=(P("channelId", "int", doc="The channel identifier"),),
-                doc="Closes an open data channel",
+                params=(P("channelId", "int", doc="The channel identifier."),),
+                doc="Closes an open data channel.",
             ),
         ),
         events=(
@@ -495,11 +473,10 @@ CLASSES = (
             "DataChannelClosed",
             "NewCandidatePairSelected",
         ),
-        doc=("Endpoint that provides bidirectional WebRTC capabilities for Kurento."),
     ),
 )
 
-COMPLEX_TYPES = (
+COMPLEX_TYPES: tuple[ComplexType, ...] = (
     EnumType(
         "CryptoSuite",
         "elements",
@@ -509,33 +486,17 @@ COMPLEX_TYPES = (
             "AES_256_CM_HMAC_SHA1_32",
             "AES_256_CM_HMAC_SHA1_80",
         ),
-        doc="Describes the encryption and authentication algorithms",
+        doc="Describes the encryption and authentication algorithms.",
     ),
     RegisterType(
         "SDES",
         "elements",
+        doc="Security Descriptions for Media Streams.",
         properties=(
-            Opt(
-                "key",
-                "String",
-                doc=(
-                    "Master key and salt (plain text) This field provides the the "
-                    "cryptographic master key appended with the master salt, in "
-                    "plain text format."
-                ),
-            ),
-            Opt(
-                "keyBase64",
-                "String",
-                doc=(
-                    "Master key and salt (base64 encoded) This field provides the "
-                    "cryptographic master key appended with the master salt, "
-                    "encoded in base64."
-                ),
-            ),
+            Opt("key", "String", doc="Master key and salt (plain text)."),
+            Opt("keyBase64", "String", doc="Master key and salt (base64 encoded)."),
             Opt("crypto", "CryptoSuite", doc="Selects the cryptographic suite to be used."),
         ),
-        doc="Security Descriptions for Media Streams",
     ),
     EnumType(
         "MediaProfileSpecType",
@@ -555,39 +516,35 @@ COMPLEX_TYPES = (
             "FLV",
         ),
         doc=(
-            "Media profile, used by the RecorderEndpoint builder to "
-            "specify the codecs and media container that should be used "
-            "for the recordings."
+            "Media profile, used by the RecorderEndpoint builder to specify the codecs and media "
+            "container that should be used for the recordings."
         ),
     ),
     EnumType(
         "GapsFixMethod",
         "elements",
-        (
-            "NONE",
-            "GENPTS",
-            "FILL_IF_TRANSCODING",
-        ),
+        ("NONE", "GENPTS", "FILL_IF_TRANSCODING"),
         doc="How to fix gaps when they are found in the recorded stream.",
     ),
     RegisterType(
         "VideoInfo",
         "elements",
         properties=(
-            P("isSeekable", "boolean", doc="Seek is possible in video source"),
-            P("seekableInit", "int64", doc="First video position to do seek in ms"),
-            P("seekableEnd", "int64", doc="Last video position to do seek in ms"),
-            P("duration", "int64", doc="Video duration in ms"),
+            P("isSeekable", "boolean", doc="Seek is possible in video source."),
+            P("seekableInit", "int64", doc="First video position to do seek in ms."),
+            P("seekableEnd", "int64", doc="Last video position to do seek in ms."),
+            P("duration", "int64", doc="Video duration in ms."),
         ),
     ),
     RegisterType(
         "IceCandidate",
         "elements",
+        doc="IceCandidate representation based on RTCIceCandidate interface.",
         properties=(
             P(
                 "candidate",
                 "String",
-                doc=("The candidate-attribute as defined in section 15.1 of ICE (rfc5245)."),
+                doc="The candidate-attribute as defined in section 15.1 of ICE (rfc5245).",
             ),
             P(
                 "sdpMid",
@@ -600,79 +557,57 @@ COMPLEX_TYPES = (
                 "sdpMLineIndex",
                 "int",
                 doc=(
-                    "The index (starting at zero) of the m-line in the SDP this "
-                    "candidate is associated with."
+                    "The index (starting at zero) of the m-line in the SDP this candidate is "
+                    "associated with."
                 ),
             ),
         ),
-        doc=("IceCandidate representation based on RTCIceCandidate interface."),
     ),
     EnumType(
         "IceComponentState",
         "elements",
-        (
-            "DISCONNECTED",
-            "GATHERING",
-            "CONNECTING",
-            "CONNECTED",
-            "READY",
-            "FAILED",
-        ),
+        ("DISCONNECTED", "GATHERING", "CONNECTING", "CONNECTED", "READY", "FAILED"),
         doc="States of an ICE component.",
     ),
     EnumType(
         "DtlsConnectionState",
         "elements",
-        (
-            "NEW",
-            "CLOSED",
-            "FAILED",
-            "CONNECTING",
-            "CONNECTED",
-        ),
+        ("NEW", "CLOSED", "FAILED", "CONNECTING", "CONNECTED"),
         doc="States of a DTLS connection.",
     ),
     RegisterType(
         "IceCandidatePair",
         "elements",
+        doc="The ICE candidate pair used by the ICE library, for a certain stream.",
         properties=(
-            P("streamId", "String", doc="Stream ID of the ICE connection"),
-            P("componentId", "int", doc="Component ID of the ICE connection"),
+            P("streamId", "String", doc="Stream ID of the ICE connection."),
+            P("componentId", "int", doc="Component ID of the ICE connection."),
             P("localCandidate", "String", doc="The local candidate used by the ICE library."),
             P("remoteCandidate", "String", doc="The remote candidate used by the ICE library."),
         ),
-        doc=("The ICE candidate pair used by the ICE library, for a certain stream."),
     ),
     RegisterType(
         "IceConnection",
         "elements",
-        properties=(
-            P("streamId", "String", doc="The ID of the stream"),
-            P("componentId", "int", doc="The ID of the component"),
-            P("state", "IceComponentState", doc="The state of the component"),
-        ),
         doc="The ICE connection state for a certain stream and component.",
+        properties=(
+            P("streamId", "String", doc="The ID of the stream."),
+            P("componentId", "int", doc="The ID of the component."),
+            P("state", "IceComponentState", doc="The state of the component."),
+        ),
     ),
     RegisterType(
         "DtlsConnection",
         "elements",
+        doc="The DTLS connection state for a certain stream and component.",
         properties=(
-            P("streamId", "String", doc="The ID of the stream"),
-            P("componentId", "String", doc="The ID of the component"),
-            P("connectionId", "String", doc="The ID of the underlying DTLS connection"),
-            P("state", "DtlsConnectionState", doc="The state of the component"),
+            P("streamId", "String", doc="The ID of the stream."),
+            P("componentId", "String", doc="The ID of the component."),
+            P("connectionId", "String", doc="The ID of the underlying DTLS connection."),
+            P("state", "DtlsConnectionState", doc="The state of the component."),
         ),
-        doc=("The DTLS connection state for a certain stream and component."),
     ),
-    EnumType(
-        "CertificateKeyType",
-        "elements",
-        (
-            "RSA",
-            "ECDSA",
-        ),
-        doc=".",
-    ),
+    EnumType("CertificateKeyType", "elements", ("RSA", "ECDSA")),
     EnumType(
         "DSCPValue",
         "elements",
@@ -721,118 +656,102 @@ COMPLEX_TYPES = (
             "VOICEADMIT",
             "LE",
         ),
-        doc=(
-            "Possible DSCP values WebRTC recommended values are taken "
-            "from RFC 8837 "
-            "https://datatracker.ietf.org/doc/html/rfc8837#section-5 , "
-            "These are the values from AU..."
-        ),
+        doc="Possible DSCP values.",
     ),
 )
 
-EVENTS = (
+EVENTS: tuple[EventType, ...] = (
     EventType(
         "OnKeySoftLimit",
         "elements",
-        properties=(P("mediaType", "MediaType", doc="The media stream"),),
         extends="Media",
         doc=(
-            "Fired when encryption is used and any stream reached the "
-            "soft key usage limit, which means it will expire soon."
+            "Fired when encryption is used and any stream reached the soft key usage limit, which "
+            "means it will expire soon."
         ),
+        properties=(P("mediaType", "MediaType", doc="The media stream."),),
     ),
     EventType(
-        "Recording",
-        "elements",
-        properties=(),
-        extends="Media",
-        doc="Fired when the recoding effectively starts.",
+        "Recording", "elements", extends="Media", doc="Fired when the recoding effectively starts."
     ),
     EventType(
-        "Paused",
-        "elements",
-        properties=(),
-        extends="Media",
-        doc="Fired when the recorder goes to pause state",
+        "Paused", "elements", extends="Media", doc="Fired when the recorder goes to pause state."
     ),
     EventType(
         "Stopped",
         "elements",
-        properties=(),
         extends="Media",
         doc=(
-            "Fired when the recorder has been stopped and all the media "
-            "has been written to storage."
+            "Fired when the recorder has been stopped and all the media has been written to "
+            "storage."
         ),
     ),
     EventType(
         "EndOfStream",
         "elements",
-        properties=(),
         extends="Media",
-        doc=("Event raised when the stream that the element sends out is finished."),
+        doc="Event raised when the stream that the element sends out is finished.",
     ),
     EventType(
         "IceCandidateFound",
         "elements",
-        properties=(P("candidate", "IceCandidate", doc="New local candidate"),),
         extends="Media",
         doc="Notifies a new local candidate.",
+        properties=(P("candidate", "IceCandidate", doc="New local candidate."),),
     ),
     EventType(
         "IceGatheringDone",
         "elements",
-        properties=(),
         extends="Media",
         doc="Event fired when al ICE candidates have been gathered.",
     ),
     EventType(
         "IceComponentStateChanged",
         "elements",
-        properties=(
-            P("streamId", "int", doc="The ID of the stream"),
-            P("componentId", "int", doc="The ID of the component"),
-            P("state", "IceComponentState", doc="The state of the component"),
-        ),
         extends="Media",
         doc="Event fired when and ICE component state changes.",
+        properties=(
+            P("streamId", "int", doc="The ID of the stream."),
+            P("componentId", "int", doc="The ID of the component."),
+            P("state", "IceComponentState", doc="The state of the component."),
+        ),
     ),
     EventType(
         "DtlsConnectionStateChange",
         "elements",
-        properties=(
-            P("streamId", "String", doc="The ID of the stream"),
-            P("componentId", "String", doc="The ID of the component"),
-            P("connectionId", "String", doc="ID of the underlying DTLS connection"),
-            P("state", "DtlsConnectionState", doc="The state of the component"),
-        ),
         extends="Media",
-        doc=("Event fired when and ICE component DTLS connection state changes."),
+        doc="Event fired when and ICE component DTLS connection state changes.",
+        properties=(
+            P("streamId", "String", doc="The ID of the stream."),
+            P("componentId", "String", doc="The ID of the component."),
+            P("connectionId", "String", doc="ID of the underlying DTLS connection."),
+            P("state", "DtlsConnectionState", doc="The state of the component."),
+        ),
     ),
     EventType(
         "DataChannelOpened",
         "elements",
-        properties=(P("channelId", "int", doc="The channel identifier"),),
         extends="Media",
         doc="Event fired when a new data channel is created.",
+        properties=(P("channelId", "int", doc="The channel identifier."),),
     ),
     EventType(
         "DataChannelClosed",
         "elements",
-        properties=(P("channelId", "int", doc="The channel identifier"),),
         extends="Media",
         doc="Event fired when a data channel is closed.",
+        properties=(P("channelId", "int", doc="The channel identifier."),),
     ),
     EventType(
         "NewCandidatePairSelected",
         "elements",
-        properties=(P("candidatePair", "IceCandidatePair", doc="The new pair of candidates"),),
         extends="Media",
-        doc=("Event fired when a new pair of ICE candidates is used by the ICE library."),
+        doc="Event fired when a new pair of ICE candidates is used by the ICE library.",
+        properties=(P("candidatePair", "IceCandidatePair", doc="The new pair of candidates."),),
     ),
 )
 
-ELEMENTS = Module(
+ELEMENTS: Module = Module(
     name="elements",
     version="7.3.0",
     kurento_version="^7.1.0",
