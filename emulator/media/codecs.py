@@ -1,0 +1,84 @@
+"""The codecs SdpEndpoints negotiate (KMS's ``SdpEndpoint.conf.json``, narrowed to what is served).
+
+KMS 7.3.0 offers opus/48000/2, PCMU/8000, PCMA/8000, AMR/8000 and H265, AV1, VP9, VP8, H264. The
+emulator forwards any negotiated codec untouched, and transcodes between those PyAV encodes and
+decodes here: Opus, PCMU, PCMA, G722, VP8 and H264. Codecs it could only forward (VP9) come last.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from protocol.sdp import Codec
+
+VIDEO_FEEDBACK = ("goog-remb", "ccm fir", "nack", "nack pli")
+AUDIO_FEEDBACK: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class CodecSpec:
+    """A codec the server can negotiate, with the payload type it uses when it offers."""
+
+    kind: str
+    name: str
+    clock_rate: int
+    channels: int | None = None
+    payload_type: int = 96
+    fmtp: str | None = None
+    feedback: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def key(self) -> tuple[str, int, int]:
+        """Identity for matching: lower-case name, clock rate, channels (1 when absent)."""
+        return (self.name.lower(), self.clock_rate, self.channels or 1)
+
+    def as_codec(self, payload_type: int | None = None) -> Codec:
+        """As an SDP codec, with this payload type or the offered one."""
+        return Codec(
+            payload_type=self.payload_type if payload_type is None else payload_type,
+            name=self.name,
+            clock_rate=self.clock_rate,
+            channels=self.channels,
+            fmtp=self.fmtp,
+            rtcp_fb=list(self.feedback),
+        )
+
+
+AUDIO_CODECS = (
+    CodecSpec("audio", "opus", 48000, 2, 111, "minptime=10;useinbandfec=1"),
+    CodecSpec("audio", "PCMU", 8000, 1, 0),
+    CodecSpec("audio", "PCMA", 8000, 1, 8),
+    CodecSpec("audio", "G722", 8000, 1, 9),
+    CodecSpec("audio", "telephone-event", 8000, 1, 101, "0-16"),
+    CodecSpec("audio", "telephone-event", 48000, 1, 110, "0-16"),
+)
+VIDEO_CODECS = (
+    CodecSpec("video", "VP8", 90000, None, 96, None, VIDEO_FEEDBACK),
+    CodecSpec(
+        "video",
+        "H264",
+        90000,
+        None,
+        102,
+        "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f",
+        VIDEO_FEEDBACK,
+    ),
+    CodecSpec("video", "VP9", 90000, None, 98, None, VIDEO_FEEDBACK),
+)
+SUPPORTED = {"audio": AUDIO_CODECS, "video": VIDEO_CODECS}
+
+
+def find_spec(kind: str, codec: Codec) -> CodecSpec | None:
+    """The served codec matching an offered one (H264 also needs packetization-mode 1)."""
+    for spec in SUPPORTED.get(kind, ()):
+        if spec.key != codec.key:
+            continue
+        if spec.name == "H264" and codec.parameters().get("packetization-mode", "0") != "1":
+            continue
+        return spec
+    return None
+
+
+def is_dtmf(codec: Codec) -> bool:
+    """RFC 4733 telephone-event."""
+    return codec.name.lower() == "telephone-event"

@@ -1,0 +1,327 @@
+"""The seam over aioice: ICE whose every UDP socket comes from the PortRange.
+
+aioice binds host sockets on ``(address, 0)``, never gathers loopback, accepts data from any source
+and queues it without bound (ecosystem.md 3.7). ``RangedConnection`` changes exactly those points:
+
+- host and TURN client sockets are bound by ``PortRange`` on the addresses ``AddressPolicy`` picks
+  (``networkInterfaces``, loopback included, IPv6 optional), and the host sockets are bound when
+  ``bind_host_sockets`` is called, so that exhaustion fails that call with 40009;
+- every local candidate is reported as soon as it exists (trickle ICE);
+- ``GuardedStunProtocol`` passes media (RFC 7983: not STUN) only from addresses ICE validated, and
+  hands RTP/RTCP to a synchronous ``fast_path`` when one is installed;
+- the receive queue is bounded and counts what it drops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import ifaddr
+from aioice import Candidate, Connection, TransportPolicy
+from aioice.candidate import candidate_foundation, candidate_priority
+from aioice.ice import CandidatePair, StunProtocol, server_reflexive_candidate
+from aioice.turn import (
+    DEFAULT_ALLOCATION_LIFETIME,
+    DEFAULT_CHANNEL_REFRESH_TIME,
+    TurnClientUdpProtocol,
+    TurnTransport,
+    create_turn_endpoint,
+)
+
+from emulator.media.ports import PortRange
+
+logger = logging.getLogger(__name__)
+
+RECEIVE_QUEUE = 2048
+"""Datagrams waiting for aiortc's DTLS/SRTP loop before new ones are dropped."""
+
+FastPath = Callable[[bytes, tuple[str, int]], bool]
+"""``fast_path(datagram, source)`` -> True when it consumed an RTP/RTCP datagram."""
+
+
+@dataclass(frozen=True, slots=True)
+class AddressPolicy:
+    """Which local addresses host candidates are gathered on."""
+
+    interfaces: tuple[str, ...] = ()
+    """Interface names (``networkInterfaces``); empty means every interface."""
+    ipv4: bool = True
+    ipv6: bool = True
+    loopback: bool = True
+
+    def addresses(self) -> list[str]:
+        """Local addresses to bind, IPv4 first, link-local IPv6 excluded."""
+        found_v4: list[str] = []
+        found_v6: list[str] = []
+        for adapter in ifaddr.get_adapters():
+            if self.interfaces and adapter.nice_name not in self.interfaces:
+                continue
+            for ip in adapter.ips:
+                address = ip.ip if isinstance(ip.ip, str) else ip.ip[0]
+                parsed = ipaddress.ip_address(address)
+                if parsed.is_loopback and not (self.loopback or self.interfaces):
+                    continue
+                if parsed.version == 4 and self.ipv4:
+                    found_v4.append(address)
+                elif parsed.version == 6 and self.ipv6 and not parsed.is_link_local:
+                    found_v6.append(address)
+        return sorted(set(found_v4), key=found_v4.index) + sorted(set(found_v6), key=found_v6.index)
+
+
+@dataclass
+class IceCounters:
+    """What the guards dropped."""
+
+    unvalidated_source: int = 0
+    queue_overflow: int = 0
+    sources: set[tuple[str, int]] = field(default_factory=set)
+
+
+class GuardedStunProtocol(StunProtocol):
+    """aioice's socket protocol, with RFC 7983 demultiplexing and a source check for media."""
+
+    fast_path: FastPath | None = None
+
+    def datagram_received(self, data: bytes | str, addr: tuple[Any, ...]) -> None:
+        """STUN goes to aioice; anything else only from a validated remote address."""
+        assert isinstance(data, bytes)
+        if not data:
+            return
+        if data[0] < 4:
+            super().datagram_received(data, addr)
+            return
+        source = (addr[0], addr[1])
+        receiver = self.receiver
+        assert isinstance(receiver, RangedConnection)
+        if not receiver.is_validated(self, source):
+            receiver.drop_unvalidated(source)
+            return
+        fast_path = self.fast_path
+        if fast_path is not None and data[0] > 127 and fast_path(data, source):
+            return
+        receiver.data_received(data, self.local_candidate.component)
+
+
+class RangedConnection(Connection):
+    """An aioice Connection whose sockets live in the port range and whose candidates trickle."""
+
+    def __init__(
+        self,
+        *,
+        ports: PortRange,
+        addresses: AddressPolicy,
+        on_candidate: Callable[[Candidate], None] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.ports = ports
+        self.address_policy = addresses
+        self.on_candidate = on_candidate
+        self.counters = IceCounters()
+        self._queue: asyncio.Queue[tuple[bytes, int] | None] = asyncio.Queue(RECEIVE_QUEUE)
+        self._bound: list[socket.socket] = []
+        self._fast_path: FastPath | None = None
+
+    # -- gathering -------------------------------------------------------------------------------
+
+    def bind_host_sockets(self) -> None:
+        """Bind one socket per host address now, so that a full port range fails this call.
+
+        Raises:
+            PortRangeExhausted: 40009, nothing stays bound.
+        """
+        if self._bound or self._transport_policy != TransportPolicy.ALL:
+            return
+        try:
+            for address in self.address_policy.addresses():
+                self._bound.append(self.ports.bind_udp(address))
+        except Exception:
+            for sock in self._bound:
+                sock.close()
+            self._bound.clear()
+            raise
+
+    async def get_component_candidates(
+        self, component: int, addresses: list[str], timeout: int = 5
+    ) -> list[Candidate]:
+        """Host candidates from the pre-bound sockets, then server-reflexive and relayed ones."""
+        loop = asyncio.get_running_loop()
+        candidates: list[Candidate] = []
+        host_protocols: list[StunProtocol] = []
+        self.bind_host_sockets()
+        for sock in self._bound:
+            _, protocol = await loop.create_datagram_endpoint(
+                lambda: GuardedStunProtocol(self), sock=sock
+            )
+            assert isinstance(protocol, GuardedStunProtocol)
+            protocol.fast_path = self._fast_path
+            host, port = sock.getsockname()[:2]
+            protocol.local_candidate = Candidate(
+                foundation=candidate_foundation("host", "udp", host),
+                component=component,
+                transport="udp",
+                priority=candidate_priority(component, "host"),
+                host=host,
+                port=port,
+                type="host",
+            )
+            host_protocols.append(protocol)
+            candidates.append(protocol.local_candidate)
+            self._found(protocol.local_candidate)
+        self._bound.clear()
+        self._protocols += host_protocols
+        tasks = self._server_tasks(component, host_protocols)
+        if tasks:
+            done, pending = await asyncio.wait(tasks, timeout=timeout)
+            for task in pending:
+                task.cancel()
+            for task in done:
+                if task.exception() is None:
+                    candidate, protocol = task.result()
+                    candidates.append(candidate)
+                    if protocol is not None:
+                        self._protocols.append(protocol)
+                else:
+                    logger.info("ICE server candidate failed: %s", task.exception())
+        return candidates
+
+    def _server_tasks(
+        self, component: int, host_protocols: list[StunProtocol]
+    ) -> list[asyncio.Task[tuple[Candidate, StunProtocol | None]]]:
+        tasks: list[asyncio.Task[tuple[Candidate, StunProtocol | None]]] = []
+        if self.stun_server:
+            for protocol in host_protocols:
+                if ipaddress.ip_address(protocol.local_candidate.host).version == 4:
+                    tasks.append(asyncio.create_task(self._reflexive(protocol)))
+        if self.turn_server:
+            tasks.append(asyncio.create_task(self._relayed(component)))
+        return tasks
+
+    async def _reflexive(self, protocol: StunProtocol) -> tuple[Candidate, StunProtocol | None]:
+        assert self.stun_server is not None
+        candidate, _ = await server_reflexive_candidate(protocol, self.stun_server)
+        self._found(candidate)
+        return candidate, None
+
+    async def _relayed(self, component: int) -> tuple[Candidate, StunProtocol | None]:
+        """A TURN allocation whose client socket (for UDP) is bound in the port range."""
+        assert self.turn_server is not None
+        protocol = GuardedStunProtocol(self)
+        protocol.fast_path = self._fast_path
+        if self.turn_transport == "udp":
+            turn = await self._turn_over_ranged_udp(protocol)
+        else:
+            turn, protocol_made = await create_turn_endpoint(
+                lambda: protocol,
+                server_addr=self.turn_server,
+                username=self.turn_username,
+                password=self.turn_password,
+                ssl=self.turn_ssl,
+                transport=self.turn_transport,
+            )
+            protocol = protocol_made
+        host, port = turn.get_extra_info("sockname")
+        related = turn.get_extra_info("related_address") or ("0.0.0.0", 9)
+        protocol.local_candidate = Candidate(
+            foundation=candidate_foundation("relay", "udp", host),
+            component=component,
+            transport="udp",
+            priority=candidate_priority(component, "relay"),
+            host=host,
+            port=port,
+            type="relay",
+            related_address=related[0],
+            related_port=related[1],
+        )
+        self._found(protocol.local_candidate)
+        return protocol.local_candidate, protocol
+
+    async def _turn_over_ranged_udp(self, protocol: GuardedStunProtocol) -> TurnTransport:
+        assert self.turn_server is not None
+        loop = asyncio.get_running_loop()
+        server = (socket.gethostbyname(self.turn_server[0]), self.turn_server[1])
+        local = "0.0.0.0"
+        sock = self.ports.bind_udp(local)
+        sock.connect(server)
+        username, password = self.turn_username, self.turn_password
+        inner_transport, inner = await loop.create_datagram_endpoint(
+            lambda: TurnClientUdpProtocol(
+                server,
+                username=username,
+                password=password,
+                lifetime=DEFAULT_ALLOCATION_LIFETIME,
+                channel_refresh_time=DEFAULT_CHANNEL_REFRESH_TIME,
+            ),
+            sock=sock,
+        )
+        try:
+            turn = TurnTransport(inner)
+            await turn._connect(protocol)
+        except BaseException:
+            inner_transport.close()
+            raise
+        return turn
+
+    def _found(self, candidate: Candidate) -> None:
+        if self.on_candidate is not None:
+            self.on_candidate(candidate)
+
+    # -- media guards ------------------------------------------------------------------------
+
+    def is_validated(self, protocol: StunProtocol, source: tuple[str, int]) -> bool:
+        """Whether ICE validated ``source`` on this socket (a succeeded or nominated pair)."""
+        for pair in self._nominated.values():
+            if pair.protocol is protocol and pair.remote_addr == source:
+                return True
+        return any(
+            pair.protocol is protocol
+            and pair.remote_addr == source
+            and pair.state == CandidatePair.State.SUCCEEDED
+            for pair in self._check_list
+        )
+
+    def drop_unvalidated(self, source: tuple[str, int]) -> None:
+        """Count (and log once per source) media from an address ICE did not validate."""
+        self.counters.unvalidated_source += 1
+        if source not in self.counters.sources and len(self.counters.sources) < 64:
+            self.counters.sources.add(source)
+            logger.warning("! dropped media from %s:%s: not an ICE-validated address", *source)
+
+    def data_received(self, data: bytes, component: int) -> None:
+        """Queue a datagram for aiortc, dropping when the queue is full."""
+        try:
+            self._queue.put_nowait((data, component))
+        except asyncio.QueueFull:
+            self.counters.queue_overflow += 1
+
+    def set_fast_path(self, fast_path: FastPath | None) -> None:
+        """Install (or remove) the synchronous RTP/RTCP handler on every socket."""
+        self._fast_path = fast_path
+        for protocol in self._protocols:
+            if isinstance(protocol, GuardedStunProtocol):
+                protocol.fast_path = fast_path
+
+    def send_now(self, data: bytes, component: int = 1) -> bool:
+        """Send on the nominated pair without a coroutine; False when not connected."""
+        pair = self._nominated.get(component)
+        if pair is None:
+            return False
+        pair.protocol.transport.sendto(data, pair.remote_addr)
+        return True
+
+    def selected_pair(self, component: int = 1) -> tuple[Candidate, Candidate] | None:
+        """The nominated (local, remote) candidates."""
+        pair = self._nominated.get(component)
+        if pair is None:
+            return None
+        return pair.local_candidate, pair.remote_candidate
+
+    def pairs(self) -> list[CandidatePair]:
+        """Every candidate pair ICE knows."""
+        return list(self._check_list)

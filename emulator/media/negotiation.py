@@ -1,0 +1,417 @@
+"""SDP offer/answer for SdpEndpoints (RFC 8829/3264), on top of ``protocol.sdp``.
+
+Decides, per m-line, whether it is accepted, with which codecs, extensions and direction, and on
+which transport (one per BUNDLE group, else one per m-line); and writes the local description.
+Media-line rules follow KMS: at most ``numAudioMedias``/``numVideoMedias`` audio/video lines
+(1 each by default), data channels only with ``useDataChannels``, codecs in the offerer's order.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+from emulator.media.codecs import SUPPORTED, CodecSpec, find_spec, is_dtmf
+from protocol.errors import SdpParseError
+from protocol.sdp import Attribute, Codec, MediaSection, Origin, SessionDescription, effective
+
+logger = logging.getLogger(__name__)
+
+MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
+EXTENSIONS = (
+    MID_URI,
+    "urn:ietf:params:rtp-hdrext:ssrc-audio-level",
+    "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time",
+    "urn:ietf:params:rtp-hdrext:toffset",
+    "urn:3gpp:video-orientation",
+)
+RTP_PROFILES = ("UDP/TLS/RTP/SAVPF", "RTP/SAVPF")
+SCTP_PROFILES = ("UDP/DTLS/SCTP", "DTLS/SCTP")
+REVERSE = {"sendrecv": "sendrecv", "sendonly": "recvonly", "recvonly": "sendonly", "inactive": "inactive"}
+
+
+@dataclass
+class LineTransport:
+    """ICE and DTLS parameters of one transport, as written into the SDP."""
+
+    ufrag: str
+    pwd: str
+    fingerprint: tuple[str, str]
+    setup: str
+    candidates: list[str] = field(default_factory=list)
+    end_of_candidates: bool = False
+    address: str = "0.0.0.0"
+    port: int = 9
+
+
+@dataclass
+class MediaLine:
+    """One negotiated m-line."""
+
+    index: int
+    kind: str
+    mid: str
+    accepted: bool
+    transport: int = 0
+    codecs: list[Codec] = field(default_factory=list)
+    dtmf: Codec | None = None
+    extensions: dict[str, int] = field(default_factory=dict)
+    """Extension URI -> id, as negotiated on this line."""
+    direction: str = "sendrecv"
+    """This side's direction."""
+    local_ssrc: int = 0
+    remote_ssrcs: set[int] = field(default_factory=set)
+    reason: str = ""
+
+    @property
+    def sends(self) -> bool:
+        """Whether this side sends on the line."""
+        return self.accepted and self.direction in ("sendrecv", "sendonly")
+
+    @property
+    def receives(self) -> bool:
+        """Whether this side receives on the line."""
+        return self.accepted and self.direction in ("sendrecv", "recvonly")
+
+    def codec_for(self, payload_type: int) -> Codec | None:
+        """The negotiated codec (or DTMF) of a payload type."""
+        for codec in self.codecs:
+            if codec.payload_type == payload_type:
+                return codec
+        if self.dtmf is not None and self.dtmf.payload_type == payload_type:
+            return self.dtmf
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class LocalPolicy:
+    """What this endpoint accepts and how it directs media."""
+
+    use_data_channels: bool = False
+    recvonly: bool = False
+    sendonly: bool = False
+    num_audio: int = 1
+    num_video: int = 1
+
+    @property
+    def direction(self) -> str:
+        """The direction this side wants."""
+        if self.recvonly:
+            return "recvonly"
+        if self.sendonly:
+            return "sendonly"
+        return "sendrecv"
+
+
+def parse_description(text: str, what: str) -> SessionDescription:
+    """Parse a remote SDP; empty text is KMS's "Empty offer not valid" (40201)."""
+    if not text or not text.strip():
+        raise SdpParseError(f"Empty {what} not valid")
+    return SessionDescription.parse(text)
+
+
+def intersect_direction(local: str, remote: str) -> str:
+    """This side's direction given what it wants and what the remote offered."""
+    allowed = REVERSE[remote]
+    sends = local in ("sendrecv", "sendonly") and allowed in ("sendrecv", "sendonly")
+    receives = local in ("sendrecv", "recvonly") and allowed in ("sendrecv", "recvonly")
+    return {(True, True): "sendrecv", (True, False): "sendonly", (False, True): "recvonly"}.get(
+        (sends, receives), "inactive"
+    )
+
+
+def plan_answer(offer: SessionDescription, policy: LocalPolicy) -> list[MediaLine]:
+    """Decide every m-line of a remote offer."""
+    lines: list[MediaLine] = []
+    counts = {"audio": 0, "video": 0, "application": 0}
+    bundles = offer.bundle_groups
+    for index, media in enumerate(offer.media):
+        line = _plan_line(index, media, policy, counts)
+        line.transport = _transport_of(line, bundles, index)
+        if not line.accepted:
+            logger.info("= rejected m-line %d (%s): %s", index, media.kind, line.reason)
+        lines.append(line)
+    return lines
+
+
+def _transport_of(line: MediaLine, bundles: list[list[str]], index: int) -> int:
+    for number, group in enumerate(bundles):
+        if line.mid in group:
+            return -1 - number
+    return index
+
+
+def _plan_line(
+    index: int, media: MediaSection, policy: LocalPolicy, counts: dict[str, int]
+) -> MediaLine:
+    mid = media.mid if media.mid is not None else str(index)
+    line = MediaLine(index=index, kind=media.kind, mid=mid, accepted=False)
+    if media.rejected:
+        line.reason = "rejected by the offerer (port 0)"
+        return line
+    if media.kind == "application":
+        if media.proto not in SCTP_PROFILES:
+            line.reason = f"unsupported application profile {media.proto}"
+        elif not policy.use_data_channels:
+            line.reason = "data channels are off (useDataChannels=false)"
+        elif counts["application"]:
+            line.reason = "only one data channel line is supported"
+        else:
+            counts["application"] += 1
+            line.accepted = True
+        return line
+    limit = {"audio": policy.num_audio, "video": policy.num_video}.get(media.kind, 0)
+    if media.kind not in SUPPORTED:
+        line.reason = f"unsupported media kind {media.kind}"
+    elif media.proto not in RTP_PROFILES:
+        line.reason = f"profile {media.proto} is not WebRTC (needs UDP/TLS/RTP/SAVPF)"
+    elif counts[media.kind] >= limit:
+        line.reason = f"only {limit} {media.kind} line(s) accepted (SdpEndpoint.conf.json)"
+    else:
+        _choose_codecs(line, media)
+        if line.codecs:
+            counts[media.kind] += 1
+            line.accepted = True
+            line.direction = intersect_direction(policy.direction, media.direction)
+            line.extensions = {uri: ext_id for ext_id, _, uri in media.extmaps if uri in EXTENSIONS}
+            line.remote_ssrcs = set(media.ssrcs)
+        else:
+            offered = ", ".join(c.name for c in media.codecs) or "none"
+            have = ", ".join(s.name for s in SUPPORTED[media.kind] if s.name != "telephone-event")
+            line.reason = f"no common codec; offered {offered}, have {have}"
+    return line
+
+
+def _choose_codecs(line: MediaLine, media: MediaSection) -> None:
+    for codec in media.codecs:
+        if is_dtmf(codec):
+            if line.dtmf is None:
+                line.dtmf = _local_copy(codec, find_spec(media.kind, codec))
+            continue
+        spec = find_spec(media.kind, codec)
+        if spec is not None:
+            line.codecs.append(_local_copy(codec, spec))
+
+
+def _local_copy(codec: Codec, spec: CodecSpec | None) -> Codec:
+    feedback = [fb for fb in codec.rtcp_fb if spec is None or fb in spec.feedback]
+    return Codec(
+        payload_type=codec.payload_type,
+        name=codec.name,
+        clock_rate=codec.clock_rate,
+        channels=codec.channels,
+        fmtp=codec.fmtp,
+        rtcp_fb=feedback,
+    )
+
+
+def plan_offer(policy: LocalPolicy, audio: bool, video: bool) -> list[MediaLine]:
+    """The m-lines of a local offer: audio, video, then data channels."""
+    lines: list[MediaLine] = []
+    for kind, wanted in (("audio", audio), ("video", video)):
+        if not wanted:
+            continue
+        line = MediaLine(index=len(lines), kind=kind, mid=str(len(lines)), accepted=True)
+        line.codecs = [spec.as_codec() for spec in SUPPORTED[kind] if spec.name != "telephone-event"]
+        dtmf = [s for s in SUPPORTED[kind] if s.name == "telephone-event" and s.clock_rate == 8000]
+        line.dtmf = dtmf[0].as_codec() if dtmf else None
+        line.extensions = {uri: number for number, uri in enumerate(EXTENSIONS[:3], start=1)}
+        line.direction = policy.direction
+        lines.append(line)
+    if policy.use_data_channels:
+        lines.append(
+            MediaLine(index=len(lines), kind="application", mid=str(len(lines)), accepted=True)
+        )
+    for line in lines:
+        line.transport = -1
+    return lines
+
+
+def apply_answer(lines: list[MediaLine], answer: SessionDescription) -> None:
+    """Narrow an offer's plan to what the remote answer accepted.
+
+    Raises:
+        SdpParseError: the answer does not match the offer's m-lines.
+    """
+    if len(answer.media) != len(lines):
+        raise SdpParseError(
+            f"answer has {len(answer.media)} m-lines, the offer had {len(lines)}"
+        )
+    for line, media in zip(lines, answer.media, strict=True):
+        if media.kind != line.kind:
+            raise SdpParseError(f"answer m-line {line.index} is {media.kind}, offered {line.kind}")
+        if media.rejected:
+            line.accepted = False
+            line.reason = "rejected by the answerer (port 0)"
+            continue
+        if line.kind == "application":
+            continue
+        offered = {c.payload_type: c for c in line.codecs}
+        line.codecs = [_local_copy(c, find_spec(line.kind, c)) for c in media.codecs if c.payload_type in offered and not is_dtmf(c)]
+        dtmf = [c for c in media.codecs if is_dtmf(c)]
+        line.dtmf = dtmf[0] if dtmf else None
+        if not line.codecs:
+            line.accepted = False
+            line.reason = "no codec accepted by the answerer"
+        line.direction = intersect_direction(line.direction, media.direction)
+        line.extensions = {uri: ext_id for ext_id, _, uri in media.extmaps if uri in EXTENSIONS}
+        line.remote_ssrcs = set(media.ssrcs)
+
+
+def write_description(
+    lines: list[MediaLine],
+    transports: dict[int, LineTransport],
+    *,
+    session_version: int,
+    session_id: int,
+    cname: str,
+    stream_id: str,
+    sctp_port: int = 5000,
+) -> SessionDescription:
+    """The local SDP for a plan (offer or answer)."""
+    description = SessionDescription(
+        version=0,
+        origin=Origin("-", str(session_id), str(session_version), "IN", "IP4", "0.0.0.0"),
+        session_name="Kurento Media Server",
+        connection=None,
+        connection_line=None,
+        timing=["0 0"],
+        attributes=[],
+        bandwidths=[],
+        info=None,
+        uri=None,
+        emails=[],
+        phones=[],
+        media=[],
+    )
+    groups: dict[int, list[str]] = {}
+    for line in lines:
+        if line.accepted and line.transport < 0:
+            groups.setdefault(line.transport, []).append(line.mid)
+    for mids in groups.values():
+        description.attributes.append(Attribute("group", "BUNDLE " + " ".join(mids)))
+    description.attributes.append(Attribute("msid-semantic", f" WMS {stream_id}"))
+    for line in lines:
+        description.media.append(_write_line(line, transports, cname, stream_id, sctp_port))
+    return description
+
+
+def _write_line(
+    line: MediaLine,
+    transports: dict[int, LineTransport],
+    cname: str,
+    stream_id: str,
+    sctp_port: int,
+) -> MediaSection:
+    transport = transports.get(line.transport)
+    if line.kind == "application":
+        media = _section("application", 9 if line.accepted else 0, "UDP/DTLS/SCTP", ["webrtc-datachannel"])
+    else:
+        formats = [str(c.payload_type) for c in line.codecs]
+        if line.dtmf is not None:
+            formats.append(str(line.dtmf.payload_type))
+        port = 9 if line.accepted else 0
+        media = _section(line.kind, port, "UDP/TLS/RTP/SAVPF", formats or ["0"])
+    media.connection = "0.0.0.0"
+    media.connection_line = "IN IP4 0.0.0.0"
+    if transport is not None and line.accepted:
+        media.port = transport.port
+        family = "IP6" if ":" in transport.address else "IP4"
+        media.connection = transport.address
+        media.connection_line = f"IN {family} {transport.address}"
+        _add_transport(media, transport)
+    media.add("mid", line.mid)
+    if line.kind == "application":
+        if line.accepted:
+            media.add("sctp-port", str(sctp_port))
+            media.add("max-message-size", "262144")
+        return media
+    for uri, ext_id in line.extensions.items():
+        media.add("extmap", f"{ext_id} {uri}")
+    media.add(line.direction if line.accepted else "inactive", None)
+    media.add("rtcp-mux", None)
+    for codec in [*line.codecs, *([line.dtmf] if line.dtmf else [])]:
+        _add_codec(media, codec)
+    if line.sends:
+        media.add("ssrc", f"{line.local_ssrc} cname:{cname}")
+        media.add("ssrc", f"{line.local_ssrc} msid:{stream_id} {stream_id}-{line.kind}")
+    return media
+
+
+def _section(kind: str, port: int, proto: str, formats: list[str]) -> MediaSection:
+    return MediaSection(
+        kind=kind,
+        port=port,
+        port_count=None,
+        proto=proto,
+        formats=formats,
+        connection=None,
+        connection_line=None,
+        bandwidths=[],
+        attributes=[],
+        info=None,
+    )
+
+
+def _add_transport(media: MediaSection, transport: LineTransport) -> None:
+    media.add("rtcp", f"9 IN IP4 0.0.0.0")
+    media.add("ice-ufrag", transport.ufrag)
+    media.add("ice-pwd", transport.pwd)
+    media.add("ice-options", "trickle")
+    media.add("fingerprint", f"{transport.fingerprint[0]} {transport.fingerprint[1]}")
+    media.add("setup", transport.setup)
+    for candidate in transport.candidates:
+        media.add("candidate", candidate.removeprefix("candidate:"))
+    if transport.end_of_candidates:
+        media.add("end-of-candidates", None)
+
+
+def _add_codec(media: MediaSection, codec: Codec) -> None:
+    rtpmap = f"{codec.payload_type} {codec.name}/{codec.clock_rate}"
+    if codec.channels and codec.channels > 1:
+        rtpmap += f"/{codec.channels}"
+    media.add("rtpmap", rtpmap)
+    for feedback in codec.rtcp_fb:
+        media.add("rtcp-fb", f"{codec.payload_type} {feedback}")
+    if codec.fmtp:
+        media.add("fmtp", f"{codec.payload_type} {codec.fmtp}")
+
+
+def remote_ice(description: SessionDescription, media: MediaSection) -> tuple[str, str]:
+    """The remote ufrag and password of an m-line (media level, else session level).
+
+    Raises:
+        SdpParseError: they are missing.
+    """
+    ufrag = effective(description, media, "ice-ufrag")
+    pwd = effective(description, media, "ice-pwd")
+    if not ufrag or not pwd:
+        raise SdpParseError(f"m-line {media.mid or media.kind} has no a=ice-ufrag/a=ice-pwd")
+    return ufrag, pwd
+
+
+def remote_dtls(description: SessionDescription, media: MediaSection) -> tuple[list[tuple[str, str]], str]:
+    """The remote fingerprints and setup role of an m-line.
+
+    Raises:
+        SdpParseError: no fingerprint.
+    """
+    fingerprints = media.fingerprints or _session_fingerprints(description)
+    if not fingerprints:
+        raise SdpParseError(f"m-line {media.mid or media.kind} has no a=fingerprint")
+    setup = effective(description, media, "setup") or "actpass"
+    return fingerprints, setup
+
+
+def _session_fingerprints(description: SessionDescription) -> list[tuple[str, str]]:
+    found = []
+    for value in description.get_all("fingerprint"):
+        algorithm, _, digest = value.partition(" ")
+        found.append((algorithm, digest.strip()))
+    return found
+
+
+def new_session_id() -> int:
+    """An origin session id (NTP-like, as most stacks use)."""
+    return int(time.time() * 1000) & 0x7FFFFFFFFFFFFFFF
