@@ -49,6 +49,22 @@ class Settings(BaseSettings):
     max_port: int = Field(65535, description="Highest UDP port for media sockets (maxPort)")
     mtu: int = Field(1200, description="MTU of RTP packets (mtu)")
 
+    # -- WebRTC (WebRtcEndpoint.conf.ini) -----------------------------------------------------
+    stun_server_address: str = Field("", description="stunServerAddress (IP address)")
+    stun_server_port: int = Field(3478, description="stunServerPort")
+    turn_url: str = Field("", description="turnURL: user:password@address:port?transport=udp")
+    external_ipv4: str = Field("", description="externalIPv4 advertised in host candidates")
+    external_ipv6: str = Field("", description="externalIPv6 advertised in host candidates")
+    network_interfaces: str = Field(
+        "", description="networkInterfaces: comma list of interface names; empty = all"
+    )
+    ice_tcp: bool = Field(True, description="iceTcp (TCP candidates are not gathered yet)")
+    ice_ipv6: bool = Field(True, description="gather IPv6 host candidates (candkillipv6 off)")
+    ice_relay_only: bool = Field(False, description="only relay candidates (candonlyturn)")
+    pem_certificate: Path | None = Field(
+        None, description="pemCertificateECDSA: DTLS certificate+key; generated when unset"
+    )
+
     # -- logging ---------------------------------------------------------------------------------
     log_level: str = Field("INFO", description="Python log level of the emulator's loggers")
 

@@ -73,7 +73,7 @@ class MediaDtlsTransport(RTCDtlsTransport):
     def _setup_srtp(self) -> None:
         super()._setup_srtp()
         self.rx_counter = CountingSrtpSession(self._rx_srtp)
-        self._rx_srtp = self.rx_counter
+        self._rx_srtp = self.rx_counter  # type: ignore[assignment]
 
     @property
     def srtp_failures(self) -> int:
@@ -90,7 +90,9 @@ class MediaDtlsTransport(RTCDtlsTransport):
         """Protect and send an RTP or RTCP packet at once; False before DTLS is up."""
         if self._tx_srtp is None or self.state != "connected":
             return False
-        protected = self._tx_srtp.protect_rtcp(data) if is_rtcp(data) else self._tx_srtp.protect(data)
+        protected = (
+            self._tx_srtp.protect_rtcp(data) if is_rtcp(data) else self._tx_srtp.protect(data)
+        )
         if not self.connection.send_now(protected):
             return False
         self.sent_packets += 1

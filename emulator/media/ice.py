@@ -183,10 +183,10 @@ class RangedConnection(Connection):
                 task.cancel()
             for task in done:
                 if task.exception() is None:
-                    candidate, protocol = task.result()
+                    candidate, relay = task.result()
                     candidates.append(candidate)
-                    if protocol is not None:
-                        self._protocols.append(protocol)
+                    if relay is not None:
+                        self._protocols.append(relay)
                 else:
                     logger.info("ICE server candidate failed: %s", task.exception())
         return candidates
@@ -225,6 +225,7 @@ class RangedConnection(Connection):
                 ssl=self.turn_ssl,
                 transport=self.turn_transport,
             )
+            assert isinstance(protocol_made, GuardedStunProtocol)
             protocol = protocol_made
         host, port = turn.get_extra_info("sockname")
         related = turn.get_extra_info("related_address") or ("0.0.0.0", 9)

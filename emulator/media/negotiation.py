@@ -28,7 +28,12 @@ EXTENSIONS = (
 )
 RTP_PROFILES = ("UDP/TLS/RTP/SAVPF", "RTP/SAVPF")
 SCTP_PROFILES = ("UDP/DTLS/SCTP", "DTLS/SCTP")
-REVERSE = {"sendrecv": "sendrecv", "sendonly": "recvonly", "recvonly": "sendonly", "inactive": "inactive"}
+REVERSE = {
+    "sendrecv": "sendrecv",
+    "sendonly": "recvonly",
+    "recvonly": "sendonly",
+    "inactive": "inactive",
+}
 
 
 @dataclass
@@ -213,7 +218,9 @@ def plan_offer(policy: LocalPolicy, audio: bool, video: bool) -> list[MediaLine]
         if not wanted:
             continue
         line = MediaLine(index=len(lines), kind=kind, mid=str(len(lines)), accepted=True)
-        line.codecs = [spec.as_codec() for spec in SUPPORTED[kind] if spec.name != "telephone-event"]
+        line.codecs = [
+            spec.as_codec() for spec in SUPPORTED[kind] if spec.name != "telephone-event"
+        ]
         dtmf = [s for s in SUPPORTED[kind] if s.name == "telephone-event" and s.clock_rate == 8000]
         line.dtmf = dtmf[0].as_codec() if dtmf else None
         line.extensions = {uri: number for number, uri in enumerate(EXTENSIONS[:3], start=1)}
@@ -235,9 +242,7 @@ def apply_answer(lines: list[MediaLine], answer: SessionDescription) -> None:
         SdpParseError: the answer does not match the offer's m-lines.
     """
     if len(answer.media) != len(lines):
-        raise SdpParseError(
-            f"answer has {len(answer.media)} m-lines, the offer had {len(lines)}"
-        )
+        raise SdpParseError(f"answer has {len(answer.media)} m-lines, the offer had {len(lines)}")
     for line, media in zip(lines, answer.media, strict=True):
         if media.kind != line.kind:
             raise SdpParseError(f"answer m-line {line.index} is {media.kind}, offered {line.kind}")
@@ -248,7 +253,11 @@ def apply_answer(lines: list[MediaLine], answer: SessionDescription) -> None:
         if line.kind == "application":
             continue
         offered = {c.payload_type: c for c in line.codecs}
-        line.codecs = [_local_copy(c, find_spec(line.kind, c)) for c in media.codecs if c.payload_type in offered and not is_dtmf(c)]
+        line.codecs = [
+            _local_copy(c, find_spec(line.kind, c))
+            for c in media.codecs
+            if c.payload_type in offered and not is_dtmf(c)
+        ]
         dtmf = [c for c in media.codecs if is_dtmf(c)]
         line.dtmf = dtmf[0] if dtmf else None
         if not line.codecs:
@@ -306,7 +315,9 @@ def _write_line(
 ) -> MediaSection:
     transport = transports.get(line.transport)
     if line.kind == "application":
-        media = _section("application", 9 if line.accepted else 0, "UDP/DTLS/SCTP", ["webrtc-datachannel"])
+        media = _section(
+            "application", 9 if line.accepted else 0, "UDP/DTLS/SCTP", ["webrtc-datachannel"]
+        )
     else:
         formats = [str(c.payload_type) for c in line.codecs]
         if line.dtmf is not None:
@@ -355,7 +366,7 @@ def _section(kind: str, port: int, proto: str, formats: list[str]) -> MediaSecti
 
 
 def _add_transport(media: MediaSection, transport: LineTransport) -> None:
-    media.add("rtcp", f"9 IN IP4 0.0.0.0")
+    media.add("rtcp", "9 IN IP4 0.0.0.0")
     media.add("ice-ufrag", transport.ufrag)
     media.add("ice-pwd", transport.pwd)
     media.add("ice-options", "trickle")
@@ -391,7 +402,9 @@ def remote_ice(description: SessionDescription, media: MediaSection) -> tuple[st
     return ufrag, pwd
 
 
-def remote_dtls(description: SessionDescription, media: MediaSection) -> tuple[list[tuple[str, str]], str]:
+def remote_dtls(
+    description: SessionDescription, media: MediaSection
+) -> tuple[list[tuple[str, str]], str]:
     """The remote fingerprints and setup role of an m-line.
 
     Raises:

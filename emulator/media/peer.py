@@ -31,7 +31,6 @@ from aiortc import (
     RTCSctpCapabilities,
     RTCSctpTransport,
 )
-from aiortc.rtcicetransport import candidate_to_aioice
 
 from emulator.media import negotiation
 from emulator.media.dtls import MediaDtlsTransport
@@ -71,7 +70,7 @@ class PeerConfig:
     ports: PortRange
     addresses: AddressPolicy
     certificate: RTCCertificate
-    policy: LocalPolicy = LocalPolicy()
+    policy: LocalPolicy = field(default_factory=LocalPolicy)
     stun: tuple[str, int] | None = None
     turn: TurnServer | None = None
     relay_only: bool = False
@@ -223,7 +222,9 @@ class WebRtcPeer:
             SdpEndPointAnswerAlreadyProccesed: 40210 for a second answer.
         """
         if not self.offered:
-            raise SdpEndPointNotOfferGenerated("Offer not generated. It is not possible to process an answer.")
+            raise SdpEndPointNotOfferGenerated(
+                "Offer not generated. It is not possible to process an answer."
+            )
         if self.remote_sdp is not None:
             raise SdpEndPointAnswerAlreadyProccesed("Answer already processed")
         answer = negotiation.parse_description(answer_text, "answer")
@@ -263,8 +264,10 @@ class WebRtcPeer:
         params = transport.connection
         fingerprint = self.config.certificate.getFingerprints()[-1]
         role = transport.dtls._role
-        setup = "actpass" if self.offered and transport.remote_dtls is None else (
-            "active" if role == "client" else "passive"
+        setup = (
+            "actpass"
+            if self.offered and transport.remote_dtls is None
+            else ("active" if role == "client" else "passive")
         )
         address, port = "0.0.0.0", 9
         if transport.candidates:
@@ -409,11 +412,18 @@ class WebRtcPeer:
         for candidate, mid, index in pending:
             transport = self._transport_for(mid, index)
             if transport is None:
-                logger.info("%s: candidate for unknown m-line mid=%s index=%s ignored", self.name, mid, index)
+                logger.info(
+                    "%s: candidate for unknown m-line mid=%s index=%s ignored",
+                    self.name,
+                    mid,
+                    index,
+                )
                 continue
             self._spawn(self._add_remote(transport, candidate))
 
-    async def _add_remote(self, transport: PeerTransport, candidate: IceCandidateLine | None) -> None:
+    async def _add_remote(
+        self, transport: PeerTransport, candidate: IceCandidateLine | None
+    ) -> None:
         if candidate is None:
             with contextlib.suppress(ValueError):
                 await transport.connection.add_remote_candidate(None)
@@ -487,8 +497,13 @@ class WebRtcPeer:
             self.listener.on_ice_state("FAILED")
 
     def _dtls_state_changed(self, transport: PeerTransport) -> None:
-        state = {"new": "NEW", "connecting": "CONNECTING", "connected": "CONNECTED",
-                 "closed": "CLOSED", "failed": "FAILED"}[transport.dtls.state]
+        state = {
+            "new": "NEW",
+            "connecting": "CONNECTING",
+            "connected": "CONNECTED",
+            "closed": "CLOSED",
+            "failed": "FAILED",
+        }[transport.dtls.state]
         self.listener.on_dtls_state(state, str(transport.key))
 
     def _rtp(self, transport: PeerTransport, data: bytes) -> None:
@@ -501,8 +516,14 @@ class WebRtcPeer:
 
     # -- data channels -------------------------------------------------------------------------
 
-    def create_data_channel(self, label: str, ordered: bool, max_packet_life_time: int | None,
-                            max_retransmits: int | None, protocol: str) -> RTCDataChannel:
+    def create_data_channel(
+        self,
+        label: str,
+        ordered: bool,
+        max_packet_life_time: int | None,
+        max_retransmits: int | None,
+        protocol: str,
+    ) -> RTCDataChannel:
         """Open a channel on the association (KMS createDataChannel)."""
         assert self.sctp is not None
         channel = RTCDataChannel(
@@ -531,7 +552,7 @@ class WebRtcPeer:
     # -- lifecycle -----------------------------------------------------------------------------
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
-        task = asyncio.ensure_future(coro)
+        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
         return task
@@ -590,7 +611,9 @@ def parse_turn_url(url: str) -> TurnServer | None:
         if key == "transport":
             transport = value.lower()
     if not host or not port.isdigit() or transport not in ("udp", "tcp", "tls"):
-        raise ValueError(f"turnURL {url!r} should be user:password@address:port[?transport=udp|tcp|tls]")
+        raise ValueError(
+            f"turnURL {url!r} should be user:password@address:port[?transport=udp|tcp|tls]"
+        )
     return TurnServer(host.strip("[]"), int(port), username, password, transport)
 
 

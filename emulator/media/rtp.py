@@ -55,7 +55,9 @@ def parse_rtp(data: bytes) -> RtpView | None:
         end += 4 + 4 * words
     if len(data) < end:
         return None
-    return RtpView(data, second & 0x7F, bool(second & 0x80), sequence, timestamp, ssrc, end, ext_start)
+    return RtpView(
+        data, second & 0x7F, bool(second & 0x80), sequence, timestamp, ssrc, end, ext_start
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,18 +79,12 @@ def rewrite_rtp(
     sequence: int,
     timestamp: int,
     ssrc: int,
-    extensions: ExtensionMap | None,
+    extensions: ExtensionMap,
 ) -> bytes:
     """A copy of the packet with new PT, sequence, timestamp, SSRC and mapped extensions."""
     data = view.data
     marker = 0x80 if view.marker else 0
-    if view.ext_start < 0 or extensions is None:
-        first = data[0] & 0xEF if extensions is None and view.ext_start >= 0 else data[0]
-        head = _FIXED.pack(first, marker | payload_type, sequence, timestamp & 0xFFFFFFFF, ssrc)
-        if extensions is None and view.ext_start >= 0:
-            return head + data[FIXED_HEADER : view.ext_start] + data[view.header_end :]
-        return head + data[FIXED_HEADER:]
-    if extensions.identity and _all_mapped(view, extensions):
+    if view.ext_start < 0 or (extensions.identity and _all_mapped(view, extensions)):
         head = _FIXED.pack(data[0], marker | payload_type, sequence, timestamp & 0xFFFFFFFF, ssrc)
         return head + data[FIXED_HEADER:]
     return _rewrite_with_extensions(view, payload_type, sequence, timestamp, ssrc, extensions)

@@ -32,6 +32,8 @@ class MediaElement(MediaObject):
         self.flowing_in: dict[tuple[str, str], bool] = {}
         self.flowing_out: dict[tuple[str, str], bool] = {}
         self.transcoding: dict[tuple[str, str], bool] = {}
+        self.outputs: dict[str, list[MediaElement]] = {}
+        self._busy = False
         self.audio_caps: dict[str, Any] | None = None
         self.video_caps: dict[str, Any] | None = None
 
@@ -106,10 +108,65 @@ class MediaElement(MediaObject):
         )
 
     def on_link_added(self, link: Connection) -> None:
-        """Media-plane hook: a link from this element was added."""
+        """Route the media type to the new sink; video starts with a keyframe request."""
+        self.outputs.setdefault(link.media_type, []).append(link.sink)
+        if link.media_type == "VIDEO":
+            self.produce_keyframe("VIDEO")
 
     def on_link_removed(self, link: Connection) -> None:
-        """Media-plane hook: a link from this element was removed."""
+        """Stop routing the media type to the sink."""
+        sinks = self.outputs.get(link.media_type, [])
+        if link.sink in sinks:
+            sinks.remove(link.sink)
+
+    # -- media path --------------------------------------------------------------------------
+
+    def forward(self, media_type: str, packet: Any) -> None:
+        """Hand a media packet to every sink of that type."""
+        for sink in self.outputs.get(media_type, ()):
+            sink.receive_media(media_type, packet)
+
+    def receive_media(self, media_type: str, packet: Any) -> None:
+        """A packet from the source of this element: elements without media of their own
+        pass it on (PassThrough, HubPort)."""
+        if self._busy:
+            return  # a cycle of pass-through elements: each packet crosses it once
+        self.mark_flow("in", media_type, True)
+        if self.outputs.get(media_type):
+            self.mark_flow("out", media_type, True)
+        self._busy = True
+        try:
+            self.forward(media_type, packet)
+        finally:
+            self._busy = False
+
+    def produce_keyframe(self, media_type: str) -> None:
+        """A sink wants a keyframe of what this element sends: elements without media of their
+        own ask their source; endpoints ask their remote peer."""
+        self.ask_keyframe(media_type)
+
+    def ask_keyframe(self, media_type: str) -> None:
+        """Ask whoever feeds this element for a keyframe (a PLI towards the producer)."""
+        link = self.owner.source_of(self, media_type, "default")
+        if link is None or self._busy:
+            return
+        self._busy = True
+        try:
+            link.source.produce_keyframe(media_type)
+        finally:
+            self._busy = False
+
+    def mark_flow(self, direction: str, media_type: str, flowing: bool) -> None:
+        """Record media flow and raise MediaFlowIn/OutStateChanged on a change."""
+        states = self.flowing_in if direction == "in" else self.flowing_out
+        key = (media_type, "default")
+        if states.get(key, False) == flowing:
+            return
+        states[key] = flowing
+        event = "MediaFlowInStateChanged" if direction == "in" else "MediaFlowOutStateChanged"
+        state = "FLOWING" if flowing else "NOT_FLOWING"
+        self.log.info("= media flow %s %s: %s", direction, media_type, state)
+        self.emit(event, state=state, padName="default", mediaType=media_type)
 
     async def on_release(self) -> None:
         """Drop every link in and out of this element."""

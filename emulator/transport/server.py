@@ -24,6 +24,7 @@ from websockets.http11 import Request
 from websockets.http11 import Response as HttpResponse
 
 from emulator.dispatch import Dispatcher
+from emulator.media.services import MEDIA_SERVICE, MediaServices
 from emulator.registry import MediaSet
 from emulator.settings import Settings
 from emulator.transport.tls import TlsMaterial, load_tls
@@ -57,7 +58,10 @@ class EmulatorServer:
         self.settings = settings
         self.types = default_registry()
         self.server_id = str(uuid.uuid4())
-        self.media_set = MediaSet(self.types, settings, self._deliver)
+        self.media = MediaServices.from_settings(settings)
+        self.media_set = MediaSet(
+            self.types, settings, self._deliver, extras={MEDIA_SERVICE: self.media}
+        )
         self.dispatcher = Dispatcher(self.media_set, settings, self.server_id)
         self.links: set[ClientLink] = set()
         self.bindings: dict[str, ClientLink] = {}
