@@ -1,0 +1,142 @@
+"""Real aiortc peers for media tests: a browser-like WebRTC client on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import aioice.ice
+from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import (
+    AudioStreamTrack,
+    MediaStreamError,
+    MediaStreamTrack,
+    VideoStreamTrack,
+)
+from aiortc.sdp import candidate_from_sdp
+
+from emulator.transport.client import EventStream, RemoteObject
+
+
+@contextlib.contextmanager
+def loopback_peers() -> Iterator[None]:
+    """aiortc peers gather 127.0.0.1 only (aioice never gathers loopback by itself)."""
+    original = aioice.ice.get_host_addresses
+    aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"]
+    try:
+        yield
+    finally:
+        aioice.ice.get_host_addresses = original
+
+
+@dataclass
+class ClientPeer:
+    """An aiortc RTCPeerConnection with synthetic audio/video and frame counters."""
+
+    audio: bool = True
+    video: bool = True
+    data: bool = False
+    pc: RTCPeerConnection = field(default_factory=RTCPeerConnection)
+    frames: dict[str, int] = field(default_factory=dict)
+    messages: list[str | bytes] = field(default_factory=list)
+    channel: RTCDataChannel | None = None
+    remote_channels: list[RTCDataChannel] = field(default_factory=list)
+    _readers: list[asyncio.Task[None]] = field(default_factory=list)
+    _arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        if self.audio:
+            self.pc.addTrack(AudioStreamTrack())
+        if self.video:
+            self.pc.addTrack(VideoStreamTrack())
+        if self.data:
+            self.channel = self.pc.createDataChannel("chat")
+            self.channel.on("message", self._message)
+        self.pc.on("track", self._track)
+        self.pc.on("datachannel", self._datachannel)
+
+    def _track(self, track: MediaStreamTrack) -> None:
+        self._readers.append(asyncio.ensure_future(self._read(track)))
+
+    async def _read(self, track: MediaStreamTrack) -> None:
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                await track.recv()
+                self.frames[track.kind] = self.frames.get(track.kind, 0) + 1
+                self._arrived.set()
+
+    def _message(self, message: str | bytes) -> None:
+        self.messages.append(message)
+        self._arrived.set()
+
+    def _datachannel(self, channel: RTCDataChannel) -> None:
+        self.remote_channels.append(channel)
+        channel.on("message", self._message)
+        self._arrived.set()
+
+    async def offer(self) -> str:
+        """Create and set the local offer; aiortc puts its candidates in it."""
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        return str(self.pc.localDescription.sdp)
+
+    async def accept_answer(self, sdp: str) -> None:
+        """Set the server's answer."""
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp, "answer"))
+
+    async def answer(self, offer: str) -> str:
+        """Answer a server offer."""
+        await self.pc.setRemoteDescription(RTCSessionDescription(offer, "offer"))
+        await self.pc.setLocalDescription(await self.pc.createAnswer())
+        return str(self.pc.localDescription.sdp)
+
+    async def add_candidate(self, event: dict[str, Any]) -> None:
+        """Add an IceCandidateFound event's candidate."""
+        data = event["candidate"]
+        candidate = candidate_from_sdp(data["candidate"].split(":", 1)[1])
+        candidate.sdpMid = data["sdpMid"]
+        candidate.sdpMLineIndex = data["sdpMLineIndex"]
+        await self.pc.addIceCandidate(candidate)
+
+    async def wait_for(self, predicate: Any, timeout: float = 20.0) -> None:
+        """Wait until ``predicate(self)`` holds, woken by each frame or message."""
+        async with asyncio.timeout(timeout):
+            while not predicate(self):
+                self._arrived.clear()
+                await self._arrived.wait()
+
+    async def close(self) -> None:
+        """Close the connection and its readers."""
+        await self.pc.close()
+        for reader in self._readers:
+            reader.cancel()
+        await asyncio.gather(*self._readers, return_exceptions=True)
+
+
+async def trickle(peer: ClientPeer, candidates: EventStream, done: EventStream) -> None:
+    """Feed the server's trickled candidates to the peer until IceGatheringDone."""
+    await done.get(timeout=15)
+    while not candidates.queue.empty():
+        await peer.add_candidate(candidates.queue.get_nowait())
+
+
+async def negotiate(endpoint: RemoteObject, peer: ClientPeer) -> None:
+    """The Hello World exchange: processOffer, gatherCandidates, trickle the server's candidates."""
+    candidates = await endpoint.subscribe("IceCandidateFound")
+    done = await endpoint.subscribe("IceGatheringDone")
+    answer = await endpoint.invoke("processOffer", offer=await peer.offer())
+    await endpoint.invoke("gatherCandidates")
+    await peer.accept_answer(answer)
+    await trickle(peer, candidates, done)
+
+
+@contextlib.asynccontextmanager
+async def client_peer(**kwargs: Any) -> AsyncIterator[ClientPeer]:
+    """A ClientPeer closed at the end."""
+    peer = ClientPeer(**kwargs)
+    try:
+        yield peer
+    finally:
+        await peer.close()
