@@ -61,6 +61,12 @@ class Settings(BaseSettings):
     ice_tcp: bool = Field(True, description="iceTcp (TCP candidates are not gathered yet)")
     ice_ipv6: bool = Field(True, description="gather IPv6 host candidates (candkillipv6 off)")
     ice_relay_only: bool = Field(False, description="only relay candidates (candonlyturn)")
+    ice_consent_interval: float = Field(
+        5.0, description="seconds between ICE consent checks (RFC 7675)"
+    )
+    ice_consent_failures: int = Field(
+        6, description="missed consent checks before the peer is considered gone"
+    )
     pem_certificate: Path | None = Field(
         None, description="pemCertificateECDSA: DTLS certificate+key; generated when unset"
     )

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import aioice.ice
 import ifaddr
 from aioice import Candidate, Connection, TransportPolicy
 from aioice.candidate import candidate_foundation, candidate_priority
@@ -43,6 +44,12 @@ RECEIVE_QUEUE = 2048
 
 FastPath = Callable[[bytes, tuple[str, int]], bool]
 """``fast_path(datagram, source)`` -> True when it consumed an RTP/RTCP datagram."""
+
+
+def apply_consent_timing(interval: float, failures: int) -> None:
+    """Set aioice's consent freshness timing (RFC 7675), a process-wide pair of constants."""
+    aioice.ice.CONSENT_INTERVAL = interval  # type: ignore[assignment]
+    aioice.ice.CONSENT_FAILURES = failures
 
 
 @dataclass(frozen=True, slots=True)

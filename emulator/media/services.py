@@ -11,7 +11,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from emulator.media.ice import AddressPolicy
+from emulator.media.ice import AddressPolicy, apply_consent_timing
 from emulator.media.peer import TurnServer, parse_turn_url
 from emulator.media.ports import PortRange
 from emulator.settings import Settings
@@ -39,6 +39,7 @@ class MediaServices:
             else RTCCertificate.generateCertificate()
         )
         ports = PortRange(settings.min_port, settings.max_port)
+        apply_consent_timing(settings.ice_consent_interval, settings.ice_consent_failures)
         for fingerprint in certificate.getFingerprints():
             if fingerprint.algorithm == "sha-256":
                 logger.info("DTLS certificate fingerprint sha-256 %s", fingerprint.value)

@@ -1,0 +1,117 @@
+"""Media safety: unvalidated sources and SRTP failures are dropped and counted, vanished peers
+are noticed, keyframe requests reach the producer."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from typing import Any
+
+import pytest
+
+from emulator.transport.client import KurentoClient, RemoteObject
+from emulator.transport.server import EmulatorServer, running_emulator
+from tests.conftest import make_settings
+from tests.media.peers import ClientPeer, client_peer, negotiate
+
+
+def _both(peer: ClientPeer) -> bool:
+    return peer.frames.get("audio", 0) > 3 and peer.frames.get("video", 0) > 3
+
+
+def _client_ice(peer: ClientPeer) -> Any:
+    return peer.pc.getTransceivers()[0].receiver.transport.transport._connection
+
+
+async def _connected(client: KurentoClient, peer: ClientPeer) -> tuple[RemoteObject, RemoteObject]:
+    pipeline = await client.create("MediaPipeline")
+    endpoint = await pipeline.create("WebRtcEndpoint")
+    await endpoint.connect(endpoint)
+    await negotiate(endpoint, peer)
+    await peer.wait_for(_both)
+    return pipeline, endpoint
+
+
+def _server_media(server: EmulatorServer, endpoint: RemoteObject) -> Any:
+    media = server.media_set.objects[endpoint.id].media  # type: ignore[attr-defined]
+    assert media is not None
+    return media
+
+
+async def test_media_from_unvalidated_address_dropped(
+    media_server: EmulatorServer, media_client: KurentoClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """RTP sent to the endpoint's port from an address ICE never validated is dropped."""
+    caplog.set_level(logging.WARNING)
+    async with client_peer() as peer:
+        _, endpoint = await _connected(media_client, peer)
+        media = _server_media(media_server, endpoint)
+        transport = next(iter(media.peer.transports.values()))
+        local = transport.connection.selected_pair()[0]
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as intruder:
+            for _ in range(5):
+                intruder.sendto(b"\x80\x60" + bytes(30), (local.host, local.port))
+            await peer.wait_for(lambda p: transport.connection.counters.unvalidated_source >= 5)
+        assert "not an ICE-validated address" in caplog.text
+
+
+async def test_srtp_authentication_failures_counted(
+    media_server: EmulatorServer, media_client: KurentoClient
+) -> None:
+    """Garbage SRTP from the validated peer fails authentication, is dropped and counted."""
+    async with client_peer() as peer:
+        _, endpoint = await _connected(media_client, peer)
+        pair = _client_ice(peer)._nominated[1]
+        for _ in range(5):
+            pair.protocol.transport.sendto(b"\x80\x60" + bytes(40), pair.remote_addr)
+        media = _server_media(media_server, endpoint)
+        await peer.wait_for(
+            lambda p: sum(t.dtls.srtp_failures for t in media.peer.transports.values()) >= 5
+        )
+        stats = await endpoint.invoke("getStats")
+        inbound = [s for s in stats.values() if s["type"] == "inboundrtp"]
+        assert inbound[0]["srtpFailures"] >= 5
+        await peer.wait_for(lambda p: p.frames["video"] > 20)
+
+
+async def test_keyframe_request_reaches_the_producer(media_client: KurentoClient) -> None:
+    """requestKeyframe on a sink sends a PLI to the peer producing the video."""
+    async with client_peer() as producer:
+        pipeline, source = await _connected(media_client, producer)
+        sink = await pipeline.create("WebRtcEndpoint")
+        await source.connect(sink)
+        after_connect = await _plis_sent(source)
+        assert after_connect >= 1  # connecting a video sink asks for a keyframe
+        await sink.invoke("requestKeyframe")
+        assert await _plis_sent(source) == after_connect + 1
+
+
+async def _plis_sent(endpoint: RemoteObject) -> int:
+    stats = await endpoint.invoke("getStats", mediaType="VIDEO")
+    return sum(s["pliCount"] for s in stats.values() if s["type"] == "inboundrtp")
+
+
+async def test_vanished_peer_fails_ice_and_disconnects() -> None:
+    """A peer whose sockets vanish fails consent: ICE FAILED, connection DISCONNECTED."""
+    settings = make_settings(
+        min_port=42500, max_port=42599, network_interfaces="lo",
+        ice_consent_interval=0.2, ice_consent_failures=3,
+    )
+    async with running_emulator(settings) as server, await KurentoClient.connect(
+        server.urls["ws"], reconnect=False
+    ) as client:
+        peer = ClientPeer()
+        try:
+            _, endpoint = await _connected(client, peer)
+            ice = await endpoint.subscribe("IceComponentStateChanged")
+            connection = await endpoint.subscribe("ConnectionStateChanged")
+            for protocol in _client_ice(peer)._protocols:
+                protocol.transport.close()
+            states = []
+            while "FAILED" not in states:
+                states.append((await ice.get(timeout=15))["state"])
+            assert (await connection.get(timeout=15))["newState"] == "DISCONNECTED"
+            await endpoint.release()
+            assert server.media.ports.usage().in_use == 0
+        finally:
+            await peer.close()
