@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -39,3 +40,15 @@ async def raw(server: EmulatorServer) -> AsyncIterator[RawPeer]:
     """A raw JSON-RPC peer on ``server`` that sends text and reads frames."""
     async with RawPeer.open(server.urls["ws"]) as peer:
         yield peer
+
+
+@contextlib.asynccontextmanager
+async def server_and_client(
+    settings: Settings,
+) -> AsyncIterator[tuple[EmulatorServer, KurentoClient]]:
+    """A server with these settings and the project's client connected to it."""
+    async with contextlib.AsyncExitStack() as stack:
+        running = await stack.enter_async_context(running_emulator(settings))
+        client = await KurentoClient.connect(running.urls["ws"], reconnect=False)
+        connected = await stack.enter_async_context(client)
+        yield running, connected

@@ -46,12 +46,16 @@ class NodeScenario:
 
     async def step(self, name: str, timeout: float = 20.0) -> dict[str, Any]:
         """Wait for the report of a step; a failed scenario raises with Node's error."""
+        return await self.step_any((name,), timeout)
+
+    async def step_any(self, names: tuple[str, ...], timeout: float = 20.0) -> dict[str, Any]:
+        """Wait for the next report of any of these steps."""
         assert self.process.stdout is not None
         while True:
             line = await asyncio.wait_for(self.process.stdout.readline(), timeout)
             if not line:
                 stderr = await self._stderr()
-                raise AssertionError(f"scenario ended before {name!r}: {self.reports} {stderr}")
+                raise AssertionError(f"scenario ended before {names}: {self.reports} {stderr}")
             text = line.decode(errors="replace")
             if not text.startswith(REPORT_PREFIX):
                 continue  # kurento-client's own console.log lines
@@ -59,7 +63,7 @@ class NodeScenario:
             self.reports.append(report)
             if report["step"] == "failed":
                 raise AssertionError(f"scenario failed: {report['error']}")
-            if report["step"] == name:
+            if report["step"] in names:
                 return dict(report)
 
     async def command(self, word: str) -> None:

@@ -1,4 +1,4 @@
-"""Every media UDP socket is inside minPort..maxPort, returns to the pool, and exhaustion is 40009."""
+"""Media UDP sockets stay inside minPort..maxPort and return to the pool; exhaustion is 40009."""
 
 from __future__ import annotations
 
@@ -8,41 +8,42 @@ from pathlib import Path
 import pytest
 
 from emulator.transport.client import KurentoClient, RemoteObject
-from emulator.transport.server import running_emulator
 from protocol.errors import NotEnoughResources
-from tests.conftest import make_settings
+from tests.conftest import make_settings, server_and_client
 
-OFFER = "\r\n".join([
-    "v=0",
-    "o=- 4611731400430051336 2 IN IP4 127.0.0.1",
-    "s=-",
-    "t=0 0",
-    "a=group:BUNDLE 0 1",
-    "a=msid-semantic: WMS",
-    "m=audio 9 UDP/TLS/RTP/SAVPF 111",
-    "c=IN IP4 0.0.0.0",
-    "a=rtcp:9 IN IP4 0.0.0.0",
-    "a=ice-ufrag:abcd",
-    "a=ice-pwd:abcdefghijklmnopqrstuvwx",
-    "a=ice-options:trickle",
-    "a=fingerprint:sha-256 " + ":".join(["AB"] * 32),
-    "a=setup:actpass",
-    "a=mid:0",
-    "a=sendrecv",
-    "a=rtcp-mux",
-    "a=rtpmap:111 opus/48000/2",
-    "m=video 9 UDP/TLS/RTP/SAVPF 96",
-    "c=IN IP4 0.0.0.0",
-    "a=ice-ufrag:abcd",
-    "a=ice-pwd:abcdefghijklmnopqrstuvwx",
-    "a=fingerprint:sha-256 " + ":".join(["AB"] * 32),
-    "a=setup:actpass",
-    "a=mid:1",
-    "a=sendrecv",
-    "a=rtcp-mux",
-    "a=rtpmap:96 VP8/90000",
-    "",
-])
+OFFER = "\r\n".join(
+    [
+        "v=0",
+        "o=- 4611731400430051336 2 IN IP4 127.0.0.1",
+        "s=-",
+        "t=0 0",
+        "a=group:BUNDLE 0 1",
+        "a=msid-semantic: WMS",
+        "m=audio 9 UDP/TLS/RTP/SAVPF 111",
+        "c=IN IP4 0.0.0.0",
+        "a=rtcp:9 IN IP4 0.0.0.0",
+        "a=ice-ufrag:abcd",
+        "a=ice-pwd:abcdefghijklmnopqrstuvwx",
+        "a=ice-options:trickle",
+        "a=fingerprint:sha-256 " + ":".join(["AB"] * 32),
+        "a=setup:actpass",
+        "a=mid:0",
+        "a=sendrecv",
+        "a=rtcp-mux",
+        "a=rtpmap:111 opus/48000/2",
+        "m=video 9 UDP/TLS/RTP/SAVPF 96",
+        "c=IN IP4 0.0.0.0",
+        "a=ice-ufrag:abcd",
+        "a=ice-pwd:abcdefghijklmnopqrstuvwx",
+        "a=fingerprint:sha-256 " + ":".join(["AB"] * 32),
+        "a=setup:actpass",
+        "a=mid:1",
+        "a=sendrecv",
+        "a=rtcp-mux",
+        "a=rtpmap:96 VP8/90000",
+        "",
+    ]
+)
 
 
 def udp_ports_of_this_process() -> list[int]:
@@ -77,39 +78,37 @@ async def _gathered_endpoint(client: KurentoClient) -> RemoteObject:
 async def test_every_media_socket_inside_range_and_freed() -> None:
     """Twenty gathered endpoints hold sockets only inside the range; none remain after release."""
     settings = make_settings(min_port=43000, max_port=43099, network_interfaces="lo")
-    async with running_emulator(settings) as server:
-        async with await KurentoClient.connect(server.urls["ws"], reconnect=False) as client:
-            before = udp_ports_of_this_process()
-            pipelines = [await _gathered_endpoint(client) for _ in range(20)]
-            during = udp_ports_of_this_process()
-            new = sorted(set(during) - set(before))
-            assert len(new) >= 20
-            assert all(43000 <= port <= 43099 for port in during), during
-            for pipeline in pipelines:
-                await pipeline.release()
-            assert not [p for p in udp_ports_of_this_process() if 43000 <= p <= 43099]
-            assert server.media.ports.usage().in_use == 0
+    async with server_and_client(settings) as (server, client):
+        before = udp_ports_of_this_process()
+        pipelines = [await _gathered_endpoint(client) for _ in range(20)]
+        during = udp_ports_of_this_process()
+        new = sorted(set(during) - set(before))
+        assert len(new) >= 20
+        assert all(43000 <= port <= 43099 for port in during), during
+        for pipeline in pipelines:
+            await pipeline.release()
+        assert not [p for p in udp_ports_of_this_process() if 43000 <= p <= 43099]
+        assert server.media.ports.usage().in_use == 0
 
 
 async def test_exhausted_range_is_40009_and_others_untouched() -> None:
     """When no port is left, gatherCandidates fails with 40009 naming the range; others go on."""
     settings = make_settings(min_port=43100, max_port=43102, network_interfaces="lo")
-    async with running_emulator(settings) as server:
-        async with await KurentoClient.connect(server.urls["ws"], reconnect=False) as client:
-            first = await _gathered_endpoint(client)
-            pipeline = await client.create("MediaPipeline")
-            second = await pipeline.create("WebRtcEndpoint")
-            await second.invoke("processOffer", offer=OFFER)
-            with pytest.raises(NotEnoughResources, match="43100-43102") as info:
-                await second.invoke("gatherCandidates")
-            assert info.value.code == 40009
-            assert all(43100 <= p <= 43102 for p in udp_ports_of_this_process())
-            endpoint = (await first.invoke("getChildren"))[0]
-            sdp = await client.call(
-                "invoke", {"object": endpoint, "operation": "getLocalSessionDescriptor"}
-            )
-            assert "a=candidate" in sdp["value"]
-            await first.release()
-            third = await _gathered_endpoint(client)
-            assert server.media.ports.usage().in_use > 0
-            await third.release()
+    async with server_and_client(settings) as (server, client):
+        first = await _gathered_endpoint(client)
+        pipeline = await client.create("MediaPipeline")
+        second = await pipeline.create("WebRtcEndpoint")
+        await second.invoke("processOffer", offer=OFFER)
+        with pytest.raises(NotEnoughResources, match="43100-43102") as info:
+            await second.invoke("gatherCandidates")
+        assert info.value.code == 40009
+        assert all(43100 <= p <= 43102 for p in udp_ports_of_this_process())
+        endpoint = (await first.invoke("getChildren"))[0]
+        sdp = await client.call(
+            "invoke", {"object": endpoint, "operation": "getLocalSessionDescriptor"}
+        )
+        assert "a=candidate" in sdp["value"]
+        await first.release()
+        third = await _gathered_endpoint(client)
+        assert server.media.ports.usage().in_use > 0
+        await third.release()

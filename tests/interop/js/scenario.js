@@ -50,7 +50,52 @@ function describeError(error) {
   return { code: error.code, message: error.message, type: error.data && error.data.type };
 }
 
+async function webrtc(serverOffers) {
+  const client = await connectClient();
+  const pipeline = await call(client, 'create', 'MediaPipeline');
+  const endpoint = await call(pipeline, 'create', 'WebRtcEndpoint');
+  endpoint.on('IceCandidateFound', (event) => report('candidate', { candidate: event.candidate }));
+  endpoint.on('IceGatheringDone', () => report('gathering-done'));
+  endpoint.on('MediaFlowInStateChanged', (event) => report('flow-in', { mediaType: event.mediaType, state: event.state }));
+  await call(endpoint, 'connect', endpoint);
+  if (serverOffers) {
+    const offer = await call(endpoint, 'generateOffer');
+    report('offer', { sdp: offer });
+  } else {
+    report('ready');
+  }
+  for (;;) {
+    const line = await nextCommand();
+    const space = line.indexOf(' ');
+    const verb = space < 0 ? line : line.slice(0, space);
+    const argument = space < 0 ? null : JSON.parse(line.slice(space + 1));
+    if (verb === 'offer') {
+      const answer = await call(endpoint, 'processOffer', argument.sdp);
+      report('answer', { sdp: answer });
+      await call(endpoint, 'gatherCandidates');
+    } else if (verb === 'answer') {
+      await call(endpoint, 'processAnswer', argument.sdp);
+      await call(endpoint, 'gatherCandidates');
+      report('answered');
+    } else if (verb === 'candidate') {
+      const candidate = kurento.getComplexType('IceCandidate')(argument);
+      await call(endpoint, 'addIceCandidate', candidate);
+    } else if (verb === 'stats') {
+      const stats = await call(endpoint, 'getStats');
+      report('stats', { stats });
+    } else {
+      break;
+    }
+  }
+  await call(pipeline, 'release');
+  client.close();
+  report('done');
+}
+
 const scenarios = {
+  webrtc: () => webrtc(false),
+  'webrtc-server-offer': () => webrtc(true),
+
   async basic() {
     const client = await connectClient();
     report('connected');
