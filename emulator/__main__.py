@@ -8,18 +8,18 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from emulator import __version__
+from emulator.config import ConfigError, load_settings
 from emulator.settings import Settings
 from emulator.transport.server import EmulatorServer
 
 logger = logging.getLogger("emulator")
 
 
-def parse_args(argv: Sequence[str] | None) -> dict[str, Any]:
+def parse_args(argv: Sequence[str] | None) -> tuple[dict[str, Any], Path | None, Path | None]:
     """Command-line options as Settings overrides (only those given)."""
     parser = argparse.ArgumentParser(
         prog="kurento-emulator", description="A Kurento Media Server 7.3.0 stand-in."
@@ -36,13 +36,20 @@ def parse_args(argv: Sequence[str] | None) -> dict[str, Any]:
     parser.add_argument("--min-port", type=int, help="lowest media UDP port (default 1024)")
     parser.add_argument("--max-port", type=int, help="highest media UDP port (default 65535)")
     parser.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
+    parser.add_argument(
+        "-f", "--conf-file", type=Path, help="kurento.conf.json (default /etc/kurento/...)"
+    )
+    parser.add_argument(
+        "-c", "--modules-config-path", type=Path, help="folder holding kurento/*.conf.ini"
+    )
     args = vars(parser.parse_args(argv))
-    overrides = {k: v for k, v in args.items() if v is not None and k not in ("no_ws", "no_wss")}
+    skip = ("no_ws", "no_wss", "conf_file", "modules_config_path")
+    overrides = {k: v for k, v in args.items() if v is not None and k not in skip}
     if args["no_ws"]:
         overrides["port"] = None
     if args["no_wss"]:
         overrides["secure_port"] = None
-    return overrides
+    return overrides, args["conf_file"], args["modules_config_path"]
 
 
 async def serve_forever(settings: Settings) -> None:
@@ -61,17 +68,21 @@ async def serve_forever(settings: Settings) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
-    overrides = parse_args(argv)
+    overrides, conf_file, modules_dir = parse_args(argv)
     try:
-        settings = Settings(**overrides)
-    except ValidationError as exc:
-        print(f"kurento-emulator: invalid configuration:\n{exc}", file=sys.stderr)  # noqa: T201
+        loaded = load_settings(overrides, conf_file=conf_file, modules_dir=modules_dir)
+    except ConfigError as exc:
+        print(f"kurento-emulator: {exc}", file=sys.stderr)  # noqa: T201
         return 2
+    settings = loaded.settings
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         stream=sys.stdout,
     )
+    logger.info("kurento-emulator %s, effective configuration:", __version__)
+    for line in loaded.report():
+        logger.info("  %s", line)
     asyncio.run(serve_forever(settings))
     return 0
 

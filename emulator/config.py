@@ -1,0 +1,241 @@
+"""Build Settings from the places KMS users already configure: flags, the official image's
+environment variables and KMS's config files (ecosystem.md section 1, protocol.md section 5).
+
+Precedence, highest first: command-line options, environment (``KMS_*``, ``KURENTO_*``,
+``GST_DEBUG``, then ``KURENTO_EMULATOR_<FIELD>``), config files (``kurento.conf.json`` and
+``modules/kurento/*.conf.{ini,json}``), defaults. ``load_settings`` also says where each value came
+from, for the start-up report.
+"""
+
+from __future__ import annotations
+
+import configparser
+import json
+import logging
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from emulator.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CONF_FILE = Path("/etc/kurento/kurento.conf.json")
+
+ENV_FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "KMS_MIN_PORT": ("min_port", int),
+    "KMS_MAX_PORT": ("max_port", int),
+    "KMS_MTU": ("mtu", int),
+    "KMS_TURN_URL": ("turn_url", str),
+    "KMS_EXTERNAL_IPV4": ("external_ipv4", str),
+    "KMS_EXTERNAL_IPV6": ("external_ipv6", str),
+    "KMS_NETWORK_INTERFACES": ("network_interfaces", str),
+    "KMS_ICE_TCP": ("ice_tcp", lambda v: v.strip().lower() in ("1", "true", "yes")),
+    "KMS_PEM_CERTIFICATE_ECDSA": ("pem_certificate", Path),
+}
+INI_FIELDS: dict[str, dict[str, str]] = {
+    "BaseRtpEndpoint": {"minPort": "min_port", "maxPort": "max_port", "mtu": "mtu"},
+    "WebRtcEndpoint": {
+        "networkInterfaces": "network_interfaces",
+        "stunServerAddress": "stun_server_address",
+        "stunServerPort": "stun_server_port",
+        "turnURL": "turn_url",
+        "externalIPv4": "external_ipv4",
+        "externalIPv6": "external_ipv6",
+        "iceTcp": "ice_tcp",
+        "pemCertificateECDSA": "pem_certificate",
+    },
+}
+GST_LEVELS = {0: "CRITICAL", 1: "ERROR", 2: "WARNING", 3: "INFO", 4: "INFO", 5: "DEBUG"}
+
+
+class ConfigError(ValueError):
+    """A setting that cannot be used; the message names it and says how to fix it."""
+
+
+@dataclass
+class LoadedSettings:
+    """The effective settings and the origin of every value that is not a default."""
+
+    settings: Settings
+    origins: dict[str, str] = field(default_factory=dict)
+
+    def report(self) -> list[str]:
+        """One line per setting: value and origin."""
+        lines = []
+        for name in Settings.model_fields:
+            value = getattr(self.settings, name)
+            shown = "***" if "password" in name and value else value
+            lines.append(f"{name} = {shown!r} ({self.origins.get(name, 'default')})")
+        return lines
+
+
+def load_settings(
+    cli: Mapping[str, Any],
+    environ: Mapping[str, str] | None = None,
+    conf_file: Path | None = None,
+    modules_dir: Path | None = None,
+) -> LoadedSettings:
+    """Merge every source into one validated Settings.
+
+    Raises:
+        ConfigError: an unreadable file or an invalid value, named with its origin and a fix.
+    """
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+
+    def take(source: str, found: Mapping[str, Any]) -> None:
+        for key, value in found.items():
+            values[key] = value
+            origins[key] = source
+
+    conf = conf_file or _env_path(environ, "KURENTO_CONF_FILE") or DEFAULT_CONF_FILE
+    if conf.exists():
+        take(str(conf), read_kurento_conf(conf))
+    modules = modules_dir or _env_path(environ, "KURENTO_MODULES_CONFIG_PATH")
+    modules = modules or conf.parent / "modules"
+    for path, found in read_module_configs(modules / "kurento").items():
+        take(str(path), found)
+    take("environment", settings_from_env(environ))
+    take("command line", dict(cli))
+    try:
+        settings = Settings(**values)
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc, origins)) from exc
+    return LoadedSettings(settings, origins)
+
+
+def _env_path(environ: Mapping[str, str], name: str) -> Path | None:
+    value = environ.get(name, "").strip()
+    return Path(value) if value else None
+
+
+def settings_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Settings from the official image's variables (set and non-empty only, as entrypoint.sh)."""
+    found: dict[str, Any] = {}
+    for name, (field_name, convert) in ENV_FIELDS.items():
+        value = environ.get(name, "").strip()
+        if not value:
+            continue
+        if name.startswith("KMS_EXTERNAL_IPV") and value.lower() == "auto":
+            logger.warning("%s=auto needs an Internet DNS lookup; ignored (set the address)", name)
+            continue
+        try:
+            found[field_name] = convert(value)
+        except ValueError as exc:
+            raise ConfigError(f"{name}={value!r} is not valid: {exc}") from exc
+    stun_ip, stun_port = environ.get("KMS_STUN_IP", ""), environ.get("KMS_STUN_PORT", "")
+    if stun_ip and stun_port:
+        if not stun_port.isdigit():
+            raise ConfigError(f"KMS_STUN_PORT={stun_port!r} should be a port number")
+        found.update(stun_server_address=stun_ip, stun_server_port=int(stun_port))
+    elif stun_ip or stun_port:
+        logger.warning("KMS_STUN_IP and KMS_STUN_PORT must both be set (as in the KMS image)")
+    if environ.get("KMS_PEM_CERTIFICATE_RSA"):
+        logger.warning(
+            "KMS_PEM_CERTIFICATE_RSA: RSA DTLS certificates are not supported; "
+            "an ECDSA certificate is generated (or set KMS_PEM_CERTIFICATE_ECDSA)"
+        )
+    gst = environ.get("GST_DEBUG", "").strip()
+    if gst:
+        found["log_level"] = gst_debug_level(gst)
+    return found
+
+
+def gst_debug_level(value: str) -> str:
+    """The Python log level of a GST_DEBUG string (its default level, e.g. ``2,Kurento*:4``)."""
+    for item in value.split(","):
+        item = item.strip()
+        level = item.rsplit(":", 1)[-1] if ":" in item else item
+        if item and (":" not in item or item.startswith("*:")) and level.isdigit():
+            return GST_LEVELS.get(min(int(level), 5), "DEBUG")
+    return "INFO"
+
+
+def read_kurento_conf(path: Path) -> dict[str, Any]:
+    """Settings from kurento.conf.json; keys starting with ``//`` are comments."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: not readable JSON ({exc}); fix or remove the file") from exc
+    data = _strip_comments(data)
+    server = data.get("mediaServer", {})
+    socket = server.get("net", {}).get("websocket", {})
+    resources = server.get("resources", {})
+    found: dict[str, Any] = {}
+    if "port" in socket:
+        found["port"] = int(socket["port"]) or None
+    if "address" in socket:
+        found["host"] = socket["address"]
+    if "path" in socket:
+        found["path"] = socket["path"]
+    secure = socket.get("secure", {})
+    if "port" in secure:
+        found["secure_port"] = int(secure["port"]) or None
+    if secure.get("certificate"):
+        found["certificate"] = path.parent / secure["certificate"]
+    if secure.get("password"):
+        found["certificate_password"] = secure["password"]
+    if "garbageCollectorPeriod" in resources:
+        found["gc_period"] = float(resources["garbageCollectorPeriod"])
+    if "disableRequestCache" in resources:
+        found["disable_request_cache"] = _truthy(resources["disableRequestCache"])
+    if isinstance(data.get("metadata"), dict) and data["metadata"]:
+        found["metadata"] = data["metadata"]
+    return found
+
+
+def read_module_configs(folder: Path) -> dict[Path, dict[str, Any]]:
+    """Settings from ``<modules>/kurento/<Class>.conf.ini`` files that exist."""
+    found: dict[Path, dict[str, Any]] = {}
+    for class_name, keys in INI_FIELDS.items():
+        path = folder / f"{class_name}.conf.ini"
+        if path.exists():
+            found[path] = _read_ini(path, keys)
+    return found
+
+
+def _read_ini(path: Path, keys: dict[str, str]) -> dict[str, Any]:
+    parser = configparser.ConfigParser(inline_comment_prefixes=(";", "#"), strict=False)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    try:
+        parser.read_string("[kms]\n" + path.read_text(encoding="utf-8"))
+    except (OSError, configparser.Error) as exc:
+        raise ConfigError(f"{path}: not a readable INI file ({exc})") from exc
+    found: dict[str, Any] = {}
+    for key, value in parser["kms"].items():
+        if key not in keys:
+            logger.info("%s: key %r is not used by kurento-emulator, ignored", path, key)
+            continue
+        name = keys[key]
+        if name == "pem_certificate":
+            found[name] = path.parent / value
+        elif name == "ice_tcp":
+            found[name] = _truthy(value)
+        else:
+            found[name] = value
+    return found
+
+
+def _strip_comments(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _strip_comments(v) for k, v in node.items() if not str(k).startswith("//")}
+    return node
+
+
+def _truthy(value: Any) -> bool:
+    return str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+def _explain(exc: ValidationError, origins: dict[str, str]) -> str:
+    problems = []
+    for error in exc.errors():
+        name = ".".join(str(part) for part in error["loc"]) or "settings"
+        origin = origins.get(name, "default")
+        problems.append(f"{name} (from {origin}): {error['msg']}")
+    return "invalid configuration: " + "; ".join(problems)

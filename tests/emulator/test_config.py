@@ -1,0 +1,131 @@
+"""Settings from the places KMS users configure: flags, KMS_* variables, config files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from emulator.config import ConfigError, gst_debug_level, load_settings
+
+
+def _conf_dir(tmp_path: Path) -> Path:
+    (tmp_path / "modules" / "kurento").mkdir(parents=True)
+    return tmp_path
+
+
+def test_defaults_without_any_source(tmp_path: Path) -> None:
+    """Without files, variables or flags the KMS defaults apply."""
+    loaded = load_settings({}, environ={}, conf_file=tmp_path / "missing.json")
+    assert (loaded.settings.port, loaded.settings.secure_port) == (8888, 8433)
+    assert (loaded.settings.min_port, loaded.settings.max_port) == (1024, 65535)
+    assert loaded.origins == {}
+
+
+def test_kurento_conf_json_with_comment_keys(tmp_path: Path) -> None:
+    """kurento.conf.json is read, "//" keys are comments, certificate is relative to it."""
+    conf = _conf_dir(tmp_path) / "kurento.conf.json"
+    conf.write_text(
+        json.dumps(
+            {
+                "metadata": {"lab": "a"},
+                "mediaServer": {
+                    "resources": {"garbageCollectorPeriod": 30, "//exceptionLimit": "0.8"},
+                    "net": {
+                        "websocket": {
+                            "port": 9999,
+                            "path": "kms",
+                            "//address": "0.0.0.0",
+                            "secure": {"port": 9443, "certificate": "cert+key.pem"},
+                        }
+                    },
+                },
+            }
+        )
+    )
+    loaded = load_settings({}, environ={}, conf_file=conf)
+    settings = loaded.settings
+    assert (settings.port, settings.secure_port, settings.path) == (9999, 9443, "kms")
+    assert settings.gc_period == 30 and settings.metadata == {"lab": "a"}
+    assert settings.certificate == tmp_path / "cert+key.pem"
+    assert loaded.origins["port"] == str(conf)
+
+
+def test_module_ini_files_and_env_precedence(tmp_path: Path) -> None:
+    """BaseRtpEndpoint/WebRtcEndpoint .conf.ini apply; KMS_* variables override them."""
+    folder = _conf_dir(tmp_path) / "modules" / "kurento"
+    (folder / "BaseRtpEndpoint.conf.ini").write_text("; comment\nminPort=40000\nmaxPort=40099\n")
+    (folder / "WebRtcEndpoint.conf.ini").write_text(
+        "stunServerAddress=10.0.0.1\nstunServerPort=3479\nturnURL=u:p@10.0.0.2:3478\n"
+        "networkInterfaces=lo\nunknownKey=1\n"
+    )
+    environ = {"KMS_MAX_PORT": "40049", "KMS_EXTERNAL_IPV4": "198.51.100.7"}
+    loaded = load_settings({}, environ=environ, conf_file=tmp_path / "kurento.conf.json")
+    settings = loaded.settings
+    assert (settings.min_port, settings.max_port) == (40000, 40049)
+    assert loaded.origins["min_port"].endswith("BaseRtpEndpoint.conf.ini")
+    assert loaded.origins["max_port"] == "environment"
+    assert settings.stun_server_address == "10.0.0.1" and settings.stun_server_port == 3479
+    assert settings.turn_url == "u:p@10.0.0.2:3478" and settings.network_interfaces == "lo"
+    assert settings.external_ipv4 == "198.51.100.7"
+
+
+def test_command_line_wins(tmp_path: Path) -> None:
+    """Flags override the environment."""
+    loaded = load_settings(
+        {"min_port": 50000, "max_port": 50010},
+        environ={"KMS_MIN_PORT": "40000"},
+        conf_file=tmp_path / "none.json",
+    )
+    assert loaded.settings.min_port == 50000 and loaded.origins["min_port"] == "command line"
+
+
+def test_stun_needs_both_variables(tmp_path: Path) -> None:
+    """KMS_STUN_IP without KMS_STUN_PORT is ignored, as the KMS image does."""
+    loaded = load_settings({}, environ={"KMS_STUN_IP": "1.2.3.4"}, conf_file=tmp_path / "x")
+    assert loaded.settings.stun_server_address == ""
+    both = load_settings(
+        {}, environ={"KMS_STUN_IP": "1.2.3.4", "KMS_STUN_PORT": "3478"}, conf_file=tmp_path / "x"
+    )
+    assert both.settings.stun_server_address == "1.2.3.4"
+
+
+def test_invalid_value_names_setting_and_origin(tmp_path: Path) -> None:
+    """An invalid value stops loading with the setting, where it came from and why."""
+    with pytest.raises(ConfigError, match=r"KMS_MIN_PORT='low'"):
+        load_settings({}, environ={"KMS_MIN_PORT": "low"}, conf_file=tmp_path / "x")
+    with pytest.raises(ConfigError, match="min_port <= max_port"):
+        load_settings(
+            {}, environ={"KMS_MIN_PORT": "5000", "KMS_MAX_PORT": "4000"}, conf_file=tmp_path / "x"
+        )
+
+
+def test_gst_debug_maps_to_log_level() -> None:
+    """GST_DEBUG's default level becomes the Python log level."""
+    assert gst_debug_level("2,Kurento*:4,kms*:4") == "WARNING"
+    assert gst_debug_level("5") == "DEBUG"
+    assert gst_debug_level("*:3") == "INFO"
+
+
+def test_report_lists_every_value_with_origin(tmp_path: Path) -> None:
+    """The start-up report has one line per setting with its origin."""
+    loaded = load_settings({"port": 1234}, environ={}, conf_file=tmp_path / "x")
+    lines = loaded.report()
+    assert "port = 1234 (command line)" in lines
+    assert "gc_period = 240.0 (default)" in lines
+
+
+def test_invalid_start_exits_with_message() -> None:
+    """The console script refuses to start on an invalid value, naming it."""
+    result = subprocess.run(
+        [sys.executable, "-m", "emulator", "--min-port", "6000", "--max-port", "5000"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "min_port" in result.stderr
