@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from emulator.media.negotiation import LocalPolicy
-from emulator.media.peer import PeerConfig
+from emulator.media.peer import PeerConfig, parse_turn_url
 from emulator.media.services import MEDIA_SERVICE, MediaServices
 from emulator.media.webrtc import MediaPacket, WebRtcMedia
 from emulator.objects.sdp_endpoint import BaseRtpEndpoint
@@ -133,6 +133,14 @@ class WebRtcEndpoint(BaseRtpEndpoint):
         return self.media.peer.remote_description()
 
     # -- WebRtcEndpoint ----------------------------------------------------------------------
+
+    def set_turn_url(self, turn_url: str) -> None:
+        """Set turnUrl, checking KMS's ``user:password@address:port?transport=...`` shape."""
+        try:
+            parse_turn_url(turn_url)
+        except ValueError as exc:
+            raise MediaObjectIllegalParamError(str(exc)) from exc
+        self.properties["turnUrl"] = turn_url
 
     def gather_candidates(self) -> None:
         """Start gathering; candidates arrive as IceCandidateFound, then IceGatheringDone.
