@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from emulator.transport.client import KurentoClient, RemoteObject
+from protocol.errors import MediaObjectIllegalParamError
 from tests.conftest import make_settings, server_and_client
 from tests.media.test_ports import OFFER
 
@@ -77,10 +80,6 @@ async def test_stun_and_turn_properties_have_kms_defaults(media_client: KurentoC
 
 async def test_malformed_turn_url_rejected(media_client: KurentoClient) -> None:
     """A turnUrl without user:password@address:port is 40107 with the expected shape."""
-    import pytest
-
-    from protocol.errors import MediaObjectIllegalParamError
-
     endpoint = await _endpoint(media_client)
     with pytest.raises(MediaObjectIllegalParamError, match="user:password@address:port"):
         await endpoint.invoke("setTurnUrl", turnUrl="turn.example.org")
