@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 JS := tests/interop/js
 
-.PHONY: run test install install-test js-deps lint typecheck unit clean bench bench-quick
+.PHONY: run test install install-test js-deps media-deps lint typecheck unit clean bench bench-quick
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,13 @@ $(JS)/node_modules/.installed: $(JS)/package.json $(JS)/package-lock.json
 	cd $(JS) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 	touch $@
 
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_INSTALL := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends
+
+## media-deps: Debian packages the media tests use as real peers (coturn for STUN/TURN)
+media-deps:
+	@command -v turnserver >/dev/null || ($(SUDO) apt-get update -qq && $(APT_INSTALL) coturn)
+
 lint: install-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -40,7 +47,7 @@ lint: install-test
 typecheck: install-test
 	$(BIN)/mypy
 
-unit: install-test js-deps
+unit: install-test js-deps media-deps
 	$(BIN)/python -m pytest
 
 ## test: install the test extras and everything the tests need, then ruff, mypy and pytest

@@ -1,0 +1,67 @@
+"""STUN and TURN with a real server (coturn): server-reflexive and relayed candidates, media over
+the relay, the TURN client socket inside the port range."""
+
+from __future__ import annotations
+
+from emulator.transport.client import KurentoClient
+from tests.conftest import make_settings, server_and_client
+from tests.media.conftest import TURN_RELAY_PORTS, TURN_USER
+from tests.media.peers import client_peer, negotiate
+from tests.media.test_ports import OFFER, udp_ports_of_this_process
+
+
+async def _gather(client: KurentoClient, **properties: object) -> list[str]:
+    pipeline = await client.create("MediaPipeline")
+    endpoint = await pipeline.create("WebRtcEndpoint")
+    for name, value in properties.items():
+        await endpoint.invoke("set" + name[0].upper() + name[1:], **{name: value})
+    found = await endpoint.subscribe("IceCandidateFound")
+    done = await endpoint.subscribe("IceGatheringDone")
+    await endpoint.invoke("processOffer", offer=OFFER)
+    await endpoint.invoke("gatherCandidates")
+    await done.get(timeout=15)
+    texts = []
+    while not found.queue.empty():
+        texts.append(found.queue.get_nowait()["candidate"]["candidate"])
+    return texts
+
+
+async def test_stun_server_gives_server_reflexive_candidate(
+    turn_server: tuple[str, int], media_client: KurentoClient
+) -> None:
+    """stunServerAddress/Port make the endpoint gather a srflx candidate."""
+    host, port = turn_server
+    candidates = await _gather(media_client, stunServerAddress=host, stunServerPort=port)
+    assert any(" typ srflx " in c for c in candidates), candidates
+
+
+async def test_turn_relay_only_media_flows(turn_server: tuple[str, int]) -> None:
+    """Relay-only with turnUrl: only relay candidates, media loops back through coturn, and the
+    TURN client socket is inside the port range."""
+    host, port = turn_server
+    settings = make_settings(
+        min_port=42900,
+        max_port=42999,
+        network_interfaces="lo",
+        ice_relay_only=True,
+        turn_url=f"{TURN_USER[0]}:{TURN_USER[1]}@{host}:{port}?transport=udp",
+    )
+    async with server_and_client(settings) as (server, client):
+        pipeline = await client.create("MediaPipeline")
+        endpoint = await pipeline.create("WebRtcEndpoint")
+        await endpoint.connect(endpoint)
+        found = await endpoint.subscribe("IceCandidateFound")
+        async with client_peer() as peer:
+            await negotiate(endpoint, peer)
+            await peer.wait_for(
+                lambda p: p.frames.get("audio", 0) > 3 and p.frames.get("video", 0) > 3
+            )
+        relayed = []
+        while not found.queue.empty():
+            relayed.append(found.queue.get_nowait()["candidate"]["candidate"])
+        assert relayed and all(" typ relay " in c for c in relayed)
+        relay_port = int(relayed[0].split()[5])
+        assert TURN_RELAY_PORTS[0] <= relay_port <= TURN_RELAY_PORTS[1]
+        assert server.media.ports.usage().in_use >= 1
+        ours = [p for p in udp_ports_of_this_process() if 42900 <= p <= 42999]
+        assert ours
