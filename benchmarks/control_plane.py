@@ -91,7 +91,7 @@ async def pipeline_cycle(rpc: Rpc) -> int:
 
 
 @contextlib.asynccontextmanager
-async def server_process() -> AsyncIterator[tuple[str, int]]:
+async def server_process(extra: list[str] | None = None) -> AsyncIterator[tuple[str, int]]:
     """Start ``python -m emulator`` on an ephemeral port; yield its URL and pid."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -104,6 +104,7 @@ async def server_process() -> AsyncIterator[tuple[str, int]]:
         "--no-wss",
         "--log-level",
         "INFO",
+        *(extra or []),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )

@@ -35,6 +35,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[dict[str, Any], Path | None,
     parser.add_argument("--gc-period", type=float, help="garbageCollectorPeriod in seconds")
     parser.add_argument("--min-port", type=int, help="lowest media UDP port (default 1024)")
     parser.add_argument("--max-port", type=int, help="highest media UDP port (default 65535)")
+    parser.add_argument("--network-interfaces", help="networkInterfaces: comma list (all)")
     parser.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
     parser.add_argument(
         "-f", "--conf-file", type=Path, help="kurento.conf.json (default /etc/kurento/...)"
