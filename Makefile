@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 JS := tests/interop/js
 
-.PHONY: run test install install-test js-deps media-deps lint typecheck unit clean bench bench-quick
+.PHONY: run test install install-test js-deps media-deps browser-deps lint typecheck unit clean bench bench-quick
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ APT_INSTALL := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --n
 media-deps:
 	@command -v turnserver >/dev/null || ($(SUDO) apt-get update -qq && $(APT_INSTALL) coturn)
 
+## browser-deps: Debian's chromium for tests/media/test_browser.py (never `playwright install`)
+browser-deps:
+	@command -v chromium >/dev/null || ($(SUDO) apt-get update -qq && $(APT_INSTALL) chromium)
+
 lint: install-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -47,7 +51,7 @@ lint: install-test
 typecheck: install-test
 	$(BIN)/mypy
 
-unit: install-test js-deps media-deps
+unit: install-test js-deps media-deps browser-deps
 	$(BIN)/python -m pytest
 
 ## test: install the test extras and everything the tests need, then ruff, mypy and pytest

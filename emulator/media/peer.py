@@ -402,7 +402,9 @@ class WebRtcPeer:
             try:
                 parsed = IceCandidateLine.parse(candidate)
             except ValueError as exc:
-                raise IceAddCandidateError(f"Invalid ICE candidate {candidate!r}: {exc}") from exc
+                raise IceAddCandidateError(
+                    f"Error adding candidate: {candidate!r} is not an ICE candidate ({exc})"
+                ) from exc
             self.pending_candidates.append((parsed, mid, index))
         if self.remote_sdp is not None:
             self._flush_pending_candidates()
