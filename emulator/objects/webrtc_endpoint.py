@@ -272,6 +272,8 @@ class WebRtcEndpoint(BaseRtpEndpoint):
         self.properties[name] = value
         self.log.info("= %s %s -> %s", name, old, value)
         self.emit(STATE_EVENTS[name], oldState=old, newState=value)
+        if name == "connectionState" and value == "DISCONNECTED":
+            self.emit("MediaSessionTerminated")
 
     def data_received(self, label: str, message: str | bytes) -> None:
         """A message from the remote peer: send it down DATA links."""
