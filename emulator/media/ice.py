@@ -162,7 +162,7 @@ class RangedConnection(Connection):
         candidates: list[Candidate] = []
         host_protocols: list[StunProtocol] = []
         self.bind_host_sockets()
-        for sock in self._bound:
+        for order, sock in enumerate(self._bound):
             _, protocol = await loop.create_datagram_endpoint(
                 lambda: GuardedStunProtocol(self), sock=sock
             )
@@ -173,7 +173,8 @@ class RangedConnection(Connection):
                 foundation=candidate_foundation("host", "udp", host),
                 component=component,
                 transport="udp",
-                priority=candidate_priority(component, "host"),
+                # A local preference per address, as libnice: earlier addresses are preferred.
+                priority=candidate_priority(component, "host", local_pref=65535 - order),
                 host=host,
                 port=port,
                 type="host",
