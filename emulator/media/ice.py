@@ -158,32 +158,9 @@ class RangedConnection(Connection):
         self, component: int, addresses: list[str], timeout: int = 5
     ) -> list[Candidate]:
         """Host candidates from the pre-bound sockets, then server-reflexive and relayed ones."""
-        loop = asyncio.get_running_loop()
-        candidates: list[Candidate] = []
-        host_protocols: list[StunProtocol] = []
         self.bind_host_sockets()
-        for order, sock in enumerate(self._bound):
-            _, protocol = await loop.create_datagram_endpoint(
-                lambda: GuardedStunProtocol(self), sock=sock
-            )
-            assert isinstance(protocol, GuardedStunProtocol)
-            protocol.fast_path = self._fast_path
-            host, port = sock.getsockname()[:2]
-            protocol.local_candidate = Candidate(
-                foundation=candidate_foundation("host", "udp", host),
-                component=component,
-                transport="udp",
-                # A local preference per address, as libnice: earlier addresses are preferred.
-                priority=candidate_priority(component, "host", local_pref=65535 - order),
-                host=host,
-                port=port,
-                type="host",
-            )
-            host_protocols.append(protocol)
-            candidates.append(protocol.local_candidate)
-            self._found(protocol.local_candidate)
-        self._bound.clear()
-        self._protocols += host_protocols
+        host_protocols = await self._host_protocols(component)
+        candidates = [protocol.local_candidate for protocol in host_protocols]
         tasks = self._server_tasks(component, host_protocols)
         if tasks:
             done, pending = await asyncio.wait(tasks, timeout=timeout)
@@ -198,6 +175,37 @@ class RangedConnection(Connection):
                 else:
                     logger.info("ICE server candidate failed: %s", task.exception())
         return candidates
+
+    async def _host_protocols(self, component: int) -> list[StunProtocol]:
+        """Wrap each pre-bound socket in aioice's protocol; a failure closes what is left."""
+        loop = asyncio.get_running_loop()
+        bound, self._bound = self._bound, []
+        protocols: list[StunProtocol] = []
+        try:
+            for order, sock in enumerate(bound):
+                _, protocol = await loop.create_datagram_endpoint(
+                    lambda: GuardedStunProtocol(self), sock=sock
+                )
+                assert isinstance(protocol, GuardedStunProtocol)
+                protocol.fast_path = self._fast_path
+                self._protocols.append(protocol)
+                host, port = sock.getsockname()[:2]
+                protocol.local_candidate = Candidate(
+                    foundation=candidate_foundation("host", "udp", host),
+                    component=component,
+                    transport="udp",
+                    # A local preference per address, as libnice: earlier ones are preferred.
+                    priority=candidate_priority(component, "host", local_pref=65535 - order),
+                    host=host,
+                    port=port,
+                    type="host",
+                )
+                protocols.append(protocol)
+                self._found(protocol.local_candidate)
+        finally:
+            for sock in bound[len(protocols) :]:
+                sock.close()
+        return protocols
 
     def _server_tasks(
         self, component: int, host_protocols: list[StunProtocol]
