@@ -1,8 +1,10 @@
 """SDP (RFC 8866): a tolerant, exact model for WebRTC peers and plain-RTP PBXs.
 
 ``SessionDescription.parse(text).to_string()`` reproduces every line (with CRLF endings), unknown
-attributes included, in order. Accessors read what negotiation needs from the attributes. Every
-parse failure is a ``SdpParseError`` (40201) naming the line number and the line.
+attributes included, in order. Lines are written in RFC 8866 order, so the rare peer that orders
+them otherwise gets them back reordered; ``o=`` and ``m=`` fields are rejoined with single spaces.
+Accessors read what negotiation needs from the attributes. Every parse failure is a
+``SdpParseError`` (40201) naming the 1-based line number and the line.
 """
 
 from __future__ import annotations
@@ -14,18 +16,35 @@ from protocol.errors import SdpParseError
 
 STATIC_PAYLOAD_TYPES: dict[int, tuple[str, int, int | None]] = {
     0: ("PCMU", 8000, 1),
-    3: ("GSM", 8000, 1),
-    4: ("G723", 8000, 1),
+    3: ("GSM", 8000, None),
+    4: ("G723", 8000, None),
     8: ("PCMA", 8000, 1),
     9: ("G722", 8000, 1),
-    13: ("CN", 8000, 1),
-    18: ("G729", 8000, 1),
+    13: ("CN", 8000, None),
+    18: ("G729", 8000, None),
     26: ("JPEG", 90000, None),
     31: ("H261", 90000, None),
     34: ("H263", 90000, None),
 }
+"""RFC 3551 table 4/5 payload types that peers (Asterisk, Cisco) offer without ``a=rtpmap``."""
+
 DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
-_RTPMAP = re.compile(r"^(\d+)\s+([^/\s]+)/(\d+)(?:/(\d+))?\s*$")
+CANDIDATE_TYPES = ("host", "srflx", "prflx", "relay")
+TCP_TYPES = ("active", "passive", "so")
+SESSION_TYPES = frozenset("osiuepcbtrzka")
+MEDIA_TYPES = frozenset("icbka")
+
+# ASCII digits only, and few of them: int() also takes "٣", and raises on 5000-digit strings.
+_DIGITS = re.compile(r"[0-9]{1,20}")
+_RTPMAP = re.compile(r"([0-9]+)\s+([^/\s]+)/([0-9]+)(?:/([0-9]+))?")
+
+
+def _number(text: str, maximum: int) -> int | None:
+    """A decimal number of at most ``maximum``, or None."""
+    if _DIGITS.fullmatch(text) is None:
+        return None
+    value = int(text)
+    return value if value <= maximum else None
 
 
 @dataclass
@@ -42,7 +61,7 @@ class Attribute:
 
 @dataclass
 class Origin:
-    """The ``o=`` line."""
+    """The ``o=`` line (RFC 8866 section 5.2)."""
 
     username: str
     session_id: str
@@ -76,7 +95,7 @@ class Codec:
         return (self.name.lower(), self.clock_rate, self.channels or 1)
 
     def parameters(self) -> dict[str, str]:
-        """``fmtp`` as a dict (``a=b;c=d``); a bare token maps to ``""``."""
+        """``fmtp`` as a dict (``a=b;c=d``); a bare token (``0-16``) maps to ``""``."""
         params: dict[str, str] = {}
         for item in (self.fmtp or "").split(";"):
             key, sep, value = item.strip().partition("=")
@@ -85,9 +104,22 @@ class Codec:
         return params
 
 
+def parse_rtpmap(value: str) -> Codec | None:
+    """``a=rtpmap`` (``96 opus/48000/2``) as a codec without fmtp, or None if malformed."""
+    found = _RTPMAP.fullmatch(value.strip())
+    if found is None:
+        return None
+    payload_type = _number(found.group(1), 127)
+    clock_rate = _number(found.group(3), 2**32 - 1)
+    channels = _number(found.group(4), 255) if found.group(4) else None
+    if payload_type is None or clock_rate is None or (found.group(4) and channels is None):
+        return None
+    return Codec(payload_type, found.group(2), clock_rate, channels)
+
+
 @dataclass
 class Crypto:
-    """An SDES ``a=crypto`` line (RFC 4568)."""
+    """An SDES ``a=crypto`` line (RFC 4568 section 9.1)."""
 
     tag: int
     suite: str
@@ -96,8 +128,8 @@ class Crypto:
 
     @property
     def key_base64(self) -> str:
-        """The ``inline:`` key without lifetime and MKI."""
-        return self.key_params.removeprefix("inline:").split("|", 1)[0]
+        """The first ``inline:`` key without its ``|lifetime|MKI:length`` parts."""
+        return self.key_params.split(";", 1)[0].removeprefix("inline:").split("|", 1)[0]
 
     def to_value(self) -> str:
         """The attribute value."""
@@ -123,51 +155,50 @@ class IceCandidateLine:
 
     @classmethod
     def parse(cls, value: str) -> IceCandidateLine:
-        """Parse ``candidate:...`` (with or without the prefix).
+        """Parse ``candidate:...``, with or without that prefix (or ``a=``).
 
         Raises:
             ValueError: the reason it is not a candidate.
         """
         bits = value.strip().removeprefix("a=").removeprefix("candidate:").split()
-        if len(bits) < 8 or bits[6] != "typ":
+        if len(bits) < 8:
             raise ValueError(
-                "expected 'foundation component transport priority address port typ type'"
+                f"{len(bits)} fields, expected at least 8: "
+                "foundation component transport priority address port typ type"
             )
-        try:
-            component, priority, port = int(bits[1]), int(bits[3]), int(bits[5])
-        except ValueError as exc:
-            raise ValueError("component, priority and port must be numbers") from exc
-        if not 0 <= port <= 65535 or not 1 <= component <= 256:
-            raise ValueError(f"port {port} or component {component} out of range")
-        candidate = cls(bits[0], component, bits[2], priority, bits[4], port, bits[7])
-        rest = bits[8:]
-        if len(rest) % 2:
-            raise ValueError("extension attributes must come in name/value pairs")
-        for name, item in zip(rest[::2], rest[1::2], strict=True):
-            if name == "raddr":
-                candidate.related_address = item
-            elif name == "rport":
-                if not item.isdigit():
-                    raise ValueError("rport must be a number")
-                candidate.related_port = int(item)
-            elif name == "tcptype":
-                candidate.tcptype = item
-            else:
-                candidate.extensions.append((name, item))
+        if bits[6] != "typ":
+            raise ValueError(f"the 7th field is {bits[6]!r}, expected 'typ'")
+        candidate = cls(
+            foundation=bits[0],
+            component=_field(bits[1], "component", 1, 256),
+            transport=_transport(bits[2]),
+            priority=_field(bits[3], "priority", 0, 2**32 - 1),
+            address=bits[4],
+            port=_field(bits[5], "port", 0, 65535),
+            type=_candidate_type(bits[7]),
+        )
+        candidate._read_extensions(bits[8:])
         return candidate
 
+    def _read_extensions(self, rest: list[str]) -> None:
+        if len(rest) % 2:
+            raise ValueError(f"extension {rest[-1]!r} has no value (they come in name/value pairs)")
+        for name, item in zip(rest[::2], rest[1::2], strict=True):
+            if name == "raddr":
+                self.related_address = item
+            elif name == "rport":
+                self.related_port = _field(item, "rport", 0, 65535)
+            elif name == "tcptype":
+                if item not in TCP_TYPES:
+                    raise ValueError(f"tcptype {item!r} is not one of {', '.join(TCP_TYPES)}")
+                self.tcptype = item
+            else:
+                self.extensions.append((name, item))
+
     def to_sdp(self) -> str:
-        """``candidate:...`` as browsers write it."""
-        parts = [
-            f"candidate:{self.foundation}",
-            str(self.component),
-            self.transport,
-            str(self.priority),
-            self.address,
-            str(self.port),
-            "typ",
-            self.type,
-        ]
+        """``candidate:...`` as browsers write it (raddr, rport, tcptype, then extensions)."""
+        parts = [f"candidate:{self.foundation}", str(self.component), self.transport]
+        parts += [str(self.priority), self.address, str(self.port), "typ", self.type]
         if self.related_address is not None:
             parts += ["raddr", self.related_address]
         if self.related_port is not None:
@@ -177,6 +208,27 @@ class IceCandidateLine:
         for name, item in self.extensions:
             parts += [name, item]
         return " ".join(parts)
+
+
+def _field(text: str, name: str, low: int, high: int) -> int:
+    """A numeric candidate field in ``low..high``."""
+    value = _number(text, high)
+    if value is None or value < low:
+        raise ValueError(f"{name} {text!r} is not a number in {low}-{high}")
+    return value
+
+
+def _transport(text: str) -> str:
+    # libnice (behind KMS) accepts UDP and TCP in any case; keep the peer's spelling.
+    if text.lower() not in ("udp", "tcp"):
+        raise ValueError(f"transport {text!r} is not UDP or TCP")
+    return text
+
+
+def _candidate_type(text: str) -> str:
+    if text not in CANDIDATE_TYPES:
+        raise ValueError(f"type {text!r} is not one of {', '.join(CANDIDATE_TYPES)}")
+    return text
 
 
 class _Attributes:
@@ -192,7 +244,7 @@ class _Attributes:
         return None
 
     def get_all(self, name: str) -> list[str]:
-        """Every value of an attribute."""
+        """Every value of an attribute, in order (``""`` for flags)."""
         return [a.value or "" for a in self.attributes if a.name == name]
 
     def has(self, name: str) -> bool:
@@ -200,7 +252,7 @@ class _Attributes:
         return any(a.name == name for a in self.attributes)
 
     def set(self, name: str, value: str | None) -> None:
-        """Replace every occurrence with one attribute (in the first one's place)."""
+        """Replace every occurrence with one attribute, in the first one's place."""
         for index, attribute in enumerate(self.attributes):
             if attribute.name == name:
                 self.attributes[index] = Attribute(name, value)
@@ -221,7 +273,7 @@ class _Attributes:
 
 @dataclass
 class MediaSection(_Attributes):
-    """One ``m=`` section and its lines."""
+    """One ``m=`` section and its lines (RFC 8866 section 5.14)."""
 
     kind: str
     port: int
@@ -234,11 +286,22 @@ class MediaSection(_Attributes):
     attributes: list[Attribute] = field(default_factory=list)
     info: str | None = None
     key_line: str | None = None
+    """The obsolete ``k=`` line, kept verbatim."""
+
+    @property
+    def is_rtp(self) -> bool:
+        """Whether the profile is RTP (formats are payload types): RTP/AVP, UDP/TLS/RTP/SAVPF."""
+        return _is_rtp(self.proto)
 
     @property
     def rejected(self) -> bool:
-        """Port 0: the line is rejected or disabled."""
+        """Port 0: the line is rejected or disabled (or, with ``a=bundle-only``, bundled)."""
         return self.port == 0
+
+    @property
+    def bundle_only(self) -> bool:
+        """``a=bundle-only`` (RFC 8843): port 0 here means "use the BUNDLE transport"."""
+        return self.has("bundle-only")
 
     @property
     def mid(self) -> str | None:
@@ -248,88 +311,82 @@ class MediaSection(_Attributes):
     @property
     def direction(self) -> str:
         """The media direction (sendrecv when none is given)."""
-        for attribute in self.attributes:
-            if attribute.name in DIRECTIONS:
-                return attribute.name
-        return "sendrecv"
+        return _direction(self.attributes) or "sendrecv"
 
     @property
     def codecs(self) -> list[Codec]:
-        """Payload types in m-line order, static ones included."""
+        """Payload types in m-line order, static ones included; unknown dynamic ones skipped."""
+        if not self.is_rtp:
+            return []
         maps: dict[int, Codec] = {}
         for value in self.get_all("rtpmap"):
-            found = _RTPMAP.match(value)
-            if found:
-                pt = int(found.group(1))
-                channels = int(found.group(4)) if found.group(4) else None
-                maps[pt] = Codec(pt, found.group(2), int(found.group(3)), channels)
-        codecs: list[Codec] = []
+            codec = parse_rtpmap(value)
+            if codec is not None:
+                maps.setdefault(codec.payload_type, codec)
+        codecs: dict[int, Codec] = {}
         for fmt in self.formats:
-            if not fmt.isdigit():
+            pt = _number(fmt, 127)
+            if pt is None or pt in codecs:
                 continue
-            pt = int(fmt)
             codec = maps.get(pt)
             if codec is None and pt in STATIC_PAYLOAD_TYPES:
-                name, clock, channels = STATIC_PAYLOAD_TYPES[pt]
-                codec = Codec(pt, name, clock, channels)
+                codec = Codec(pt, *STATIC_PAYLOAD_TYPES[pt])
             if codec is not None:
-                codec.fmtp = self._by_payload("fmtp", pt)
-                codec.rtcp_fb = self._all_by_payload("rtcp-fb", pt)
-                codecs.append(codec)
-        return codecs
+                codec.fmtp = next(iter(self._by_payload("fmtp", pt)), None)
+                codec.rtcp_fb = self._by_payload("rtcp-fb", pt)
+                codecs[pt] = codec
+        return list(codecs.values())
 
-    def _by_payload(self, name: str, pt: int) -> str | None:
-        values = self._all_by_payload(name, pt)
-        return values[0] if values else None
-
-    def _all_by_payload(self, name: str, pt: int) -> list[str]:
+    def _by_payload(self, name: str, pt: int) -> list[str]:
+        """Values of ``a=name:<pt> rest`` (and ``a=rtcp-fb:* rest``), without the payload type."""
         found = []
         for value in self.get_all(name):
-            head, _, rest = value.partition(" ")
-            if head == str(pt) or (head == "*" and name == "rtcp-fb"):
+            head, _, rest = value.strip().partition(" ")
+            if _number(head, 127) == pt or (head == "*" and name == "rtcp-fb"):
                 found.append(rest.strip())
         return found
 
     @property
     def extmaps(self) -> list[tuple[int, str | None, str]]:
-        """``a=extmap``: (id, direction, uri)."""
+        """``a=extmap`` (RFC 8285): (id, direction, uri); malformed ones are skipped."""
         found = []
         for value in self.get_all("extmap"):
             bits = value.split()
-            if len(bits) < 2:
-                continue
-            ext_id, _, direction = bits[0].partition("/")
-            if ext_id.isdigit():
-                found.append((int(ext_id), direction or None, bits[1]))
+            ext_id, _, direction = bits[0].partition("/") if bits else ("", "", "")
+            number = _number(ext_id, 255)
+            if number is not None and len(bits) >= 2:
+                found.append((number, direction or None, bits[1]))
         return found
 
     @property
     def ssrcs(self) -> dict[int, dict[str, str]]:
-        """``a=ssrc`` attributes by SSRC."""
+        """``a=ssrc`` (RFC 5576) attributes by SSRC: ``{ssrc: {"cname": ..., "msid": ...}}``."""
         found: dict[int, dict[str, str]] = {}
         for value in self.get_all("ssrc"):
-            ssrc, _, rest = value.partition(" ")
-            if not ssrc.isdigit():
+            head, _, rest = value.strip().partition(" ")
+            ssrc = _number(head, 2**32 - 1)
+            if ssrc is None:
                 continue
             name, _, item = rest.partition(":")
-            found.setdefault(int(ssrc), {})
-            if name:
-                found[int(ssrc)][name.strip()] = item.strip()
+            attributes = found.setdefault(ssrc, {})
+            if name.strip():
+                attributes.setdefault(name.strip(), item.strip())
         return found
 
     @property
     def ssrc_groups(self) -> list[tuple[str, list[int]]]:
-        """``a=ssrc-group``: (semantics, SSRCs)."""
+        """``a=ssrc-group``: (semantics, SSRCs), e.g. ``("FID", [video, rtx])``."""
         groups = []
         for value in self.get_all("ssrc-group"):
             bits = value.split()
             if bits:
-                groups.append((bits[0], [int(b) for b in bits[1:] if b.isdigit()]))
+                ssrcs = [_number(b, 2**32 - 1) for b in bits[1:]]
+                groups.append((bits[0], [s for s in ssrcs if s is not None]))
         return groups
 
     @property
     def candidates(self) -> list[IceCandidateLine]:
-        """``a=candidate`` lines (validated at parse time)."""
+        """``a=candidate`` lines (parse() has checked them)."""
         return [IceCandidateLine.parse(v) for v in self.get_all("candidate")]
 
     @property
@@ -339,27 +396,27 @@ class MediaSection(_Attributes):
 
     @property
     def ice_ufrag(self) -> str | None:
-        """``a=ice-ufrag``."""
+        """``a=ice-ufrag`` of this section (see ``effective`` for the session fallback)."""
         return self.get("ice-ufrag")
 
     @property
     def ice_pwd(self) -> str | None:
-        """``a=ice-pwd``."""
+        """``a=ice-pwd`` of this section."""
         return self.get("ice-pwd")
 
     @property
     def ice_options(self) -> str | None:
-        """``a=ice-options``."""
+        """``a=ice-options`` of this section (``trickle``)."""
         return self.get("ice-options")
 
     @property
     def fingerprints(self) -> list[tuple[str, str]]:
-        """``a=fingerprint``: (algorithm, value)."""
+        """``a=fingerprint``: (lower-case algorithm, digest)."""
         return _fingerprints(self.get_all("fingerprint"))
 
     @property
     def setup(self) -> str | None:
-        """``a=setup``."""
+        """``a=setup`` (RFC 4145): actpass, active, passive or holdconn."""
         return self.get("setup")
 
     @property
@@ -369,50 +426,46 @@ class MediaSection(_Attributes):
 
     @property
     def rtcp(self) -> tuple[int, str | None] | None:
-        """``a=rtcp:port [IN IP4 address]``."""
-        value = self.get("rtcp")
-        if not value:
+        """``a=rtcp:port [IN IP4 address]`` (RFC 3605), or None if absent or malformed."""
+        bits = (self.get("rtcp") or "").split()
+        port = _number(bits[0], 65535) if bits else None
+        if port is None:
             return None
-        bits = value.split()
-        if not bits[0].isdigit():
-            return None
-        return int(bits[0]), bits[3] if len(bits) >= 4 else None
+        return port, bits[3] if len(bits) >= 4 else None
 
     @property
     def cryptos(self) -> list[Crypto]:
-        """``a=crypto`` lines."""
+        """``a=crypto`` lines (SDES-SRTP); malformed ones are skipped."""
         found = []
         for value in self.get_all("crypto"):
             bits = value.split(maxsplit=3)
-            if len(bits) >= 3 and bits[0].isdigit():
-                found.append(
-                    Crypto(int(bits[0]), bits[1], bits[2], bits[3] if len(bits) > 3 else None)
-                )
+            tag = _number(bits[0], 999999999) if bits else None
+            if tag is not None and len(bits) >= 3:
+                found.append(Crypto(tag, bits[1], bits[2], bits[3] if len(bits) > 3 else None))
         return found
 
     @property
     def sctp_port(self) -> int | None:
-        """``a=sctp-port`` (or the legacy ``a=sctpmap`` port)."""
+        """``a=sctp-port`` (RFC 8841), else the port of a legacy ``a=sctpmap``."""
         value = self.get("sctp-port")
         if value is None:
-            value = (self.get("sctpmap") or "").split(" ")[0] or None
-        return int(value) if value is not None and value.isdigit() else None
+            value = (self.get("sctpmap") or "").split(" ")[0]
+        return _number(value.strip(), 65535)
 
     @property
     def max_message_size(self) -> int | None:
         """``a=max-message-size``."""
-        value = self.get("max-message-size")
-        return int(value) if value is not None and value.isdigit() else None
+        return _number((self.get("max-message-size") or "").strip(), 2**64 - 1)
 
     @property
     def msid(self) -> str | None:
-        """``a=msid``."""
+        """``a=msid`` (RFC 8830): ``stream track``."""
         return self.get("msid")
 
     def to_lines(self) -> list[str]:
-        """The section's lines."""
+        """The section's lines, in RFC 8866 order."""
         port = str(self.port) if self.port_count is None else f"{self.port}/{self.port_count}"
-        lines = [f"m={self.kind} {port} {self.proto} {' '.join(self.formats)}".rstrip()]
+        lines = [" ".join([f"m={self.kind}", port, self.proto, *self.formats])]
         if self.info is not None:
             lines.append(f"i={self.info}")
         if self.connection_line is not None:
@@ -426,7 +479,7 @@ class MediaSection(_Attributes):
 
 @dataclass
 class SessionDescription(_Attributes):
-    """A whole SDP."""
+    """A whole SDP (RFC 8866 section 5)."""
 
     version: int
     origin: Origin
@@ -442,11 +495,11 @@ class SessionDescription(_Attributes):
     phones: list[str] = field(default_factory=list)
     media: list[MediaSection] = field(default_factory=list)
     extra: list[str] = field(default_factory=list)
-    """Session lines kept verbatim (``r=``, ``z=``, ``k=``)."""
+    """Session lines kept verbatim (``r=``, ``z=``, ``k=``), written after the ``t=`` lines."""
 
     @property
     def bundle_groups(self) -> list[list[str]]:
-        """``a=group:BUNDLE`` mids."""
+        """The mids of each ``a=group:BUNDLE`` (RFC 8843)."""
         groups = []
         for value in self.get_all("group"):
             bits = value.split()
@@ -461,20 +514,20 @@ class SessionDescription(_Attributes):
 
     @classmethod
     def parse(cls, text: str) -> SessionDescription:
-        """Parse SDP text.
+        """Parse SDP text with LF or CRLF line endings.
 
         Raises:
-            SdpParseError: with the 1-based line number and the line.
+            SdpParseError: ``"Empty SDP"``, or the 1-based line number, the reason and the line.
         """
         try:
             return _Parser(text).parse()
         except SdpParseError:
             raise
-        except Exception as exc:  # never let a parser bug escape as anything else
-            raise SdpParseError(f"SDP could not be parsed: {exc}") from exc
+        except Exception as exc:  # a parser bug must still reach the client as 40201
+            raise SdpParseError(f"SDP could not be parsed: {type(exc).__name__}: {exc}") from exc
 
     def to_string(self) -> str:
-        """The SDP text, CRLF line endings."""
+        """The SDP text in RFC 8866 line order, with CRLF line endings and a final CRLF."""
         lines = [f"v={self.version}", self.origin.to_line(), f"s={self.session_name}"]
         if self.info is not None:
             lines.append(f"i={self.info}")
@@ -494,49 +547,65 @@ class SessionDescription(_Attributes):
 
 
 class _Parser:
-    """Line-by-line SDP parser that knows where it is."""
+    """Line-by-line SDP parser that knows which line it is on."""
 
     def __init__(self, text: str) -> None:
-        self.lines = [(n, line.rstrip()) for n, line in enumerate(text.splitlines(), start=1)]
-        self.lines = [(n, line) for n, line in self.lines if line.strip()]
-
-    def error(self, number: int, reason: str, line: str) -> SdpParseError:
-        return SdpParseError(f"SDP line {number}: {reason}: {line!r}")
+        # Split on LF only: str.splitlines() would also split on \x85, \u2028 and friends,
+        # which may appear inside s= or i= text and would shift the reported line numbers.
+        numbered = enumerate(text.removeprefix("\ufeff").split("\n"), start=1)
+        self.lines = [(n, line.rstrip()) for n, line in numbered if line.strip()]
+        self.session = SessionDescription(0, Origin("-", "0", "0", "IN", "IP4", "0.0.0.0"), "-")
+        self.session.timing = []
+        self.seen: set[str] = set()
+        self.current: MediaSection | None = None
 
     def parse(self) -> SessionDescription:
         if not self.lines:
             raise SdpParseError("Empty SDP")
-        number, first = self.lines[0]
-        if first != "v=0":
-            raise self.error(number, "the first line must be v=0", first)
-        session = SessionDescription(0, Origin("-", "0", "0", "IN", "IP4", "0.0.0.0"), "-")
-        session.timing = []
-        current: MediaSection | None = None
-        seen_origin = False
+        number, line = self.lines[0]
+        if line != "v=0":
+            raise _error(number, "the first line must be v=0", line)
+        if len(self.lines) < 2 or not self.lines[1][1].startswith("o="):
+            number, line = self.lines[1] if len(self.lines) > 1 else self.lines[0]
+            raise _error(number, "the line after v=0 must be o=", line)
         for number, line in self.lines[1:]:
-            if len(line) < 2 or line[1] != "=" or not line[0].isalpha():
-                raise self.error(number, "expected <type>=<value>", line)
-            kind, value = line[0], line[2:]
-            if kind == "m":
-                current = self._media(number, line, value)
-                session.media.append(current)
-            elif current is not None:
-                self._media_line(current, number, line, kind, value)
-            else:
-                seen_origin |= kind == "o"
-                self._session_line(session, number, line, kind, value)
-        if not seen_origin:
-            raise SdpParseError("SDP has no o= line")
-        return session
+            try:
+                self._line(number, line)
+            except SdpParseError:
+                raise
+            except Exception as exc:  # a parser bug: still 40201, and still naming the line
+                raise _error(number, f"unexpected {type(exc).__name__} ({exc})", line) from exc
+        return self.session
 
-    def _session_line(
-        self, session: SessionDescription, number: int, line: str, kind: str, value: str
-    ) -> None:
+    def _line(self, number: int, line: str) -> None:
+        if len(line) < 2 or line[1] != "=":
+            raise _error(number, "expected <type>=<value>", line)
+        kind, value = line[0], line[2:]
+        if kind == "m":
+            self.current = _media(number, line, value)
+            self.session.media.append(self.current)
+            self.seen = set()
+        elif self.current is not None:
+            self._media_line(self.current, number, line, kind, value)
+        elif kind in SESSION_TYPES:
+            self._session_line(number, line, kind, value)
+        elif kind == "v":
+            raise _error(number, "v= may only be the first line", line)
+        else:
+            raise _error(number, f"unknown line type {kind!r}", line)
+
+    def _once(self, number: int, line: str, kind: str) -> None:
+        """Refuse a second single-valued line rather than silently drop one of them."""
+        if kind in self.seen:
+            raise _error(number, f"duplicate {kind}= line", line)
+        self.seen.add(kind)
+
+    def _session_line(self, number: int, line: str, kind: str, value: str) -> None:
+        session = self.session
+        if kind in "osiuc":
+            self._once(number, line, kind)
         if kind == "o":
-            bits = value.split()
-            if len(bits) != 6:
-                raise self.error(number, "o= needs 6 fields", line)
-            session.origin = Origin(*bits)
+            session.origin = _origin(number, line, value)
         elif kind == "s":
             session.session_name = value
         elif kind == "i":
@@ -549,64 +618,86 @@ class _Parser:
             session.phones.append(value)
         elif kind == "c":
             session.connection_line = value
-            session.connection = self._address(number, line, value)
+            session.connection = _address(number, line, value)
         elif kind == "b":
             session.bandwidths.append(value)
         elif kind == "t":
             session.timing.append(value)
-        elif kind in "rzk":
-            session.extra.append(line)
         elif kind == "a":
             session.attributes.append(_attribute(value))
-        else:
-            raise self.error(number, f"unknown line type {kind!r}", line)
-
-    def _media(self, number: int, line: str, value: str) -> MediaSection:
-        bits = value.split()
-        if len(bits) < 4:
-            raise self.error(number, "m= needs media, port, protocol and formats", line)
-        port_text, _, count = bits[0 + 1].partition("/")
-        if not port_text.isdigit() or (count and not count.isdigit()):
-            raise self.error(number, "the port must be a number", line)
-        formats = bits[3:]
-        if "RTP" in bits[2]:
-            for fmt in formats:
-                if not fmt.isdigit() or int(fmt) > 127:
-                    raise self.error(number, f"payload type {fmt!r} is not 0-127", line)
-        return MediaSection(
-            bits[0], int(port_text), int(count) if count else None, bits[2], formats
-        )
+        else:  # r=, z=, k=
+            session.extra.append(line)
 
     def _media_line(
         self, media: MediaSection, number: int, line: str, kind: str, value: str
     ) -> None:
+        if kind not in MEDIA_TYPES:
+            raise _error(number, f"line type {kind!r} is not allowed after an m= line", line)
+        if kind in "ick":
+            self._once(number, line, kind)
         if kind == "c":
             media.connection_line = value
-            media.connection = self._address(number, line, value)
+            media.connection = _address(number, line, value)
         elif kind == "b":
             media.bandwidths.append(value)
         elif kind == "i":
             media.info = value
         elif kind == "k":
             media.key_line = value
-        elif kind == "a":
-            attribute = _attribute(value)
-            if attribute.name == "rtpmap" and not _RTPMAP.match(attribute.value or ""):
-                raise self.error(number, "malformed rtpmap", line)
-            if attribute.name == "candidate":
-                try:
-                    IceCandidateLine.parse(attribute.value or "")
-                except ValueError as exc:
-                    raise self.error(number, f"malformed candidate ({exc})", line) from exc
-            media.attributes.append(attribute)
         else:
-            raise self.error(number, f"line type {kind!r} is not allowed in a media section", line)
+            media.attributes.append(_media_attribute(number, line, value))
 
-    def _address(self, number: int, line: str, value: str) -> str:
-        bits = value.split()
-        if len(bits) < 3:
-            raise self.error(number, "c= needs network type, address type and address", line)
-        return bits[2].split("/")[0]
+
+def _error(number: int, reason: str, line: str) -> SdpParseError:
+    return SdpParseError(f"SDP line {number}: {reason}: {line!r}")
+
+
+def _origin(number: int, line: str, value: str) -> Origin:
+    bits = value.split()
+    if len(bits) != 6:
+        raise _error(number, f"o= needs 6 fields, got {len(bits)}", line)
+    return Origin(*bits)
+
+
+def _is_rtp(proto: str) -> bool:
+    return "RTP/" in proto.upper()
+
+
+def _media(number: int, line: str, value: str) -> MediaSection:
+    bits = value.split()
+    if len(bits) < 4:
+        raise _error(number, "m= needs media, port, protocol and at least one format", line)
+    port_text, slash, count_text = bits[1].partition("/")
+    port = _number(port_text, 65535)
+    count = _number(count_text, 65535) if slash else None
+    if port is None or (slash and not count):
+        raise _error(number, f"port {bits[1]!r} is not a number (or number/count)", line)
+    formats = bits[3:]
+    if _is_rtp(bits[2]):
+        for fmt in formats:
+            if _number(fmt, 127) is None:
+                raise _error(number, f"payload type {fmt!r} is not 0-127", line)
+    return MediaSection(bits[0], port, count, bits[2], formats)
+
+
+def _media_attribute(number: int, line: str, value: str) -> Attribute:
+    attribute = _attribute(value)
+    if attribute.name == "rtpmap" and parse_rtpmap(attribute.value or "") is None:
+        raise _error(number, "malformed rtpmap (expected '<pt> <name>/<rate>[/<channels>]')", line)
+    if attribute.name == "candidate":
+        try:
+            IceCandidateLine.parse(attribute.value or "")
+        except ValueError as exc:
+            raise _error(number, f"malformed candidate ({exc})", line) from exc
+    return attribute
+
+
+def _address(number: int, line: str, value: str) -> str:
+    bits = value.split()
+    if len(bits) < 3:
+        raise _error(number, "c= needs network type, address type and address", line)
+    # Multicast c= lines carry /ttl/count after the address (RFC 8866 section 5.7).
+    return bits[2].split("/")[0]
 
 
 def _attribute(value: str) -> Attribute:
@@ -614,11 +705,18 @@ def _attribute(value: str) -> Attribute:
     return Attribute(name, rest if sep else None)
 
 
+def _direction(attributes: list[Attribute]) -> str | None:
+    for attribute in attributes:
+        if attribute.name in DIRECTIONS and attribute.value is None:
+            return attribute.name
+    return None
+
+
 def _fingerprints(values: list[str]) -> list[tuple[str, str]]:
     found = []
     for value in values:
         algorithm, _, digest = value.strip().partition(" ")
-        if digest:
+        if digest.strip():
             found.append((algorithm.lower(), digest.strip()))
     return found
 
@@ -627,6 +725,11 @@ def effective(session: SessionDescription, media: MediaSection, name: str) -> st
     """An attribute at media level, else at session level (ice-ufrag, fingerprint, setup, ...)."""
     value = media.get(name)
     return value if value is not None else session.get(name)
+
+
+def effective_direction(session: SessionDescription, media: MediaSection) -> str:
+    """The media direction, else the session-level one (RFC 8866 section 6.7), else sendrecv."""
+    return _direction(media.attributes) or _direction(session.attributes) or "sendrecv"
 
 
 def media_address(session: SessionDescription, media: MediaSection) -> str | None:
