@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import pylibsrtp
 from aioice import Candidate, TransportPolicy
 from aiortc import (
     RTCCertificate,
@@ -37,7 +38,7 @@ from emulator.media.dtls import MediaDtlsTransport
 from emulator.media.ice import AddressPolicy, RangedConnection
 from emulator.media.negotiation import LineTransport, LocalPolicy, MediaLine
 from emulator.media.ports import PortRange
-from emulator.media.rtp import RtpView, parse_rtp
+from emulator.media.rtp import RtpView, is_rtcp, parse_rtp
 from protocol.errors import (
     IceAddCandidateError,
     SdpEndPointAlreadyNegotiated,
@@ -470,6 +471,7 @@ class WebRtcPeer:
         await transport.dtls.start(transport.remote_dtls)
         if transport.dtls.state != "connected":
             return
+        transport.connection.set_fast_path(lambda data, _: self._fast_rtp(transport, data))
         if any(line.kind == "application" for line in transport.lines):
             await self._start_sctp(transport)
         if all(t.dtls.state == "connected" for t in self.transports.values()):
@@ -507,6 +509,18 @@ class WebRtcPeer:
             "failed": "FAILED",
         }[transport.dtls.state]
         self.listener.on_dtls_state(state, str(transport.key))
+
+    def _fast_rtp(self, transport: PeerTransport, data: bytes) -> bool:
+        """SRTP straight from the socket callback: unprotect and hand on, no queue, no task.
+        SRTCP returns False and takes aiortc's path (RFC 5761 demultiplexing)."""
+        if is_rtcp(data):
+            return False
+        session = transport.dtls.rx_counter
+        if session is None:
+            return False
+        with contextlib.suppress(pylibsrtp.Error):
+            self._rtp(transport, session.unprotect(data))
+        return True
 
     def _rtp(self, transport: PeerTransport, data: bytes) -> None:
         view = parse_rtp(data)
