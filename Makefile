@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 JS := tests/interop/js
 
-.PHONY: run test install install-test js-deps media-deps browser-deps lint typecheck unit clean bench bench-quick
+.PHONY: run test install install-test js-deps media-deps browser-deps rtp-deps lint typecheck unit clean bench bench-quick
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,11 @@ media-deps:
 browser-deps:
 	@command -v chromium >/dev/null || ($(SUDO) apt-get update -qq && $(APT_INSTALL) chromium)
 
+## rtp-deps: Debian's ffmpeg (the plain RTP/SRTP peer) and tshark (reads the capture files)
+rtp-deps:
+	@(command -v ffmpeg >/dev/null && command -v tshark >/dev/null) || \
+		($(SUDO) apt-get update -qq && $(APT_INSTALL) ffmpeg tshark)
+
 lint: install-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -51,7 +56,7 @@ lint: install-test
 typecheck: install-test
 	$(BIN)/mypy
 
-unit: install-test js-deps media-deps browser-deps
+unit: install-test js-deps media-deps browser-deps rtp-deps
 	$(BIN)/python -m pytest
 
 ## test: install the test extras and everything the tests need, then ruff, mypy and pytest

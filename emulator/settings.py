@@ -49,6 +49,20 @@ class Settings(BaseSettings):
     max_port: int = Field(65535, description="Highest UDP port for media sockets (maxPort)")
     mtu: int = Field(1200, description="MTU of RTP packets (mtu)")
 
+    # -- RtpEndpoint (the PBX leg) --------------------------------------------------------------
+    rtp_min_port: int | None = Field(
+        None, description="Lowest UDP port of RtpEndpoints; unset = the min_port..max_port range"
+    )
+    rtp_max_port: int | None = Field(
+        None, description="Highest UDP port of RtpEndpoints; unset = the min_port..max_port range"
+    )
+    rtp_address: str = Field(
+        "", description="Address RtpEndpoints bind and write in c=; empty = first of the interfaces"
+    )
+    rtp_latching: bool = Field(
+        False, description="Latch onto the first RTP source (RFC 7362); off = drop other sources"
+    )
+
     # -- WebRTC (WebRtcEndpoint.conf.ini) -----------------------------------------------------
     stun_server_address: str = Field("", description="stunServerAddress (IP address)")
     stun_server_port: int = Field(3478, description="stunServerPort")
@@ -92,6 +106,14 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"media port range {self.min_port}..{self.max_port} is empty or outside "
                 "1..65535: set min_port <= max_port"
+            )
+        if (self.rtp_min_port is None) != (self.rtp_max_port is None):
+            raise ValueError("set both rtp_min_port and rtp_max_port, or neither")
+        low, high = self.rtp_min_port, self.rtp_max_port
+        if low is not None and high is not None and not 1 <= low < high <= 65535:
+            raise ValueError(
+                f"RTP port range {low}..{high} is empty or outside 1..65535: "
+                "set rtp_min_port < rtp_max_port (an even/odd pair is needed)"
             )
         if self.gc_period <= 0:
             raise ValueError("gc_period must be positive (seconds)")

@@ -29,6 +29,8 @@ class MediaServices:
     ports: PortRange
     certificate: RTCCertificate
     settings: Settings
+    rtp_ports: PortRange | None = None
+    """RtpEndpoint's own sub-range (``rtp_min_port..rtp_max_port``), else None: ``ports``."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> MediaServices:
@@ -44,7 +46,11 @@ class MediaServices:
             if fingerprint.algorithm == "sha-256":
                 logger.info("DTLS certificate fingerprint sha-256 %s", fingerprint.value)
         logger.info("media UDP port range %d-%d", ports.low, ports.high)
-        return cls(ports, certificate, settings)
+        rtp_ports = None
+        if settings.rtp_min_port is not None and settings.rtp_max_port is not None:
+            rtp_ports = PortRange(settings.rtp_min_port, settings.rtp_max_port, "RtpEndpoint")
+            logger.info("RtpEndpoint UDP port range %d-%d", rtp_ports.low, rtp_ports.high)
+        return cls(ports, certificate, settings, rtp_ports)
 
     def address_policy(self, network_interfaces: str, ipv6: bool | None = None) -> AddressPolicy:
         """Host candidate addresses for an endpoint's ``networkInterfaces``."""

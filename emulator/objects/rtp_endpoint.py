@@ -1,12 +1,147 @@
-"""RtpEndpoint (KMD elements): plain RTP/SDP, optionally SDES-SRTP, towards a PBX."""
+"""RtpEndpoint (KMD elements): plain RTP/SDP, optionally SDES-SRTP, towards a PBX.
+
+The KMD interface and events live here; the media work is ``emulator.media.plain_rtp``. Unlike
+WebRtcEndpoint (and KMS, which answers 40208), a negotiated RtpEndpoint accepts a new offer: a PBX
+re-INVITEs to put a call on hold, move it to another address or change codec, and expects the same
+local ports with the next ``o=`` version in the answer.
+"""
 
 from __future__ import annotations
 
+import ipaddress
+from typing import Any
+
+from emulator.media.plain_rtp import PlainRtpConfig, PlainRtpMedia
+from emulator.media.sdes import SdesConfig, sdes_from_param
+from emulator.media.services import MEDIA_SERVICE, MediaServices
+from emulator.media.webrtc import MediaPacket
 from emulator.objects.sdp_endpoint import BaseRtpEndpoint
+
+STATE_EVENTS = {"mediaState": "MediaStateChanged", "connectionState": "ConnectionStateChanged"}
 
 
 class RtpEndpoint(BaseRtpEndpoint):
-    """A plain RTP peer of the server; its media plane is provided by ``emulator.media``."""
+    """A plain RTP peer of the server (a PBX, a SIP phone, an RTP tool)."""
 
     TYPE = "RtpEndpoint"
-    NOT_YET = "plain RTP negotiation and media are not available in this build"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.sdes: SdesConfig | None = sdes_from_param(self.params.get("crypto"))
+        self.media: PlainRtpMedia | None = None
+        self.session_started = False
+
+    # -- the media ---------------------------------------------------------------------------
+
+    def _media(self) -> PlainRtpMedia:
+        if self.media is None:
+            self.media = PlainRtpMedia(self._config(), self, self.id)
+        return self.media
+
+    def _config(self) -> PlainRtpConfig:
+        shared: MediaServices = self.services.extras[MEDIA_SERVICE]
+        settings = shared.settings
+        ipv6 = bool(self.params.get("useIpv6"))
+        bind = settings.rtp_address or _first_address(
+            shared.address_policy(settings.network_interfaces, ipv6=ipv6).addresses(), ipv6
+        )
+        external = settings.external_ipv6 if ipv6 else settings.external_ipv4
+        return PlainRtpConfig(
+            ports=shared.rtp_ports or shared.ports,
+            bind_address=bind,
+            advertised_address=external or bind,
+            sdes=self.sdes,
+            latching=settings.rtp_latching,
+        )
+
+    async def on_release(self) -> None:
+        """RTCP BYE, then close the sockets and free their ports."""
+        if self.media is not None:
+            await self.media.close()
+        await super().on_release()
+
+    # -- SdpEndpoint -----------------------------------------------------------------------
+
+    async def process_offer(self, offer: str) -> str:
+        """Answer a remote offer (or re-offer)."""
+        answer = await self._media().process_offer(offer)
+        self._session_started()
+        return answer
+
+    async def generate_offer(self, options: dict[str, Any] | None = None) -> str:
+        """A local offer: audio and video unless OfferOptions says otherwise."""
+        options = options or {}
+        return await self._media().generate_offer(
+            audio=options.get("offerToReceiveAudio", True),
+            video=options.get("offerToReceiveVideo", True),
+        )
+
+    async def process_answer(self, answer: str) -> str:
+        """Apply the remote answer to the local offer."""
+        local = await self._media().process_answer(answer)
+        self._session_started()
+        return local
+
+    def _session_started(self) -> None:
+        if not self.session_started:
+            self.session_started = True
+            self.emit("MediaSessionStarted")
+
+    def get_local_session_descriptor(self) -> str:
+        """The local SDP."""
+        return self._media().local_description()
+
+    def get_remote_session_descriptor(self) -> str:
+        """The remote SDP."""
+        return self._media().remote_description()
+
+    # -- media path (MediaOwner) -------------------------------------------------------------
+
+    def receive_media(self, media_type: str, packet: Any) -> None:
+        """A packet from this endpoint's source: send it to the remote RTP peer."""
+        media = self.media
+        if media is not None and isinstance(packet, MediaPacket) and media.send_media(packet):
+            self.mark_flow("out", media_type, True)
+
+    def produce_keyframe(self, media_type: str) -> None:
+        """A sink wants a keyframe: ask the remote peer (PLI)."""
+        if self.media is not None and media_type == "VIDEO":
+            self.media.send_keyframe_request()
+
+    def keyframe_wanted(self, media_type: str) -> None:
+        """The remote peer wants a keyframe of what we send: ask our source."""
+        self.ask_keyframe(media_type)
+
+    def request_keyframe(self) -> None:
+        """KMD requestKeyframe: ask the upstream producer for a video keyframe."""
+        self.ask_keyframe("VIDEO")
+
+    def set_state(self, name: str, value: str) -> None:
+        """Change mediaState/connectionState and raise its event."""
+        old = self.properties[name]
+        if old == value:
+            return
+        self.properties[name] = value
+        self.log.info("= %s %s -> %s", name, old, value)
+        self.emit(STATE_EVENTS[name], oldState=old, newState=value)
+
+    def data_received(self, label: str, message: str | bytes) -> None:
+        """Plain RTP has no data channels."""
+
+    def get_stats(self, media_type: str | None = None) -> dict[str, Any]:
+        """The endpoint entry (with the symmetric-RTP drop count) plus RTP stream stats."""
+        stats = super().get_stats(media_type)
+        if self.media is not None:
+            stats[self.id]["foreignSourceDrops"] = self.media.dropped_foreign
+            stats[self.id]["srtpFailures"] = self.media.srtp_failures
+            stats.update(self.media.stats(media_type))
+        return stats
+
+
+def _first_address(addresses: list[str], ipv6: bool) -> str:
+    """The address a PBX can reach: the first non-loopback one of the family, else loopback."""
+    family = [a for a in addresses if (":" in a) == ipv6]
+    for address in family:
+        if not ipaddress.ip_address(address).is_loopback:
+            return address
+    return family[0] if family else ("::1" if ipv6 else "127.0.0.1")

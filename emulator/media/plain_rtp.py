@@ -1,0 +1,662 @@
+"""The media behind an RtpEndpoint: UDP port pairs, SDES-SRTP, symmetric RTP, RTCP, flow and stats.
+
+The Kurento object (``objects/rtp_endpoint.py``) holds the KMD interface; this class does the media
+work and reports through the same ``MediaOwner`` protocol as ``WebRtcMedia``, so that a
+WebRtcEndpoint and an RtpEndpoint connected to each other forward ``MediaPacket``s both ways, each
+sink choosing its own payload type for the source codec (RFC 4733 telephone-event included).
+
+Symmetric RTP (RFC 4961): media leaves from the port it is received on, towards the address in the
+remote SDP. Packets from any other source are dropped and counted (RTP-bleed protection) unless
+latching (RFC 7362) is on: then the first source after each negotiation becomes the target.
+A re-offer (re-INVITE) keeps the local ports, increments the ``o=`` version and moves the target,
+codecs, direction (hold) and keys to what the new SDP says.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import random
+import secrets
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from aiortc.rtp import (
+    RTCP_PSFB_FIR,
+    RTCP_PSFB_PLI,
+    RtcpByePacket,
+    RtcpPacket,
+    RtcpPsfbPacket,
+    RtcpRrPacket,
+    RtcpSenderInfo,
+    RtcpSrPacket,
+)
+
+from emulator.media import plain_sdp
+from emulator.media.negotiation import LocalPolicy, MediaLine, new_session_id, parse_description
+from emulator.media.plain_sdp import LocalPorts, PlainLine
+from emulator.media.ports import PortRange
+from emulator.media.rtp import ExtensionMap, RtpView, is_rtcp, parse_rtp, rewrite_rtp
+from emulator.media.sdes import SdesConfig, SrtpPair
+from emulator.media.streams import InboundStream, OutboundStream, middle_ntp, ntp_now
+from emulator.media.webrtc import (
+    FLOW_TIMEOUT,
+    KINDS,
+    REPORT_INTERVAL,
+    RTCP_TIMEOUT,
+    MediaOwner,
+    MediaPacket,
+)
+from protocol.errors import (
+    SdpEndPointAlreadyNegotiated,
+    SdpEndPointAnswerAlreadyProccesed,
+    SdpEndPointNoLocalSdpError,
+    SdpEndPointNoRemoteSdpError,
+    SdpEndPointNotOfferGenerated,
+    SdpParseError,
+)
+from protocol.sdp import Codec
+
+logger = logging.getLogger(__name__)
+
+NO_EXTENSIONS = ExtensionMap({})
+"""A PBX negotiates no header extensions: WebRTC's are stripped on the way out."""
+Address = tuple[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class PlainRtpConfig:
+    """What an RtpEndpoint's media needs from the server and its constructor."""
+
+    ports: PortRange
+    bind_address: str
+    advertised_address: str
+    """``c=`` address (``externalIPv4`` when set, else the bound one)."""
+    sdes: SdesConfig | None = None
+    latching: bool = False
+    policy: LocalPolicy = field(default_factory=LocalPolicy)
+
+
+class PacketTap(Protocol):
+    """Sees every decrypted RTP/RTCP packet of an endpoint (media capture)."""
+
+    def packet(self, outgoing: bool, data: bytes, local: Address, remote: Address) -> None:
+        """One packet, in the clear, with the real addresses it travelled between."""
+
+    def close(self) -> None:
+        """The endpoint is released."""
+
+
+class Transcoder(Protocol):
+    """The seam for ``emulator/media/transcoding.py``: a packet in a codec the sink lacks.
+
+    ``submit`` returns False when it cannot convert; otherwise it calls ``deliver`` later (off the
+    event loop's hot path) with packets in one of ``targets``, which the sink then forwards as
+    if they came from the source.
+    """
+
+    def submit(
+        self, packet: MediaPacket, targets: list[Codec], deliver: Callable[[MediaPacket], None]
+    ) -> bool:
+        """Convert ``packet`` to one of ``targets``."""
+
+
+@dataclass
+class SourceGuard:
+    """Symmetric RTP bookkeeping of one leg: latching and what was dropped."""
+
+    latched_rtp: bool = False
+    latched_rtcp: bool = False
+    dropped: int = 0
+    sources: set[Address] = field(default_factory=set)
+
+
+class RtpLeg:
+    """One m-line's UDP port pair and keys."""
+
+    def __init__(self, rtp: socket.socket, rtcp: socket.socket, line: PlainLine) -> None:
+        self.rtp_socket = rtp
+        self.rtcp_socket = rtcp
+        self.ports = LocalPorts(rtp.getsockname()[1], rtcp.getsockname()[1])
+        self.local_address: str = rtp.getsockname()[0]
+        self.line = line
+        self.rtp_transport: asyncio.DatagramTransport | None = None
+        self.rtcp_transport: asyncio.DatagramTransport | None = None
+        self.srtp: SrtpPair | None = None
+        self.guard = SourceGuard()
+
+    def close(self) -> None:
+        """Close both sockets (the ports return to the range)."""
+        for transport in (self.rtp_transport, self.rtcp_transport):
+            if transport is not None:
+                transport.close()
+        self.rtp_socket.close()
+        self.rtcp_socket.close()
+
+
+class _LegProtocol(asyncio.DatagramProtocol):
+    def __init__(self, media: PlainRtpMedia, leg: RtpLeg, rtcp_port: bool) -> None:
+        self.media = media
+        self.leg = leg
+        self.rtcp_port = rtcp_port
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.media.datagram(self.leg, data, (addr[0], addr[1]), self.rtcp_port)
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP port unreachable from a peer that is not listening yet: RTP carries on.
+        logger.debug("RTP socket error on port %s: %s", self.leg.ports.rtp, exc)
+
+
+class PlainRtpMedia:
+    """Media state of one RtpEndpoint."""
+
+    def __init__(self, config: PlainRtpConfig, owner: MediaOwner, name: str) -> None:
+        self.config = config
+        self.owner = owner
+        self.name = name
+        self.lines: list[PlainLine] = []
+        self.legs: dict[int, RtpLeg] = {}
+        self.local_sdp: str | None = None
+        self.remote_sdp: str | None = None
+        self.offered = False
+        self.answered = False
+        self.session_id = new_session_id()
+        self.session_version = 0
+        self.cname = secrets.token_hex(8)
+        self.local_ssrcs: dict[str, int] = {}
+        self.inbound: dict[int, InboundStream] = {}
+        self.outbound: dict[str, OutboundStream] = {}
+        self.line_of_ssrc: dict[int, int] = {}
+        self.last_rtcp = 0.0
+        self.media_connected = False
+        self.tap: PacketTap | None = None
+        self.transcoder: Transcoder | None = None
+        self.codec_mismatch = 0
+        self.closed = False
+        self._timer: asyncio.Task[None] | None = None
+
+    # -- negotiation ---------------------------------------------------------------------------
+
+    async def process_offer(self, text: str) -> str:
+        """Answer a remote offer; a later offer is a re-offer (re-INVITE) on the same ports.
+
+        Raises:
+            SdpEndPointAlreadyNegotiated: 40208 while a local offer waits for its answer.
+            SdpParseError: 40201 for an empty, invalid or unacceptable offer.
+        """
+        if self.offered:
+            raise SdpEndPointAlreadyNegotiated(
+                "Endpoint already negotiated: a local offer is waiting for processAnswer"
+            )
+        offer = parse_description(text, "offer")
+        lines = plain_sdp.plan_answer(offer, self.config.policy, self.config.sdes)
+        if not any(line.media.accepted for line in lines):
+            reasons = "; ".join(f"m-line {x.media.index}: {x.media.reason}" for x in lines)
+            raise SdpParseError(f"Offer has no m-line the endpoint can accept ({reasons})")
+        await self._install(lines)
+        self.remote_sdp = text
+        self.answered = False
+        self.local_sdp = self._describe()
+        self._negotiated()
+        return self.local_sdp
+
+    async def generate_offer(self, audio: bool = True, video: bool = True) -> str:
+        """A local offer (or re-offer: same ports, next ``o=`` version).
+
+        Raises:
+            SdpEndPointAlreadyNegotiated: 40208 while a previous offer waits for its answer.
+        """
+        if self.offered:
+            raise SdpEndPointAlreadyNegotiated("Endpoint already negotiated: an offer is pending")
+        lines = plain_sdp.plan_local_offer(self.config.policy, audio, video, self.config.sdes)
+        for line in lines:
+            old = self.lines[line.media.index] if line.media.index < len(self.lines) else None
+            if old is not None and old.media.kind == line.media.kind:
+                line.remote = old.remote  # media keeps flowing until the answer moves it
+        await self._install(lines)
+        self.offered = True
+        self.local_sdp = self._describe()
+        return self.local_sdp
+
+    async def process_answer(self, text: str) -> str:
+        """Apply the remote answer to the local offer; returns the local SDP.
+
+        Raises:
+            SdpEndPointNotOfferGenerated: 40209 without generateOffer.
+            SdpEndPointAnswerAlreadyProccesed: 40210 for a second answer.
+        """
+        if not self.offered:
+            if self.answered:
+                raise SdpEndPointAnswerAlreadyProccesed("Answer already processed")
+            raise SdpEndPointNotOfferGenerated(
+                "Offer not generated. It is not possible to process an answer."
+            )
+        answer = parse_description(text, "answer")
+        plain_sdp.apply_answer(self.lines, answer, self.config.sdes)
+        await self._install(self.lines)
+        self.offered = False
+        self.answered = True
+        self.remote_sdp = text
+        self._negotiated()
+        assert self.local_sdp is not None
+        return self.local_sdp
+
+    def local_description(self) -> str:
+        """The local SDP (KMS getLocalSessionDescriptor)."""
+        if self.local_sdp is None:
+            raise SdpEndPointNoLocalSdpError("Local SDP not generated")
+        return self.local_sdp
+
+    def remote_description(self) -> str:
+        """The remote SDP (KMS getRemoteSessionDescriptor)."""
+        if self.remote_sdp is None:
+            raise SdpEndPointNoRemoteSdpError("Remote SDP not set")
+        return self.remote_sdp
+
+    async def _install(self, lines: list[PlainLine]) -> None:
+        """Bind ports for new accepted m-lines, keep them for known ones, set keys and SSRCs."""
+        if self.local_sdp is not None and lines is not self.lines:
+            self.session_version += 1
+        loop = asyncio.get_running_loop()
+        for line in lines:
+            media = line.media
+            if not media.accepted:
+                continue
+            media.local_ssrc = self.local_ssrcs.setdefault(media.kind, random.getrandbits(32) or 1)
+            leg = self.legs.get(media.index)
+            if leg is None:
+                rtp, rtcp = self.config.ports.bind_pair(self.config.bind_address)
+                leg = RtpLeg(rtp, rtcp, line)
+                self.legs[media.index] = leg
+                leg.rtp_transport, _ = await loop.create_datagram_endpoint(
+                    functools.partial(_LegProtocol, self, leg, False), sock=rtp
+                )
+                leg.rtcp_transport, _ = await loop.create_datagram_endpoint(
+                    functools.partial(_LegProtocol, self, leg, True), sock=rtcp
+                )
+                logger.info(
+                    "= %s m-line %d (%s) on ports %d/%d",
+                    self.name,
+                    media.index,
+                    media.kind,
+                    leg.ports.rtp,
+                    leg.ports.rtcp,
+                )
+            elif leg.line.remote.rtp != line.remote.rtp and line.remote.rtp is not None:
+                logger.info(
+                    "= %s m-line %d: remote %s -> %s",
+                    self.name,
+                    media.index,
+                    leg.line.remote.rtp,
+                    line.remote.rtp,
+                )
+            leg.line = line
+            leg.guard.latched_rtp = leg.guard.latched_rtcp = False
+            sdes = self.config.sdes
+            rekeyed = leg.srtp is None or leg.srtp.remote_key != line.remote_key
+            if sdes is not None and line.remote_key is not None and rekeyed:
+                leg.srtp = SrtpPair(sdes, line.remote_key)
+            clock = media.codecs[0].clock_rate if media.codecs else 8000
+            stream = self.outbound.get(media.kind)
+            if stream is None or stream.clock_rate != clock:
+                self.outbound[media.kind] = OutboundStream(media.local_ssrc, clock, media.kind)
+        self.lines = lines
+
+    def _describe(self) -> str:
+        ports = {index: leg.ports for index, leg in self.legs.items()}
+        return plain_sdp.write_description(
+            self.lines,
+            ports,
+            address=self.config.advertised_address,
+            session_id=self.session_id,
+            session_version=self.session_version,
+            cname=self.cname,
+        )
+
+    def _negotiated(self) -> None:
+        for line in self.lines:
+            if line.media.accepted:
+                logger.info(
+                    "= %s m-line %d %s %s to %s%s",
+                    self.name,
+                    line.media.index,
+                    line.media.direction,
+                    ",".join(c.name for c in line.media.codecs),
+                    line.remote.rtp,
+                    " (rtcp-mux)" if line.mux else "",
+                )
+        if any(line.media.accepted and line.remote.rtp for line in self.lines):
+            self.owner.set_state("connectionState", "CONNECTED")
+        if self._timer is None:
+            self._timer = asyncio.ensure_future(self._tick())
+
+    # -- receiving -----------------------------------------------------------------------------
+
+    def datagram(self, leg: RtpLeg, data: bytes, source: Address, rtcp_port: bool) -> None:
+        """A datagram on one of the leg's ports: source check, SRTP, then RTP or RTCP."""
+        rtcp = is_rtcp(data)
+        if not self._accept_source(leg, source, rtcp):
+            return
+        if leg.srtp is not None:
+            clear = leg.srtp.unprotect(data, rtcp)
+            if clear is None:
+                return
+            data = clear
+        if self.tap is not None:
+            port = leg.ports.rtcp if rtcp_port else leg.ports.rtp
+            self.tap.packet(False, data, (leg.local_address, port), source)
+        if rtcp:
+            self._on_rtcp(data)
+            return
+        view = parse_rtp(data)
+        if view is not None:
+            self._on_rtp(leg, view)
+
+    def _accept_source(self, leg: RtpLeg, source: Address, rtcp: bool) -> bool:
+        remote = leg.line.remote
+        if source == remote.rtp or (rtcp and source == remote.rtcp):
+            return True
+        guard = leg.guard
+        if self.config.latching:
+            if not rtcp and not guard.latched_rtp:
+                guard.latched_rtp = True
+                logger.info("= %s latched RTP onto %s (SDP said %s)", self.name, source, remote.rtp)
+                remote.rtp = source
+                if remote.mux or remote.rtcp is None:
+                    remote.rtcp = source
+                return True
+            if rtcp and not guard.latched_rtcp:
+                guard.latched_rtcp = True
+                logger.info("= %s latched RTCP onto %s", self.name, source)
+                remote.rtcp = source
+                return True
+        guard.dropped += 1
+        if source not in guard.sources and len(guard.sources) < 16:
+            guard.sources.add(source)
+            logger.warning(
+                "! %s dropped a packet from %s:%d: the SDP names %s (symmetric RTP, latching off)",
+                self.name,
+                source[0],
+                source[1],
+                remote.rtp,
+            )
+        return False
+
+    def _on_rtp(self, leg: RtpLeg, view: RtpView) -> None:
+        media = leg.line.media
+        if not media.receives:
+            return  # on hold towards us (we answered sendonly/inactive)
+        codec = media.codec_for(view.payload_type)
+        if codec is None:
+            return
+        stream = self.inbound.get(view.ssrc)
+        if stream is None:
+            stream = InboundStream(view.ssrc, codec.clock_rate, media.kind)
+            self.inbound[view.ssrc] = stream
+            self.line_of_ssrc[view.ssrc] = media.index
+        stream.received(view, time.monotonic())
+        media_type = KINDS[media.kind]
+        self.owner.mark_flow("in", media_type, True)
+        self.owner.forward(media_type, MediaPacket(media.kind, view, codec, stream, {}))
+
+    def _on_rtcp(self, data: bytes) -> None:
+        try:
+            packets = RtcpPacket.parse(data)
+        except ValueError:
+            return
+        self.last_rtcp = time.monotonic()
+        if not self.media_connected:
+            self.media_connected = True
+            self.owner.set_state("mediaState", "CONNECTED")
+        for packet in packets:
+            if isinstance(packet, RtcpSrPacket):
+                stream = self.inbound.get(packet.ssrc)
+                if stream is not None:
+                    stream.last_sr_ntp = packet.sender_info.ntp_timestamp
+                    stream.last_sr_arrival = time.monotonic()
+                self._apply_reports(packet.reports)
+            elif isinstance(packet, RtcpRrPacket):
+                self._apply_reports(packet.reports)
+            elif isinstance(packet, RtcpPsfbPacket) and packet.fmt in (
+                RTCP_PSFB_PLI,
+                RTCP_PSFB_FIR,
+            ):
+                video = self.outbound.get("video")
+                if video is not None:
+                    if packet.fmt == RTCP_PSFB_PLI:
+                        video.pli_received += 1
+                    else:
+                        video.fir_received += 1
+                    self.owner.keyframe_wanted("VIDEO")
+            elif isinstance(packet, RtcpByePacket):
+                self.media_connected = False
+                self.owner.set_state("mediaState", "DISCONNECTED")
+
+    def _apply_reports(self, reports: list[Any]) -> None:
+        now_middle = middle_ntp(ntp_now())
+        for block in reports:
+            for stream in self.outbound.values():
+                if stream.ssrc == block.ssrc:
+                    stream.apply_report(block, now_middle)
+
+    # -- sending -------------------------------------------------------------------------------
+
+    def _sending_line(self, kind: str) -> PlainLine | None:
+        for line in self.lines:
+            if line.media.kind == kind and line.media.sends and line.media.index in self.legs:
+                return line
+        return None
+
+    def send_media(self, packet: MediaPacket) -> bool:
+        """Send a pipeline packet to the remote RTP peer, rewritten for this leg."""
+        line = self._sending_line(packet.kind)
+        stream = self.outbound.get(packet.kind)
+        if line is None or stream is None or line.remote.rtp is None:
+            return False
+        payload_type = matching_payload_type(line.media, packet.codec)
+        if payload_type is None:
+            self.codec_mismatch += 1
+            transcoder = self.transcoder
+            if transcoder is not None:
+                targets = list(line.media.codecs)
+                return transcoder.submit(packet, targets, self._deliver_converted)
+            return False
+        now = time.monotonic()
+        sequence, timestamp = stream.next_numbers(packet.source, packet.view, now)
+        data = rewrite_rtp(
+            packet.view,
+            payload_type=payload_type,
+            sequence=sequence,
+            timestamp=timestamp,
+            ssrc=stream.ssrc,
+            extensions=NO_EXTENSIONS,
+        )
+        if not self._send(self.legs[line.media.index], data, rtcp=False):
+            return False
+        stream.sent(sequence, data, len(data) - packet.view.header_end, now)
+        return True
+
+    def _deliver_converted(self, packet: MediaPacket) -> None:
+        if self.send_media(packet):
+            self.owner.mark_flow("out", KINDS[packet.kind], True)
+
+    def _send(self, leg: RtpLeg, data: bytes, rtcp: bool) -> bool:
+        remote = leg.line.remote
+        target = remote.rtcp if rtcp else remote.rtp
+        use_rtcp_port = rtcp and not leg.line.mux
+        transport = leg.rtcp_transport if use_rtcp_port else leg.rtp_transport
+        if target is None or transport is None or transport.is_closing():
+            return False
+        if self.tap is not None:
+            port = leg.ports.rtcp if use_rtcp_port else leg.ports.rtp
+            self.tap.packet(True, data, (leg.local_address, port), target)
+        if leg.srtp is not None:
+            data = leg.srtp.protect(data, rtcp)
+        transport.sendto(data, target)
+        return True
+
+    def send_keyframe_request(self) -> None:
+        """PLI to the remote peer for the video it sends us (RFC 4585, if it listens)."""
+        for ssrc, stream in self.inbound.items():
+            leg = self.legs.get(self.line_of_ssrc.get(ssrc, -1))
+            if stream.kind != "video" or leg is None:
+                continue
+            stream.pli_sent += 1
+            pli = RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=leg.line.media.local_ssrc, media_ssrc=ssrc)
+            self._send(leg, bytes(pli), rtcp=True)
+
+    # -- timers ---------------------------------------------------------------------------------
+
+    async def _tick(self) -> None:
+        """Once a second (with jitter, RFC 3550 6.2): reports, flow and media-state timeouts."""
+        while not self.closed:
+            await asyncio.sleep(REPORT_INTERVAL * (0.5 + random.random()))
+            now = time.monotonic()
+            self._send_reports(now)
+            self._check_flows(now)
+            if self.media_connected and now - self.last_rtcp > RTCP_TIMEOUT:
+                self.media_connected = False
+                self.owner.set_state("mediaState", "DISCONNECTED")
+
+    def _send_reports(self, now: float) -> None:
+        for line in self.lines:
+            media = line.media
+            leg = self.legs.get(media.index)
+            if not media.accepted or leg is None or media.direction == "inactive":
+                continue
+            blocks = [
+                s.report_block(now)
+                for ssrc, s in self.inbound.items()
+                if self.line_of_ssrc.get(ssrc) == media.index
+            ][:31]
+            stream = self.outbound.get(media.kind)
+            if stream is not None and stream.packets:
+                info = RtcpSenderInfo(
+                    ntp_timestamp=ntp_now(),
+                    rtp_timestamp=(
+                        stream.last_timestamp + int((now - stream.last_sent_at) * stream.clock_rate)
+                    )
+                    & 0xFFFFFFFF,
+                    packet_count=stream.packets,
+                    octet_count=stream.octets,
+                )
+                report: Any = RtcpSrPacket(ssrc=media.local_ssrc, sender_info=info, reports=blocks)
+            else:
+                report = RtcpRrPacket(ssrc=media.local_ssrc, reports=blocks)
+            self._send(leg, bytes(report), rtcp=True)
+
+    def _check_flows(self, now: float) -> None:
+        for kind, media_type in KINDS.items():
+            last_in = max(
+                (s.last_arrival for s in self.inbound.values() if s.kind == kind), default=0.0
+            )
+            if last_in and now - last_in > FLOW_TIMEOUT:
+                self.owner.mark_flow("in", media_type, False)
+            stream = self.outbound.get(kind)
+            if stream is not None and stream.packets and now - stream.last_sent_at > FLOW_TIMEOUT:
+                self.owner.mark_flow("out", media_type, False)
+
+    async def close(self) -> None:
+        """RTCP BYE to the peer, then stop the timer and free the ports."""
+        if self.closed:
+            return
+        self.closed = True
+        for line in self.lines:
+            leg = self.legs.get(line.media.index)
+            if leg is not None and line.media.accepted:
+                self._send(leg, bytes(RtcpByePacket(sources=[line.media.local_ssrc])), rtcp=True)
+        if self._timer is not None:
+            self._timer.cancel()
+        for leg in self.legs.values():
+            leg.close()
+        if self.tap is not None:
+            self.tap.close()
+
+    # -- stats ------------------------------------------------------------------------------------
+
+    @property
+    def dropped_foreign(self) -> int:
+        """Packets dropped because they came from an address the SDP does not name."""
+        return sum(leg.guard.dropped for leg in self.legs.values())
+
+    @property
+    def srtp_failures(self) -> int:
+        """SRTP/SRTCP packets that failed authentication."""
+        return sum(leg.srtp.failures for leg in self.legs.values() if leg.srtp is not None)
+
+    def stats(self, media_type: str | None) -> dict[str, Any]:
+        """RTCInbound/OutboundRTPStreamStats entries keyed by stable ids."""
+        now_ms = int(time.time() * 1000)
+        entries: dict[str, Any] = {}
+        for stream in self.inbound.values():
+            if media_type and KINDS.get(stream.kind) != media_type:
+                continue
+            key = _stats_id(self.name, "in", stream.ssrc)
+            entries[key] = {
+                **_common("RTCInboundRTPStreamStats", "inboundrtp", key, now_ms, stream.ssrc),
+                "firCount": stream.fir_sent,
+                "pliCount": stream.pli_sent,
+                "nackCount": stream.nack_sent,
+                "sliCount": 0,
+                "remb": stream.remb,
+                "packetsLost": stream.lost,
+                "fractionLost": 0.0,
+                "packetsReceived": stream.packets,
+                "bytesReceived": stream.octets,
+                "jitter": stream.jitter_seconds,
+                "srtpFailures": self.srtp_failures,
+                "foreignSourceDrops": self.dropped_foreign,
+            }
+        for out in self.outbound.values():
+            if (media_type and KINDS.get(out.kind) != media_type) or not out.packets:
+                continue
+            key = _stats_id(self.name, "out", out.ssrc)
+            entries[key] = {
+                **_common("RTCOutboundRTPStreamStats", "outboundrtp", key, now_ms, out.ssrc),
+                "firCount": out.fir_received,
+                "pliCount": out.pli_received,
+                "nackCount": out.nack_received,
+                "sliCount": 0,
+                "remb": out.remb,
+                "packetsLost": out.packets_lost,
+                "fractionLost": out.fraction_lost,
+                "packetsSent": out.packets,
+                "bytesSent": out.octets,
+                "targetBitrate": float(out.remb),
+                "roundTripTime": out.round_trip,
+            }
+        return entries
+
+
+def _common(type_name: str, kind: str, key: str, now_ms: int, ssrc: int) -> dict[str, Any]:
+    return {
+        "__module__": "kurento",
+        "__type__": type_name,
+        "id": key,
+        "type": kind,
+        "timestampMillis": now_ms,
+        "ssrc": str(ssrc),
+        "associateStatsId": "",
+        "isRemote": False,
+        "mediaTrackId": "",
+        "transportId": "",
+        "codecId": "",
+    }
+
+
+def _stats_id(name: str, direction: str, ssrc: int) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{name}/{direction}/{ssrc}"))
+
+
+def matching_payload_type(line: MediaLine, codec: Codec) -> int | None:
+    """This line's payload type for the source's codec (telephone-event included), or None."""
+    for candidate in [*line.codecs, *([line.dtmf] if line.dtmf else [])]:
+        if candidate.key == codec.key:
+            return candidate.payload_type
+    return None
