@@ -1,0 +1,307 @@
+"""RtpEndpoint with a real RTP peer that is not this project's code: Debian's ffmpeg.
+
+ffmpeg sends a sine tone as RTP (``-f rtp``, or ``srtp://`` with SDES keys) and receives RTP
+described by an SDP file, writing a WAV file whose dominant frequency is checked. Two ffmpeg
+processes play one PBX: their RTP goes through ``SymmetricPort``, the PBX's single media port,
+because the endpoint sends to and accepts from the address in the SDP only (symmetric RTP).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import fractions
+import secrets
+import shutil
+import wave
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from aiortc import RTCRtpSender
+from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, MediaStreamTrack
+from av import AudioFrame
+
+from emulator.media.ports import PortRange
+from emulator.media.rtp import is_rtcp, parse_rtp
+from emulator.transport.client import KurentoClient
+from protocol.sdp import SessionDescription
+from tests.media.peers import ClientPeer, negotiate
+from tests.media.rtp_peers import UdpPeer, peer_sdp, udp_peer
+
+FFMPEG = shutil.which("ffmpeg")
+pytestmark = pytest.mark.skipif(FFMPEG is None, reason="ffmpeg missing (make rtp-deps)")
+PEER_PORTS = PortRange(45000, 45999, "ffmpeg peer")
+"""Ports handed to ffmpeg: outside the server's range (the OS cannot pick them for an SDP file)."""
+
+
+def dominant_frequency(samples: np.ndarray[Any, Any], rate: int) -> float:
+    """The strongest frequency of a signal (Hann window, real FFT)."""
+    signal = samples.astype(np.float64)
+    spectrum = np.abs(np.fft.rfft(signal * np.hanning(len(signal))))
+    spectrum[0] = 0.0
+    return float(np.argmax(spectrum) * rate / len(signal))
+
+
+def read_wav(path: Path) -> tuple[np.ndarray[Any, Any], int]:
+    """Mono 16-bit samples of a WAV file and its rate."""
+    with wave.open(str(path), "rb") as wav:
+        data = wav.readframes(wav.getnframes())
+        return np.frombuffer(data, dtype="<i2"), wav.getframerate()
+
+
+def free_pair() -> int:
+    """An even port with its +1 free right now, for an ffmpeg receiver."""
+    rtp, rtcp = PEER_PORTS.bind_pair("127.0.0.1")
+    port = int(rtp.getsockname()[1])
+    rtp.close()
+    rtcp.close()
+    return port
+
+
+class Processes:
+    """ffmpeg subprocesses of one test; every one is killed at teardown."""
+
+    def __init__(self) -> None:
+        self.running: list[asyncio.subprocess.Process] = []
+
+    async def start(self, *args: str) -> asyncio.subprocess.Process:
+        """Start ffmpeg quietly with these arguments."""
+        assert FFMPEG is not None
+        process = await asyncio.create_subprocess_exec(
+            FFMPEG,
+            "-nostdin",
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            *args,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        self.running.append(process)
+        return process
+
+    async def kill_all(self) -> None:
+        """Kill what still runs."""
+        for process in self.running:
+            if process.returncode is None:
+                process.kill()
+            await process.wait()
+
+
+@pytest.fixture
+async def ffmpeg() -> AsyncIterator[Processes]:
+    """Start ffmpeg processes; they are killed when the test ends."""
+    processes = Processes()
+    try:
+        yield processes
+    finally:
+        await processes.kill_all()
+
+
+class SymmetricPort:
+    """The PBX's media port: RTP from the endpoint goes to the ffmpeg receiver, RTP from the
+    ffmpeg sender goes to the endpoint, both from this one port. Records payload types."""
+
+    def __init__(self, peer: UdpPeer, receiver_port: int) -> None:
+        self.peer = peer
+        self.receiver = ("127.0.0.1", receiver_port)
+        self.endpoint: tuple[str, int] | None = None
+        self.payload_types: list[int] = []
+        self.arrived = asyncio.Event()
+        peer.datagram_received = self._relay  # type: ignore[method-assign]
+
+    def _relay(self, data: bytes, addr: tuple[str, int]) -> None:
+        if is_rtcp(data):
+            return  # the ffmpeg peers keep their own RTCP: this port relays media
+        if addr == self.endpoint:
+            view = parse_rtp(data)
+            if view is not None:
+                self.payload_types.append(view.payload_type)
+                if len(self.payload_types) >= 25:
+                    self.arrived.set()
+            self.peer.send(data, self.receiver)
+        elif self.endpoint is not None:
+            self.peer.send(data, self.endpoint)
+
+
+def receiver_sdp(port: int, crypto: str | None = None) -> str:
+    """The SDP file ffmpeg reads to receive PCMU (optionally SDES-SRTP) on ``port``."""
+    proto = "RTP/SAVP" if crypto else "RTP/AVP"
+    lines = [
+        "v=0",
+        "o=- 0 0 IN IP4 127.0.0.1",
+        "s=pbx",
+        "c=IN IP4 127.0.0.1",
+        "t=0 0",
+        f"m=audio {port} {proto} 0",
+        "a=rtpmap:0 PCMU/8000",
+    ]
+    if crypto:
+        lines.append(f"a=crypto:{crypto}")
+    return "\n".join(lines) + "\n"
+
+
+async def receive_wav(ffmpeg: Processes, sdp: str, folder: Path) -> tuple[Path, Any]:
+    """Start an ffmpeg receiver writing 2 s of what arrives to a WAV file."""
+    (folder / "call.sdp").write_text(sdp)
+    out = folder / "received.wav"
+    process = await ffmpeg.start(
+        "-protocol_whitelist",
+        "file,udp,rtp,srtp,crypto",
+        "-i",
+        str(folder / "call.sdp"),
+        "-t",
+        "2",
+        "-ac",
+        "1",
+        "-y",
+        str(out),
+    )
+    return out, process
+
+
+def send_args(target: int, params: list[str], url: str = "rtp") -> list[str]:
+    """ffmpeg arguments sending a 440 Hz PCMU tone as RTP to ``127.0.0.1:target``."""
+    return [
+        "-re",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=8000",
+        "-t",
+        "15",
+        "-ac",
+        "1",
+        "-c:a",
+        "pcm_mulaw",
+        "-f",
+        "rtp",
+        *params,
+        f"{url}://127.0.0.1:{target}",
+    ]
+
+
+async def finished(process: Any, timeout: float = 20.0) -> None:
+    """Wait for an ffmpeg process to exit 0."""
+    await asyncio.wait_for(process.wait(), timeout)
+    errors = (await process.stderr.read()).decode(errors="replace")
+    assert process.returncode == 0, errors
+
+
+class ToneTrack(AudioStreamTrack):
+    """aiortc's paced 8 kHz audio, filled with a sine tone."""
+
+    def __init__(self, frequency: float) -> None:
+        super().__init__()
+        self.frequency = frequency
+        self.sample = 0
+
+    async def recv(self) -> AudioFrame:
+        frame = await super().recv()
+        count = frame.samples
+        t = (np.arange(count) + self.sample) / 8000
+        self.sample += count
+        tone = (np.sin(2 * np.pi * self.frequency * t) * 8000).astype("<i2")
+        frame.planes[0].update(tone.tobytes())
+        frame.time_base = fractions.Fraction(1, 8000)
+        return frame
+
+
+class PcmuPeer(ClientPeer):
+    """A browser-like peer that offers PCMU only, sends a tone and keeps what it hears."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.heard: list[np.ndarray[Any, Any]] = []
+        transceiver = self.pc.addTransceiver(ToneTrack(880), direction="sendrecv")
+        codecs = RTCRtpSender.getCapabilities("audio").codecs
+        transceiver.setCodecPreferences([c for c in codecs if c.mimeType == "audio/PCMU"])
+
+    async def _read(self, track: MediaStreamTrack) -> None:
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                frame = await track.recv()
+                self.heard.append(frame.to_ndarray().reshape(-1))
+                self.frames["audio"] = self.frames.get("audio", 0) + 1
+                self._arrived.set()
+
+    def heard_seconds(self) -> Callable[[ClientPeer], bool]:
+        """A wait_for predicate: 1.5 s of audio heard."""
+        return lambda _: sum(len(x) for x in self.heard) >= 12000
+
+
+async def test_ffmpeg_pcmu_call_with_webrtc_peer(
+    media_client: KurentoClient, ffmpeg: Processes, tmp_path: Path
+) -> None:
+    """A PCMU call: aiortc (880 Hz) <-> WebRtcEndpoint <-> RtpEndpoint <-> ffmpeg (440 Hz).
+    Nothing is transcoded; each end hears the other's tone, with payload type 0 on the RTP leg."""
+    pipeline = await media_client.create("MediaPipeline")
+    webrtc = await pipeline.create("WebRtcEndpoint")
+    rtp = await pipeline.create("RtpEndpoint")
+    await webrtc.connect(rtp, "AUDIO")
+    await rtp.connect(webrtc, "AUDIO")
+    receiver_port = free_pair()
+    peer = PcmuPeer(audio=False, video=False)
+    try:
+        await negotiate(webrtc, peer)
+        async with udp_peer() as pbx:
+            port = SymmetricPort(pbx, receiver_port)
+            answer = await rtp.invoke("processOffer", offer=peer_sdp(pbx.port, dtmf=None))
+            port.endpoint = ("127.0.0.1", SessionDescription.parse(answer).media[0].port)
+            wav, receiver = await receive_wav(ffmpeg, receiver_sdp(receiver_port), tmp_path)
+            await ffmpeg.start(*send_args(pbx.port, []))
+            await asyncio.wait_for(port.arrived.wait(), 15)
+            await peer.wait_for(peer.heard_seconds())
+            await finished(receiver)
+        assert set(port.payload_types) == {0}
+        samples, rate = read_wav(wav)
+        assert rate == 8000 and len(samples) > 8000
+        assert abs(dominant_frequency(samples[800:], rate) - 880) < 10
+        heard = np.concatenate(peer.heard)[-8000:]
+        assert abs(dominant_frequency(heard, 8000) - 440) < 10
+        transcoding = await rtp.invoke("isMediaTranscoding", mediaType="AUDIO")
+        assert transcoding is False
+    finally:
+        await peer.close()
+
+
+async def test_ffmpeg_sdes_srtp_both_ways(
+    media_client: KurentoClient, ffmpeg: Processes, tmp_path: Path
+) -> None:
+    """ffmpeg's srtp:// sends AES_CM_128_HMAC_SHA1_80 to an SDES RtpEndpoint looped to itself;
+    the endpoint's own key (from its answer) lets a second ffmpeg decrypt the tone."""
+    pipeline = await media_client.create("MediaPipeline")
+    sdes = {"__module__": "kurento", "__type__": "SDES", "crypto": "AES_128_CM_HMAC_SHA1_80"}
+    rtp = await pipeline.create("RtpEndpoint", crypto=sdes)
+    await rtp.connect(rtp, "AUDIO")
+    ffmpeg_key = base64.b64encode(secrets.token_bytes(30)).decode()
+    receiver_port = free_pair()
+    async with udp_peer() as pbx:
+        port = SymmetricPort(pbx, receiver_port)
+        offer = peer_sdp(
+            pbx.port,
+            dtmf=None,
+            proto="RTP/SAVP",
+            crypto=f"1 AES_CM_128_HMAC_SHA1_80 inline:{ffmpeg_key}",
+        )
+        answer = SessionDescription.parse(await rtp.invoke("processOffer", offer=offer))
+        media = answer.media[0]
+        assert media.proto == "RTP/SAVP"
+        (crypto,) = media.cryptos
+        assert (crypto.tag, crypto.suite) == (1, "AES_CM_128_HMAC_SHA1_80")
+        port.endpoint = ("127.0.0.1", media.port)
+        wav, receiver = await receive_wav(
+            ffmpeg, receiver_sdp(receiver_port, crypto.to_value()), tmp_path
+        )
+        srtp = ["-srtp_out_suite", "AES_CM_128_HMAC_SHA1_80", "-srtp_out_params", ffmpeg_key]
+        await ffmpeg.start(*send_args(pbx.port, srtp, "srtp"))
+        await asyncio.wait_for(port.arrived.wait(), 15)
+        await finished(receiver)
+    samples, rate = read_wav(wav)
+    assert abs(dominant_frequency(samples[800:], rate) - 440) < 10
+    stats = await rtp.invoke("getStats")
+    assert next(s for s in stats.values() if s["type"] == "endpoint")["srtpFailures"] == 0
