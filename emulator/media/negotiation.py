@@ -189,14 +189,20 @@ def _plan_line(
 
 
 def _choose_codecs(line: MediaLine, media: MediaSection) -> None:
+    events: list[Codec] = []
     for codec in media.codecs:
         if is_dtmf(codec):
-            if line.dtmf is None:
-                line.dtmf = _local_copy(codec, find_spec(media.kind, codec))
+            events.append(codec)
             continue
         spec = find_spec(media.kind, codec)
         if spec is not None:
             line.codecs.append(_local_copy(codec, spec))
+    # Browsers list telephone-event/48000 before /8000: take the one at the clock rate of the
+    # first codec, so that RFC 4733 events bridge to a PBX's PCMU/PCMA leg without conversion.
+    clock = line.codecs[0].clock_rate if line.codecs else 0
+    chosen = next((e for e in events if e.clock_rate == clock), events[0] if events else None)
+    if chosen is not None:
+        line.dtmf = _local_copy(chosen, find_spec(media.kind, chosen))
 
 
 def _local_copy(codec: Codec, spec: CodecSpec | None) -> Codec:
