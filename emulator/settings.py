@@ -62,6 +62,15 @@ class Settings(BaseSettings):
     rtp_latching: bool = Field(
         False, description="Latch onto the first RTP source (RFC 7362); off = drop other sources"
     )
+    capture_endpoints: str = Field(
+        "", description="RtpEndpoints captured to pcap: '*' all, a name pattern, '' = by tag only"
+    )
+    capture_dir: Path = Field(
+        Path("/tmp/kurento-emulator-captures"), description="Folder of the pcap capture files"
+    )
+    capture_max_bytes: int = Field(
+        1 << 30, description="Bytes all capture files may take together; then they stop growing"
+    )
 
     # -- WebRTC (WebRtcEndpoint.conf.ini) -----------------------------------------------------
     stun_server_address: str = Field("", description="stunServerAddress (IP address)")

@@ -11,6 +11,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from emulator.media.capture import CaptureBudget, CapturePolicy
 from emulator.media.ice import AddressPolicy, apply_consent_timing
 from emulator.media.peer import TurnServer, parse_turn_url
 from emulator.media.ports import PortRange
@@ -31,6 +32,8 @@ class MediaServices:
     settings: Settings
     rtp_ports: PortRange | None = None
     """RtpEndpoint's own sub-range (``rtp_min_port..rtp_max_port``), else None: ``ports``."""
+    capture: CapturePolicy | None = None
+    """Which RtpEndpoints write pcap files, where, and the disk budget they share."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> MediaServices:
@@ -50,7 +53,12 @@ class MediaServices:
         if settings.rtp_min_port is not None and settings.rtp_max_port is not None:
             rtp_ports = PortRange(settings.rtp_min_port, settings.rtp_max_port, "RtpEndpoint")
             logger.info("RtpEndpoint UDP port range %d-%d", rtp_ports.low, rtp_ports.high)
-        return cls(ports, certificate, settings, rtp_ports)
+        capture = CapturePolicy(
+            settings.capture_dir,
+            settings.capture_endpoints,
+            CaptureBudget(settings.capture_max_bytes),
+        )
+        return cls(ports, certificate, settings, rtp_ports, capture)
 
     def address_policy(self, network_interfaces: str, ipv6: bool | None = None) -> AddressPolicy:
         """Host candidate addresses for an endpoint's ``networkInterfaces``."""

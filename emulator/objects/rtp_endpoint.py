@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
+from emulator.media.capture import PcapWriter
 from emulator.media.plain_rtp import PlainRtpConfig, PlainRtpMedia
 from emulator.media.sdes import SdesConfig, sdes_from_param
 from emulator.media.services import MEDIA_SERVICE, MediaServices
@@ -18,6 +19,8 @@ from emulator.media.webrtc import MediaPacket
 from emulator.objects.sdp_endpoint import BaseRtpEndpoint
 
 STATE_EVENTS = {"mediaState": "MediaStateChanged", "connectionState": "ConnectionStateChanged"}
+CAPTURE_TAG = "capture"
+"""``addTag("capture", "true")`` captures one element (every KMS client can send it)."""
 
 
 class RtpEndpoint(BaseRtpEndpoint):
@@ -36,10 +39,54 @@ class RtpEndpoint(BaseRtpEndpoint):
     def _media(self) -> PlainRtpMedia:
         if self.media is None:
             self.media = PlainRtpMedia(self._config(), self, self.id)
+            policy = self._shared().capture
+            if policy is not None and (policy.wants(self.name) or self._capture_tagged()):
+                self._start_capture()
         return self.media
 
-    def _config(self) -> PlainRtpConfig:
+    def _shared(self) -> MediaServices:
         shared: MediaServices = self.services.extras[MEDIA_SERVICE]
+        return shared
+
+    # -- capture ---------------------------------------------------------------------------
+
+    def _capture_tagged(self) -> bool:
+        return self.tags.get(CAPTURE_TAG, "").strip().lower() in ("1", "true", "yes", "on")
+
+    def _start_capture(self) -> None:
+        policy = self._shared().capture
+        media = self.media
+        if policy is None or media is None or media.tap is not None:
+            return
+        path = policy.path_for(self.id)
+        restart = 1
+        while path.exists():
+            restart += 1
+            path = path.with_name(f"{policy.path_for(self.id).stem}-{restart}.pcap")
+        media.tap = PcapWriter(path, policy.budget)
+
+    def _stop_capture(self) -> None:
+        if self.media is not None and self.media.tap is not None:
+            self.media.tap.close()
+            self.media.tap = None
+
+    def add_tag(self, key: str, value: str) -> None:
+        """Add or replace a tag; ``capture`` switches this endpoint's pcap capture on or off."""
+        super().add_tag(key, value)
+        if key == CAPTURE_TAG:
+            if self._capture_tagged():
+                self._start_capture()
+            else:
+                self._stop_capture()
+
+    def remove_tag(self, key: str) -> None:
+        """Remove a tag; removing ``capture`` stops the capture (the file is closed complete)."""
+        super().remove_tag(key)
+        if key == CAPTURE_TAG:
+            self._stop_capture()
+
+    def _config(self) -> PlainRtpConfig:
+        shared = self._shared()
         settings = shared.settings
         ipv6 = bool(self.params.get("useIpv6"))
         bind = settings.rtp_address or _first_address(
