@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import AsyncIterator
 from typing import Any
@@ -288,3 +289,26 @@ async def test_rtp_endpoint_own_port_range(
     await first.release()
     answer = await second.invoke("processOffer", offer=peer_sdp(40000))
     assert _target(answer)[1] == 43100
+
+
+async def test_rtp_endpoint_separate_rtcp_ports(media_client: KurentoClient) -> None:
+    """Without rtcp-mux, RTCP flows between the RTCP ports: the peer's a=rtcp port and the
+    endpoint's RTP port + 1, where the peer's reports turn mediaState CONNECTED."""
+    _, endpoint = await _rtp_endpoint(media_client)
+    await endpoint.connect(endpoint)
+    media_state = await endpoint.subscribe("MediaStateChanged")
+    async with udp_peer() as rtp_port, udp_peer() as rtcp_port:
+        offer = peer_sdp(rtp_port.port, rtcp_port=rtcp_port.port, mux=False)
+        answer = SessionDescription.parse(await endpoint.invoke("processOffer", offer=offer))
+        assert not answer.media[0].rtcp_mux
+        local = answer.media[0].port
+        sender = RtpSender(0)
+        rtp_port.send(sender.packet(), ("127.0.0.1", local))
+        assert (await rtp_port.next_rtp()).payload_type == 0
+        rtcp_port.send(
+            bytes.fromhex("80c90001") + sender.ssrc.to_bytes(4, "big"), ("127.0.0.1", local + 1)
+        )
+        assert (await media_state.get())["newState"] == "CONNECTED"
+        report, source = await asyncio.wait_for(rtcp_port.rtcp.get(), 5)
+        assert source == ("127.0.0.1", local + 1) and report[1] in (200, 201)
+        assert rtp_port.rtcp.empty()
