@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fractions
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from aiortc import RTCRtpSender
+from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, MediaStreamTrack
+from av import AudioFrame
 
 from emulator.media.rtp import RtpView, is_rtcp, parse_rtp
+from tests.media.peers import ClientPeer
 
 Address = tuple[str, int]
 
@@ -141,3 +149,45 @@ def peer_sdp(
             f"a={direction}",
         ]
     return "\r\n".join(lines) + "\r\n"
+
+
+class ToneTrack(AudioStreamTrack):
+    """aiortc's paced 8 kHz audio, filled with a sine tone."""
+
+    def __init__(self, frequency: float) -> None:
+        super().__init__()
+        self.frequency = frequency
+        self.sample = 0
+
+    async def recv(self) -> AudioFrame:
+        frame = await super().recv()
+        count = frame.samples
+        t = (np.arange(count) + self.sample) / 8000
+        self.sample += count
+        tone = (np.sin(2 * np.pi * self.frequency * t) * 8000).astype("<i2")
+        frame.planes[0].update(tone.tobytes())
+        frame.time_base = fractions.Fraction(1, 8000)
+        return frame
+
+
+class PcmuPeer(ClientPeer):
+    """A browser-like peer that offers PCMU only, sends a tone and keeps what it hears."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.heard: list[np.ndarray[Any, Any]] = []
+        transceiver = self.pc.addTransceiver(ToneTrack(880), direction="sendrecv")
+        codecs = RTCRtpSender.getCapabilities("audio").codecs
+        transceiver.setCodecPreferences([c for c in codecs if c.mimeType == "audio/PCMU"])
+
+    async def _read(self, track: MediaStreamTrack) -> None:
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                frame = await track.recv()
+                self.heard.append(frame.to_ndarray().reshape(-1))
+                self.frames["audio"] = self.frames.get("audio", 0) + 1
+                self._arrived.set()
+
+    def heard_seconds(self) -> Callable[[ClientPeer], bool]:
+        """A wait_for predicate: 1.5 s of audio heard."""
+        return lambda _: sum(len(x) for x in self.heard) >= 12000

@@ -10,27 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
-import fractions
 import secrets
 import shutil
 import wave
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from aiortc import RTCRtpSender
-from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, MediaStreamTrack
-from av import AudioFrame
 
 from emulator.media.ports import PortRange
 from emulator.media.rtp import is_rtcp, parse_rtp
 from emulator.transport.client import KurentoClient
 from protocol.sdp import SessionDescription
-from tests.media.peers import ClientPeer, negotiate
-from tests.media.rtp_peers import UdpPeer, peer_sdp, udp_peer
+from tests.media.peers import negotiate
+from tests.media.rtp_peers import PcmuPeer, UdpPeer, peer_sdp, udp_peer
 
 FFMPEG = shutil.which("ffmpeg")
 pytestmark = pytest.mark.skipif(FFMPEG is None, reason="ffmpeg missing (make rtp-deps)")
@@ -190,48 +185,6 @@ async def finished(process: Any, timeout: float = 20.0) -> None:
     await asyncio.wait_for(process.wait(), timeout)
     errors = (await process.stderr.read()).decode(errors="replace")
     assert process.returncode == 0, errors
-
-
-class ToneTrack(AudioStreamTrack):
-    """aiortc's paced 8 kHz audio, filled with a sine tone."""
-
-    def __init__(self, frequency: float) -> None:
-        super().__init__()
-        self.frequency = frequency
-        self.sample = 0
-
-    async def recv(self) -> AudioFrame:
-        frame = await super().recv()
-        count = frame.samples
-        t = (np.arange(count) + self.sample) / 8000
-        self.sample += count
-        tone = (np.sin(2 * np.pi * self.frequency * t) * 8000).astype("<i2")
-        frame.planes[0].update(tone.tobytes())
-        frame.time_base = fractions.Fraction(1, 8000)
-        return frame
-
-
-class PcmuPeer(ClientPeer):
-    """A browser-like peer that offers PCMU only, sends a tone and keeps what it hears."""
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self.heard: list[np.ndarray[Any, Any]] = []
-        transceiver = self.pc.addTransceiver(ToneTrack(880), direction="sendrecv")
-        codecs = RTCRtpSender.getCapabilities("audio").codecs
-        transceiver.setCodecPreferences([c for c in codecs if c.mimeType == "audio/PCMU"])
-
-    async def _read(self, track: MediaStreamTrack) -> None:
-        with contextlib.suppress(MediaStreamError):
-            while True:
-                frame = await track.recv()
-                self.heard.append(frame.to_ndarray().reshape(-1))
-                self.frames["audio"] = self.frames.get("audio", 0) + 1
-                self._arrived.set()
-
-    def heard_seconds(self) -> Callable[[ClientPeer], bool]:
-        """A wait_for predicate: 1.5 s of audio heard."""
-        return lambda _: sum(len(x) for x in self.heard) >= 12000
 
 
 async def test_ffmpeg_pcmu_call_with_webrtc_peer(

@@ -1,0 +1,74 @@
+"""DTMF across the bridge: a PBX's RFC 4733 events reach a WebRTC peer with its payload type."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiortc import RTCSessionDescription
+
+from emulator.media.rtp import parse_rtp
+from emulator.transport.client import KurentoClient
+from protocol.sdp import SessionDescription
+from tests.media.peers import trickle
+from tests.media.rtp_peers import PcmuPeer, RtpSender, dtmf_payload, peer_sdp, udp_peer
+
+
+def with_dtmf(sdp: str) -> str:
+    """A browser-style offer: telephone-event/48000 (110) before /8000 (126) after PCMU."""
+    sdp = sdp.replace("UDP/TLS/RTP/SAVPF 0\r\n", "UDP/TLS/RTP/SAVPF 0 110 126\r\n")
+    return sdp.replace(
+        "a=rtpmap:0 PCMU/8000\r\n",
+        "a=rtpmap:0 PCMU/8000\r\na=rtpmap:110 telephone-event/48000\r\n"
+        "a=rtpmap:126 telephone-event/8000\r\na=fmtp:126 0-16\r\n",
+    )
+
+
+async def test_dtmf_from_pbx_reaches_webrtc_peer_remapped(media_client: KurentoClient) -> None:
+    """telephone-event 101 from the PBX arrives at the WebRTC peer as 126, payload unchanged,
+    in the same stream (SSRC, sequence) as the PCMU audio it interrupts."""
+    pipeline = await media_client.create("MediaPipeline")
+    webrtc = await pipeline.create("WebRtcEndpoint")
+    rtp = await pipeline.create("RtpEndpoint")
+    await rtp.connect(webrtc, "AUDIO")
+    peer = PcmuPeer(audio=False, video=False)
+    seen: list[Any] = []
+    try:
+        connected = await webrtc.subscribe("ConnectionStateChanged")
+        candidates = await webrtc.subscribe("IceCandidateFound")
+        done = await webrtc.subscribe("IceGatheringDone")
+        offer = with_dtmf(await peer.offer())
+        answer = await webrtc.invoke("processOffer", offer=offer)
+        dtmf = SessionDescription.parse(answer).media[0].codecs[-1]
+        assert (dtmf.name, dtmf.payload_type, dtmf.clock_rate) == ("telephone-event", 126, 8000)
+        await webrtc.invoke("gatherCandidates")
+        await peer.pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+        dtls = peer.pc.getTransceivers()[0].receiver.transport
+        original = dtls._handle_rtp_data
+
+        async def spy(data: bytes, arrival_time_ms: int) -> None:
+            view = parse_rtp(data)
+            if view is not None:
+                seen.append(view)
+                peer._arrived.set()
+            await original(data, arrival_time_ms)
+
+        dtls._handle_rtp_data = spy
+        await trickle(peer, candidates, done)
+        flowing = await webrtc.subscribe("MediaFlowOutStateChanged")
+        assert (await connected.get(timeout=15))["newState"] == "CONNECTED"
+        async with udp_peer() as pbx:
+            answer_rtp = await rtp.invoke("processOffer", offer=peer_sdp(pbx.port))
+            target = ("127.0.0.1", SessionDescription.parse(answer_rtp).media[0].port)
+            sender = RtpSender(0)
+            pbx.send(sender.packet(), target)
+            await flowing.get(timeout=15)
+            digit = dtmf_payload(7, end=True)
+            pbx.send(sender.packet(digit, marker=True, pt=101), target)
+            await peer.wait_for(lambda _: any(v.payload_type == 126 for v in seen))
+        event = next(v for v in seen if v.payload_type == 126)
+        audio = [v for v in seen if v.payload_type == 0]
+        assert event.payload == digit and event.marker
+        assert audio and audio[-1].ssrc == event.ssrc
+        assert event.sequence == (audio[-1].sequence + 1) & 0xFFFF
+    finally:
+        await peer.close()
