@@ -24,23 +24,25 @@ PAYLOAD = b"\x11" * 160
 
 async def rtp_streams(path: Path) -> Counter[tuple[str, str, str]]:
     """(source port, payload type, payload) of each RTP packet tshark finds, counted."""
+    rows = await tshark(path, "rtp", "rtp", "udp.srcport", "rtp.p_type", "rtp.payload")
+    return Counter((r[0], r[1], r[2].replace(":", "")) for r in rows)
+
+
+async def tshark(path: Path, heuristic: str, display: str, *fields: str) -> list[list[str]]:
+    """The fields of the packets of a capture that match a display filter."""
     assert TSHARK is not None
+    args = [arg for name in fields for arg in ("-e", name)]
     process = await asyncio.create_subprocess_exec(
         TSHARK,
         "-r",
         str(path),
         "--enable-heuristic",
-        "rtp_udp",
+        f"{heuristic}_udp",
         "-Y",
-        "rtp",
+        display,
         "-T",
         "fields",
-        "-e",
-        "udp.srcport",
-        "-e",
-        "rtp.p_type",
-        "-e",
-        "rtp.payload",
+        *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -51,8 +53,7 @@ async def rtp_streams(path: Path) -> Counter[tuple[str, str, str]]:
             process.kill()
             await process.wait()
     assert process.returncode == 0, err.decode(errors="replace")
-    rows = [line.split("\t") for line in out.decode().splitlines() if line.strip()]
-    return Counter((r[0], r[1], r[2].replace(":", "")) for r in rows)
+    return [line.split("\t") for line in out.decode().splitlines() if line.strip()]
 
 
 def captures(folder: Path) -> list[Path]:
@@ -115,6 +116,10 @@ async def test_capture_holds_decrypted_rtp_of_both_legs(tmp_path: Path) -> None:
     assert (await rtp_streams(near_file))[(str(near_port), "0", PAYLOAD.hex())] == 12
     assert (await rtp_streams(far_file))[(str(near_port), "0", PAYLOAD.hex())] == 12
     assert far_port != near_port
+    # each endpoint's RTCP BYE at release is in its own file, sent from its port (rtcp-mux)
+    for path, port in ((near_file, near_port), (far_file, far_port)):
+        byes = await tshark(path, "rtcp", "rtcp.pt == 203", "udp.srcport")
+        assert [str(port)] in byes
 
 
 async def test_capture_stops_growing_at_the_disk_budget(tmp_path: Path) -> None:
