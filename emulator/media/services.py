@@ -1,9 +1,9 @@
-"""What the media plane shares across endpoints: the port range and the DTLS certificate."""
+"""What the media plane shares across endpoints: port range, DTLS certificate, transcoders."""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiortc import RTCCertificate
@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from emulator.media.ice import AddressPolicy, apply_consent_timing
 from emulator.media.peer import TurnServer, parse_turn_url
 from emulator.media.ports import PortRange
+from emulator.media.transcoding import Transcoders
 from emulator.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -29,6 +30,7 @@ class MediaServices:
     ports: PortRange
     certificate: RTCCertificate
     settings: Settings
+    transcoders: Transcoders = field(default_factory=Transcoders)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> MediaServices:

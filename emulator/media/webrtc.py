@@ -32,10 +32,12 @@ from aiortc.rtp import (
     unpack_remb_fci,
 )
 
+from emulator.media.codecs import is_dtmf
 from emulator.media.negotiation import MediaLine
 from emulator.media.peer import PeerConfig, PeerTransport, WebRtcPeer
 from emulator.media.rtp import ExtensionMap, RtpView, rewrite_rtp
 from emulator.media.streams import InboundStream, OutboundStream, middle_ntp, ntp_now
+from emulator.media.transcoding import SinkTranscoding, TranscodedPacket, Transcoders
 from protocol.sdp import Codec
 
 logger = logging.getLogger(__name__)
@@ -81,11 +83,22 @@ class MediaOwner(Protocol):
     def data_received(self, label: str, message: str | bytes) -> None:
         """A data channel message from the remote peer."""
 
+    def transcoding_changed(
+        self, media_type: str, active: bool, bin_name: str, reason: str
+    ) -> None:
+        """What this endpoint receives is now (or no longer) transcoded for it."""
+
 
 class WebRtcMedia:
     """Media state of one WebRtcEndpoint."""
 
-    def __init__(self, config: PeerConfig, owner: MediaOwner, name: str) -> None:
+    def __init__(
+        self,
+        config: PeerConfig,
+        owner: MediaOwner,
+        name: str,
+        transcoders: Transcoders | None = None,
+    ) -> None:
         self.owner = owner
         self.peer = WebRtcPeer(config, self, name)
         self.name = name
@@ -101,6 +114,7 @@ class WebRtcMedia:
         self.dtls_state = "NEW"
         self.selected: tuple[str, str] | None = None
         self._timer: asyncio.Task[None] | None = None
+        self.transcoding = SinkTranscoding(transcoders or Transcoders(), self, name)
 
     # -- PeerListener ------------------------------------------------------------------------
 
@@ -268,6 +282,10 @@ class WebRtcMedia:
             stream.fir_received += 1
         else:
             return
+        transcoder = self.transcoding.transcoder(stream.kind)
+        if transcoder is not None:
+            transcoder.request_keyframe()  # our encoder makes the keyframe, not the source
+            return
         self.owner.keyframe_wanted(KINDS[stream.kind])
 
     def _outbound_by_ssrc(self, ssrc: int) -> OutboundStream | None:
@@ -351,28 +369,67 @@ class WebRtcMedia:
         return None
 
     def send_media(self, packet: MediaPacket) -> bool:
-        """Send a pipeline packet to the remote peer, rewritten for this leg."""
+        """Send a pipeline packet to the remote peer, rewritten for this leg (transcoded when
+        the peer did not negotiate its codec)."""
         line = self._line_sending(packet.kind)
         stream = self.outbound.get(packet.kind)
         if line is None or stream is None:
             return False
         payload_type = _matching_payload_type(line, packet.codec)
-        if payload_type is None:
-            return False
+        if payload_type is None or self.transcoding.active(packet.kind):
+            if payload_type is None or is_dtmf(packet.codec):
+                self.transcoding.feed(
+                    packet.kind, packet.view, packet.codec, packet.source, line.codecs
+                )
+                return False
+            self.transcoding.stop(packet.kind)  # the source now sends a codec the peer takes
+        return self._send(line, stream, packet.view, packet.source, packet.extensions, payload_type)
+
+    def _send(
+        self,
+        line: MediaLine,
+        stream: OutboundStream,
+        view: RtpView,
+        source: object,
+        extensions: dict[int, str],
+        payload_type: int,
+    ) -> bool:
         now = time.monotonic()
-        sequence, timestamp = stream.next_numbers(packet.source, packet.view, now)
+        sequence, timestamp = stream.next_numbers(source, view, now)
         data = rewrite_rtp(
-            packet.view,
+            view,
             payload_type=payload_type,
             sequence=sequence,
             timestamp=timestamp,
             ssrc=stream.ssrc,
-            extensions=_extension_map(packet.extensions, line),
+            extensions=_extension_map(extensions, line),
         )
         if not self.peer.send(line, data):
             return False
-        stream.sent(sequence, data, len(data) - packet.view.header_end, now)
+        stream.sent(sequence, data, len(data) - view.header_end, now)
         return True
+
+    # -- TranscodingListener -----------------------------------------------------------------------
+
+    def transcoded(self, kind: str, packet: TranscodedPacket) -> None:
+        """A packet from the transcoder feeding this endpoint: send it as a forwarded one."""
+        line = self._line_sending(kind)
+        stream = self.outbound.get(kind)
+        if line is None or stream is None:
+            return
+        payload_type = _matching_payload_type(line, packet.codec)
+        if payload_type is None:
+            return  # telephone-event the peer did not negotiate at the target clock
+        if self._send(line, stream, packet.view, packet.source, {}, payload_type):
+            self.owner.mark_flow("out", KINDS[kind], True)
+
+    def transcoding_changed(self, kind: str, active: bool, bin_name: str, reason: str) -> None:
+        """Report to the element (MediaTranscodingStateChanged)."""
+        self.owner.transcoding_changed(KINDS[kind], active, bin_name, reason)
+
+    def keyframe_needed(self, kind: str) -> None:
+        """The transcoder's decoder needs a keyframe: ask the source as a PLI would."""
+        self.owner.keyframe_wanted(KINDS[kind])
 
     def send_data(self, label: str, message: str | bytes) -> bool:
         """Send a data channel message on the channel with that label (else the first open)."""
@@ -390,6 +447,7 @@ class WebRtcMedia:
         """Stop the timer and the peer."""
         if self._timer is not None:
             self._timer.cancel()
+        self.transcoding.stop()
         await self.peer.close()
 
     # -- stats -----------------------------------------------------------------------------

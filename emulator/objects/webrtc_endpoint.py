@@ -13,6 +13,7 @@ from emulator.media.negotiation import LocalPolicy
 from emulator.media.peer import PeerConfig, parse_turn_url
 from emulator.media.services import MEDIA_SERVICE, MediaServices
 from emulator.media.webrtc import MediaPacket, WebRtcMedia
+from emulator.objects.media_pipeline import Connection
 from emulator.objects.sdp_endpoint import BaseRtpEndpoint
 from protocol.errors import (
     IceGatherCandidatesError,
@@ -60,7 +61,8 @@ class WebRtcEndpoint(BaseRtpEndpoint):
 
     def _media(self) -> WebRtcMedia:
         if self.media is None:
-            self.media = WebRtcMedia(self._peer_config(), self, self.id)
+            shared: MediaServices = self.services.extras[MEDIA_SERVICE]
+            self.media = WebRtcMedia(self._peer_config(), self, self.id, shared.transcoders)
         return self.media
 
     def _peer_config(self) -> PeerConfig:
@@ -250,6 +252,11 @@ class WebRtcEndpoint(BaseRtpEndpoint):
             sent = False
         if sent:
             self.mark_flow("out", media_type, True)
+
+    def on_source_removed(self, link: Connection) -> None:
+        """No more media of that type from the link: leave its transcoder, if any."""
+        if self.media is not None:
+            self.media.transcoding.stop(link.media_type.lower())
 
     def produce_keyframe(self, media_type: str) -> None:
         """A sink wants a keyframe: ask the remote peer (PLI)."""
