@@ -300,14 +300,17 @@ class _VideoCoder:
         if not frames:
             self.keyframe_needed = True
         out: list[_Output] = []
+        out_timestamp = self.timeline.to_target(timestamp) & 0xFFFFFFFF
         for frame in frames:
-            frame.pts = self.timeline.to_target(timestamp)
-            frame.time_base = fractions.Fraction(1, self.timeline.target_clock)
-            payloads, out_timestamp = self.encoder.encode(frame, self.force_keyframe)
+            # PyAV rebases pts in place to the encoder's time base (aiortc's: 1/30 s), which
+            # rounds: the RTP timestamp is taken from the source's, not from the encoder.
+            frame.pts = timestamp
+            frame.time_base = fractions.Fraction(1, self.timeline.source_clock)
+            payloads, _ = self.encoder.encode(frame, self.force_keyframe)
             self.force_keyframe = False
             for index, payload in enumerate(payloads):
                 last = index == len(payloads) - 1
-                out.append((payload, out_timestamp & 0xFFFFFFFF, last, False))
+                out.append((payload, out_timestamp, last, False))
         return out
 
 
@@ -629,8 +632,7 @@ class SinkTranscoding:
                 self.refused.add(refusal)
                 offered = ", ".join(describe(t) for t in targets) or "nothing"
                 logger.warning(
-                    "! %s: cannot transcode %s %s for %s (it negotiated %s); packets dropped",
-                    self.sink_name,
+                    "! cannot transcode %s %s for %s (it negotiated %s): packets dropped",
                     kind.upper(),
                     describe(codec),
                     self.sink_name,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fractions
+import itertools
 import struct
 import time
 from collections.abc import AsyncIterator, Callable
@@ -15,6 +16,7 @@ from typing import Any
 import av
 import numpy as np
 from aiortc import RTCRtpSender
+from aiortc.codecs import Vp8Encoder, h264_depayload
 from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, MediaStreamTrack
 from aiortc.rtp import RtpPacket
 
@@ -130,7 +132,7 @@ async def _transcode(source: Codec, target: Codec, seconds: float = 1.0) -> list
 
 def _check_audio(packets: list[TranscodedPacket], target: Codec, payload_size: int) -> None:
     assert {p.view.payload_type for p in packets} == {target.payload_type}
-    steps = {b.timestamp - a.timestamp for a, b in zip(packets, packets[1:], strict=False)}
+    steps = {b.timestamp - a.timestamp for a, b in itertools.pairwise(packets)}
     assert steps == {160 if target.clock_rate == 8000 else 960}
     if payload_size:
         assert {len(p.payload) for p in packets} == {payload_size}
@@ -210,12 +212,20 @@ async def test_transcoders_shared_per_stream_and_pair() -> None:
 
 
 async def test_event_loop_keeps_running_while_transcoding() -> None:
-    """A burst of packets is decoded in the worker thread: a 5 ms timer keeps firing."""
+    """A burst of VGA video is decoded and encoded in the worker thread (hundreds of ms of
+    work): feeding returns at once and a 5 ms timer keeps firing until the last frame is out."""
     transcoders = Transcoders()
-    transcoder = transcoders.for_pair(OPUS, G722, "audio", origin="test")
+    target = Codec(102, "H264", 90000, None, "packetization-mode=1")
+    transcoder = transcoders.for_pair(Codec(96, "VP8", 90000), target, "video", origin="test")
     collector = _Collector()
     transcoder.subscribe(collector)
-    packets = _encode("opus", 1.0)
+    encoder, views = Vp8Encoder(), []
+    for frame in _moving_frames(0, 45, size=(640, 480)):
+        timestamp = frame.pts  # aiortc rebases it while encoding
+        payloads, _ = encoder.encode(frame)
+        for index, payload in enumerate(payloads):
+            marker = 0x80 if index == len(payloads) - 1 else 0
+            views.append(_rtp(96 | marker, len(views), timestamp, payload))
     ticks: list[float] = []
 
     async def timer() -> None:
@@ -226,17 +236,91 @@ async def test_event_loop_keeps_running_while_transcoding() -> None:
     task = asyncio.create_task(timer())
     await asyncio.sleep(0)
     started = time.monotonic()
-    for round_ in range(4):
-        for number, payload in enumerate(packets):
-            sequence = round_ * len(packets) + number
-            transcoder.feed(_rtp(111, sequence, sequence * 960, payload), "a")
-        await asyncio.sleep(0)
-    await collector.until(lambda out: len(out) >= 40)
+    for view in views:
+        transcoder.feed(view, "a")
+    fed = time.monotonic()
+    await collector.until(lambda out: sum(p.marker for p in out) >= 45)
+    finished = time.monotonic()
     task.cancel()
-    fed_in = time.monotonic() - started
-    gaps = [b - a for a, b in zip(ticks, ticks[1:], strict=False)]
-    assert len(ticks) > 3 and max(gaps) < 0.1, (fed_in, max(gaps))
-    assert transcoder.fed == 4 * len(packets)
+    during = [t for t in ticks if fed <= t <= finished]
+    gaps = [b - a for a, b in itertools.pairwise([fed, *during, finished])]
+    assert fed - started < 0.05
+    assert len(during) >= (finished - fed) / 0.05 and max(gaps) < 0.1, (finished - fed, gaps)
+    assert transcoder.dropped == 0
+    transcoder.close()
+    await transcoder.wait_closed()
+
+
+def _moving_frames(
+    first: int, count: int, size: tuple[int, int] = (320, 240)
+) -> list[av.VideoFrame]:
+    """Frames of a slowly moving gradient, timed at 30 fps on the 90 kHz clock."""
+    frames = []
+    width, height = size
+    for number in range(first, first + count):
+        row = (np.arange(width) + 2 * number) % 256
+        image = np.repeat(np.tile(row, (height, 1))[:, :, None], 3, axis=2).astype(np.uint8)
+        frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+        frame.pts, frame.time_base = number * 3000, fractions.Fraction(1, 90000)
+        frames.append(frame)
+    return frames
+
+
+def _h264_nal_types(payload: bytes) -> set[int]:
+    """NAL unit types in an RFC 6184 payload (single NAL, STAP-A, FU-A)."""
+    kind = payload[0] & 0x1F
+    if kind == 28:  # FU-A: the fragmented unit's type is in the FU header
+        return {payload[1] & 0x1F}
+    if kind == 24:  # STAP-A: 16-bit sizes, each followed by a NAL unit
+        types, offset = set(), 1
+        while offset + 2 < len(payload):
+            (size,) = struct.unpack_from("!H", payload, offset)
+            types.add(payload[offset + 2] & 0x1F)
+            offset += 2 + size
+        return types
+    return {kind}
+
+
+async def test_video_transcoder_vp8_to_h264_makes_a_keyframe_on_request() -> None:
+    """VP8 in, RFC 6184 H264 out; a sink's keyframe request makes the next frame an IDR."""
+    transcoders = Transcoders()
+    target = Codec(102, "H264", 90000, None, "packetization-mode=1;profile-level-id=42e01f")
+    transcoder = transcoders.for_pair(Codec(96, "VP8", 90000), target, "video", origin="test")
+    collector = _Collector()
+    transcoder.subscribe(collector)
+    encoder, sequence = Vp8Encoder(), 0
+
+    def since_first(packet: TranscodedPacket) -> int:
+        return (packet.timestamp - collector.packets[0].timestamp) & 0xFFFFFFFF
+
+    async def send(first: int) -> None:
+        nonlocal sequence
+        for frame in _moving_frames(first, 10):
+            timestamp = frame.pts  # aiortc rebases it while encoding
+            payloads, _ = encoder.encode(frame)
+            for index, payload in enumerate(payloads):
+                marker = 0x80 if index == len(payloads) - 1 else 0
+                transcoder.feed(_rtp(96 | marker, sequence, timestamp, payload), "a")
+                sequence += 1
+        last = (first + 9) * 3000
+        await collector.until(lambda out: any(since_first(p) == last and p.marker for p in out))
+
+    def keyframes() -> set[int]:
+        return {since_first(p) for p in collector.packets if 5 in _h264_nal_types(p.payload)}
+
+    await send(0)
+    assert keyframes() == {0}  # the first frame only: libx264 makes no other keyframe by itself
+    assert {p.view.payload_type for p in collector.packets} == {102}
+    decoder: Any = av.CodecContext.create("h264", "r")
+    access_units: dict[int, bytes] = {}
+    for packet in collector.packets:
+        unit = access_units.get(packet.timestamp, b"") + h264_depayload(packet.payload)
+        access_units[packet.timestamp] = unit
+    decoded = [f for unit in access_units.values() for f in decoder.decode(av.Packet(unit))]
+    assert decoded and (decoded[-1].width, decoded[-1].height) == (320, 240)
+    transcoder.request_keyframe()
+    await send(10)
+    assert keyframes() == {0, 10 * 3000}
     transcoder.close()
     await transcoder.wait_closed()
 
