@@ -522,7 +522,8 @@ class Transcoders:
             source: the codec the packets arrive in.
             target: the codec to produce (its payload type is the output's; sinks remap it).
             kind: ``audio`` or ``video``.
-            origin: the received stream (one decoder per stream); None for a private one.
+            origin: the received stream: one decoder per stream (the same object for every sink
+                of that stream).
 
         Raises:
             TranscodingUnsupported: PyAV transcoding does not cover one of the codecs.

@@ -16,12 +16,17 @@ from typing import Any
 import av
 import numpy as np
 from aiortc import RTCRtpSender
-from aiortc.codecs import Vp8Encoder, h264_depayload
+from aiortc.codecs import H264Encoder, Vp8Encoder, h264_depayload, vp8_depayload
 from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, MediaStreamTrack
 from aiortc.rtp import RtpPacket
 
 from emulator.media.rtp import RtpView, parse_rtp
-from emulator.media.transcoding import TranscodedPacket, Transcoder, Transcoders
+from emulator.media.transcoding import (
+    SinkTranscoding,
+    TranscodedPacket,
+    Transcoder,
+    Transcoders,
+)
 from emulator.transport.client import EventStream, KurentoClient, RemoteObject
 from emulator.transport.server import EmulatorServer
 from protocol.sdp import Codec
@@ -211,6 +216,33 @@ async def test_transcoders_shared_per_stream_and_pair() -> None:
     assert transcoders.live == 0
 
 
+async def test_video_transcoder_h264_to_vp8_frames_decode() -> None:
+    """H264 (RFC 6184) in, VP8 (RFC 7741) out: the frames decode at their size."""
+    transcoders = Transcoders()
+    source = Codec(102, "H264", 90000, None, "packetization-mode=1")
+    transcoder = transcoders.for_pair(source, Codec(96, "VP8", 90000), "video", origin="test")
+    collector = _Collector()
+    transcoder.subscribe(collector)
+    encoder, sequence = H264Encoder(), 0
+    for frame in _moving_frames(0, 10):
+        timestamp = frame.pts  # aiortc rebases it while encoding
+        payloads, _ = encoder.encode(frame)
+        for index, payload in enumerate(payloads):
+            marker = 0x80 if index == len(payloads) - 1 else 0
+            transcoder.feed(_rtp(102 | marker, sequence, timestamp, payload), "a")
+            sequence += 1
+    await collector.until(lambda out: sum(p.marker for p in out) >= 10)
+    assert {p.view.payload_type for p in collector.packets} == {96}
+    decoder: Any = av.CodecContext.create("libvpx", "r")
+    frames: dict[int, bytes] = {}
+    for packet in collector.packets:
+        frames[packet.timestamp] = frames.get(packet.timestamp, b"") + vp8_depayload(packet.payload)
+    decoded = [f for data in frames.values() for f in decoder.decode(av.Packet(data))]
+    assert len(decoded) == 10 and {(f.width, f.height) for f in decoded} == {(320, 240)}
+    transcoder.close()
+    await transcoder.wait_closed()
+
+
 async def test_event_loop_keeps_running_while_transcoding() -> None:
     """A burst of VGA video is decoded and encoded in the worker thread (hundreds of ms of
     work): feeding returns at once and a 5 ms timer keeps firing until the last frame is out."""
@@ -249,6 +281,52 @@ async def test_event_loop_keeps_running_while_transcoding() -> None:
     assert transcoder.dropped == 0
     transcoder.close()
     await transcoder.wait_closed()
+
+
+@dataclass
+class _Sink:
+    """A TranscodingListener that records what a SinkTranscoding tells it."""
+
+    packets: list[TranscodedPacket] = field(default_factory=list)
+    states: list[tuple[str, bool, str]] = field(default_factory=list)
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def transcoded(self, kind: str, packet: TranscodedPacket) -> None:
+        self.packets.append(packet)
+        self.arrived.set()
+
+    def transcoding_changed(self, kind: str, active: bool, bin_name: str, reason: str) -> None:
+        self.states.append((kind, active, reason))
+
+    def keyframe_needed(self, kind: str) -> None:
+        """Not expected for audio."""
+
+
+async def test_sink_transcoding_routes_audio_and_events_through_one_transcoder() -> None:
+    """The sink's seam picks its first codec PyAV encodes, reports the start with the reason,
+    sends telephone-events through the same transcoder (not before audio), and stops."""
+    transcoders, sink = Transcoders(), _Sink()
+    seam = SinkTranscoding(transcoders, sink, "sink-1")
+    stream = object()
+    event = _rtp(110, 0, 0, struct.pack("!BBH", 1, 0x80, 480))
+    seam.feed("audio", event, Codec(110, "telephone-event", 48000), stream, [PCMU])
+    assert transcoders.live == 0 and not seam.active("audio")  # no audio yet: dropped
+    targets = [Codec(98, "AMR", 8000), PCMU]
+    for number, payload in enumerate(_encode("opus", 0.2)):
+        seam.feed("audio", _rtp(111, number + 1, number * 960, payload), OPUS, stream, targets)
+    seam.feed("audio", event, Codec(110, "telephone-event", 48000), stream, targets)
+    assert sink.states == [("audio", True, "sink did not negotiate opus")]
+    async with asyncio.timeout(10):
+        while not any(p.codec.name == "telephone-event" for p in sink.packets):
+            sink.arrived.clear()
+            await sink.arrived.wait()
+    assert {p.codec.name for p in sink.packets} == {"PCMU", "telephone-event"}
+    (transcoder,) = transcoders.running()
+    assert (transcoder.source.name, transcoder.target.name) == ("opus", "PCMU")
+    seam.stop()
+    assert sink.states[-1] == ("audio", False, "")
+    await transcoder.wait_closed()
+    assert transcoders.live == 0
 
 
 def _moving_frames(
