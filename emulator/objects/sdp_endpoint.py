@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from emulator.media.bitrate import receive_target, send_limit
 from emulator.objects.media_element import Endpoint
 from protocol.types import complex_value
 
@@ -55,3 +56,27 @@ class BaseRtpEndpoint(SdpEndpoint):
         super().__init__(*args, **kwargs)
         self.properties["mtu"] = self.services.settings.mtu
         self.properties["rembParams"] = complex_value("RembParams", **REMB_DEFAULTS)
+
+    def remote_video_remb(self) -> int | None:
+        """The last REMB (bps) from the remote receiver of our video: 0 before any, None when
+        this endpoint sends no video."""
+        return None
+
+    def video_send_limit(self) -> int | None:
+        """What we can send our remote peer: its REMB within min/maxVideoSendBandwidth."""
+        remb = self.remote_video_remb()
+        if remb is None:
+            return None
+        props = self.properties
+        start = int(props["rembParams"]["rembOnConnect"])
+        return send_limit(
+            remb, start, props["minVideoSendBandwidth"], props["maxVideoSendBandwidth"]
+        )
+
+    def video_receive_target(self) -> int | None:
+        """The REMB (bps) for our remote sender: our sinks' lowest figure, within
+        min/maxVideoRecvBandwidth."""
+        props = self.properties
+        return receive_target(
+            self.sink_video_limits(), props["minVideoRecvBandwidth"], props["maxVideoRecvBandwidth"]
+        )

@@ -275,10 +275,22 @@ class WebRtcEndpoint(BaseRtpEndpoint):
         if name == "connectionState" and value == "DISCONNECTED":
             self.emit("MediaSessionTerminated")
 
+    def remote_video_remb(self) -> int | None:
+        """The remote receiver's last REMB for the video we send."""
+        return self.media.remote_video_remb() if self.media is not None else None
+
     def data_received(self, label: str, message: str | bytes) -> None:
         """A message from the remote peer: send it down DATA links."""
         self.mark_flow("in", "DATA", True)
         self.forward("DATA", DataMessage(label, message))
+
+    def element_stats(self) -> dict[str, Any]:
+        """The endpoint entry, with latencies when the pipeline's ``latencyStats`` is on."""
+        stats = super().element_stats()
+        if self.media is not None and self.owner.properties.get("latencyStats"):
+            latencies = self.media.latency.media_latency_stats()
+            stats.update(inputLatency=latencies, E2ELatency=latencies)
+        return stats
 
     def get_stats(self, media_type: str | None = None) -> dict[str, Any]:
         """The endpoint entry plus RTP stream stats from packet flow."""
