@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from emulator.media.capture import PcapWriter, endpoint_tap
 from emulator.media.negotiation import LocalPolicy
 from emulator.media.peer import PeerConfig, parse_turn_url
 from emulator.media.services import MEDIA_SERVICE, MediaServices
@@ -274,6 +275,21 @@ class WebRtcEndpoint(BaseRtpEndpoint):
         self.emit(STATE_EVENTS[name], oldState=old, newState=value)
         if name == "connectionState" and value == "DISCONNECTED":
             self.emit("MediaSessionTerminated")
+        if name == "connectionState":
+            self.update_capture()
+
+    def capture_ready(self) -> bool:
+        """Capture starts once DTLS is up on every transport."""
+        return self.media is not None and self.properties["connectionState"] == "CONNECTED"
+
+    def install_tap(self, writer: PcapWriter | None) -> None:
+        """Tap every transport of the peer, addressed by its selected pair."""
+        if self.media is not None:
+            self.media.peer.set_tap(
+                None
+                if writer is None
+                else lambda local, remote: endpoint_tap(writer, local, remote)
+            )
 
     def remote_video_remb(self) -> int | None:
         """The remote receiver's last REMB for the video we send."""
