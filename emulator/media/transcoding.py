@@ -117,6 +117,8 @@ class TranscodedPacket:
     view: RtpView
     codec: Codec
     source: InboundStream
+    arrival: float
+    """``time.monotonic()`` when the source packet that produced it was fed (latency stats)."""
 
     @property
     def payload(self) -> bytes:
@@ -144,6 +146,7 @@ class _Input:
     sequence: int
     timestamp: int
     marker: bool
+    arrival: float
     event_clock: int = 0
     """Clock rate of a telephone-event packet; 0 for media."""
 
@@ -409,7 +412,9 @@ class Transcoder:
             return  # the same packet through another sink of the same source: fan-out
         self._last_fed = fed
         self.fed += 1
-        item = _Input(view.payload, view.sequence, view.timestamp, view.marker, event_clock)
+        item = _Input(
+            view.payload, view.sequence, view.timestamp, view.marker, time.monotonic(), event_clock
+        )
         with self._wake:
             if len(self._queue) >= self._limit:
                 self._queue.popleft()
@@ -475,7 +480,8 @@ class Transcoder:
                 if isinstance(self.coder, _VideoCoder):
                     keyframe_needed, self.coder.keyframe_needed = self.coder.keyframe_needed, False
                 if outputs or keyframe_needed:
-                    self._post(self._deliver, [self._packet(o) for o in outputs], keyframe_needed)
+                    packets = [self._packet(o, item.arrival) for o in outputs]
+                    self._post(self._deliver, packets, keyframe_needed)
         finally:
             self._post(self._thread_ended)
 
@@ -484,7 +490,7 @@ class Transcoder:
         with contextlib.suppress(RuntimeError):
             self._loop.call_soon_threadsafe(callback, *args)
 
-    def _packet(self, output: _Output) -> TranscodedPacket:
+    def _packet(self, output: _Output, arrival: float) -> TranscodedPacket:
         payload, timestamp, marker, event = output
         codec = self.event_codec if event else self.target
         self._sequence = (self._sequence + 1) & 0xFFFF
@@ -493,7 +499,7 @@ class Transcoder:
         view = RtpView(
             data, codec.payload_type, marker, self._sequence, timestamp, self.ssrc, FIXED_HEADER, -1
         )
-        return TranscodedPacket(view, codec, self.stream)
+        return TranscodedPacket(view, codec, self.stream, arrival)
 
 
 class Transcoders:

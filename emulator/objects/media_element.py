@@ -199,6 +199,25 @@ class MediaElement(MediaObject):
         finally:
             self._busy = False
 
+    def video_send_limit(self) -> int | None:
+        """The video bitrate (bps) the receivers behind this element take, None if unknown.
+
+        Elements without a remote peer of their own pass on the lowest of their sinks' figures.
+        """
+        if self._busy:
+            return None
+        self._busy = True
+        try:
+            limits = self.sink_video_limits()
+        finally:
+            self._busy = False
+        return min(limits) if limits else None
+
+    def sink_video_limits(self) -> list[int]:
+        """The video bitrate each VIDEO sink can take (sinks that do not know are left out)."""
+        limits = (sink.video_send_limit() for sink in self.outputs.get("VIDEO", ()))
+        return [limit for limit in limits if limit is not None]
+
     def mark_flow(self, direction: str, media_type: str, flowing: bool) -> None:
         """Record media flow and raise MediaFlowIn/OutStateChanged on a change."""
         states = self.flowing_in if direction == "in" else self.flowing_out
