@@ -13,6 +13,7 @@ API (independent of WebRTC; ``RtpEndpoint`` uses it the same way)::
     transcoder.feed(view, source_key)                 # an RtpView of the source codec; never blocks
     transcoder.feed_event(view, source_key, clock)    # RFC 4733 telephone-event: not decoded
     transcoder.request_keyframe()                     # video: the next encoded frame is a keyframe
+    transcoder.set_bitrate(on_packet, bps)            # video: a sink's REMB; the lowest applies
     transcoder.unsubscribe(on_packet)                 # the last one closes it (its thread ends)
     transcoders.live                                  # transcoders running now
 
@@ -358,6 +359,7 @@ class Transcoder:
         self._loop = loop
         self._on_closed = on_closed
         self._subscribers: dict[PacketCallback, KeyframeCallback | None] = {}
+        self._bitrates: dict[PacketCallback, int] = {}
         self._queue: collections.deque[_Input] = collections.deque()
         self._limit = AUDIO_QUEUE if kind == "audio" else VIDEO_QUEUE
         self._wake = threading.Condition()
@@ -388,8 +390,29 @@ class Transcoder:
     def unsubscribe(self, on_packet: PacketCallback) -> None:
         """Stop receiving; the last subscriber leaving closes the transcoder."""
         self._subscribers.pop(on_packet, None)
+        if self._bitrates.pop(on_packet, None) is not None:
+            self._apply_bitrate()
         if not self._subscribers:
             self.close()
+
+    def set_bitrate(self, on_packet: PacketCallback, bitrate: int) -> None:
+        """A subscriber's receive estimate (REMB, bps): video is encoded for the lowest one."""
+        if on_packet in self._subscribers and bitrate > 0:
+            self._bitrates[on_packet] = bitrate
+            self._apply_bitrate()
+
+    @property
+    def target_bitrate(self) -> int | None:
+        """The video encoder's target bitrate (bps), None for audio."""
+        if isinstance(self.coder, _VideoCoder):
+            return int(self.coder.encoder.target_bitrate)  # type: ignore[attr-defined]
+        return None
+
+    def _apply_bitrate(self) -> None:
+        # aiortc's encoders clamp it and re-create their codec on the next frame when it moves
+        # by more than 10%; the worker reads it there.
+        if isinstance(self.coder, _VideoCoder) and self._bitrates:
+            self.coder.encoder.target_bitrate = min(self._bitrates.values())  # type: ignore[attr-defined]
 
     def feed(self, view: RtpView, source_key: object) -> None:
         """Queue a packet of the source codec (a packet already fed by another sink is skipped).
@@ -669,6 +692,12 @@ class SinkTranscoding:
         if previous is None:
             self.listener.transcoding_changed(kind, True, bin_name(kind), reason)
         return route
+
+    def bitrate(self, kind: str, bitrate: int) -> None:
+        """The sink's receive estimate (REMB) for the transcoded media of that kind."""
+        route = self.routes.get(kind)
+        if route is not None:
+            route.transcoder.set_bitrate(route.callback, bitrate)
 
     def stop(self, kind: str | None = None) -> None:
         """Leave the transcoders of that kind (every kind when None)."""

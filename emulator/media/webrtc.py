@@ -293,6 +293,7 @@ class WebRtcMedia:
                 for out in self.outbound.values():
                     if out.kind == "video":
                         out.remb = bitrate
+                self.transcoding.bitrate("video", bitrate)  # our encoder, when we transcode
             return
         if packet.fmt == RTCP_PSFB_FIR:
             stream = self.outbound.get("video")

@@ -399,6 +399,13 @@ async def test_video_transcoder_vp8_to_h264_makes_a_keyframe_on_request() -> Non
     transcoder.request_keyframe()
     await send(10)
     assert keyframes() == {0, 10 * 3000}
+    other = _Collector()
+    transcoder.subscribe(other)  # sinks' REMB: the encoder follows the lowest
+    transcoder.set_bitrate(collector, 1_200_000)
+    transcoder.set_bitrate(other, 800_000)
+    assert transcoder.target_bitrate == 800_000
+    transcoder.unsubscribe(other)
+    assert transcoder.target_bitrate == 1_200_000
     transcoder.close()
     await transcoder.wait_closed()
 
