@@ -19,11 +19,18 @@ API (independent of WebRTC; ``RtpEndpoint`` uses it the same way)::
 
 ``on_packet`` receives a ``TranscodedPacket``: ``view`` is a complete RTP packet (the
 transcoder's own SSRC and sequence numbers, the target codec's payload type, timestamps in the
-target clock, marker), ``codec`` is the target codec (or ``telephone-event`` at the target clock)
-and ``source`` an ``InboundStream`` that identifies the transcoder's output and counts it.
+target clock, marker), ``codec`` is the target codec (or ``telephone-event`` at the target clock),
+``source`` an ``InboundStream`` that identifies the transcoder's output and counts it (pass it to
+``OutboundStream.next_numbers`` as the source) and ``arrival`` when its input was fed.
 ``on_keyframe_needed`` is called (at most once a second) when the decoder needs a keyframe from
-the source. ``SinkTranscoding`` is the small seam a sink owns: it picks the target, subscribes,
-switches when the source changes and reports state changes to its listener.
+the source. ``SinkTranscoding`` is the small seam a sink's media owns (``WebRtcMedia`` has one):
+``feed(kind, view, codec, origin, sink_codecs)`` when the sink lacks the codec (and for
+telephone-events while transcoding), ``stop(kind)`` when the link goes, ``transcoder(kind)`` for
+PLI/FIR, ``bitrate(kind, bps)`` for REMB. It picks the target (the sink's first codec PyAV
+encodes), subscribes, switches when the source changes and tells its ``TranscodingListener``;
+the element then calls ``MediaElement.transcoding_changed``, which raises
+``MediaTranscodingStateChanged`` on the element feeding the sink, and
+``MediaElement.on_source_removed`` is where a sink stops its transcoding.
 
 Each transcoder runs one worker thread fed through a bounded queue that drops the oldest packet
 on overload (``Transcoder.dropped`` counts them); results come back with

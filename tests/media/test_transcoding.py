@@ -216,6 +216,22 @@ async def test_transcoders_shared_per_stream_and_pair() -> None:
     assert transcoders.live == 0
 
 
+async def test_transcoder_drops_the_oldest_packets_on_overload() -> None:
+    """A worker that falls behind keeps the newest second of audio and counts what it drops."""
+    transcoder = Transcoders().for_pair(PCMU, PCMA, "audio", origin="test")
+    collector = _Collector()
+    transcoder.subscribe(collector)
+    payload = bytes(160)
+    with transcoder._wake:  # the worker cannot take packets meanwhile: it is "busy"
+        for number in range(60):
+            transcoder.feed(_rtp(0, number, number * 160, payload), "a")
+    assert (transcoder.fed, transcoder.dropped) == (60, 10)
+    await collector.until(lambda out: len(out) >= 48)
+    assert transcoder.produced < 51
+    transcoder.close()
+    await transcoder.wait_closed()
+
+
 async def test_video_transcoder_h264_to_vp8_frames_decode() -> None:
     """H264 (RFC 6184) in, VP8 (RFC 7741) out: the frames decode at their size."""
     transcoders = Transcoders()
