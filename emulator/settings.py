@@ -62,15 +62,6 @@ class Settings(BaseSettings):
     rtp_latching: bool = Field(
         False, description="Latch onto the first RTP source (RFC 7362); off = drop other sources"
     )
-    capture_endpoints: str = Field(
-        "", description="RtpEndpoints captured to pcap: '*' all, a name pattern, '' = by tag only"
-    )
-    capture_dir: Path = Field(
-        Path("/tmp/kurento-emulator-captures"), description="Folder of the pcap capture files"
-    )
-    capture_max_bytes: int = Field(
-        1 << 30, description="Bytes all capture files may take together; then they stop growing"
-    )
 
     # -- WebRTC (WebRtcEndpoint.conf.ini) -----------------------------------------------------
     stun_server_address: str = Field("", description="stunServerAddress (IP address)")
@@ -92,6 +83,17 @@ class Settings(BaseSettings):
     )
     pem_certificate: Path | None = Field(
         None, description="pemCertificateECDSA: DTLS certificate+key; generated when unset"
+    )
+
+    # -- media capture (decrypted RTP/RTCP to pcap) ------------------------------------------
+    capture: str = Field(
+        "",
+        description="endpoints captured to pcap: '*' all, a regex on id, name or key=value tag, "
+        "empty none (an element's tag capture=true/false overrides)",
+    )
+    capture_dir: Path = Field(Path("captures"), description="folder of the capture files")
+    capture_max_bytes: int = Field(
+        1 << 30, description="disk all capture files may take together, in bytes (0 = no bound)"
     )
 
     # -- logging ---------------------------------------------------------------------------------

@@ -4,6 +4,8 @@ The Kurento object (``objects/rtp_endpoint.py``) holds the KMD interface; this c
 work and reports through the same ``MediaOwner`` protocol as ``WebRtcMedia``, so that a
 WebRtcEndpoint and an RtpEndpoint connected to each other forward ``MediaPacket``s both ways, each
 sink choosing its own payload type for the source codec (RFC 4733 telephone-event included).
+When the PBX did not negotiate the source's codec, the packets go through the shared
+``SinkTranscoding`` seam as for a WebRtcEndpoint.
 
 Symmetric RTP (RFC 4961): media leaves from the port it is received on, towards the address in the
 remote SDP. Packets from any other source are dropped and counted (RTP-bleed protection) unless
@@ -22,7 +24,6 @@ import secrets
 import socket
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -38,12 +39,15 @@ from aiortc.rtp import (
 )
 
 from emulator.media import plain_sdp
+from emulator.media.capture import PcapWriter
+from emulator.media.codecs import is_dtmf
 from emulator.media.negotiation import LocalPolicy, MediaLine, new_session_id, parse_description
 from emulator.media.plain_sdp import LocalPorts, PlainLine
 from emulator.media.ports import PortRange
 from emulator.media.rtp import ExtensionMap, RtpView, is_rtcp, parse_rtp, rewrite_rtp
 from emulator.media.sdes import SdesConfig, SrtpPair
 from emulator.media.streams import InboundStream, OutboundStream, middle_ntp, ntp_now
+from emulator.media.transcoding import SinkTranscoding, TranscodedPacket, Transcoders
 from emulator.media.webrtc import (
     FLOW_TIMEOUT,
     KINDS,
@@ -82,28 +86,25 @@ class PlainRtpConfig:
     policy: LocalPolicy = field(default_factory=LocalPolicy)
 
 
-class PacketTap(Protocol):
-    """Sees every decrypted RTP/RTCP packet of an endpoint (media capture)."""
+class LegTap(Protocol):
+    """Sees every clear RTP/RTCP packet of an endpoint, with the addresses of its leg."""
 
     def packet(self, outgoing: bool, data: bytes, local: Address, remote: Address) -> None:
         """One packet, in the clear, with the real addresses it travelled between."""
 
-    def close(self) -> None:
-        """The endpoint is released."""
 
+class WriterTap:
+    """A ``LegTap`` writing to the element's capture file (``emulator.media.capture``)."""
 
-class Transcoder(Protocol):
-    """The seam for ``emulator/media/transcoding.py``: a packet in a codec the sink lacks.
+    def __init__(self, writer: PcapWriter) -> None:
+        self.writer = writer
 
-    ``submit`` returns False when it cannot convert; otherwise it calls ``deliver`` later (off the
-    event loop's hot path) with packets in one of ``targets``, which the sink then forwards as
-    if they came from the source.
-    """
-
-    def submit(
-        self, packet: MediaPacket, targets: list[Codec], deliver: Callable[[MediaPacket], None]
-    ) -> bool:
-        """Convert ``packet`` to one of ``targets``."""
+    def packet(self, outgoing: bool, data: bytes, local: Address, remote: Address) -> None:
+        """Append the packet with its direction's source and destination."""
+        if outgoing:
+            self.writer.write(data, local, remote)
+        else:
+            self.writer.write(data, remote, local)
 
 
 @dataclass
@@ -156,7 +157,13 @@ class _LegProtocol(asyncio.DatagramProtocol):
 class PlainRtpMedia:
     """Media state of one RtpEndpoint."""
 
-    def __init__(self, config: PlainRtpConfig, owner: MediaOwner, name: str) -> None:
+    def __init__(
+        self,
+        config: PlainRtpConfig,
+        owner: MediaOwner,
+        name: str,
+        transcoders: Transcoders | None = None,
+    ) -> None:
         self.config = config
         self.owner = owner
         self.name = name
@@ -175,9 +182,8 @@ class PlainRtpMedia:
         self.line_of_ssrc: dict[int, int] = {}
         self.last_rtcp = 0.0
         self.media_connected = False
-        self.tap: PacketTap | None = None
-        self.transcoder: Transcoder | None = None
-        self.codec_mismatch = 0
+        self.tap: LegTap | None = None
+        self.transcoding = SinkTranscoding(transcoders or Transcoders(), self, name)
         self.closed = False
         self._timer: asyncio.Task[None] | None = None
 
@@ -454,23 +460,29 @@ class PlainRtpMedia:
         return None
 
     def send_media(self, packet: MediaPacket) -> bool:
-        """Send a pipeline packet to the remote RTP peer, rewritten for this leg."""
+        """Send a pipeline packet to the remote RTP peer, rewritten for this leg; transcoded
+        (``emulator/media/transcoding.py``) when the PBX did not negotiate its codec."""
         line = self._sending_line(packet.kind)
-        stream = self.outbound.get(packet.kind)
-        if line is None or stream is None or line.remote.rtp is None:
+        if line is None or line.remote.rtp is None:
             return False
         payload_type = matching_payload_type(line.media, packet.codec)
-        if payload_type is None:
-            self.codec_mismatch += 1
-            transcoder = self.transcoder
-            if transcoder is not None:
-                targets = list(line.media.codecs)
-                return transcoder.submit(packet, targets, self._deliver_converted)
+        if payload_type is None or self.transcoding.active(packet.kind):
+            if payload_type is None or is_dtmf(packet.codec):
+                self.transcoding.feed(
+                    packet.kind, packet.view, packet.codec, packet.source, line.media.codecs
+                )
+                return False
+            self.transcoding.stop(packet.kind)  # the source now sends a codec the PBX takes
+        return self._send_view(line, packet.view, packet.source, payload_type)
+
+    def _send_view(self, line: PlainLine, view: RtpView, source: object, payload_type: int) -> bool:
+        stream = self.outbound.get(line.media.kind)
+        if stream is None:
             return False
         now = time.monotonic()
-        sequence, timestamp = stream.next_numbers(packet.source, packet.view, now)
+        sequence, timestamp = stream.next_numbers(source, view, now)
         data = rewrite_rtp(
-            packet.view,
+            view,
             payload_type=payload_type,
             sequence=sequence,
             timestamp=timestamp,
@@ -479,12 +491,29 @@ class PlainRtpMedia:
         )
         if not self._send(self.legs[line.media.index], data, rtcp=False):
             return False
-        stream.sent(sequence, data, len(data) - packet.view.header_end, now)
+        stream.sent(sequence, data, len(data) - view.header_end, now)
         return True
 
-    def _deliver_converted(self, packet: MediaPacket) -> None:
-        if self.send_media(packet):
-            self.owner.mark_flow("out", KINDS[packet.kind], True)
+    # -- TranscodingListener -------------------------------------------------------------------
+
+    def transcoded(self, kind: str, packet: TranscodedPacket) -> None:
+        """A packet from the transcoder feeding this endpoint: send it as a forwarded one."""
+        line = self._sending_line(kind)
+        if line is None or line.remote.rtp is None:
+            return
+        payload_type = matching_payload_type(line.media, packet.codec)
+        if payload_type is None:
+            return  # telephone-event the PBX did not negotiate at the target clock
+        if self._send_view(line, packet.view, packet.source, payload_type):
+            self.owner.mark_flow("out", KINDS[kind], True)
+
+    def transcoding_changed(self, kind: str, active: bool, bin_name: str, reason: str) -> None:
+        """Report to the element (MediaTranscodingStateChanged on its source)."""
+        self.owner.transcoding_changed(KINDS[kind], active, bin_name, reason)
+
+    def keyframe_needed(self, kind: str) -> None:
+        """The transcoder's decoder needs a keyframe: ask the source as a PLI would."""
+        self.owner.keyframe_wanted(KINDS[kind])
 
     def _send(self, leg: RtpLeg, data: bytes, rtcp: bool) -> bool:
         remote = leg.line.remote
@@ -573,10 +602,9 @@ class PlainRtpMedia:
                 self._send(leg, bytes(RtcpByePacket(sources=[line.media.local_ssrc])), rtcp=True)
         if self._timer is not None:
             self._timer.cancel()
+        self.transcoding.stop()
         for leg in self.legs.values():
             leg.close()
-        if self.tap is not None:
-            self.tap.close()
 
     # -- stats ------------------------------------------------------------------------------------
 

@@ -1,9 +1,9 @@
-"""What the media plane shares across endpoints: the port range and the DTLS certificate."""
+"""What the media plane shares across endpoints: port range, DTLS certificate, transcoders."""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiortc import RTCCertificate
@@ -11,10 +11,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from emulator.media.capture import CaptureBudget, CapturePolicy
+from emulator.media.capture import CaptureBudget, CaptureService
 from emulator.media.ice import AddressPolicy, apply_consent_timing
 from emulator.media.peer import TurnServer, parse_turn_url
 from emulator.media.ports import PortRange
+from emulator.media.transcoding import Transcoders
 from emulator.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -30,10 +31,10 @@ class MediaServices:
     ports: PortRange
     certificate: RTCCertificate
     settings: Settings
+    capture: CaptureService
+    transcoders: Transcoders = field(default_factory=Transcoders)
     rtp_ports: PortRange | None = None
     """RtpEndpoint's own sub-range (``rtp_min_port..rtp_max_port``), else None: ``ports``."""
-    capture: CapturePolicy | None = None
-    """Which RtpEndpoints write pcap files, where, and the disk budget they share."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> MediaServices:
@@ -49,16 +50,16 @@ class MediaServices:
             if fingerprint.algorithm == "sha-256":
                 logger.info("DTLS certificate fingerprint sha-256 %s", fingerprint.value)
         logger.info("media UDP port range %d-%d", ports.low, ports.high)
+        capture = CaptureService(
+            settings.capture_dir, settings.capture, CaptureBudget(settings.capture_max_bytes)
+        )
+        if settings.capture:
+            logger.info("capturing endpoints matching %r to %s", settings.capture, capture.folder)
         rtp_ports = None
         if settings.rtp_min_port is not None and settings.rtp_max_port is not None:
             rtp_ports = PortRange(settings.rtp_min_port, settings.rtp_max_port, "RtpEndpoint")
             logger.info("RtpEndpoint UDP port range %d-%d", rtp_ports.low, rtp_ports.high)
-        capture = CapturePolicy(
-            settings.capture_dir,
-            settings.capture_endpoints,
-            CaptureBudget(settings.capture_max_bytes),
-        )
-        return cls(ports, certificate, settings, rtp_ports, capture)
+        return cls(ports, certificate, settings, capture, rtp_ports=rtp_ports)
 
     def address_policy(self, network_interfaces: str, ipv6: bool | None = None) -> AddressPolicy:
         """Host candidate addresses for an endpoint's ``networkInterfaces``."""

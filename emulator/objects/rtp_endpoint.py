@@ -12,15 +12,14 @@ import ipaddress
 from typing import Any
 
 from emulator.media.capture import PcapWriter
-from emulator.media.plain_rtp import PlainRtpConfig, PlainRtpMedia
+from emulator.media.plain_rtp import PlainRtpConfig, PlainRtpMedia, WriterTap
 from emulator.media.sdes import SdesConfig, sdes_from_param
 from emulator.media.services import MEDIA_SERVICE, MediaServices
 from emulator.media.webrtc import MediaPacket
+from emulator.objects.media_pipeline import Connection
 from emulator.objects.sdp_endpoint import BaseRtpEndpoint
 
 STATE_EVENTS = {"mediaState": "MediaStateChanged", "connectionState": "ConnectionStateChanged"}
-CAPTURE_TAG = "capture"
-"""``addTag("capture", "true")`` captures one element (every KMS client can send it)."""
 
 
 class RtpEndpoint(BaseRtpEndpoint):
@@ -38,52 +37,28 @@ class RtpEndpoint(BaseRtpEndpoint):
 
     def _media(self) -> PlainRtpMedia:
         if self.media is None:
-            self.media = PlainRtpMedia(self._config(), self, self.id)
-            policy = self._shared().capture
-            if policy is not None and (policy.wants(self.name) or self._capture_tagged()):
-                self._start_capture()
+            self.media = PlainRtpMedia(self._config(), self, self.id, self._shared().transcoders)
         return self.media
 
     def _shared(self) -> MediaServices:
         shared: MediaServices = self.services.extras[MEDIA_SERVICE]
         return shared
 
-    # -- capture ---------------------------------------------------------------------------
+    # -- capture (BaseRtpEndpoint hooks) ------------------------------------------------------
 
-    def _capture_tagged(self) -> bool:
-        return self.tags.get(CAPTURE_TAG, "").strip().lower() in ("1", "true", "yes", "on")
+    def capture_ready(self) -> bool:
+        """Capture starts at the first negotiation: the legs' ports exist from then on."""
+        return self.media is not None and self.media.remote_sdp is not None
 
-    def _start_capture(self) -> None:
-        policy = self._shared().capture
-        media = self.media
-        if policy is None or media is None or media.tap is not None:
-            return
-        path = policy.path_for(self.id)
-        restart = 1
-        while path.exists():
-            restart += 1
-            path = path.with_name(f"{policy.path_for(self.id).stem}-{restart}.pcap")
-        media.tap = PcapWriter(path, policy.budget)
+    def install_tap(self, writer: PcapWriter | None) -> None:
+        """Show every leg's clear RTP/RTCP to the writer (None: to nobody)."""
+        if self.media is not None:
+            self.media.tap = WriterTap(writer) if writer is not None else None
 
-    def _stop_capture(self) -> None:
-        if self.media is not None and self.media.tap is not None:
-            self.media.tap.close()
-            self.media.tap = None
-
-    def add_tag(self, key: str, value: str) -> None:
-        """Add or replace a tag; ``capture`` switches this endpoint's pcap capture on or off."""
-        super().add_tag(key, value)
-        if key == CAPTURE_TAG:
-            if self._capture_tagged():
-                self._start_capture()
-            else:
-                self._stop_capture()
-
-    def remove_tag(self, key: str) -> None:
-        """Remove a tag; removing ``capture`` stops the capture (the file is closed complete)."""
-        super().remove_tag(key)
-        if key == CAPTURE_TAG:
-            self._stop_capture()
+    def on_source_removed(self, link: Connection) -> None:
+        """No more media of that type from the link: leave its transcoder, if any."""
+        if self.media is not None:
+            self.media.transcoding.stop(link.media_type.lower())
 
     def _config(self) -> PlainRtpConfig:
         shared = self._shared()
@@ -113,6 +88,7 @@ class RtpEndpoint(BaseRtpEndpoint):
         """Answer a remote offer (or re-offer)."""
         answer = await self._media().process_offer(offer)
         self._session_started()
+        self.update_capture()
         return answer
 
     async def generate_offer(self, options: dict[str, Any] | None = None) -> str:
@@ -127,6 +103,7 @@ class RtpEndpoint(BaseRtpEndpoint):
         """Apply the remote answer to the local offer."""
         local = await self._media().process_answer(answer)
         self._session_started()
+        self.update_capture()
         return local
 
     def _session_started(self) -> None:

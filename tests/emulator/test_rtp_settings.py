@@ -1,4 +1,4 @@
-"""RtpEndpoint options (RTP sub-range, latching, capture) from KURENTO_EMULATOR_* variables."""
+"""RtpEndpoint options (RTP sub-range, latching) from KURENTO_EMULATOR_* variables."""
 
 from __future__ import annotations
 
@@ -10,16 +10,13 @@ from emulator.config import ConfigError, load_settings
 
 
 def test_rtp_options_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """KURENTO_EMULATOR_RTP_MIN_PORT/..._MAX_PORT, _RTP_LATCHING and _CAPTURE_* are read."""
+    """KURENTO_EMULATOR_RTP_MIN_PORT, _RTP_MAX_PORT and _RTP_LATCHING are read."""
     monkeypatch.setenv("KURENTO_EMULATOR_RTP_MIN_PORT", "30000")
     monkeypatch.setenv("KURENTO_EMULATOR_RTP_MAX_PORT", "30999")
     monkeypatch.setenv("KURENTO_EMULATOR_RTP_LATCHING", "true")
-    monkeypatch.setenv("KURENTO_EMULATOR_CAPTURE_ENDPOINTS", "pbx-*")
-    monkeypatch.setenv("KURENTO_EMULATOR_CAPTURE_DIR", str(tmp_path))
     settings = load_settings({}, environ={}, conf_file=tmp_path / "missing.json").settings
     assert (settings.rtp_min_port, settings.rtp_max_port) == (30000, 30999)
-    assert settings.rtp_latching and settings.capture_endpoints == "pbx-*"
-    assert settings.capture_dir == tmp_path
+    assert settings.rtp_latching
 
 
 def test_rtp_range_needs_both_bounds(tmp_path: Path) -> None:

@@ -191,3 +191,11 @@ class PcmuPeer(ClientPeer):
     def heard_seconds(self) -> Callable[[ClientPeer], bool]:
         """A wait_for predicate: 1.5 s of audio heard."""
         return lambda _: sum(len(x) for x in self.heard) >= 12000
+
+
+def dominant_frequency(samples: np.ndarray[Any, Any], rate: int) -> float:
+    """The strongest frequency of a signal (Hann window, real FFT)."""
+    signal = samples.astype(np.float64)
+    spectrum = np.abs(np.fft.rfft(signal * np.hanning(len(signal))))
+    spectrum[0] = 0.0
+    return float(np.argmax(spectrum) * rate / len(signal))

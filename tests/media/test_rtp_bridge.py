@@ -4,13 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
+import av
+import numpy as np
 from aiortc import RTCSessionDescription
 
 from emulator.media.rtp import parse_rtp
 from emulator.transport.client import KurentoClient
 from protocol.sdp import SessionDescription
-from tests.media.peers import trickle
-from tests.media.rtp_peers import PcmuPeer, RtpSender, dtmf_payload, peer_sdp, udp_peer
+from tests.media.peers import negotiate, trickle
+from tests.media.rtp_peers import (
+    PcmuPeer,
+    RtpSender,
+    dominant_frequency,
+    dtmf_payload,
+    peer_sdp,
+    udp_peer,
+)
 
 
 def with_dtmf(sdp: str) -> str:
@@ -70,5 +79,33 @@ async def test_dtmf_from_pbx_reaches_webrtc_peer_remapped(media_client: KurentoC
         assert event.payload == digit and event.marker
         assert audio and audio[-1].ssrc == event.ssrc
         assert event.sequence == (audio[-1].sequence + 1) & 0xFFFF
+    finally:
+        await peer.close()
+
+
+async def test_webrtc_pcmu_transcoded_to_pbx_pcma(media_client: KurentoClient) -> None:
+    """A PBX that takes PCMA only gets the WebRTC peer's PCMU transcoded (payload type 8, the
+    880 Hz tone), and the WebRtcEndpoint feeding it reports TRANSCODING."""
+    pipeline = await media_client.create("MediaPipeline")
+    webrtc = await pipeline.create("WebRtcEndpoint")
+    rtp = await pipeline.create("RtpEndpoint")
+    await webrtc.connect(rtp, "AUDIO")
+    transcoding = await webrtc.subscribe("MediaTranscodingStateChanged")
+    peer = PcmuPeer(audio=False, video=False)
+    try:
+        async with udp_peer() as pbx:
+            await rtp.invoke("processOffer", offer=peer_sdp(pbx.port, audio="8 PCMA/8000"))
+            await negotiate(webrtc, peer)
+            assert (await transcoding.get(timeout=15))["state"] == "TRANSCODING"
+            decoder = av.CodecContext.create("pcm_alaw", "r")
+            decoder.sample_rate, decoder.layout = 8000, "mono"
+            samples: list[np.ndarray[Any, Any]] = []
+            while sum(len(s) for s in samples) < 8000:
+                view = await pbx.next_rtp(timeout=10)
+                assert view.payload_type == 8
+                for frame in decoder.decode(av.Packet(view.payload)):
+                    samples.append(frame.to_ndarray().reshape(-1))
+        assert abs(dominant_frequency(np.concatenate(samples)[-8000:], 8000) - 880) < 10
+        assert await webrtc.invoke("isMediaTranscoding", mediaType="AUDIO") is True
     finally:
         await peer.close()

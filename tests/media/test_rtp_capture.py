@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -58,7 +59,7 @@ async def tshark(path: Path, heuristic: str, display: str, *fields: str) -> list
 
 def captures(folder: Path) -> list[Path]:
     """The pcap files in a folder, sorted."""
-    return sorted(folder.glob("*.pcap"))
+    return sorted(folder.rglob("*.pcap"))
 
 
 def _port(sdp: str) -> int:
@@ -99,19 +100,19 @@ async def test_capture_holds_decrypted_rtp_of_both_legs(tmp_path: Path) -> None:
         min_port=MEDIA_PORTS[0],
         max_port=MEDIA_PORTS[1],
         network_interfaces="lo",
-        capture_endpoints="pbx-*",
+        capture="^pbx-",
         capture_dir=tmp_path,
     )
     async with server_and_client(settings) as (_, client):
         pipeline, near, far, near_port, far_port = await _srtp_call(client, 12)
     files = captures(tmp_path)
     assert len(files) == 2
-    pipeline_part = pipeline.id.replace("/", "-")
-    for element in (near, far):
-        element_part = element.id.split("/", 1)[1]
-        assert (tmp_path / f"{pipeline_part}_{element_part}.pcap").exists()
-    near_file = tmp_path / f"{pipeline_part}_{near.id.split('/', 1)[1]}.pcap"
-    far_file = tmp_path / f"{pipeline_part}_{far.id.split('/', 1)[1]}.pcap"
+    folder = tmp_path / re.sub(r"[^A-Za-z0-9_.-]", "_", pipeline.id)
+    near_file, far_file = (
+        folder / (re.sub(r"[^A-Za-z0-9_.-]", "_", e.id.split("/", 1)[1]) + ".pcap")
+        for e in (near, far)
+    )
+    assert files == sorted([near_file, far_file])
     # near sent 12 clear packets from its port; far received the same 12 from near's port
     assert (await rtp_streams(near_file))[(str(near_port), "0", PAYLOAD.hex())] == 12
     assert (await rtp_streams(far_file))[(str(near_port), "0", PAYLOAD.hex())] == 12

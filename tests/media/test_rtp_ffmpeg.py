@@ -25,20 +25,12 @@ from emulator.media.rtp import is_rtcp, parse_rtp
 from emulator.transport.client import KurentoClient
 from protocol.sdp import SessionDescription
 from tests.media.peers import negotiate
-from tests.media.rtp_peers import PcmuPeer, UdpPeer, peer_sdp, udp_peer
+from tests.media.rtp_peers import PcmuPeer, UdpPeer, dominant_frequency, peer_sdp, udp_peer
 
 FFMPEG = shutil.which("ffmpeg")
 pytestmark = pytest.mark.skipif(FFMPEG is None, reason="ffmpeg missing (make rtp-deps)")
 PEER_PORTS = PortRange(45000, 45999, "ffmpeg peer")
 """Ports handed to ffmpeg: outside the server's range (the OS cannot pick them for an SDP file)."""
-
-
-def dominant_frequency(samples: np.ndarray[Any, Any], rate: int) -> float:
-    """The strongest frequency of a signal (Hann window, real FFT)."""
-    signal = samples.astype(np.float64)
-    spectrum = np.abs(np.fft.rfft(signal * np.hanning(len(signal))))
-    spectrum[0] = 0.0
-    return float(np.argmax(spectrum) * rate / len(signal))
 
 
 def read_wav(path: Path) -> tuple[np.ndarray[Any, Any], int]:
