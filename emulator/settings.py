@@ -7,6 +7,7 @@ so that tests shorten it instead of patching constants.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -71,6 +72,24 @@ class Settings(BaseSettings):
         None, description="pemCertificateECDSA: DTLS certificate+key; generated when unset"
     )
 
+    # -- operations: admin listener, shutdown, fault injection (emulator/observability/) ---------
+    admin_port: int | None = Field(
+        8890, description="Admin HTTP port (/healthz, /readyz, /metrics); None turns it off"
+    )
+    admin_host: str = Field(
+        "", description="Admin bind address; empty = all interfaces, loopback with fault_injection"
+    )
+    shutdown_timeout: float = Field(
+        10.0, description="Seconds SIGTERM/SIGINT may take to answer, release and close"
+    )
+    fault_injection: bool = Field(
+        False, description="Serve the admin fault API (/faults, /restart)"
+    )
+    faults: list[dict[str, Any]] = Field(
+        default_factory=list, description="Fault rules active from the start (JSON list)"
+    )
+    fault_seed: int = Field(0, description="Seed of the fault injector's random choices")
+
     # -- logging ---------------------------------------------------------------------------------
     log_level: str = Field("INFO", description="Python log level of the emulator's loggers")
 
@@ -79,7 +98,7 @@ class Settings(BaseSettings):
     def _strip_path(cls, value: str) -> str:
         return value.strip("/")
 
-    @field_validator("port", "secure_port")
+    @field_validator("port", "secure_port", "admin_port")
     @classmethod
     def _check_port(cls, value: int | None) -> int | None:
         if value is not None and not 0 <= value <= 65535:
@@ -95,4 +114,6 @@ class Settings(BaseSettings):
             )
         if self.gc_period <= 0:
             raise ValueError("gc_period must be positive (seconds)")
+        if self.shutdown_timeout <= 0:
+            raise ValueError("shutdown_timeout must be positive (seconds)")
         return self

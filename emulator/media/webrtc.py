@@ -32,6 +32,7 @@ from aiortc.rtp import (
     unpack_remb_fci,
 )
 
+from emulator.media.impairment import Impairment
 from emulator.media.negotiation import MediaLine
 from emulator.media.peer import PeerConfig, PeerTransport, WebRtcPeer
 from emulator.media.rtp import ExtensionMap, RtpView, rewrite_rtp
@@ -101,6 +102,8 @@ class WebRtcMedia:
         self.dtls_state = "NEW"
         self.selected: tuple[str, str] | None = None
         self._timer: asyncio.Task[None] | None = None
+        self.impairments: dict[str, Impairment] | None = None
+        """Fault injection by media kind (``audio``, ``video``); None on the normal path."""
 
     # -- PeerListener ------------------------------------------------------------------------
 
@@ -369,7 +372,12 @@ class WebRtcMedia:
             ssrc=stream.ssrc,
             extensions=_extension_map(packet.extensions, line),
         )
-        if not self.peer.send(line, data):
+        impairments = self.impairments
+        impairment = impairments.get(packet.kind) if impairments is not None else None
+        if impairment is None:
+            if not self.peer.send(line, data):
+                return False
+        elif not impairment.send(self.peer.send, line, data):
             return False
         stream.sent(sequence, data, len(data) - packet.view.header_end, now)
         return True

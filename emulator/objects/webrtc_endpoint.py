@@ -61,6 +61,9 @@ class WebRtcEndpoint(BaseRtpEndpoint):
     def _media(self) -> WebRtcMedia:
         if self.media is None:
             self.media = WebRtcMedia(self._peer_config(), self, self.id)
+            pipeline = self.pipeline
+            shared: MediaServices = self.services.extras[MEDIA_SERVICE]
+            shared.adopt(self.media, self.id, pipeline.id if pipeline is not None else "")
         return self.media
 
     def _peer_config(self) -> PeerConfig:
@@ -91,6 +94,8 @@ class WebRtcEndpoint(BaseRtpEndpoint):
         """Close the transports and free their ports."""
         if self.media is not None:
             await self.media.close()
+            shared: MediaServices = self.services.extras[MEDIA_SERVICE]
+            shared.retire(self.media)
         await super().on_release()
 
     # -- SdpEndpoint -----------------------------------------------------------------------
