@@ -285,6 +285,8 @@ class FaultController:
             if existing is not None and existing.tag == rule.id:
                 chosen[kind] = existing
                 continue
+            rule.applied += 1
+            self.injected["rtp"] += 1  # one per endpoint and media impaired
             rng = random.Random(f"{self.seed}/{rule.id}/{ids.ordinal}/{kind}")
             chosen[kind] = Impairment(
                 rule.loss, rule.delay, rule.jitter, rng, self.impairments, tag=rule.id

@@ -97,7 +97,9 @@ class EmulatorCollector:
         )
         if self.faults is not None:
             injected = CounterMetricFamily(
-                "kurento_faults_injected", "Faults applied, by rule kind", labels=["kind"]
+                "kurento_faults_injected",
+                "Faults applied by rule kind (rtp: endpoint media impaired)",
+                labels=["kind"],
             )
             for kind, count in self.faults.injected.items():
                 injected.add_metric([kind], count)

@@ -56,7 +56,7 @@ def _drops(seed: int, packets: int = 2000) -> list[int]:
         return True
 
     for index in range(packets):
-        impairment.send(send, None, index.to_bytes(2, "big"))  # type: ignore[arg-type]
+        impairment.send(send, None, index.to_bytes(2, "big"))
     kept = {int.from_bytes(data, "big") for data in sent}
     return [index for index in range(packets) if index not in kept]
 
@@ -91,6 +91,7 @@ async def test_fault_lose_audio_at_the_sending_side() -> None:
             stats = await endpoint.invoke("getStats", mediaType="AUDIO")
             audio_out = next(s for s in stats.values() if s["type"] == "outboundrtp")
             assert admin.faults is not None
+            assert admin.faults.injected["rtp"] == 1  # one endpoint, audio
             dropped = admin.faults.impairments.dropped
             assert 0.15 < dropped / audio_out["packetsSent"] < 0.45
             report = await peer.pc.getStats()
