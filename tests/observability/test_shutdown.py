@@ -149,3 +149,23 @@ async def test_shutdown_stop_closes_every_media_socket() -> None:
         assert server.links == set()
         assert server.media_set.pipelines() == []
         await client.close()
+
+
+async def test_shutdown_invalid_fault_rule_stops_the_start_with_status_2() -> None:
+    """An invalid rule in --faults is named in the log and the process exits 2 at once."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "emulator",
+        "--port=0",
+        "--no-wss",
+        "--no-admin",
+        "--conf-file=/nonexistent/kurento.conf.json",
+        '--faults=[{"kind": "rtp", "loss": 7}]',
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await asyncio.wait_for(process.communicate(), 20)
+    assert process.returncode == 2
+    assert "invalid fault rule in 'faults': rtp fault: 'loss' is a fraction" in output.decode()
