@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import signal
 import sys
@@ -13,6 +14,8 @@ from typing import Any
 
 from emulator import __version__
 from emulator.config import ConfigError, load_settings
+from emulator.faults import FaultError
+from emulator.observability.admin import AdminServer
 from emulator.settings import Settings
 from emulator.transport.server import EmulatorServer
 
@@ -39,6 +42,22 @@ def parse_args(argv: Sequence[str] | None) -> tuple[dict[str, Any], Path | None,
     parser.add_argument("--capture", help="endpoints captured to pcap: '*', or a regex")
     parser.add_argument("--capture-dir", type=Path, help="folder of the capture files")
     parser.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
+    parser.add_argument("--admin-port", type=int, help="admin HTTP port (default 8890)")
+    parser.add_argument("--no-admin", action="store_true", help="turn the admin listener off")
+    parser.add_argument(
+        "--admin-host", help="admin bind address (all; loopback with --fault-injection)"
+    )
+    parser.add_argument(
+        "--shutdown-timeout", type=float, help="seconds a SIGTERM may take (default 10)"
+    )
+    parser.add_argument(
+        "--fault-injection",
+        action="store_const",
+        const=True,
+        help="serve the fault API on the admin listener (/faults, /restart)",
+    )
+    parser.add_argument("--faults", type=json.loads, help="fault rules from the start (JSON list)")
+    parser.add_argument("--fault-seed", type=int, help="seed of the fault injector (default 0)")
     parser.add_argument(
         "-f", "--conf-file", type=Path, help="kurento.conf.json (default /etc/kurento/...)"
     )
@@ -46,27 +65,52 @@ def parse_args(argv: Sequence[str] | None) -> tuple[dict[str, Any], Path | None,
         "-c", "--modules-config-path", type=Path, help="folder holding kurento/*.conf.ini"
     )
     args = vars(parser.parse_args(argv))
-    skip = ("no_ws", "no_wss", "conf_file", "modules_config_path")
+    skip = ("no_ws", "no_wss", "no_admin", "conf_file", "modules_config_path")
     overrides = {k: v for k, v in args.items() if v is not None and k not in skip}
     if args["no_ws"]:
         overrides["port"] = None
     if args["no_wss"]:
         overrides["secure_port"] = None
+    if args["no_admin"]:
+        overrides["admin_port"] = None
     return overrides, args["conf_file"], args["modules_config_path"]
 
 
-async def serve_forever(settings: Settings) -> None:
-    """Run the server until a stop signal, then shut down in order."""
+async def serve_forever(settings: Settings) -> int:
+    """Run the server until SIGTERM or SIGINT, then shut down in order within shutdown_timeout.
+
+    Returns:
+        0 after a clean stop, 1 when the shutdown overran its time and was cut short.
+    """
     server = EmulatorServer(settings)
+    admin = AdminServer(server, settings)
     await server.start()
+    await admin.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, _on_signal, sig, stop)
     await stop.wait()
-    logger.info("stopping: releasing every object and closing listeners")
-    await server.stop()
+    timeout = settings.shutdown_timeout
+    logger.info("stopping: answering requests in flight, then releasing every object")
+    status = 0
+    try:
+        async with asyncio.timeout(timeout):
+            await server.stop(drain_timeout=timeout / 2)
+    except TimeoutError:
+        logger.error("! shutdown took over %.1f s (shutdown_timeout): exiting anyway", timeout)
+        status = 1
+    await admin.stop()
     logger.info("Kurento emulator stopped")
+    return status
+
+
+def _on_signal(sig: signal.Signals, stop: asyncio.Event) -> None:
+    if stop.is_set():
+        logger.warning("! %s again: already stopping", sig.name)
+    else:
+        logger.info("= %s received", sig.name)
+    stop.set()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -86,8 +130,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logger.info("kurento-emulator %s, effective configuration:", __version__)
     for line in loaded.report():
         logger.info("  %s", line)
-    asyncio.run(serve_forever(settings))
-    return 0
+    try:
+        return asyncio.run(serve_forever(settings))
+    except FaultError as exc:
+        logger.error("! invalid fault rule in 'faults': %s", exc)
+        return 2
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 from emulator.objects import CLASSES
 from emulator.objects.media_object import MediaObject
@@ -45,6 +45,16 @@ RpcObserver = Callable[[str, float, int | None], None]
 """``observe(method, seconds, error_code)`` after every request (metrics)."""
 
 
+class RpcFaults(Protocol):
+    """Fault injection around requests (``emulator.faults.FaultController``)."""
+
+    async def before_execute(self, method: str, params: Params | None) -> None:
+        """May raise an RpcError instead of running the request."""
+
+    async def before_reply(self, method: str, params: Params | None) -> None:
+        """May wait before the reply is sent."""
+
+
 class Dispatcher:
     """Executes requests against the MediaSet."""
 
@@ -64,6 +74,7 @@ class Dispatcher:
         self.observer = observer
         self.cache = ReplayCache(settings.request_cache_ttl)
         self.max_objects_per_session: int | None = None
+        self.faults: RpcFaults | None = None
         self.handlers: dict[str, Handler] = {
             "ping": self.ping,
             "create": self.create,
@@ -96,12 +107,23 @@ class Dispatcher:
                 return
         started = self.clock()
         code: int | None = None
+        faults = self.faults
+        failure: RpcError | None = None
         try:
+            if faults is not None:
+                await faults.before_execute(request.method, request.params)
             result = await self.execute(request.method, request.params)
         except RpcError as exc:
-            code = exc.code
-            logger.info("! %s id=%s -> %s %s", request.method, request.id, exc.code, exc.message)
-            text = conn.send_error(request, exc)
+            failure = exc
+        if faults is not None:
+            # Before the reply is queued: events raised meanwhile flush the connection.
+            await faults.before_reply(request.method, request.params)
+        if failure is not None:
+            code = failure.code
+            logger.info(
+                "! %s id=%s -> %s %s", request.method, request.id, failure.code, failure.message
+            )
+            text = conn.send_error(request, failure)
             cache_session = session_id
         else:
             text = conn.send_result(request, result)

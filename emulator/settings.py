@@ -7,6 +7,7 @@ so that tests shorten it instead of patching constants.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -95,6 +96,23 @@ class Settings(BaseSettings):
     capture_max_bytes: int = Field(
         1 << 30, description="disk all capture files may take together, in bytes (0 = no bound)"
     )
+    # -- operations: admin listener, shutdown, fault injection (emulator/observability/) ---------
+    admin_port: int | None = Field(
+        8890, description="Admin HTTP port (/healthz, /readyz, /metrics); None turns it off"
+    )
+    admin_host: str = Field(
+        "", description="Admin bind address; empty = all interfaces, loopback with fault_injection"
+    )
+    shutdown_timeout: float = Field(
+        10.0, description="Seconds SIGTERM/SIGINT may take to answer, release and close"
+    )
+    fault_injection: bool = Field(
+        False, description="Serve the admin fault API (/faults, /restart)"
+    )
+    faults: list[dict[str, Any]] = Field(
+        default_factory=list, description="Fault rules active from the start (JSON list)"
+    )
+    fault_seed: int = Field(0, description="Seed of the fault injector's random choices")
 
     # -- logging ---------------------------------------------------------------------------------
     log_level: str = Field("INFO", description="Python log level of the emulator's loggers")
@@ -104,7 +122,7 @@ class Settings(BaseSettings):
     def _strip_path(cls, value: str) -> str:
         return value.strip("/")
 
-    @field_validator("port", "secure_port")
+    @field_validator("port", "secure_port", "admin_port")
     @classmethod
     def _check_port(cls, value: int | None) -> int | None:
         if value is not None and not 0 <= value <= 65535:
@@ -128,4 +146,6 @@ class Settings(BaseSettings):
             )
         if self.gc_period <= 0:
             raise ValueError("gc_period must be positive (seconds)")
+        if self.shutdown_timeout <= 0:
+            raise ValueError("shutdown_timeout must be positive (seconds)")
         return self

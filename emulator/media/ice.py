@@ -111,7 +111,9 @@ class GuardedStunProtocol(StunProtocol):
         if not data:
             return
         if data[0] < 4:
-            super().datagram_received(data, addr)
+            receiver = self.receiver
+            if not (isinstance(receiver, RangedConnection) and receiver.drop_stun):
+                super().datagram_received(data, addr)
             return
         source = (addr[0], addr[1])
         receiver = self.receiver
@@ -144,6 +146,8 @@ class RangedConnection(Connection):
         self._queue: asyncio.Queue[tuple[bytes, int] | None] = asyncio.Queue(RECEIVE_QUEUE)
         self._bound: list[socket.socket] = []
         self._fast_path: FastPath | None = None
+        self.drop_stun = False
+        """Fault injection: ignore every STUN message, so that ICE never connects."""
 
     # -- gathering -------------------------------------------------------------------------------
 

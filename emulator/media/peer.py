@@ -182,6 +182,8 @@ class WebRtcPeer:
         self.pending_candidates: list[tuple[IceCandidateLine | None, str | None, int | None]] = []
         self.gathering = False
         self.closed = False
+        self.drop_stun = False
+        """Fault injection: the transports created from now on ignore STUN (ICE never connects)."""
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # -- negotiation ------------------------------------------------------------------------
@@ -311,6 +313,7 @@ class WebRtcPeer:
             use_ipv6=config.addresses.ipv6,
             transport_policy=TransportPolicy.RELAY if config.relay_only else TransportPolicy.ALL,
         )
+        connection.drop_stun = self.drop_stun
         gatherer = RangedIceGatherer(connection)
         ice = RTCIceTransport(gatherer)
         ice._role_set = True

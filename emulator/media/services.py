@@ -1,8 +1,10 @@
-"""What the media plane shares across endpoints: port range, DTLS certificate, transcoders."""
+"""What the media plane shares across endpoints: the port range, the DTLS certificate, the
+transcoders, and the live media (for metrics collected at scrape time and for fault injection)."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,12 +18,56 @@ from emulator.media.ice import AddressPolicy, apply_consent_timing
 from emulator.media.peer import TurnServer, parse_turn_url
 from emulator.media.ports import PortRange
 from emulator.media.transcoding import Transcoders
+from emulator.media.webrtc import WebRtcMedia
 from emulator.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 MEDIA_SERVICE = "media"
 """Key of ``MediaServices`` in ``ObjectServices.extras``."""
+
+MediaHook = Callable[[WebRtcMedia, "MediaOwnerIds"], None]
+"""Called for every new WebRtcMedia (fault injection installs its impairments)."""
+
+
+@dataclass(frozen=True, slots=True)
+class MediaOwnerIds:
+    """Who a WebRtcMedia belongs to, for faults aimed at an endpoint or a pipeline."""
+
+    endpoint: str
+    pipeline: str
+    ordinal: int
+    """Order of creation in this server, from 0: seeds per-endpoint random choices."""
+
+
+@dataclass
+class MediaTotals:
+    """RTP counters of a set of endpoints, by direction and kind (payload bytes, as getStats)."""
+
+    packets: dict[tuple[str, str], int] = field(default_factory=dict)
+    octets: dict[tuple[str, str], int] = field(default_factory=dict)
+    srtp_failures: int = 0
+
+    def add_media(self, media: WebRtcMedia) -> None:
+        """Add the counters of one endpoint's streams and transports."""
+        for inbound in media.inbound.values():
+            key = ("in", inbound.kind)
+            self.packets[key] = self.packets.get(key, 0) + inbound.packets
+            self.octets[key] = self.octets.get(key, 0) + inbound.octets
+        for outbound in media.outbound.values():
+            key = ("out", outbound.kind)
+            self.packets[key] = self.packets.get(key, 0) + outbound.packets
+            self.octets[key] = self.octets.get(key, 0) + outbound.octets
+        for transport in media.peer.transports.values():
+            self.srtp_failures += transport.dtls.srtp_failures
+
+    def add(self, other: MediaTotals) -> None:
+        """Add another total."""
+        for key, value in other.packets.items():
+            self.packets[key] = self.packets.get(key, 0) + value
+        for key, value in other.octets.items():
+            self.octets[key] = self.octets.get(key, 0) + value
+        self.srtp_failures += other.srtp_failures
 
 
 @dataclass
@@ -33,6 +79,11 @@ class MediaServices:
     settings: Settings
     capture: CaptureService
     transcoders: Transcoders = field(default_factory=Transcoders)
+    live: dict[WebRtcMedia, MediaOwnerIds] = field(default_factory=dict)
+    retired: MediaTotals = field(default_factory=MediaTotals)
+    """Counters of released endpoints, so that metric counters never go down."""
+    on_new_media: MediaHook | None = None
+    created: int = 0
     rtp_ports: PortRange | None = None
     """RtpEndpoint's own sub-range (``rtp_min_port..rtp_max_port``), else None: ``ports``."""
 
@@ -60,6 +111,27 @@ class MediaServices:
             rtp_ports = PortRange(settings.rtp_min_port, settings.rtp_max_port, "RtpEndpoint")
             logger.info("RtpEndpoint UDP port range %d-%d", rtp_ports.low, rtp_ports.high)
         return cls(ports, certificate, settings, capture, rtp_ports=rtp_ports)
+
+    def adopt(self, media: WebRtcMedia, endpoint: str, pipeline: str) -> None:
+        """Track a new endpoint's media (metrics) and let fault injection see it."""
+        ids = MediaOwnerIds(endpoint, pipeline, self.created)
+        self.created += 1
+        self.live[media] = ids
+        if self.on_new_media is not None:
+            self.on_new_media(media, ids)
+
+    def retire(self, media: WebRtcMedia) -> None:
+        """A released endpoint: keep its counters in the totals."""
+        if self.live.pop(media, None) is not None:
+            self.retired.add_media(media)
+
+    def totals(self) -> MediaTotals:
+        """RTP counters of every endpoint since start, live and released."""
+        total = MediaTotals()
+        total.add(self.retired)
+        for media in self.live:
+            total.add_media(media)
+        return total
 
     def address_policy(self, network_interfaces: str, ipv6: bool | None = None) -> AddressPolicy:
         """Host candidate addresses for an endpoint's ``networkInterfaces``."""

@@ -33,6 +33,7 @@ from aiortc.rtp import (
 )
 
 from emulator.media.codecs import is_dtmf
+from emulator.media.impairment import Impairment
 from emulator.media.negotiation import MediaLine
 from emulator.media.peer import PeerConfig, PeerTransport, WebRtcPeer
 from emulator.media.rtp import ExtensionMap, RtpView, rewrite_rtp
@@ -129,6 +130,8 @@ class WebRtcMedia:
         self.selected: tuple[str, str] | None = None
         self._timer: asyncio.Task[None] | None = None
         self.transcoding = SinkTranscoding(transcoders or Transcoders(), self, name)
+        self.impairments: dict[str, Impairment] | None = None
+        """Fault injection by media kind (``audio``, ``video``); None on the normal path."""
 
     # -- PeerListener ------------------------------------------------------------------------
 
@@ -456,7 +459,12 @@ class WebRtcMedia:
             ssrc=stream.ssrc,
             extensions=_extension_map(extensions, line),
         )
-        if not self.peer.send(line, data):
+        impairments = self.impairments
+        impairment = impairments.get(line.kind) if impairments is not None else None
+        if impairment is None:
+            if not self.peer.send(line, data):
+                return False
+        elif not impairment.send(self.peer.send, line, data):
             return False
         stream.sent(sequence, data, len(data) - view.header_end, now)
         self.latency.add(line.kind, time.monotonic() - arrival)

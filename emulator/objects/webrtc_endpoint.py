@@ -64,6 +64,8 @@ class WebRtcEndpoint(BaseRtpEndpoint):
         if self.media is None:
             shared: MediaServices = self.services.extras[MEDIA_SERVICE]
             self.media = WebRtcMedia(self._peer_config(), self, self.id, shared.transcoders)
+            pipeline = self.pipeline
+            shared.adopt(self.media, self.id, pipeline.id if pipeline is not None else "")
         return self.media
 
     def _peer_config(self) -> PeerConfig:
@@ -94,6 +96,8 @@ class WebRtcEndpoint(BaseRtpEndpoint):
         """Close the transports and free their ports."""
         if self.media is not None:
             await self.media.close()
+            shared: MediaServices = self.services.extras[MEDIA_SERVICE]
+            shared.retire(self.media)
         await super().on_release()
 
     # -- SdpEndpoint -----------------------------------------------------------------------

@@ -44,6 +44,7 @@ class ClientLink:
     protocol: ProtocolConnection
     peer: str
     outbox: asyncio.Queue[str | None] = field(default_factory=asyncio.Queue)
+    writer: asyncio.Task[None] | None = None
 
     def flush(self) -> None:
         """Move what the protocol produced into the outbox (the writer task sends it)."""
@@ -69,8 +70,12 @@ class EmulatorServer:
         self._servers: dict[str, Server] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self.accepting = False
+        self.stopping = False
         self.collector_passes = 0
         self._collected = asyncio.Condition()
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -102,9 +107,11 @@ class EmulatorServer:
             logger.info("listening on %s (%s)", url, scheme)
         logger.info("server id %s", self.server_id)
 
-    async def stop(self) -> None:
-        """Stop accepting, close connections, release every object."""
+    async def stop(self, drain_timeout: float = 5.0) -> None:
+        """Stop accepting, answer the requests in flight, close connections (1001), release every
+        object. Requests that arrive meanwhile are not run; ``drain_timeout`` bounds the wait."""
         self.accepting = False
+        self.stopping = True
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -112,7 +119,22 @@ class EmulatorServer:
                 await task
         self._tasks.clear()
         for server in self._servers.values():
-            server.close()
+            server.server.close()  # no new connections; open ones get their answers first
+        try:
+            async with asyncio.timeout(drain_timeout):
+                await self._idle.wait()
+                for link in list(self.links):
+                    link.outbox.put_nowait(None)
+                    if link.writer is not None:
+                        await link.writer
+        except TimeoutError:
+            logger.warning(
+                "! %d request(s) still running after %.1f s: closing anyway",
+                self._in_flight,
+                drain_timeout,
+            )
+        for server in self._servers.values():
+            server.close(reason="server shutting down")
         for server in self._servers.values():
             await server.wait_closed()
         self._servers.clear()
@@ -172,6 +194,7 @@ class EmulatorServer:
         link = ClientLink(websocket, ProtocolConnection(self.settings.max_message_size), peer)
         self.links.add(link)
         writer = asyncio.create_task(self._writer(link), name=f"writer {peer}")
+        link.writer = writer
         logger.info("< connection from %s", peer)
         try:
             async for message in websocket:
@@ -189,6 +212,19 @@ class EmulatorServer:
             logger.info("x connection from %s closed (code %s)", peer, code)
 
     async def _receive(self, link: ClientLink, message: str | bytes) -> None:
+        if self.stopping:
+            logger.info("! %s: message ignored, the server is shutting down", link.peer)
+            return
+        self._in_flight += 1
+        self._idle.clear()
+        try:
+            await self._receive_text(link, message)
+        finally:
+            self._in_flight -= 1
+            if not self._in_flight:
+                self._idle.set()
+
+    async def _receive_text(self, link: ClientLink, message: str | bytes) -> None:
         text = message if isinstance(message, str) else message.decode("utf-8", "replace")
         link.protocol.receive_text(text)
         for event in link.protocol.events_received():

@@ -1,0 +1,225 @@
+"""The admin HTTP listener: health, readiness, Prometheus metrics and, if enabled, fault injection.
+
+A minimal HTTP/1.1 server on asyncio streams (one request per connection, ``Connection: close``), so
+that no web framework is needed:
+
+- ``GET /healthz``: 200 while the process runs;
+- ``GET /readyz``: 200 while the WebSocket listeners accept, 503 before start and while stopping;
+- ``GET /metrics``: the Prometheus text format (``metrics.py``);
+- with ``fault_injection`` only: ``GET|POST|DELETE /faults``, ``DELETE /faults/<id>`` and
+  ``POST /restart`` (drop every object and session and take a new server id, as a KMS restart).
+
+With ``fault_injection`` the listener binds to loopback unless ``admin_host`` says otherwise: the
+fault API lets anyone who reaches it break the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from emulator.faults import FaultController
+from emulator.media.services import MEDIA_SERVICE
+from emulator.observability.metrics import ServerMetrics
+from emulator.settings import Settings
+from emulator.transport.server import EmulatorServer
+
+logger = logging.getLogger(__name__)
+
+MAX_BODY = 64 * 1024
+READ_TIMEOUT = 10.0
+JSON = "application/json"
+TEXT = "text/plain; charset=utf-8"
+
+Reply = tuple[int, str, bytes]
+
+
+def admin_host(settings: Settings) -> str:
+    """The bind address: as configured, else loopback with the fault API, else every interface."""
+    if settings.admin_host:
+        return settings.admin_host
+    return "127.0.0.1" if settings.fault_injection else "0.0.0.0"
+
+
+class AdminServer:
+    """Metrics, fault injection and the admin listener of one emulator server.
+
+    Raises:
+        FaultError: ``settings.faults`` holds an invalid rule (at construction).
+    """
+
+    def __init__(self, emulator: EmulatorServer, settings: Settings) -> None:
+        self.emulator = emulator
+        self.settings = settings
+        self.faults: FaultController | None = None
+        if settings.fault_injection or settings.faults:
+            media = emulator.media_set.services.extras[MEDIA_SERVICE]
+            self.faults = FaultController(media, settings.fault_seed, settings.faults)
+            emulator.dispatcher.faults = self.faults
+        self.metrics = ServerMetrics(emulator, self.faults)
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        """Open the listener (unless ``admin_port`` is None)."""
+        if self.settings.admin_port is None:
+            return
+        host = admin_host(self.settings)
+        self._server = await asyncio.start_server(self._handle, host, self.settings.admin_port)
+        api = " and the fault API" if self.settings.fault_injection else ""
+        logger.info("admin: health, readiness, metrics%s on %s", api, self.url)
+        if self.settings.fault_injection and host not in ("127.0.0.1", "::1", "localhost"):
+            logger.warning("! the fault API listens on %s: anyone who reaches it can break", host)
+
+    async def stop(self) -> None:
+        """Close the listener."""
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+
+    @property
+    def port(self) -> int:
+        """The bound port."""
+        assert self._server is not None, "the admin listener is off"
+        return int(self._server.sockets[0].getsockname()[1])
+
+    @property
+    def url(self) -> str:
+        """``http://host:port``."""
+        host = admin_host(self.settings)
+        shown = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
+        return f"http://{shown}:{self.port}"
+
+    # -- HTTP ------------------------------------------------------------------------------------
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            async with asyncio.timeout(READ_TIMEOUT):
+                method, path, body = await _read_request(reader)
+            status, content_type, payload = await self._route(method, path, body)
+        except _HttpError as exc:
+            status, content_type, payload = exc.status, JSON, _json({"error": exc.message})
+        except (TimeoutError, ConnectionError, asyncio.IncompleteReadError, ValueError):
+            writer.close()
+            return
+        reason = http.HTTPStatus(status).phrase
+        head = (
+            f"HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n"
+        )
+        try:
+            writer.write(head.encode("latin-1") + (b"" if method == "HEAD" else payload))
+            await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+        if path not in ("/healthz", "/readyz", "/metrics"):
+            logger.info("admin: %s %s -> %d", method, path, status)
+
+    async def _route(self, method: str, path: str, body: bytes) -> Reply:
+        if path == "/healthz":
+            _allow(method, "GET", "HEAD")
+            return 200, TEXT, b"ok\n"
+        if path == "/readyz":
+            _allow(method, "GET", "HEAD")
+            if self.emulator.accepting:
+                return 200, TEXT, b"ready\n"
+            return 503, TEXT, b"not accepting: starting or shutting down\n"
+        if path == "/metrics":
+            _allow(method, "GET", "HEAD")
+            return 200, CONTENT_TYPE_LATEST, self.metrics.exposition()
+        if path == "/restart" or path == "/faults" or path.startswith("/faults/"):
+            return await self._fault_api(method, path, body)
+        raise _HttpError(404, f"no such path {path!r}: /healthz, /readyz, /metrics, /faults")
+
+    async def _fault_api(self, method: str, path: str, body: bytes) -> Reply:
+        faults = self.faults
+        if not self.settings.fault_injection or faults is None:
+            raise _HttpError(
+                404,
+                "the fault API is off: start with --fault-injection "
+                "(KURENTO_EMULATOR_FAULT_INJECTION=true)",
+            )
+        if path == "/restart":
+            _allow(method, "POST")
+            old = self.emulator.server_id
+            await self.emulator.restart_state()
+            return 200, JSON, _json({"oldServerId": old, "serverId": self.emulator.server_id})
+        if path == "/faults":
+            _allow(method, "GET", "POST", "DELETE")
+            if method == "POST":
+                try:
+                    added = faults.add(json.loads(body or b"null"))
+                except ValueError as exc:  # FaultError, or JSON that does not parse
+                    raise _HttpError(400, str(exc)) from exc
+                return 201, JSON, _json({"added": [r.to_json() for r in added], **faults.to_json()})
+            if method == "DELETE":
+                faults.clear()
+            return 200, JSON, _json(faults.to_json())
+        _allow(method, "DELETE")
+        ident = path.removeprefix("/faults/")
+        if not ident.isdigit() or not faults.remove(int(ident)):
+            raise _HttpError(404, f"no fault rule {ident!r}")
+        return 200, JSON, _json(faults.to_json())
+
+
+class _HttpError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _allow(method: str, *allowed: str) -> None:
+    if method not in allowed:
+        raise _HttpError(405, f"method {method} not allowed here: use {', '.join(allowed)}")
+
+
+def _json(value: Any) -> bytes:
+    return (json.dumps(value, indent=1) + "\n").encode()
+
+
+async def _read_request(reader: asyncio.StreamReader) -> tuple[str, str, bytes]:
+    """Method, path (without query) and body of one HTTP/1.1 request.
+
+    Raises:
+        _HttpError: a malformed request line or a body over MAX_BODY.
+    """
+    line = (await reader.readline()).decode("latin-1").strip()
+    parts = line.split()
+    if len(parts) != 3 or not parts[2].startswith("HTTP/"):
+        raise _HttpError(400, "malformed request line")
+    method, target = parts[0].upper(), parts[1]
+    length = 0
+    while True:
+        header = (await reader.readline()).decode("latin-1")
+        if header in ("\r\n", "\n", ""):
+            break
+        name, _, value = header.partition(":")
+        if name.strip().lower() == "content-length":
+            if not value.strip().isdigit():
+                raise _HttpError(400, "Content-Length should be a number")
+            length = int(value.strip())
+    if length > MAX_BODY:
+        raise _HttpError(413, f"body over {MAX_BODY} bytes")
+    body = await reader.readexactly(length) if length else b""
+    return method, target.split("?", 1)[0], body
+
+
+@contextlib.asynccontextmanager
+async def running_admin(emulator: EmulatorServer, settings: Settings) -> AsyncIterator[AdminServer]:
+    """Attach metrics and faults to a server, open the admin listener, always close it."""
+    admin = AdminServer(emulator, settings)
+    await admin.start()
+    try:
+        yield admin
+    finally:
+        await admin.stop()

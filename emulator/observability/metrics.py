@@ -1,0 +1,149 @@
+"""Prometheus metrics of one server, collected when scraped.
+
+Nothing here runs on the packet path: RTP and SRTP figures are read from the counters that the
+streams and transports keep anyway (``MediaServices.totals``), object and session counts from the
+MediaSet, port usage from the PortRange. Only the RPC latency histogram is updated per request, by
+the dispatcher's observer. Each server has its own ``CollectorRegistry`` (tests run several).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from emulator import __version__
+from emulator.media.services import MEDIA_SERVICE, MediaServices
+
+if TYPE_CHECKING:
+    from emulator.faults import FaultController
+    from emulator.transport.server import EmulatorServer
+
+RPC_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class EmulatorCollector:
+    """Gauges and counters read from the live server at scrape time."""
+
+    def __init__(self, server: EmulatorServer, faults: FaultController | None) -> None:
+        self.server = server
+        self.faults = faults
+
+    def collect(self) -> Iterable[Metric]:
+        """Every figure of the server, as Prometheus metric families."""
+        server = self.server
+        media_set = server.media_set
+        info = GaugeMetricFamily(
+            "kurento_emulator_info", "Version and server id", labels=["version", "server_id"]
+        )
+        info.add_metric([__version__, server.server_id], 1)
+        yield info
+        yield GaugeMetricFamily(
+            "kurento_ready", "1 while the WebSocket listeners accept", value=int(server.accepting)
+        )
+        yield GaugeMetricFamily(
+            "kurento_connections", "Open WebSocket connections", value=len(server.links)
+        )
+        yield GaugeMetricFamily(
+            "kurento_sessions",
+            "Sessions the server knows",
+            value=len(media_set.activity.sessions()),
+        )
+        counts = media_set.count_by_type()
+        yield GaugeMetricFamily(
+            "kurento_pipelines", "Live MediaPipelines", value=counts.get("MediaPipeline", 0)
+        )
+        objects = GaugeMetricFamily(
+            "kurento_elements", "Live media objects by type (pipelines included)", labels=["type"]
+        )
+        for type_name, count in sorted(counts.items()):
+            objects.add_metric([type_name], count)
+        yield objects
+        yield CounterMetricFamily(
+            "kurento_events_sent", "onEvent notifications delivered", value=media_set.events_sent
+        )
+        media: MediaServices = media_set.services.extras[MEDIA_SERVICE]
+        usage = media.ports.usage()
+        ports = GaugeMetricFamily(
+            "kurento_media_ports",
+            f"UDP ports of the media range {usage.low}-{usage.high}",
+            labels=["state"],
+        )
+        ports.add_metric(["in_use"], usage.in_use)
+        ports.add_metric(["free"], usage.free)
+        yield ports
+        totals = media.totals()
+        packets = CounterMetricFamily(
+            "kurento_rtp_packets", "RTP packets by direction and kind", labels=["direction", "kind"]
+        )
+        octets = CounterMetricFamily(
+            "kurento_rtp_bytes",
+            "RTP payload bytes by direction and kind",
+            labels=["direction", "kind"],
+        )
+        for direction in ("in", "out"):
+            for kind in ("audio", "video"):
+                key = (direction, kind)
+                packets.add_metric([direction, kind], totals.packets.get(key, 0))
+                octets.add_metric([direction, kind], totals.octets.get(key, 0))
+        yield packets
+        yield octets
+        yield CounterMetricFamily(
+            "kurento_srtp_failures",
+            "SRTP/SRTCP packets that failed authentication",
+            value=totals.srtp_failures,
+        )
+        if self.faults is not None:
+            injected = CounterMetricFamily(
+                "kurento_faults_injected",
+                "Faults applied by rule kind (rtp: endpoint media impaired)",
+                labels=["kind"],
+            )
+            for kind, count in self.faults.injected.items():
+                injected.add_metric([kind], count)
+            yield injected
+            rtp = CounterMetricFamily(
+                "kurento_fault_rtp_packets",
+                "RTP packets dropped or delayed by fault injection",
+                labels=["action"],
+            )
+            rtp.add_metric(["dropped"], self.faults.impairments.dropped)
+            rtp.add_metric(["delayed"], self.faults.impairments.delayed)
+            yield rtp
+
+
+class ServerMetrics:
+    """The registry of one server: the collector plus the RPC histogram fed by the dispatcher."""
+
+    def __init__(self, server: EmulatorServer, faults: FaultController | None = None) -> None:
+        self.registry = CollectorRegistry()
+        self.registry.register(EmulatorCollector(server, faults))
+        self.methods = frozenset(server.dispatcher.handlers)
+        self.rpc_duration = Histogram(
+            "kurento_rpc_duration_seconds",
+            "Time from request to reply, by JSON-RPC method",
+            ["method"],
+            registry=self.registry,
+            buckets=RPC_BUCKETS,
+        )
+        self.rpc_errors = Counter(
+            "kurento_rpc_errors",
+            "Requests answered with an error, by method and code",
+            ["method", "code"],
+            registry=self.registry,
+        )
+        server.dispatcher.observer = self.observe_rpc
+
+    def observe_rpc(self, method: str, seconds: float, code: int | None) -> None:
+        """Dispatcher observer: one request answered."""
+        # Method names come from clients: unknown ones share a label, to bound cardinality.
+        label = method if method in self.methods else "other"
+        self.rpc_duration.labels(label).observe(seconds)
+        if code is not None:
+            self.rpc_errors.labels(label, str(code)).inc()
+
+    def exposition(self) -> bytes:
+        """The text exposition format of every metric."""
+        return generate_latest(self.registry)
