@@ -47,6 +47,7 @@ browser-deps:
 lint: install-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/hadolint Dockerfile
 
 typecheck: install-test
 	$(BIN)/mypy

@@ -37,6 +37,12 @@ def parse_args(argv: Sequence[str] | None) -> tuple[dict[str, Any], Path | None,
     parser.add_argument("--max-port", type=int, help="highest media UDP port (default 65535)")
     parser.add_argument("--network-interfaces", help="networkInterfaces: comma list (all)")
     parser.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
+    parser.add_argument("--access-token", help="require ?access_token=TOKEN (default: no check)")
+    parser.add_argument("--allowed-origins", help="comma list of accepted Origin headers (any)")
+    parser.add_argument("--max-sessions", type=int, help="most sessions at once (no limit)")
+    parser.add_argument(
+        "--max-objects-per-session", type=int, help="most objects per session (no limit)"
+    )
     parser.add_argument(
         "-f", "--conf-file", type=Path, help="kurento.conf.json (default /etc/kurento/...)"
     )
