@@ -1,0 +1,106 @@
+"""The server pool against real servers: round-robin, failover, re-inclusion after a restart."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from websockets.asyncio.server import ServerConnection, serve
+
+from emulator.transport.pool import NoServerAvailable, ServerPool
+from emulator.transport.server import EmulatorServer
+from tests.conftest import make_settings
+
+FAST = {"ping_interval": 0.5, "ping_timeout": 0.5, "connect_timeout": 1.0, "retry_max": 0.5}
+DECISIONS = "emulator.transport.pool"
+
+
+@contextlib.asynccontextmanager
+async def three_servers() -> AsyncIterator[list[EmulatorServer]]:
+    """Three servers on ephemeral ports; whichever are running at the end are stopped."""
+    servers = [EmulatorServer(make_settings()) for _ in range(3)]
+    try:
+        for server in servers:
+            await server.start()
+        yield servers
+    finally:
+        for server in servers:
+            if server.accepting:
+                await server.stop()
+
+
+async def test_pool_fails_over_and_takes_a_restarted_server_back(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """No call goes to a stopped server; once it is back (new serverId) it gets calls again."""
+    caplog.set_level(logging.INFO, logger=DECISIONS)
+    async with three_servers() as servers:
+        urls = [server.urls["ws"] for server in servers]
+        async with ServerPool([{"url": url} for url in urls], **FAST) as pool:
+            before = [(await pool.place_call()).server.url for _ in range(6)]
+            assert before == urls + urls
+            assert [len(s.media_set.pipelines()) for s in servers] == [2, 2, 2]
+
+            dead = servers[1]
+            port, old_server_id = dead.port("ws"), dead.server_id
+            await dead.stop()
+            during = [(await pool.place_call()).server.url for _ in range(6)]
+            assert urls[1] not in during
+            assert sorted(during) == sorted([urls[0], urls[2]] * 3)
+            await pool.wait_until(urls[1], up=False, timeout=5)
+            assert f"= pool: server {urls[1]} down (" in caplog.text
+
+            servers[1] = EmulatorServer(make_settings(port=port))
+            await servers[1].start()
+            await pool.wait_until(urls[1], up=True, timeout=10)
+            assert pool.server_ids[urls[1]] == servers[1].server_id != old_server_id
+            after = [(await pool.place_call()).server.url for _ in range(6)]
+            assert sorted(after) == sorted(urls * 2)
+            assert len(servers[1].media_set.pipelines()) == 2
+    assert "restarted: its old sessions are gone" in caplog.text
+
+
+async def test_pool_skips_a_server_that_accepts_but_never_answers(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A WebSocket server that never answers ping is down; every call goes to the live one."""
+    caplog.set_level(logging.INFO, logger=DECISIONS)
+
+    async def mute(websocket: ServerConnection) -> None:
+        await websocket.wait_closed()
+
+    async with (
+        serve(mute, "127.0.0.1", 0) as hung,
+        three_servers() as servers,
+    ):
+        hung_url = f"ws://127.0.0.1:{next(iter(hung.sockets)).getsockname()[1]}/kurento"
+        live = servers[0].urls["ws"]
+        async with ServerPool([{"url": hung_url}, {"url": live}], **FAST) as pool:
+            assert not pool.is_up(hung_url)
+            calls = [await pool.place_call() for _ in range(3)]
+            assert {call.server.url for call in calls} == {live}
+            for call in calls:
+                await call.release()
+            assert servers[0].media_set.pipelines() == []
+    assert f"server {hung_url} down (no answer within 1 s)" in caplog.text
+
+
+async def test_pool_raises_when_every_server_is_down(tmp_path: Path) -> None:
+    """With nothing up, place_call says why for each server; the flags come from the file."""
+    async with three_servers() as servers:
+        url = servers[0].urls["ws"]
+        listing = [{"url": url, "candkillipv6": 1, "candkilltcp": 1, "candonlyturn": 0}]
+        path = tmp_path / "kurentoservers.json"
+        path.write_text(json.dumps(listing), encoding="utf-8")
+        async with ServerPool.from_file(path, **FAST) as pool:
+            call = await pool.place_call()
+            assert call.server.candkillipv6 and call.server.candkilltcp
+            assert not call.accepts_candidate("candidate:2 1 UDP 1 2001:db8::2 5 typ host")
+            await servers[0].stop()
+            await pool.wait_until(url, up=False, timeout=5)
+            with pytest.raises(NoServerAvailable, match=f"{url}: connection"):
+                await pool.place_call()
