@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
@@ -104,3 +106,32 @@ async def test_pool_raises_when_every_server_is_down(tmp_path: Path) -> None:
             await pool.wait_until(url, up=False, timeout=5)
             with pytest.raises(NoServerAvailable, match=f"{url}: connection"):
                 await pool.place_call()
+
+
+async def test_pool_marks_a_server_down_when_pings_go_unanswered(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A server that hangs while up is dropped on ping timeout, and taken back once it answers."""
+    caplog.set_level(logging.INFO, logger=DECISIONS)
+    async with three_servers() as servers:
+        stuck, live = servers[0], servers[1]
+        urls = [stuck.urls["ws"], live.urls["ws"]]
+        async with ServerPool([{"url": url} for url in urls], **FAST) as pool:
+            release = asyncio.Event()
+            handle = stuck.dispatcher.handle
+
+            async def hang(*args: Any) -> None:
+                await release.wait()
+                await handle(*args)
+
+            stuck.dispatcher.handle = hang  # type: ignore[method-assign]
+            try:
+                await pool.wait_until(urls[0], up=False, timeout=5)
+                assert f"server {urls[0]} down (no answer to ping within 0.5 s)" in caplog.text
+                calls = [await pool.place_call() for _ in range(3)]
+                assert {call.server.url for call in calls} == {urls[1]}
+            finally:
+                stuck.dispatcher.handle = handle  # type: ignore[method-assign]
+                release.set()
+            await pool.wait_until(urls[0], up=True, timeout=10)
+            assert {(await pool.place_call()).server.url for _ in range(2)} == set(urls)
