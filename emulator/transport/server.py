@@ -163,7 +163,9 @@ class EmulatorServer:
 
     def _refusal(self, connection: ServerConnection, request: Request) -> HttpResponse | None:
         """Access control (off by default, as KMS has none): Origin allow-list, access_token."""
-        refusal = access_refusal(self.settings, request.path, request.headers.get("Origin"))
+        origins = request.headers.get_all("Origin")
+        origin = origins[0] if len(origins) == 1 else None if not origins else ",".join(origins)
+        refusal = access_refusal(self.settings, request.path, origin)
         if refusal is None:
             return None
         status, reason = refusal

@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -13,11 +15,19 @@ from typing import Any
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
+from emulator.transport.client import KurentoClient
 from emulator.transport.pool import NoServerAvailable, ServerPool
-from emulator.transport.server import EmulatorServer
+from emulator.transport.server import EmulatorServer, running_emulator
+from protocol.errors import InvalidSession, MediaObjectNotFound
 from tests.conftest import make_settings
 
-FAST = {"ping_interval": 0.5, "ping_timeout": 0.5, "connect_timeout": 1.0, "retry_max": 0.5}
+FAST = {
+    "ping_interval": 0.5,
+    "ping_timeout": 0.5,
+    "connect_timeout": 1.0,
+    "call_timeout": 2.0,
+    "retry_max": 0.5,
+}
 DECISIONS = "emulator.transport.pool"
 
 
@@ -135,3 +145,45 @@ async def test_pool_marks_a_server_down_when_pings_go_unanswered(
                 release.set()
             await pool.wait_until(urls[0], up=True, timeout=10)
             assert {(await pool.place_call()).server.url for _ in range(2)} == set(urls)
+
+
+async def test_pool_demo_prints_failover_and_return() -> None:
+    """``python -m emulator.transport.pool --demo`` shows round-robin, failover and the return."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "emulator.transport.pool",
+        "--demo",
+        "--interval",
+        "0",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(process.communicate(), 40)
+    text = out.decode()
+    assert process.returncode == 0, text
+    assert text.count("= pool: call ") == 18
+    assert re.search(r"= pool: server ws://\S+ down \(connection closed\), placing on ws://", text)
+    assert "restarted: its old sessions are gone" in text
+
+
+async def test_client_rebuilds_after_a_server_restart() -> None:
+    """After a restart (new serverId) the old session answers 40007 and the client rebuilds."""
+    first = EmulatorServer(make_settings())
+    await first.start()
+    port = first.port("ws")
+    async with await KurentoClient.connect(first.urls["ws"]) as client:
+        try:
+            old_pipeline = await client.create("MediaPipeline")
+            old_session = client.session_id
+        finally:
+            await first.stop()
+        async with running_emulator(make_settings(port=port)) as second:
+            resumed = await asyncio.wait_for(client.reconnections.get(), 10)
+            assert (resumed.same_session, resumed.server_id) == (False, second.server_id)
+            with pytest.raises(InvalidSession):
+                await client.call("keepAlive", {"sessionId": old_session})
+            with pytest.raises(MediaObjectNotFound):
+                await old_pipeline.invoke("getName")
+            rebuilt = await client.create("MediaPipeline")
+            assert [p.id for p in second.media_set.pipelines()] == [rebuilt.id]
