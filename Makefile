@@ -36,9 +36,11 @@ $(JS)/node_modules/.installed: $(JS)/package.json $(JS)/package-lock.json
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_INSTALL := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends
 
-## media-deps: Debian packages the media tests use as real peers (coturn for STUN/TURN)
+## media-deps: Debian packages the media tests use as real peers and tools
+## (coturn for STUN/TURN, tshark to read the capture files)
 media-deps:
 	@command -v turnserver >/dev/null || ($(SUDO) apt-get update -qq && $(APT_INSTALL) coturn)
+	@command -v tshark >/dev/null || ($(SUDO) apt-get update -qq && $(APT_INSTALL) tshark)
 
 ## browser-deps: Debian's chromium for tests/media/test_browser.py (never `playwright install`)
 browser-deps:

@@ -36,6 +36,8 @@ def parse_args(argv: Sequence[str] | None) -> tuple[dict[str, Any], Path | None,
     parser.add_argument("--min-port", type=int, help="lowest media UDP port (default 1024)")
     parser.add_argument("--max-port", type=int, help="highest media UDP port (default 65535)")
     parser.add_argument("--network-interfaces", help="networkInterfaces: comma list (all)")
+    parser.add_argument("--capture", help="endpoints captured to pcap: '*', or a regex")
+    parser.add_argument("--capture-dir", type=Path, help="folder of the capture files")
     parser.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
     parser.add_argument("--access-token", help="require ?access_token=TOKEN (default: no check)")
     parser.add_argument("--allowed-origins", help="comma list of accepted Origin headers (any)")

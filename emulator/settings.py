@@ -71,6 +71,17 @@ class Settings(BaseSettings):
         None, description="pemCertificateECDSA: DTLS certificate+key; generated when unset"
     )
 
+    # -- media capture (decrypted RTP/RTCP to pcap) ------------------------------------------
+    capture: str = Field(
+        "",
+        description="endpoints captured to pcap: '*' all, a regex on id, name or key=value tag, "
+        "empty none (an element's tag capture=true/false overrides)",
+    )
+    capture_dir: Path = Field(Path("captures"), description="folder of the capture files")
+    capture_max_bytes: int = Field(
+        1 << 30, description="disk all capture files may take together, in bytes (0 = no bound)"
+    )
+
     # -- access control (KMS has none: every default below keeps it open) -----------------------
     access_token: str | None = Field(
         None, description="Required ?access_token= on the WebSocket URL; unset = no check (KMS)"

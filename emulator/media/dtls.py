@@ -15,6 +15,7 @@ from typing import Any
 import pylibsrtp
 from aiortc import RTCCertificate, RTCDtlsTransport, RTCIceTransport
 
+from emulator.media.capture import PacketTap
 from emulator.media.ice import RangedConnection
 from emulator.media.rtp import is_rtcp
 
@@ -62,6 +63,8 @@ class MediaDtlsTransport(RTCDtlsTransport):
         self.rx_counter: CountingSrtpSession | None = None
         self.sent_packets = 0
         self.sent_bytes = 0
+        self.tap: PacketTap | None = None
+        """Sees every plain RTP/RTCP packet both ways (media capture), when set."""
 
     @property
     def connection(self) -> RangedConnection:
@@ -84,12 +87,16 @@ class MediaDtlsTransport(RTCDtlsTransport):
         self.on_rtp(data)
 
     async def _handle_rtcp_data(self, data: bytes) -> None:
+        if self.tap is not None:
+            self.tap(data, False)
         self.on_rtcp(data)
 
     def send_now(self, data: bytes) -> bool:
         """Protect and send an RTP or RTCP packet at once; False before DTLS is up."""
         if self._tx_srtp is None or self.state != "connected":
             return False
+        if self.tap is not None:
+            self.tap(data, True)
         protected = (
             self._tx_srtp.protect_rtcp(data) if is_rtcp(data) else self._tx_srtp.protect(data)
         )

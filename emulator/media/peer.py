@@ -34,6 +34,7 @@ from aiortc import (
 )
 
 from emulator.media import negotiation
+from emulator.media.capture import Address, PacketTap
 from emulator.media.dtls import MediaDtlsTransport
 from emulator.media.ice import AddressPolicy, RangedConnection
 from emulator.media.negotiation import LineTransport, LocalPolicy, MediaLine
@@ -523,12 +524,26 @@ class WebRtcPeer:
         return True
 
     def _rtp(self, transport: PeerTransport, data: bytes) -> None:
+        tap = transport.dtls.tap
+        if tap is not None:
+            tap(data, False)
         view = parse_rtp(data)
         if view is None:
             return
         line = transport.line_of(view)
         if line is not None and line.receives:
             self.listener.on_rtp(line, view)
+
+    def set_tap(self, make_tap: Callable[[Address, Address], PacketTap] | None) -> None:
+        """Show every connected transport's plain packets to a tap made for its selected pair
+        (local, remote); None removes the taps."""
+        for transport in self.transports.values():
+            pair = transport.connection.selected_pair()
+            if make_tap is None or pair is None:
+                transport.dtls.tap = None
+            else:
+                local, remote = pair
+                transport.dtls.tap = make_tap((local.host, local.port), (remote.host, remote.port))
 
     # -- data channels -------------------------------------------------------------------------
 

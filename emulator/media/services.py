@@ -1,9 +1,9 @@
-"""What the media plane shares across endpoints: the port range and the DTLS certificate."""
+"""What the media plane shares across endpoints: port range, DTLS certificate, transcoders."""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiortc import RTCCertificate
@@ -11,9 +11,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from emulator.media.capture import CaptureBudget, CaptureService
 from emulator.media.ice import AddressPolicy, apply_consent_timing
 from emulator.media.peer import TurnServer, parse_turn_url
 from emulator.media.ports import PortRange
+from emulator.media.transcoding import Transcoders
 from emulator.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -29,6 +31,8 @@ class MediaServices:
     ports: PortRange
     certificate: RTCCertificate
     settings: Settings
+    capture: CaptureService
+    transcoders: Transcoders = field(default_factory=Transcoders)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> MediaServices:
@@ -44,7 +48,12 @@ class MediaServices:
             if fingerprint.algorithm == "sha-256":
                 logger.info("DTLS certificate fingerprint sha-256 %s", fingerprint.value)
         logger.info("media UDP port range %d-%d", ports.low, ports.high)
-        return cls(ports, certificate, settings)
+        capture = CaptureService(
+            settings.capture_dir, settings.capture, CaptureBudget(settings.capture_max_bytes)
+        )
+        if settings.capture:
+            logger.info("capturing endpoints matching %r to %s", settings.capture, capture.folder)
+        return cls(ports, certificate, settings, capture)
 
     def address_policy(self, network_interfaces: str, ipv6: bool | None = None) -> AddressPolicy:
         """Host candidate addresses for an endpoint's ``networkInterfaces``."""

@@ -55,6 +55,8 @@ class InboundStream:
     pli_sent: int = 0
     fir_sent: int = 0
     remb: int = 0
+    fraction_lost: float = 0.0
+    """Of the last report interval."""
 
     def received(self, view: RtpView, arrival: float) -> None:
         """Account one packet (sequence, loss and jitter bookkeeping)."""
@@ -101,6 +103,7 @@ class InboundStream:
         fraction = 0
         if expected_interval > 0 and lost_interval > 0:
             fraction = min(255, (lost_interval << 8) // expected_interval)
+        self.fraction_lost = fraction / 256
         dlsr = 0
         if self.last_sr_arrival:
             dlsr = int((now - self.last_sr_arrival) * 65536)
@@ -145,6 +148,7 @@ class OutboundStream:
     pli_received: int = 0
     fir_received: int = 0
     remb: int = 0
+    reports: int = 0
     history: OrderedDict[int, bytes] = field(default_factory=OrderedDict)
 
     def next_numbers(self, source: object, view: RtpView, now: float) -> tuple[int, int]:
@@ -176,6 +180,7 @@ class OutboundStream:
 
     def apply_report(self, block: RtcpReceiverInfo, now_ntp_middle: int) -> None:
         """Take the remote receiver's report about this stream (loss, jitter, RTT)."""
+        self.reports += 1
         self.fraction_lost = block.fraction_lost / 256
         self.packets_lost = block.packets_lost
         self.remote_jitter = block.jitter / self.clock_rate

@@ -12,7 +12,6 @@ import asyncio
 import logging
 import random
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -29,13 +28,25 @@ from aiortc.rtp import (
     RtcpRtpfbPacket,
     RtcpSenderInfo,
     RtcpSrPacket,
+    pack_remb_fci,
     unpack_remb_fci,
 )
 
+from emulator.media.codecs import is_dtmf
 from emulator.media.negotiation import MediaLine
 from emulator.media.peer import PeerConfig, PeerTransport, WebRtcPeer
 from emulator.media.rtp import ExtensionMap, RtpView, rewrite_rtp
 from emulator.media.streams import InboundStream, OutboundStream, middle_ntp, ntp_now
+from emulator.media.transcoding import SinkTranscoding, TranscodedPacket, Transcoders
+from emulator.media.webrtc_stats import (
+    ChannelCounters,
+    ConnectionView,
+    LatencyMeter,
+    connection_stats,
+    inbound_stats,
+    outbound_stats,
+    stats_id,
+)
 from protocol.sdp import Codec
 
 logger = logging.getLogger(__name__)
@@ -81,11 +92,25 @@ class MediaOwner(Protocol):
     def data_received(self, label: str, message: str | bytes) -> None:
         """A data channel message from the remote peer."""
 
+    def transcoding_changed(
+        self, media_type: str, active: bool, bin_name: str, reason: str
+    ) -> None:
+        """What this endpoint receives is now (or no longer) transcoded for it."""
+
+    def video_receive_target(self) -> int | None:
+        """The REMB (bps) to send the remote sender of our video, None for none."""
+
 
 class WebRtcMedia:
     """Media state of one WebRtcEndpoint."""
 
-    def __init__(self, config: PeerConfig, owner: MediaOwner, name: str) -> None:
+    def __init__(
+        self,
+        config: PeerConfig,
+        owner: MediaOwner,
+        name: str,
+        transcoders: Transcoders | None = None,
+    ) -> None:
         self.owner = owner
         self.peer = WebRtcPeer(config, self, name)
         self.name = name
@@ -97,10 +122,13 @@ class WebRtcMedia:
         self.channels: dict[int, RTCDataChannel] = {}
         self.channels_opened = 0
         self.channels_closed = 0
+        self.channel_counters: dict[int, ChannelCounters] = {}
+        self.latency = LatencyMeter()
         self.ice_states: list[str] = []
         self.dtls_state = "NEW"
         self.selected: tuple[str, str] | None = None
         self._timer: asyncio.Task[None] | None = None
+        self.transcoding = SinkTranscoding(transcoders or Transcoders(), self, name)
 
     # -- PeerListener ------------------------------------------------------------------------
 
@@ -206,6 +234,7 @@ class WebRtcMedia:
         def opened() -> None:
             assert channel.id is not None
             self.channels[channel.id] = channel
+            self.channel_counters[channel.id] = ChannelCounters(channel.label, channel.protocol)
             self.channels_opened += 1
             # KMS 7.3.0 raises DataChannelOpened twice (duplicated code in WebRtcEndpointImpl).
             self.owner.emit("DataChannelOpened", channelId=channel.id)
@@ -219,7 +248,14 @@ class WebRtcMedia:
 
         channel.on("open", opened)
         channel.on("close", closed)
-        channel.on("message", lambda message: self.owner.data_received(channel.label, message))
+
+        def message(message: str | bytes) -> None:
+            counters = self.channel_counters.get(channel.id or 0)
+            if counters is not None:
+                counters.count(message, sent=False)
+            self.owner.data_received(channel.label, message)
+
+        channel.on("message", message)
         if channel.readyState == "open":
             opened()
 
@@ -257,6 +293,7 @@ class WebRtcMedia:
                 for out in self.outbound.values():
                     if out.kind == "video":
                         out.remb = bitrate
+                self.transcoding.bitrate("video", bitrate)  # our encoder, when we transcode
             return
         if packet.fmt == RTCP_PSFB_FIR:
             stream = self.outbound.get("video")
@@ -267,6 +304,10 @@ class WebRtcMedia:
         elif packet.fmt == RTCP_PSFB_FIR:
             stream.fir_received += 1
         else:
+            return
+        transcoder = self.transcoding.transcoder(stream.kind)
+        if transcoder is not None:
+            transcoder.request_keyframe()  # our encoder makes the keyframe, not the source
             return
         self.owner.keyframe_wanted(KINDS[stream.kind])
 
@@ -329,7 +370,27 @@ class WebRtcMedia:
                 report: Any = RtcpSrPacket(ssrc=line.local_ssrc, sender_info=info, reports=blocks)
             else:
                 report = RtcpRrPacket(ssrc=line.local_ssrc or 1, reports=blocks)
-            self.peer.send(line, bytes(report))
+            self.peer.send(line, bytes(report) + self._remb(line))
+
+    def _remb(self, line: MediaLine) -> bytes:
+        """A REMB for the video we receive on the line, when the pipeline limits its bitrate."""
+        streams = [s for ssrc, s in self.inbound.items() if self.line_of_ssrc.get(ssrc) is line]
+        if line.kind != "video" or not streams:
+            return b""
+        bitrate = self.owner.video_receive_target()
+        if bitrate is None:
+            return b""
+        for stream in streams:
+            stream.remb = bitrate
+        fci = pack_remb_fci(bitrate, [s.ssrc for s in streams])
+        return bytes(
+            RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=line.local_ssrc or 1, media_ssrc=0, fci=fci)
+        )
+
+    def remote_video_remb(self) -> int | None:
+        """The remote receiver's last REMB for our video (0 before any), None if we send none."""
+        stream = self.outbound.get("video")
+        return stream.remb if stream is not None else None
 
     def _check_flows(self, now: float) -> None:
         for kind, media_type in KINDS.items():
@@ -351,38 +412,87 @@ class WebRtcMedia:
         return None
 
     def send_media(self, packet: MediaPacket) -> bool:
-        """Send a pipeline packet to the remote peer, rewritten for this leg."""
+        """Send a pipeline packet to the remote peer, rewritten for this leg (transcoded when
+        the peer did not negotiate its codec)."""
         line = self._line_sending(packet.kind)
         stream = self.outbound.get(packet.kind)
         if line is None or stream is None:
             return False
         payload_type = _matching_payload_type(line, packet.codec)
-        if payload_type is None:
-            return False
-        now = time.monotonic()
-        sequence, timestamp = stream.next_numbers(packet.source, packet.view, now)
-        data = rewrite_rtp(
+        if payload_type is None or self.transcoding.active(packet.kind):
+            if payload_type is None or is_dtmf(packet.codec):
+                self.transcoding.feed(
+                    packet.kind, packet.view, packet.codec, packet.source, line.codecs
+                )
+                return False
+            self.transcoding.stop(packet.kind)  # the source now sends a codec the peer takes
+        return self._send(
+            line,
+            stream,
             packet.view,
+            packet.source,
+            packet.extensions,
+            payload_type,
+            packet.source.last_arrival,
+        )
+
+    def _send(
+        self,
+        line: MediaLine,
+        stream: OutboundStream,
+        view: RtpView,
+        source: object,
+        extensions: dict[int, str],
+        payload_type: int,
+        arrival: float,
+    ) -> bool:
+        now = time.monotonic()
+        sequence, timestamp = stream.next_numbers(source, view, now)
+        data = rewrite_rtp(
+            view,
             payload_type=payload_type,
             sequence=sequence,
             timestamp=timestamp,
             ssrc=stream.ssrc,
-            extensions=_extension_map(packet.extensions, line),
+            extensions=_extension_map(extensions, line),
         )
         if not self.peer.send(line, data):
             return False
-        stream.sent(sequence, data, len(data) - packet.view.header_end, now)
+        stream.sent(sequence, data, len(data) - view.header_end, now)
+        self.latency.add(line.kind, time.monotonic() - arrival)
         return True
+
+    # -- TranscodingListener -----------------------------------------------------------------------
+
+    def transcoded(self, kind: str, packet: TranscodedPacket) -> None:
+        """A packet from the transcoder feeding this endpoint: send it as a forwarded one."""
+        line = self._line_sending(kind)
+        stream = self.outbound.get(kind)
+        if line is None or stream is None:
+            return
+        payload_type = _matching_payload_type(line, packet.codec)
+        if payload_type is None:
+            return  # telephone-event the peer did not negotiate at the target clock
+        if self._send(line, stream, packet.view, packet.source, {}, payload_type, packet.arrival):
+            self.owner.mark_flow("out", KINDS[kind], True)
+
+    def transcoding_changed(self, kind: str, active: bool, bin_name: str, reason: str) -> None:
+        """Report to the element (MediaTranscodingStateChanged)."""
+        self.owner.transcoding_changed(KINDS[kind], active, bin_name, reason)
+
+    def keyframe_needed(self, kind: str) -> None:
+        """The transcoder's decoder needs a keyframe: ask the source as a PLI would."""
+        self.owner.keyframe_wanted(KINDS[kind])
 
     def send_data(self, label: str, message: str | bytes) -> bool:
         """Send a data channel message on the channel with that label (else the first open)."""
         open_channels = [c for c in self.channels.values() if c.readyState == "open"]
-        for channel in open_channels:
-            if channel.label == label:
-                channel.send(message)
-                return True
-        if open_channels:
-            open_channels[0].send(message)
+        labelled = [c for c in open_channels if c.label == label]
+        for channel in (labelled or open_channels)[:1]:
+            channel.send(message)
+            counters = self.channel_counters.get(channel.id or 0)
+            if counters is not None:
+                counters.count(message, sent=True)
             return True
         return False
 
@@ -390,76 +500,44 @@ class WebRtcMedia:
         """Stop the timer and the peer."""
         if self._timer is not None:
             self._timer.cancel()
+        self.transcoding.stop()
         await self.peer.close()
 
     # -- stats -----------------------------------------------------------------------------
 
     def stats(self, media_type: str | None) -> dict[str, Any]:
-        """RTCInbound/OutboundRTPStreamStats entries keyed by stable ids."""
+        """RTP stream entries of the media type, and the connection's when none is given."""
         now_ms = int(time.time() * 1000)
         entries: dict[str, Any] = {}
         srtp_failures = sum(t.dtls.srtp_failures for t in self.peer.transports.values())
         for stream in self.inbound.values():
-            if media_type and KINDS.get(stream.kind) != media_type:
-                continue
-            key = _stats_id(self.name, "in", stream.ssrc)
-            entries[key] = {
-                "__module__": "kurento",
-                "__type__": "RTCInboundRTPStreamStats",
-                "id": key,
-                "type": "inboundrtp",
-                "timestampMillis": now_ms,
-                "ssrc": str(stream.ssrc),
-                "associateStatsId": "",
-                "isRemote": False,
-                "mediaTrackId": "",
-                "transportId": "",
-                "codecId": "",
-                "firCount": stream.fir_sent,
-                "pliCount": stream.pli_sent,
-                "nackCount": stream.nack_sent,
-                "sliCount": 0,
-                "remb": stream.remb,
-                "packetsLost": stream.lost,
-                "fractionLost": 0.0,
-                "packetsReceived": stream.packets,
-                "bytesReceived": stream.octets,
-                "jitter": stream.jitter_seconds,
-                "srtpFailures": srtp_failures,
-            }
+            if not media_type or KINDS.get(stream.kind) == media_type:
+                key = stats_id(self.name, "in", stream.ssrc)
+                entries[key] = inbound_stats(self.name, stream, srtp_failures, now_ms)
         for out in self.outbound.values():
-            if media_type and KINDS.get(out.kind) != media_type:
-                continue
-            key = _stats_id(self.name, "out", out.ssrc)
-            entries[key] = {
-                "__module__": "kurento",
-                "__type__": "RTCOutboundRTPStreamStats",
-                "id": key,
-                "type": "outboundrtp",
-                "timestampMillis": now_ms,
-                "ssrc": str(out.ssrc),
-                "associateStatsId": "",
-                "isRemote": False,
-                "mediaTrackId": "",
-                "transportId": "",
-                "codecId": "",
-                "firCount": out.fir_received,
-                "pliCount": out.pli_received,
-                "nackCount": out.nack_received,
-                "sliCount": 0,
-                "remb": out.remb,
-                "packetsLost": out.packets_lost,
-                "fractionLost": out.fraction_lost,
-                "packetsSent": out.packets,
-                "bytesSent": out.octets,
-                "targetBitrate": float(out.remb),
-                "roundTripTime": out.round_trip,
-            }
+            if not media_type or KINDS.get(out.kind) == media_type:
+                entries.update(outbound_stats(self.name, out, now_ms))
+        if not media_type:
+            sent = sum(s.octets for s in self.outbound.values())
+            received = sum(s.octets for s in self.inbound.values())
+            entries.update(connection_stats(self._connection_view(), sent, received, now_ms))
         return entries
 
-
-def _stats_id(name: str, direction: str, ssrc: int) -> str:
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{name}/{direction}/{ssrc}"))
+    def _connection_view(self) -> ConnectionView:
+        rtts = [s.round_trip for s in self.outbound.values() if s.reports]
+        return ConnectionView(
+            name=self.name,
+            selected=self.selected,
+            dtls_state=self.dtls_state,
+            channels_opened=self.channels_opened,
+            channels_closed=self.channels_closed,
+            channels={
+                channel_id: (self.channel_counters[channel_id], channel.readyState)
+                for channel_id, channel in self.channels.items()
+                if channel_id in self.channel_counters
+            },
+            round_trip=max(rtts, default=0.0),
+        )
 
 
 def _matching_payload_type(line: MediaLine, codec: Codec) -> int | None:

@@ -32,6 +32,8 @@ class MediaElement(MediaObject):
         self.flowing_in: dict[tuple[str, str], bool] = {}
         self.flowing_out: dict[tuple[str, str], bool] = {}
         self.transcoding: dict[tuple[str, str], bool] = {}
+        self._transcoding_for: dict[tuple[str, str], set[str]] = {}
+        self._transcoded_by: dict[str, MediaElement] = {}
         self.outputs: dict[str, list[MediaElement]] = {}
         self._busy = False
         self.audio_caps: dict[str, Any] | None = None
@@ -99,6 +101,7 @@ class MediaElement(MediaObject):
         self.owner.remove_link(link)
         self.log.info("= disconnected %s -> %s (%s)", self.id, link.sink.id, link.media_type)
         self.on_link_removed(link)
+        link.sink.on_source_removed(link)
         self.emit(
             "ElementDisconnected",
             sink=link.sink,
@@ -118,6 +121,46 @@ class MediaElement(MediaObject):
         sinks = self.outputs.get(link.media_type, [])
         if link.sink in sinks:
             sinks.remove(link.sink)
+
+    def on_source_removed(self, link: Connection) -> None:
+        """The link feeding this element was removed (endpoints stop transcoding for it)."""
+
+    # -- transcoding -----------------------------------------------------------------------------
+
+    def transcoding_changed(
+        self, media_type: str, active: bool, bin_name: str, reason: str
+    ) -> None:
+        """This sink starts or stops receiving transcoded media. As in KMS, where the source
+        element's agnosticbin transcodes, the element feeding the sink reports it."""
+        if active:
+            link = self.owner.source_of(self, media_type, "default")
+            source = link.source if link is not None else self
+            self._transcoded_by[media_type] = source
+        else:
+            found = self._transcoded_by.pop(media_type, None)
+            if found is None:
+                return
+            source = found
+        source.transcoding_for(self, media_type, bin_name, active)
+
+    def transcoding_for(self, sink: MediaElement, media_type: str, bin_name: str, on: bool) -> None:
+        """Count the sinks this element transcodes for: MediaTranscodingStateChanged when the
+        first starts and when the last stops."""
+        key = (media_type, bin_name)
+        sinks = self._transcoding_for.setdefault(key, set())
+        before = bool(sinks)
+        if on:
+            sinks.add(sink.id)
+        else:
+            sinks.discard(sink.id)
+        if before == bool(sinks):
+            return
+        self.transcoding[key] = bool(sinks)
+        state = "TRANSCODING" if sinks else "NOT_TRANSCODING"
+        self.log.info("= media transcoding %s (%s): %s", media_type, bin_name, state)
+        self.emit(
+            "MediaTranscodingStateChanged", state=state, binName=bin_name, mediaType=media_type
+        )
 
     # -- media path --------------------------------------------------------------------------
 
@@ -155,6 +198,25 @@ class MediaElement(MediaObject):
             link.source.produce_keyframe(media_type)
         finally:
             self._busy = False
+
+    def video_send_limit(self) -> int | None:
+        """The video bitrate (bps) the receivers behind this element take, None if unknown.
+
+        Elements without a remote peer of their own pass on the lowest of their sinks' figures.
+        """
+        if self._busy:
+            return None
+        self._busy = True
+        try:
+            limits = self.sink_video_limits()
+        finally:
+            self._busy = False
+        return min(limits) if limits else None
+
+    def sink_video_limits(self) -> list[int]:
+        """The video bitrate each VIDEO sink can take (sinks that do not know are left out)."""
+        limits = (sink.video_send_limit() for sink in self.outputs.get("VIDEO", ()))
+        return [limit for limit in limits if limit is not None]
 
     def mark_flow(self, direction: str, media_type: str, flowing: bool) -> None:
         """Record media flow and raise MediaFlowIn/OutStateChanged on a change."""
@@ -209,7 +271,10 @@ class MediaElement(MediaObject):
         return self.flowing_out.get((media_type, source_media_description), False)
 
     def is_media_transcoding(self, media_type: str, bin_name: str = "default") -> bool:
-        """Whether media of that type is being decoded and re-encoded."""
+        """Whether media of that type is being decoded and re-encoded (by any bin for
+        ``default``)."""
+        if bin_name == "default":
+            return any(on for (kind, _), on in self.transcoding.items() if kind == media_type)
         return self.transcoding.get((media_type, bin_name), False)
 
     def set_audio_format(self, caps: dict[str, Any]) -> None:

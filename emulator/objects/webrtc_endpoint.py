@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from emulator.media.capture import PcapWriter, endpoint_tap
 from emulator.media.negotiation import LocalPolicy
 from emulator.media.peer import PeerConfig, parse_turn_url
 from emulator.media.services import MEDIA_SERVICE, MediaServices
 from emulator.media.webrtc import MediaPacket, WebRtcMedia
+from emulator.objects.media_pipeline import Connection
 from emulator.objects.sdp_endpoint import BaseRtpEndpoint
 from protocol.errors import (
     IceGatherCandidatesError,
@@ -60,7 +62,8 @@ class WebRtcEndpoint(BaseRtpEndpoint):
 
     def _media(self) -> WebRtcMedia:
         if self.media is None:
-            self.media = WebRtcMedia(self._peer_config(), self, self.id)
+            shared: MediaServices = self.services.extras[MEDIA_SERVICE]
+            self.media = WebRtcMedia(self._peer_config(), self, self.id, shared.transcoders)
         return self.media
 
     def _peer_config(self) -> PeerConfig:
@@ -251,6 +254,11 @@ class WebRtcEndpoint(BaseRtpEndpoint):
         if sent:
             self.mark_flow("out", media_type, True)
 
+    def on_source_removed(self, link: Connection) -> None:
+        """No more media of that type from the link: leave its transcoder, if any."""
+        if self.media is not None:
+            self.media.transcoding.stop(link.media_type.lower())
+
     def produce_keyframe(self, media_type: str) -> None:
         """A sink wants a keyframe: ask the remote peer (PLI)."""
         if self.media is not None and media_type == "VIDEO":
@@ -274,11 +282,38 @@ class WebRtcEndpoint(BaseRtpEndpoint):
         self.emit(STATE_EVENTS[name], oldState=old, newState=value)
         if name == "connectionState" and value == "DISCONNECTED":
             self.emit("MediaSessionTerminated")
+        if name == "connectionState":
+            self.update_capture()
+
+    def capture_ready(self) -> bool:
+        """Capture starts once DTLS is up on every transport."""
+        return self.media is not None and self.properties["connectionState"] == "CONNECTED"
+
+    def install_tap(self, writer: PcapWriter | None) -> None:
+        """Tap every transport of the peer, addressed by its selected pair."""
+        if self.media is not None:
+            self.media.peer.set_tap(
+                None
+                if writer is None
+                else lambda local, remote: endpoint_tap(writer, local, remote)
+            )
+
+    def remote_video_remb(self) -> int | None:
+        """The remote receiver's last REMB for the video we send."""
+        return self.media.remote_video_remb() if self.media is not None else None
 
     def data_received(self, label: str, message: str | bytes) -> None:
         """A message from the remote peer: send it down DATA links."""
         self.mark_flow("in", "DATA", True)
         self.forward("DATA", DataMessage(label, message))
+
+    def element_stats(self) -> dict[str, Any]:
+        """The endpoint entry, with latencies when the pipeline's ``latencyStats`` is on."""
+        stats = super().element_stats()
+        if self.media is not None and self.owner.properties.get("latencyStats"):
+            latencies = self.media.latency.media_latency_stats()
+            stats.update(inputLatency=latencies, E2ELatency=latencies)
+        return stats
 
     def get_stats(self, media_type: str | None = None) -> dict[str, Any]:
         """The endpoint entry plus RTP stream stats from packet flow."""

@@ -119,6 +119,7 @@ class EmulatorServer:
             await server.wait_closed()
         self._servers.clear()
         await self.media_set.release_all()
+        self.media.transcoders.close()  # none should be left once every element is released
 
     async def restart_state(self) -> None:
         """Drop every object and session and take a new server id, like a KMS restart."""
