@@ -33,13 +33,16 @@ COPY emulator ./emulator
 RUN pip install --no-cache-dir . \
     && groupadd --system --gid 10001 kurento \
     && useradd --system --uid 10001 --gid kurento --home-dir /nonexistent \
-       --shell /usr/sbin/nologin kurento
+       --shell /usr/sbin/nologin kurento \
+    && install -d -o kurento -g kurento /var/lib/kurento
 
 # Same layout as KMS: bind-mount your own /etc/kurento to replace these files.
 COPY docker/BaseRtpEndpoint.conf.ini /etc/kurento/modules/kurento/BaseRtpEndpoint.conf.ini
 
 # Unprivileged user "kurento" (numeric, so Kubernetes' runAsNonRoot can check it).
 USER 10001:10001
+# Writable working folder: relative paths such as capture_dir ("captures") land here.
+WORKDIR /var/lib/kurento
 EXPOSE 8888/tcp 8433/tcp 40000-40099/udp
 
 # A JSON-RPC ping over the server's own WebSocket (port, path and token from the same settings).
