@@ -53,6 +53,7 @@ rtp-deps:
 lint: install-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/hadolint Dockerfile
 
 typecheck: install-test
 	$(BIN)/mypy

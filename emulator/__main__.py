@@ -58,6 +58,12 @@ def parse_args(argv: Sequence[str] | None) -> tuple[dict[str, Any], Path | None,
     )
     parser.add_argument("--faults", type=json.loads, help="fault rules from the start (JSON list)")
     parser.add_argument("--fault-seed", type=int, help="seed of the fault injector (default 0)")
+    parser.add_argument("--access-token", help="require ?access_token=TOKEN (default: no check)")
+    parser.add_argument("--allowed-origins", help="comma list of accepted Origin headers (any)")
+    parser.add_argument("--max-sessions", type=int, help="most sessions at once (no limit)")
+    parser.add_argument(
+        "--max-objects-per-session", type=int, help="most objects per session (no limit)"
+    )
     parser.add_argument(
         "-f", "--conf-file", type=Path, help="kurento.conf.json (default /etc/kurento/...)"
     )

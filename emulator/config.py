@@ -69,7 +69,8 @@ class LoadedSettings:
         lines = []
         for name in Settings.model_fields:
             value = getattr(self.settings, name)
-            shown = "***" if "password" in name and value else value
+            secret = "password" in name or "token" in name
+            shown = "***" if secret and value else value
             lines.append(f"{name} = {shown!r} ({self.origins.get(name, 'default')})")
         return lines
 
@@ -144,7 +145,21 @@ def settings_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
     gst = environ.get("GST_DEBUG", "").strip()
     if gst:
         found["log_level"] = gst_debug_level(gst)
+    for name in Settings.model_fields:
+        # Read here (not by pydantic) so they rank above config files and show their origin.
+        value = environ.get(f"KURENTO_EMULATOR_{name.upper()}", "").strip()
+        if value and name not in found:
+            found[name] = _env_value(name, value)
     return found
+
+
+def _env_value(name: str, value: str) -> Any:
+    if name == "metadata":
+        try:
+            return json.loads(value)
+        except ValueError as exc:
+            raise ConfigError(f"KURENTO_EMULATOR_METADATA is not JSON: {exc}") from exc
+    return value
 
 
 def gst_debug_level(value: str) -> str:

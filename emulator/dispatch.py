@@ -73,7 +73,7 @@ class Dispatcher:
         self.clock = clock
         self.observer = observer
         self.cache = ReplayCache(settings.request_cache_ttl)
-        self.max_objects_per_session: int | None = None
+        self.max_objects_per_session: int | None = settings.max_objects_per_session
         self.faults: RpcFaults | None = None
         self.handlers: dict[str, Handler] = {
             "ping": self.ping,
@@ -168,6 +168,7 @@ class Dispatcher:
             cls.constructor, params.get("constructorParams"), "constructorParams", self._resolve
         )
         parent = next((v for v in values.values() if isinstance(v, MediaObject)), None)
+        self._check_session_limit(session_id)
         self._check_object_limit(session_id)
         obj = CLASSES[cls.name](
             self.media_set.services, new_object_id(cls.name, parent), parent, values
@@ -322,6 +323,16 @@ class Dispatcher:
         if not self.media_set.activity.knows(session_id):
             raise InvalidSession()
         self.media_set.activity.touch(session_id)
+
+    def _check_session_limit(self, session_id: str) -> None:
+        limit = self.settings.max_sessions
+        activity = self.media_set.activity
+        new = not activity.knows(session_id)
+        if limit is not None and new and len(activity.sessions()) >= limit:
+            raise NotEnoughResources(
+                f"Too many sessions: {limit} are open (setting max_sessions); "
+                "close one (closeSession) or reuse a sessionId"
+            )
 
     def _check_object_limit(self, session_id: str) -> None:
         limit = self.max_objects_per_session

@@ -114,6 +114,20 @@ class Settings(BaseSettings):
     )
     fault_seed: int = Field(0, description="Seed of the fault injector's random choices")
 
+    # -- access control (KMS has none: every default below keeps it open) -----------------------
+    access_token: str | None = Field(
+        None, description="Required ?access_token= on the WebSocket URL; unset = no check (KMS)"
+    )
+    allowed_origins: str = Field(
+        "", description="Comma list of Origin headers accepted; empty = any (KMS)"
+    )
+    max_sessions: int | None = Field(
+        None, description="Most sessions at once; a create that would open one more gets 40009"
+    )
+    max_objects_per_session: int | None = Field(
+        None, description="Most objects one session references; past it create gets 40009"
+    )
+
     # -- logging ---------------------------------------------------------------------------------
     log_level: str = Field("INFO", description="Python log level of the emulator's loggers")
 
@@ -148,4 +162,8 @@ class Settings(BaseSettings):
             raise ValueError("gc_period must be positive (seconds)")
         if self.shutdown_timeout <= 0:
             raise ValueError("shutdown_timeout must be positive (seconds)")
+        for name in ("max_sessions", "max_objects_per_session"):
+            limit = getattr(self, name)
+            if limit is not None and limit < 1:
+                raise ValueError(f"{name} must be at least 1 (leave it unset for no limit)")
         return self

@@ -138,7 +138,12 @@ class KurentoClient:
     ) -> KurentoClient:
         """Open a connection (kurento-client's first ``ping``, without the module check)."""
         client = cls(url, ssl_context=ssl_context, reconnect=reconnect)
-        await asyncio.wait_for(client._open(), timeout)
+        try:
+            await asyncio.wait_for(client._open(), timeout)
+        except BaseException:
+            # A server that accepted the socket but never answered the ping: do not leak it.
+            await client.close()
+            raise
         return client
 
     async def __aenter__(self) -> KurentoClient:
@@ -152,6 +157,16 @@ class KurentoClient:
         """The session this client works in."""
         return self.protocol.session_id
 
+    @property
+    def connected(self) -> bool:
+        """Whether the socket is open now (False while reconnecting, and after a drop)."""
+        return self._connected.is_set()
+
+    async def wait_closed(self) -> None:
+        """Wait until the current socket closes (for good when ``reconnect`` is off)."""
+        if self._reader is not None:
+            await asyncio.shield(self._reader)
+
     # -- requests ------------------------------------------------------------------------------
 
     async def call(
@@ -160,6 +175,8 @@ class KurentoClient:
         """Send a request and wait for its result; an error reply raises its typed RpcError."""
         if self.closed:
             raise ConnectionLost("client is closed")
+        if not self.reconnect and self._reader is not None and self._reader.done():
+            raise ConnectionLost("connection closed (reconnect is off)")
         await asyncio.wait_for(self._connected.wait(), timeout)
         request_id = self.protocol.send_request(method, params)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import http
 import logging
+import urllib.parse
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -180,7 +182,18 @@ class EmulatorServer:
             return connection.respond(
                 http.HTTPStatus.INTERNAL_SERVER_ERROR, "Missing Sec-WebSocket-Key header\n"
             )
-        return None
+        return self._refusal(connection, request)
+
+    def _refusal(self, connection: ServerConnection, request: Request) -> HttpResponse | None:
+        """Access control (off by default, as KMS has none): Origin allow-list, access_token."""
+        origins = request.headers.get_all("Origin")
+        origin = origins[0] if len(origins) == 1 else None if not origins else ",".join(origins)
+        refusal = access_refusal(self.settings, request.path, origin)
+        if refusal is None:
+            return None
+        status, reason = refusal
+        logger.warning("! %s refused (HTTP %d): %s", _peer(connection), status, reason)
+        return connection.respond(status, reason + "\n")
 
     # -- connections -----------------------------------------------------------------------------
 
@@ -279,6 +292,28 @@ class EmulatorServer:
         async with self._collected:
             target = self.collector_passes + count
             await self._collected.wait_for(lambda: self.collector_passes >= target)
+
+
+def access_refusal(
+    settings: Settings, path: str, origin: str | None
+) -> tuple[http.HTTPStatus, str] | None:
+    """Why a handshake is refused (status and reason), or None to accept it.
+
+    A request without Origin is not a browser's, so the allow-list lets it through: the token is
+    what stops other programs. kurento-client sends the token as ``?access_token=`` (ecosystem.md
+    4.1), which KMS ignores.
+    """
+    allowed = [o.strip().lower() for o in settings.allowed_origins.split(",") if o.strip()]
+    if allowed and origin is not None and origin.strip().lower() not in allowed:
+        return http.HTTPStatus.FORBIDDEN, f"Origin {origin!r} is not in allowed_origins"
+    if settings.access_token:
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(path).query)
+        given = query.get("access_token", [""])[-1]
+        if not given:
+            return http.HTTPStatus.UNAUTHORIZED, "access_token required: add ?access_token=..."
+        if not hmac.compare_digest(given.encode(), settings.access_token.encode()):
+            return http.HTTPStatus.UNAUTHORIZED, "access_token is wrong"
+    return None
 
 
 def _peer(websocket: ServerConnection) -> str:

@@ -1,0 +1,386 @@
+"""A pool of Kurento servers for the project's client: round-robin calls, failover, re-inclusion.
+
+    pool = ServerPool.from_file("lab/kurentoservers.json")
+    async with pool:
+        call = await pool.place_call()          # a MediaPipeline on the next server that is up
+        endpoint = await call.pipeline.create("WebRtcEndpoint")
+        keep = call.server.candidate_filter     # apply candkillipv6 / candkilltcp / candonlyturn
+        ...
+        await call.release()
+
+One connection per server, watched by its own task: a closed socket or a ping without answer marks
+the server down (it gets no new calls), then it is retried with exponential backoff and takes calls
+again once it answers. Decisions are logged with ``= pool:`` lines. The choices themselves live in
+``protocol/pool.py``. ``python -m emulator.transport.pool`` places calls on a lab and prints them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import logging
+import ssl
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
+
+from emulator.transport.client import ConnectionLost, KurentoClient, RemoteObject
+from protocol.errors import RpcError
+from protocol.pool import PoolPlan, ServerEntry, parse_kurentoservers
+
+logger = logging.getLogger(__name__)
+
+
+class NoServerAvailable(ConnectionError):
+    """Every server of the pool is down; the message lists why."""
+
+
+@dataclass(eq=False)
+class PlacedCall:
+    """A call placed by the pool: its server (with candidate filters) and its MediaPipeline."""
+
+    number: int
+    server: ServerEntry
+    client: KurentoClient
+    pipeline: RemoteObject
+
+    def accepts_candidate(self, candidate: str) -> bool:
+        """Whether an ICE candidate passes the server's ``cand*`` filters."""
+        return self.server.candidate_filter(candidate)
+
+    async def release(self) -> None:
+        """Release the call's pipeline (a server that went away already dropped it)."""
+        with contextlib.suppress(RpcError, ConnectionLost, TimeoutError):
+            await self.pipeline.release()
+
+
+def describe_failure(exc: BaseException, timeout: float) -> str:
+    """A short reason for the log: ``connection refused``, ``no answer within 3 s``..."""
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {timeout:g} s"
+    if isinstance(exc, InvalidStatus):
+        return f"handshake refused with HTTP {exc.response.status_code}"
+    if isinstance(exc, ConnectionLost | ConnectionClosed):
+        return "connection closed"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    return f"{type(exc).__name__}: {exc}"
+
+
+class ServerPool:
+    """Places new calls round-robin on the servers that are up; watches and retries the others."""
+
+    def __init__(
+        self,
+        servers: Sequence[ServerEntry] | Sequence[dict[str, Any]] | str,
+        *,
+        ping_interval: float = 5.0,
+        ping_timeout: float = 3.0,
+        connect_timeout: float = 3.0,
+        call_timeout: float = 10.0,
+        retry_initial: float = 0.5,
+        retry_max: float = 30.0,
+        ssl_context: ssl.SSLContext | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        if isinstance(servers, str) or any(not isinstance(s, ServerEntry) for s in servers):
+            entries = parse_kurentoservers(servers if isinstance(servers, str) else list(servers))
+        else:
+            entries = [s for s in servers if isinstance(s, ServerEntry)]
+        self.entries = entries
+        self.plan = PoolPlan(entries, retry_initial, retry_max)
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
+        self.connect_timeout = connect_timeout
+        self.call_timeout = call_timeout
+        self.ssl_context = ssl_context
+        self.clients: dict[str, KurentoClient] = {}
+        self.server_ids: dict[str, str | None] = {}
+        self.placed: list[tuple[int, str]] = []
+        self._clock = clock
+        self._numbers = itertools.count(1)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._tried: set[str] = set()
+        self._changed = asyncio.Condition()
+
+    @classmethod
+    def from_file(cls, path: str | Path, **options: Any) -> ServerPool:
+        """A pool from a JSON file holding the ``kurentoservers`` list."""
+        return cls(Path(path).read_text(encoding="utf-8"), **options)
+
+    async def __aenter__(self) -> ServerPool:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def _now(self) -> float:
+        return self._clock() if self._clock else asyncio.get_running_loop().time()
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect to every server; returns once each has been tried once."""
+        for entry in self.entries:
+            self._tasks.append(asyncio.create_task(self._watch(entry), name=f"pool {entry.url}"))
+        async with self._changed:
+            await asyncio.wait_for(
+                self._changed.wait_for(lambda: len(self._tried) == len(self.entries)),
+                self.connect_timeout + self.ping_timeout + 1,
+            )
+        logger.info("= pool: %d servers, up: %s", len(self.entries), self._up_text())
+
+    async def close(self) -> None:
+        """Stop watching and close every connection (calls are not released)."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        for client in list(self.clients.values()):
+            await client.close()
+        self.clients.clear()
+
+    # -- placing calls ---------------------------------------------------------------------------
+
+    async def place_call(self) -> PlacedCall:
+        """Create a MediaPipeline for a new call on the next server that is up.
+
+        A server that fails the create (closed, no answer) is marked down and the call goes to the
+        next one; a server that answers with an error (e.g. 40009 when full) is skipped for this
+        call only.
+
+        Raises:
+            NoServerAvailable: no server is up, or every one failed this call.
+        """
+        tried: set[str] = set()
+        while True:
+            entry = self.plan.pick(frozenset(tried))
+            if entry is None:
+                states = "; ".join(f"{s.entry.url}: {s.reason}" for s in self.plan.servers)
+                raise NoServerAvailable(f"no media server can take the call ({states})")
+            tried.add(entry.url)
+            client = self.clients.get(entry.url)
+            if client is None or not client.connected:
+                await self._down(entry.url, "connection closed")
+                continue
+            try:
+                pipeline = await asyncio.wait_for(client.create("MediaPipeline"), self.call_timeout)
+            except RpcError as exc:
+                logger.warning(
+                    "= pool: server %s refused a call (%s %s), trying the next one",
+                    entry.url,
+                    exc.code,
+                    exc.message,
+                )
+                continue
+            except (TimeoutError, ConnectionLost) as exc:
+                await self._down(entry.url, describe_failure(exc, self.call_timeout))
+                with contextlib.suppress(Exception):
+                    await client.close()
+                continue
+            number = next(self._numbers)
+            self.placed.append((number, entry.url))
+            logger.info("= pool: call %d placed on %s", number, entry.url)
+            return PlacedCall(number, entry, client, pipeline)
+
+    # -- state -----------------------------------------------------------------------------------
+
+    def is_up(self, url: str) -> bool:
+        """Whether the server takes new calls."""
+        return self.plan.health(url).up
+
+    async def wait_until(self, url: str, up: bool, timeout: float) -> None:
+        """Wait until the pool sees the server up (or down), at most ``timeout`` seconds."""
+        async with self._changed:
+            await asyncio.wait_for(
+                self._changed.wait_for(lambda: self.plan.health(url).up is up), timeout
+            )
+
+    def _up_text(self) -> str:
+        return ", ".join(self.plan.up_urls()) or "none"
+
+    async def _down(self, url: str, reason: str) -> None:
+        was_up = self.plan.health(url).up
+        if self.plan.mark_down(url, reason, self._now()) or was_up:
+            logger.warning(
+                "= pool: server %s down (%s), placing on %s", url, reason, self._up_text()
+            )
+        else:
+            logger.info(
+                "= pool: server %s still down (%s), next try in %.1f s",
+                url,
+                reason,
+                self.plan.retry_delay(url, self._now()),
+            )
+        async with self._changed:
+            self._tried.add(url)
+            self._changed.notify_all()
+
+    async def _up(self, url: str, client: KurentoClient, server_id: str | None) -> None:
+        previous = self.server_ids.get(url)
+        self.clients[url] = client
+        self.server_ids[url] = server_id
+        self.plan.mark_up(url)
+        restarted = previous is not None and previous != server_id
+        logger.info(
+            "= pool: server %s up (serverId %s%s), placing on %s",
+            url,
+            server_id,
+            ", restarted: its old sessions are gone" if restarted else "",
+            self._up_text(),
+        )
+        async with self._changed:
+            self._tried.add(url)
+            self._changed.notify_all()
+
+    # -- one task per server ---------------------------------------------------------------------
+
+    async def _watch(self, entry: ServerEntry) -> None:
+        """Connect, watch while up, retry with backoff while down; forever."""
+        url = entry.url
+        while True:
+            try:
+                client = await KurentoClient.connect(
+                    url,
+                    ssl_context=self.ssl_context,
+                    reconnect=False,
+                    timeout=self.connect_timeout,
+                )
+            except (OSError, TimeoutError, WebSocketException, RpcError, ConnectionLost) as exc:
+                await self._down(url, describe_failure(exc, self.connect_timeout))
+            else:
+                try:
+                    # connect without a sessionId: a new session, and the serverId (new per start)
+                    result = await client.call("connect", timeout=self.ping_timeout)
+                    server_id = result.get("serverId") if isinstance(result, dict) else None
+                except (TimeoutError, RpcError, ConnectionLost) as exc:
+                    reason = describe_failure(exc, self.ping_timeout)
+                else:
+                    await self._up(url, client, server_id)
+                    reason = await self._monitor(client)
+                self.clients.pop(url, None)
+                await client.close()
+                if self.plan.health(url).up:
+                    await self._down(url, reason)
+            await asyncio.sleep(self.plan.retry_delay(url, self._now()))
+
+    async def _monitor(self, client: KurentoClient) -> str:
+        """Return why the server stopped being usable: socket closed or ping unanswered."""
+        while True:
+            try:
+                await asyncio.wait_for(client.wait_closed(), self.ping_interval)
+            except TimeoutError:
+                pass
+            else:
+                return "connection closed"
+            try:
+                await client.call("ping", timeout=self.ping_timeout)
+            except TimeoutError:
+                return f"no answer to ping within {self.ping_timeout:g} s"
+            except (RpcError, ConnectionLost) as exc:
+                return f"ping failed: {describe_failure(exc, self.ping_timeout)}"
+
+
+# -- command line: watch round-robin and failover on a lab ----------------------------------------
+
+
+async def place_calls(
+    pool: ServerPool, count: int | None, interval: float, hold: int = 3
+) -> list[PlacedCall]:
+    """Place a call every ``interval`` seconds (forever if ``count`` is None), keeping ``hold``."""
+    held: list[PlacedCall] = []
+    placed: list[PlacedCall] = []
+    for _ in itertools.count() if count is None else range(count):
+        try:
+            call = await pool.place_call()
+        except NoServerAvailable as exc:
+            logger.warning("= pool: %s", exc)
+        else:
+            placed.append(call)
+            held.append(call)
+            if len(held) > hold:
+                await held.pop(0).release()
+        await asyncio.sleep(interval)
+    for call in held:
+        await call.release()
+    return placed
+
+
+async def demo(interval: float) -> None:
+    """Three in-process servers; one stops after a few calls and comes back on the same port."""
+    from emulator.settings import Settings
+    from emulator.transport.server import EmulatorServer
+
+    def settings(port: int) -> Settings:
+        values: dict[str, Any] = {"host": "127.0.0.1", "port": port, "secure_port": None}
+        return Settings(**values)
+
+    servers = [EmulatorServer(settings(0)) for _ in range(3)]
+    for server in servers:
+        await server.start()
+    urls = [server.urls["ws"] for server in servers]
+    pool = ServerPool([{"url": url} for url in urls], ping_interval=1, retry_initial=0.2)
+    try:
+        async with pool:
+            await place_calls(pool, 6, interval)
+            port = servers[1].port("ws")
+            logger.info("demo: stopping %s", urls[1])
+            await servers[1].stop()
+            await place_calls(pool, 6, interval)
+            logger.info("demo: starting %s again (a new serverId, as a KMS restart)", urls[1])
+            servers[1] = EmulatorServer(settings(port))
+            await servers[1].start()
+            await pool.wait_until(urls[1], up=True, timeout=30)
+            await place_calls(pool, 6, interval)
+    finally:
+        for server in servers:
+            await server.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m emulator.transport.pool [FILE | --demo]``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m emulator.transport.pool",
+        description="Place calls round-robin on the servers of a kurentoservers file and log "
+        "the pool's decisions (stop and start a server to watch failover).",
+    )
+    parser.add_argument("file", nargs="?", help="JSON file with the kurentoservers list")
+    parser.add_argument("--demo", action="store_true", help="three local servers, one restarts")
+    parser.add_argument("--calls", type=int, help="how many calls (default: until Ctrl-C)")
+    parser.add_argument("--interval", type=float, default=1.0, help="seconds between calls")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stdout
+    )
+    # Only the pool's decisions: the servers' and clients' own lines would drown them.
+    logging.getLogger("emulator").setLevel(logging.WARNING)
+    logging.getLogger("websockets").setLevel(logging.WARNING)
+    logger.setLevel(logging.INFO)
+    if args.demo:
+        asyncio.run(demo(min(args.interval, 0.3)))
+        return 0
+    if not args.file:
+        parser.error("give a kurentoservers file (e.g. lab/kurentoservers.json) or --demo")
+
+    async def run() -> None:
+        async with ServerPool.from_file(args.file, ping_interval=2, retry_initial=0.5) as pool:
+            await place_calls(pool, args.calls, args.interval)
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
