@@ -39,6 +39,11 @@ ENV_FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
 }
 INI_FIELDS: dict[str, dict[str, str]] = {
     "BaseRtpEndpoint": {"minPort": "min_port", "maxPort": "max_port", "mtu": "mtu"},
+    "MediaElement": {
+        "encoderBitrate": "encoder_bitrate",
+        "minEncoderBitrate": "min_encoder_bitrate",
+        "maxEncoderBitrate": "max_encoder_bitrate",
+    },
     "WebRtcEndpoint": {
         "networkInterfaces": "network_interfaces",
         "stunServerAddress": "stun_server_address",
@@ -50,6 +55,7 @@ INI_FIELDS: dict[str, dict[str, str]] = {
         "pemCertificateECDSA": "pem_certificate",
     },
 }
+SDP_ENDPOINT_JSON = "SdpEndpoint.conf.json"
 GST_LEVELS = {0: "CRITICAL", 1: "ERROR", 2: "WARNING", 3: "INFO", 4: "INFO", 5: "DEBUG"}
 
 
@@ -212,6 +218,27 @@ def read_module_configs(folder: Path) -> dict[Path, dict[str, Any]]:
         path = folder / f"{class_name}.conf.ini"
         if path.exists():
             found[path] = _read_ini(path, keys)
+    sdp = folder / SDP_ENDPOINT_JSON
+    if sdp.exists():
+        found[sdp] = read_sdp_endpoint_conf(sdp)
+    return found
+
+
+def read_sdp_endpoint_conf(path: Path) -> dict[str, Any]:
+    """``numAudioMedias``, ``numVideoMedias``, ``audioCodecs`` and ``videoCodecs`` (lists of
+    ``{"name": "opus/48000/2"}``); other keys (estos' ``jbufmodertp``...) are logged, ignored."""
+    try:
+        data = _strip_comments(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: not readable JSON ({exc}); fix or remove the file") from exc
+    keys = {"numAudioMedias": "num_audio_medias", "numVideoMedias": "num_video_medias"}
+    found: dict[str, Any] = {keys[k]: v for k, v in data.items() if k in keys}
+    for key, name in (("audioCodecs", "audio_codecs"), ("videoCodecs", "video_codecs")):
+        if key in data:
+            entries = data[key] if isinstance(data[key], list) else []
+            found[name] = [e["name"] for e in entries if isinstance(e, dict) and "name" in e]
+    for key in data.keys() - {*keys, "audioCodecs", "videoCodecs"}:
+        logger.info("%s: key %r is not used by kurento-emulator, ignored", path, key)
     return found
 
 

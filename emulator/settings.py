@@ -64,6 +64,21 @@ class Settings(BaseSettings):
         False, description="Latch onto the first RTP source (RFC 7362); off = drop other sources"
     )
 
+    # -- SDP negotiation (SdpEndpoint.conf.json) and elements (MediaElement.conf.ini) ------------
+    num_audio_medias: int = Field(1, description="numAudioMedias: audio m-lines accepted per SDP")
+    num_video_medias: int = Field(1, description="numVideoMedias: video m-lines accepted per SDP")
+    audio_codecs: list[str] = Field(
+        default_factory=list,
+        description="audioCodecs names (opus/48000/2, PCMU/8000, ...) in preference order; "
+        "empty = every served codec",
+    )
+    video_codecs: list[str] = Field(
+        default_factory=list, description="videoCodecs names (VP8/90000, H264/90000); empty = all"
+    )
+    encoder_bitrate: int = Field(300000, description="encoderBitrate default of MediaElements")
+    min_encoder_bitrate: int = Field(0, description="minEncoderBitrate default")
+    max_encoder_bitrate: int = Field(0, description="maxEncoderBitrate default (0 = unlimited)")
+
     # -- WebRTC (WebRtcEndpoint.conf.ini) -----------------------------------------------------
     stun_server_address: str = Field("", description="stunServerAddress (IP address)")
     stun_server_port: int = Field(3478, description="stunServerPort")

@@ -68,6 +68,26 @@ VIDEO_CODECS = (
 SUPPORTED = {"audio": AUDIO_CODECS, "video": VIDEO_CODECS}
 
 
+def codec_matches(spec: CodecSpec, configured: str) -> bool:
+    """Whether a served codec is the one a ``SdpEndpoint.conf.json`` entry names
+    (``"opus/48000/2"``, ``"PCMU/8000"``, ``"VP8/90000"``: name, clock rate, channels if given)."""
+    name, _, rest = configured.strip().partition("/")
+    clock, _, channels = rest.partition("/")
+    if name.lower() != spec.name.lower() or (clock and clock != str(spec.clock_rate)):
+        return False
+    return not channels or channels == str(spec.channels or 1)
+
+
+def served(kind: str, configured: tuple[str, ...] = ()) -> list[CodecSpec]:
+    """The codecs of a media kind in offer order: those ``configured`` names, in its order, or
+    every served codec when it is empty. telephone-event is always served (RFC 4733 DTMF)."""
+    specs = SUPPORTED.get(kind, ())
+    if not configured:
+        return list(specs)
+    chosen = [s for name in configured for s in specs if codec_matches(s, name)]
+    return chosen + [s for s in specs if is_dtmf(s.as_codec()) and s not in chosen]
+
+
 def find_spec(kind: str, codec: Codec) -> CodecSpec | None:
     """The served codec matching an offered one (H264 also needs packetization-mode 1)."""
     for spec in SUPPORTED.get(kind, ()):

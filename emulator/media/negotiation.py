@@ -12,7 +12,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from emulator.media.codecs import SUPPORTED, CodecSpec, find_spec, is_dtmf
+from emulator.media.codecs import SUPPORTED, CodecSpec, find_spec, is_dtmf, served
 from protocol.errors import SdpParseError
 from protocol.sdp import Attribute, Codec, MediaSection, Origin, SessionDescription, effective
 
@@ -98,6 +98,18 @@ class LocalPolicy:
     sendonly: bool = False
     num_audio: int = 1
     num_video: int = 1
+    audio_codecs: tuple[str, ...] = ()
+    """``SdpEndpoint.conf.json`` audioCodecs names; empty = every served codec."""
+    video_codecs: tuple[str, ...] = ()
+    """``SdpEndpoint.conf.json`` videoCodecs names; empty = every served codec."""
+
+    def served(self, kind: str) -> list[CodecSpec]:
+        """The codecs this endpoint negotiates for a media kind, in offer order."""
+        return served(kind, self.audio_codecs if kind == "audio" else self.video_codecs)
+
+    def served_names(self, kind: str) -> str:
+        """The negotiable codecs of a kind, for error messages."""
+        return ", ".join(s.name for s in self.served(kind) if s.name != "telephone-event")
 
     @property
     def direction(self) -> str:
@@ -174,7 +186,7 @@ def _plan_line(
     elif counts[media.kind] >= limit:
         line.reason = f"only {limit} {media.kind} line(s) accepted (SdpEndpoint.conf.json)"
     else:
-        _choose_codecs(line, media)
+        _choose_codecs(line, media, policy)
         if line.codecs:
             counts[media.kind] += 1
             line.accepted = True
@@ -183,19 +195,20 @@ def _plan_line(
             line.remote_ssrcs = set(media.ssrcs)
         else:
             offered = ", ".join(c.name for c in media.codecs) or "none"
-            have = ", ".join(s.name for s in SUPPORTED[media.kind] if s.name != "telephone-event")
+            have = policy.served_names(media.kind)
             line.reason = f"no common codec; offered {offered}, have {have}"
     return line
 
 
-def _choose_codecs(line: MediaLine, media: MediaSection) -> None:
+def _choose_codecs(line: MediaLine, media: MediaSection, policy: LocalPolicy) -> None:
     events: list[Codec] = []
+    allowed = policy.served(media.kind)
     for codec in media.codecs:
         if is_dtmf(codec):
             events.append(codec)
             continue
         spec = find_spec(media.kind, codec)
-        if spec is not None:
+        if spec is not None and spec in allowed:
             line.codecs.append(_local_copy(codec, spec))
     # Browsers list telephone-event/48000 before /8000: take the one at the clock rate of the
     # first codec, so that RFC 4733 events bridge to a PBX's PCMU/PCMA leg without conversion.
@@ -220,14 +233,21 @@ def _local_copy(codec: Codec, spec: CodecSpec | None) -> Codec:
 def plan_offer(policy: LocalPolicy, audio: bool, video: bool) -> list[MediaLine]:
     """The m-lines of a local offer: audio, video, then data channels."""
     lines: list[MediaLine] = []
-    for kind, wanted in (("audio", audio), ("video", video)):
+    # numAudioMedias/numVideoMedias 0 (an audio-only SdpEndpoint.conf.json) offer no such line.
+    for kind, wanted in (
+        ("audio", audio and policy.num_audio),
+        ("video", video and policy.num_video),
+    ):
         if not wanted:
             continue
+        specs = policy.served(kind)
+        codecs = [spec.as_codec() for spec in specs if spec.name != "telephone-event"]
+        if not codecs:
+            logger.warning("no %s codec to offer: none of the configured ones is served", kind)
+            continue
         line = MediaLine(index=len(lines), kind=kind, mid=str(len(lines)), accepted=True)
-        line.codecs = [
-            spec.as_codec() for spec in SUPPORTED[kind] if spec.name != "telephone-event"
-        ]
-        dtmf = [s for s in SUPPORTED[kind] if s.name == "telephone-event" and s.clock_rate == 8000]
+        line.codecs = codecs
+        dtmf = [s for s in specs if s.name == "telephone-event" and s.clock_rate == 8000]
         line.dtmf = dtmf[0].as_codec() if dtmf else None
         line.extensions = {uri: number for number, uri in enumerate(EXTENSIONS[:3], start=1)}
         line.direction = policy.direction

@@ -9,9 +9,8 @@ Codec choice reuses ``negotiation``: the served codecs, in the offerer's order.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from emulator.media.codecs import SUPPORTED
 from emulator.media.negotiation import (
     LocalPolicy,
     MediaLine,
@@ -90,10 +89,10 @@ def plan_answer(
         media.reason = _refusal(section, sdes, counts, policy)
         if media.reason:
             continue
-        _choose_codecs(media, section)
+        _choose_codecs(media, section, policy)
         if not media.codecs:
             offered = ", ".join(c.name for c in section.codecs) or "none"
-            have = ", ".join(s.name for s in SUPPORTED[section.kind] if s.name != "telephone-event")
+            have = policy.served_names(section.kind)
             media.reason = f"no common codec; offered {offered}, have {have}"
             continue
         if sdes is not None:
@@ -135,9 +134,7 @@ def plan_local_offer(
 ) -> list[PlainLine]:
     """The m-lines of a local offer: served codecs, ``a=rtcp-mux`` offered with ``a=rtcp``."""
     lines = []
-    for media in plan_offer(
-        LocalPolicy(recvonly=policy.recvonly, sendonly=policy.sendonly), audio, video
-    ):
+    for media in plan_offer(replace(policy, use_data_channels=False), audio, video):
         media.extensions = {}
         media.transport = media.index
         if media.kind == "video":
@@ -173,7 +170,7 @@ def apply_answer(
             continue
         offered = {c.payload_type for c in media.codecs}
         media.codecs, media.dtmf = [], None
-        _choose_codecs(media, section)
+        _choose_codecs(media, section, LocalPolicy())  # the offer already applied the policy
         media.codecs = [c for c in media.codecs if c.payload_type in offered]
         if not media.codecs:
             media.accepted = False

@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from emulator.media.capture import CaptureBudget, CaptureService
 from emulator.media.ice import AddressPolicy, apply_consent_timing
+from emulator.media.negotiation import LocalPolicy
 from emulator.media.peer import TurnServer, parse_turn_url
 from emulator.media.ports import PortRange
 from emulator.media.transcoding import Transcoders
@@ -132,6 +133,18 @@ class MediaServices:
         for media in self.live:
             total.add_media(media)
         return total
+
+    def sdp_policy(self, **endpoint: bool) -> LocalPolicy:
+        """What an SdpEndpoint negotiates: ``SdpEndpoint.conf.json``'s m-line counts and codecs,
+        with the endpoint's own flags (``use_data_channels``, ``recvonly``, ``sendonly``)."""
+        settings = self.settings
+        return LocalPolicy(
+            num_audio=settings.num_audio_medias,
+            num_video=settings.num_video_medias,
+            audio_codecs=tuple(settings.audio_codecs),
+            video_codecs=tuple(settings.video_codecs),
+            **endpoint,
+        )
 
     def address_policy(self, network_interfaces: str, ipv6: bool | None = None) -> AddressPolicy:
         """Host candidate addresses for an endpoint's ``networkInterfaces``."""

@@ -29,6 +29,12 @@ class MediaElement(MediaObject):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        settings = self.services.settings
+        self.properties.update(
+            encoderBitrate=settings.encoder_bitrate,
+            minEncoderBitrate=settings.min_encoder_bitrate,
+            maxEncoderBitrate=settings.max_encoder_bitrate,
+        )
         self.flowing_in: dict[tuple[str, str], bool] = {}
         self.flowing_out: dict[tuple[str, str], bool] = {}
         self.transcoding: dict[tuple[str, str], bool] = {}

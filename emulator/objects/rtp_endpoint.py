@@ -74,6 +74,7 @@ class RtpEndpoint(BaseRtpEndpoint):
             advertised_address=external or bind,
             sdes=self.sdes,
             latching=settings.rtp_latching,
+            policy=shared.sdp_policy(),
         )
 
     async def on_release(self) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 from emulator.media.capture import PcapWriter, endpoint_tap
-from emulator.media.negotiation import LocalPolicy
 from emulator.media.peer import PeerConfig, parse_turn_url
 from emulator.media.services import MEDIA_SERVICE, MediaServices
 from emulator.media.webrtc import MediaPacket, WebRtcMedia
@@ -80,7 +79,7 @@ class WebRtcEndpoint(BaseRtpEndpoint):
             ports=shared.ports,
             addresses=shared.address_policy(props["networkInterfaces"]),
             certificate=shared.certificate,
-            policy=LocalPolicy(
+            policy=shared.sdp_policy(
                 use_data_channels=bool(self.params.get("useDataChannels")),
                 recvonly=bool(self.params.get("recvonly")),
                 sendonly=bool(self.params.get("sendonly")),

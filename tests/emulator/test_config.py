@@ -129,3 +129,29 @@ def test_invalid_start_exits_with_message() -> None:
     )
     assert result.returncode == 2
     assert "min_port" in result.stderr
+
+
+def test_sdp_endpoint_json_and_media_element_ini(tmp_path: Path) -> None:
+    """SdpEndpoint.conf.json (the estos audio-only variant, with its extra keys) and
+    MediaElement.conf.ini are read from the modules folder."""
+    folder = _conf_dir(tmp_path) / "modules" / "kurento"
+    (folder / "SdpEndpoint.conf.json").write_text(
+        json.dumps(
+            {
+                "//": "estos variant",
+                "numAudioMedias": 1,
+                "numVideoMedias": 0,
+                "audioCodecs": [{"name": "opus/48000/2"}, {"name": "PCMA/8000"}],
+                "videoCodecs": [{"name": "VP8/90000"}],
+                "jbufmodertp": 1,
+            }
+        )
+    )
+    (folder / "MediaElement.conf.ini").write_text("encoderBitrate=500000\nmaxEncoderBitrate=0\n")
+    loaded = load_settings({}, environ={}, conf_file=tmp_path / "kurento.conf.json")
+    settings = loaded.settings
+    assert (settings.num_audio_medias, settings.num_video_medias) == (1, 0)
+    assert settings.audio_codecs == ["opus/48000/2", "PCMA/8000"]
+    assert settings.video_codecs == ["VP8/90000"]
+    assert settings.encoder_bitrate == 500000
+    assert loaded.origins["audio_codecs"] == str(folder / "SdpEndpoint.conf.json")
