@@ -25,7 +25,15 @@ from emulator.media.rtp import is_rtcp, parse_rtp
 from emulator.transport.client import KurentoClient
 from protocol.sdp import SessionDescription
 from tests.media.peers import negotiate
-from tests.media.rtp_peers import PcmuPeer, UdpPeer, dominant_frequency, peer_sdp, udp_peer
+from tests.media.rtp_peers import (
+    PcmuPeer,
+    TonePeer,
+    UdpPeer,
+    dominant_frequency,
+    peer_sdp,
+    spy_received,
+    udp_peer,
+)
 
 FFMPEG = shutil.which("ffmpeg")
 pytestmark = pytest.mark.skipif(FFMPEG is None, reason="ffmpeg missing (make rtp-deps)")
@@ -115,8 +123,8 @@ class SymmetricPort:
             self.peer.send(data, self.endpoint)
 
 
-def receiver_sdp(port: int, crypto: str | None = None) -> str:
-    """The SDP file ffmpeg reads to receive PCMU (optionally SDES-SRTP) on ``port``."""
+def receiver_sdp(port: int, crypto: str | None = None, codec: str = "0 PCMU/8000") -> str:
+    """The SDP file ffmpeg reads to receive ``codec`` (optionally SDES-SRTP) on ``port``."""
     proto = "RTP/SAVP" if crypto else "RTP/AVP"
     lines = [
         "v=0",
@@ -124,8 +132,8 @@ def receiver_sdp(port: int, crypto: str | None = None) -> str:
         "s=pbx",
         "c=IN IP4 127.0.0.1",
         "t=0 0",
-        f"m=audio {port} {proto} 0",
-        "a=rtpmap:0 PCMU/8000",
+        f"m=audio {port} {proto} {codec.split()[0]}",
+        f"a=rtpmap:{codec}",
     ]
     if crypto:
         lines.append(f"a=crypto:{crypto}")
@@ -151,20 +159,23 @@ async def receive_wav(ffmpeg: Processes, sdp: str, folder: Path) -> tuple[Path, 
     return out, process
 
 
-def send_args(target: int, params: list[str], url: str = "rtp") -> list[str]:
-    """ffmpeg arguments sending a 440 Hz PCMU tone as RTP to ``127.0.0.1:target``."""
+def send_args(
+    target: int, params: list[str], url: str = "rtp", codec: str = "pcm_mulaw", rate: int = 8000
+) -> list[str]:
+    """ffmpeg arguments sending a 440 Hz tone (PCMU unless ``codec`` says otherwise, sampled at
+    ``rate``) as RTP to ``127.0.0.1:target``."""
     return [
         "-re",
         "-f",
         "lavfi",
         "-i",
-        "sine=frequency=440:sample_rate=8000",
+        f"sine=frequency=440:sample_rate={rate}",
         "-t",
         "15",
         "-ac",
         "1",
         "-c:a",
-        "pcm_mulaw",
+        codec,
         "-f",
         "rtp",
         *params,
@@ -250,3 +261,71 @@ async def test_ffmpeg_sdes_srtp_both_ways(
     assert abs(dominant_frequency(samples[800:], rate) - 440) < 10
     stats = await rtp.invoke("getStats")
     assert next(s for s in stats.values() if s["type"] == "endpoint")["srtpFailures"] == 0
+
+
+@pytest.mark.parametrize(
+    ("sdp_codec", "encoder", "rate"),
+    [("8 PCMA/8000", "pcm_alaw", 8000), ("9 G722/8000", "g722", 16000)],
+    ids=["pcma", "g722"],
+)
+async def test_ffmpeg_transcoded_call_with_opus_peer(
+    media_client: KurentoClient,
+    ffmpeg: Processes,
+    tmp_path: Path,
+    sdp_codec: str,
+    encoder: str,
+    rate: int,
+) -> None:
+    """aiortc (Opus only, 880 Hz) <-> WebRtcEndpoint <-> RtpEndpoint <-> an ffmpeg PBX that
+    offers PCMA (or G.722) only, 440 Hz: both directions are transcoded. The RTP leg carries the
+    PBX's payload type, each end decodes the other's tone, and each element reports TRANSCODING
+    for the sink it feeds."""
+    payload_type = int(sdp_codec.split()[0])
+    pipeline = await media_client.create("MediaPipeline")
+    webrtc = await pipeline.create("WebRtcEndpoint")
+    rtp = await pipeline.create("RtpEndpoint")
+    events = {
+        "webrtc": await webrtc.subscribe("MediaTranscodingStateChanged"),
+        "rtp": await rtp.subscribe("MediaTranscodingStateChanged"),
+    }
+    await webrtc.connect(rtp, "AUDIO")
+    await rtp.connect(webrtc, "AUDIO")
+    receiver_port = free_pair()
+    peer = TonePeer(audio=False, video=False, mime="audio/opus", frequency=880)
+    try:
+        await negotiate(webrtc, peer)
+        seen = spy_received(peer)
+        async with udp_peer() as pbx:
+            port = SymmetricPort(pbx, receiver_port)
+            offer = peer_sdp(pbx.port, audio=sdp_codec, dtmf=None)
+            answer = SessionDescription.parse(await rtp.invoke("processOffer", offer=offer))
+            assert [c.name for c in answer.media[0].codecs] == [sdp_codec.split()[1][:4]]
+            port.endpoint = ("127.0.0.1", answer.media[0].port)
+            wav, receiver = await receive_wav(
+                ffmpeg, receiver_sdp(receiver_port, codec=sdp_codec), tmp_path
+            )
+            await ffmpeg.start(*send_args(pbx.port, [], codec=encoder, rate=rate))
+            await asyncio.wait_for(port.arrived.wait(), 15)
+            await peer.wait_for(peer.heard_seconds(2.0))
+            await finished(receiver)
+        assert set(port.payload_types) == {payload_type}
+        samples, wav_rate = read_wav(wav)
+        assert wav_rate == rate and len(samples) > rate
+        assert abs(dominant_frequency(samples[rate // 10 :], wav_rate) - 880) < 10
+        assert peer.heard_rate == 48000
+        assert {v.payload_type for v in seen} == {_opus_payload_type(peer)}
+        assert abs(dominant_frequency(peer.last_heard(1.0), 48000) - 440) < 10
+        for name, element in (("webrtc", webrtc), ("rtp", rtp)):
+            event = await events[name].get(timeout=5)
+            assert (event["state"], event["binName"]) == ("TRANSCODING", "transcoder_audio")
+            assert event["source"] == element.id
+            assert await element.invoke("isMediaTranscoding", mediaType="AUDIO") is True
+    finally:
+        await peer.close()
+
+
+def _opus_payload_type(peer: TonePeer) -> int:
+    """The payload type of Opus in the server's answer (its only audio codec)."""
+    (codec,) = SessionDescription.parse(peer.pc.remoteDescription.sdp).media[0].codecs
+    assert codec.name.lower() == "opus"
+    return codec.payload_type
