@@ -41,6 +41,7 @@ from aiortc.rtp import (
 from emulator.media import plain_sdp
 from emulator.media.capture import PcapWriter
 from emulator.media.codecs import is_dtmf
+from emulator.media.fragmentation import sized_for_leg
 from emulator.media.negotiation import LocalPolicy, MediaLine, new_session_id, parse_description
 from emulator.media.plain_sdp import LocalPorts, PlainLine
 from emulator.media.ports import PortRange
@@ -473,7 +474,13 @@ class PlainRtpMedia:
                 )
                 return False
             self.transcoding.stop(packet.kind)  # the source now sends a codec the PBX takes
-        return self._send_view(line, packet.view, packet.source, payload_type)
+        stream = self.outbound.get(line.media.kind)
+        sent = False
+        for index, view in enumerate(sized_for_leg(packet.view, packet.codec.name, self.name)):
+            if index and stream is not None:
+                stream.split_packet()
+            sent = self._send_view(line, view, packet.source, payload_type) or sent
+        return sent
 
     def _send_view(self, line: PlainLine, view: RtpView, source: object, payload_type: int) -> bool:
         stream = self.outbound.get(line.media.kind)

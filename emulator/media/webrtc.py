@@ -33,6 +33,7 @@ from aiortc.rtp import (
 )
 
 from emulator.media.codecs import is_dtmf
+from emulator.media.fragmentation import sized_for_leg
 from emulator.media.impairment import Impairment
 from emulator.media.negotiation import MediaLine
 from emulator.media.peer import PeerConfig, PeerTransport, WebRtcPeer
@@ -429,15 +430,24 @@ class WebRtcMedia:
                 )
                 return False
             self.transcoding.stop(packet.kind)  # the source now sends a codec the peer takes
-        return self._send(
-            line,
-            stream,
-            packet.view,
-            packet.source,
-            packet.extensions,
-            payload_type,
-            packet.source.last_arrival,
-        )
+        views = sized_for_leg(packet.view, packet.codec.name, self.name)
+        sent = False
+        for index, view in enumerate(views):
+            if index:
+                stream.split_packet()
+            sent = (
+                self._send(
+                    line,
+                    stream,
+                    view,
+                    packet.source,
+                    packet.extensions,
+                    payload_type,
+                    packet.source.last_arrival,
+                )
+                or sent
+            )
+        return sent
 
     def _send(
         self,

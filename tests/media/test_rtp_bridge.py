@@ -8,12 +8,12 @@ from typing import Any
 import av
 import numpy as np
 import pytest
-from aiortc import RTCSessionDescription
+from aiortc import RTCRtpSender, RTCSessionDescription
 
 from emulator.media.rtp import RtpView, parse_rtp
 from emulator.transport.client import KurentoClient
 from protocol.sdp import SessionDescription
-from tests.media.peers import negotiate, trickle
+from tests.media.peers import ClientPeer, negotiate, trickle
 from tests.media.rtp_peers import (
     DtmfInjector,
     PcmuPeer,
@@ -178,5 +178,33 @@ async def test_dtmf_from_webrtc_reaches_pbx_retimed(
         assert events[-1].payload[1] & 0x3F == 10  # volume
         transcoding = await webrtc.invoke("isMediaTranscoding", mediaType="AUDIO")
         assert transcoding is transcoded
+    finally:
+        await peer.close()
+
+
+async def test_webrtc_vp8_reaches_video_phone(media_client: KurentoClient) -> None:
+    """aiortc's VP8 reaches a video phone that negotiated VP8 as 97: forwarded (no
+    transcoding) with the phone's payload type, one SSRC, no WebRTC header extensions."""
+    pipeline = await media_client.create("MediaPipeline")
+    webrtc = await pipeline.create("WebRtcEndpoint")
+    rtp = await pipeline.create("RtpEndpoint")
+    await webrtc.connect(rtp, "VIDEO")
+    peer = ClientPeer(audio=False, video=True)
+    (transceiver,) = peer.pc.getTransceivers()
+    transceiver.setCodecPreferences(
+        [c for c in RTCRtpSender.getCapabilities("video").codecs if c.name == "VP8"]
+    )
+    try:
+        async with udp_peer() as audio, udp_peer() as phone:
+            offer = peer_sdp(audio.port, dtmf=None, video="97 VP8/90000", video_port=phone.port)
+            answer = SessionDescription.parse(await rtp.invoke("processOffer", offer=offer))
+            assert [c.name for c in answer.media[1].codecs] == ["VP8"]
+            await negotiate(webrtc, peer)
+            views = [await phone.next_rtp(timeout=15) for _ in range(30)]
+        assert {v.payload_type for v in views} == {97}
+        assert all(v.ext_start < 0 for v in views)
+        assert len({v.ssrc for v in views}) == 1
+        assert sum(v.marker for v in views) >= 1
+        assert await webrtc.invoke("isMediaTranscoding", mediaType="VIDEO") is False
     finally:
         await peer.close()

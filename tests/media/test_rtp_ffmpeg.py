@@ -19,12 +19,13 @@ from typing import Any
 
 import numpy as np
 import pytest
+from aiortc import RTCRtpSender
 
 from emulator.media.ports import PortRange
 from emulator.media.rtp import is_rtcp, parse_rtp
 from emulator.transport.client import KurentoClient
 from protocol.sdp import SessionDescription
-from tests.media.peers import negotiate
+from tests.media.peers import ClientPeer, negotiate
 from tests.media.rtp_peers import (
     PcmuPeer,
     TonePeer,
@@ -329,3 +330,64 @@ def _opus_payload_type(peer: TonePeer) -> int:
     (codec,) = SessionDescription.parse(peer.pc.remoteDescription.sdp).media[0].codecs
     assert codec.name.lower() == "opus"
     return codec.payload_type
+
+
+VIDEO_ENCODERS = {
+    "H264": ["-c:v", "libx264", "-profile:v", "baseline", "-tune", "zerolatency"],
+    "VP8": ["-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8", "-b:v", "300k"],
+}
+
+
+@pytest.mark.parametrize(("codec", "payload_type"), [("H264", 96), ("VP8", 97)])
+async def test_ffmpeg_video_reaches_webrtc_peer(
+    media_client: KurentoClient, ffmpeg: Processes, codec: str, payload_type: int
+) -> None:
+    """A video phone: ffmpeg sends H264 (or VP8) RTP from the port of its SDP to an
+    RtpEndpoint connected to a WebRtcEndpoint; the aiortc peer, which prefers that codec,
+    decodes more than 10 frames (a keyframe a second, so a late start still decodes)."""
+    pipeline = await media_client.create("MediaPipeline")
+    webrtc = await pipeline.create("WebRtcEndpoint")
+    rtp = await pipeline.create("RtpEndpoint")
+    await rtp.connect(webrtc, "VIDEO")
+    peer = ClientPeer(audio=False, video=True)
+    (transceiver,) = peer.pc.getTransceivers()
+    transceiver.setCodecPreferences(
+        [c for c in RTCRtpSender.getCapabilities("video").codecs if c.name == codec]
+    )
+    video_port = free_pair()
+    try:
+        await negotiate(webrtc, peer)
+        async with udp_peer() as audio:
+            offer = peer_sdp(
+                audio.port,
+                dtmf=None,
+                video=f"{payload_type} {codec}/90000",
+                video_port=video_port,
+            )
+            answer = SessionDescription.parse(await rtp.invoke("processOffer", offer=offer))
+            video = answer.media[1]
+            assert [c.name for c in video.codecs] == [codec]
+            await ffmpeg.start(
+                "-re",
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc=size=320x240:rate=15",
+                "-t",
+                "20",
+                "-pix_fmt",
+                "yuv420p",
+                "-g",
+                "15",
+                *VIDEO_ENCODERS[codec],
+                "-f",
+                "rtp",
+                "-payload_type",
+                str(payload_type),
+                f"rtp://127.0.0.1:{video.port}?localrtpport={video_port}"
+                f"&localrtcpport={video_port + 1}",
+            )
+            await peer.wait_for(lambda p: p.frames.get("video", 0) > 10, timeout=20)
+        assert await webrtc.invoke("isMediaTranscoding", mediaType="VIDEO") is False
+    finally:
+        await peer.close()
