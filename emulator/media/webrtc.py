@@ -523,11 +523,16 @@ class WebRtcMedia:
 
     # -- stats -----------------------------------------------------------------------------
 
+    @property
+    def srtp_failures(self) -> int:
+        """SRTP/SRTCP packets that failed authentication, on every transport."""
+        return sum(t.dtls.srtp_failures for t in self.peer.transports.values())
+
     def stats(self, media_type: str | None) -> dict[str, Any]:
         """RTP stream entries of the media type, and the connection's when none is given."""
         now_ms = int(time.time() * 1000)
         entries: dict[str, Any] = {}
-        srtp_failures = sum(t.dtls.srtp_failures for t in self.peer.transports.values())
+        srtp_failures = self.srtp_failures
         for stream in self.inbound.values():
             if not media_type or KINDS.get(stream.kind) == media_type:
                 key = stats_id(self.name, "in", stream.ssrc)
