@@ -47,6 +47,8 @@ PTIME = 0.02
 """20 ms packets: 50 per second and direction."""
 PCMA_PT = 8
 LOSS_LIMIT = 0.01
+TRANSIT = 0.25
+"""Seconds a packet may take through the server (transcoder queues included) on loopback."""
 
 
 def encode_opus(frequency: float = 880.0, seconds: float = 1.0) -> list[bytes]:
@@ -246,18 +248,25 @@ async def measure(
                     await call.webrtc_arrived.wait()
                     established += 1
         await asyncio.sleep(1.0)  # warm-up: transcoders started, queues settled
-        before = _counters(calls)
+        # Received packets are counted over the same window shifted by the transit time, so
+        # that packets in flight at either edge count on both sides.
+        sent_before = _sent(calls)
         cpu, own, wall = process_cpu(pid), time.process_time(), time.perf_counter()
-        await asyncio.sleep(window)  # the measurement window itself
+        await asyncio.sleep(TRANSIT)
+        received_before = _received(calls)
+        await asyncio.sleep(window - TRANSIT)  # the measurement window itself
         elapsed = time.perf_counter() - wall
         server_cpu = process_cpu(pid) - cpu
         generator_cpu = time.process_time() - own
-        after = _counters(calls)
+        sent_after = _sent(calls)
+        await asyncio.sleep(TRANSIT)
+        received_after = _received(calls)
     finally:
         if ticker is not None:
             ticker.cancel()
         await asyncio.gather(*(c.close() for c in calls), return_exceptions=True)
-    sent_pbx, got_pbx, sent_web, got_web = (a - b for a, b in zip(after, before, strict=True))
+    sent_pbx, sent_web = (a - b for a, b in zip(sent_after, sent_before, strict=True))
+    got_pbx, got_web = (a - b for a, b in zip(received_after, received_before, strict=True))
     to_pbx, to_webrtc = _loss(sent_pbx, got_pbx), _loss(sent_web, got_web)
     return Step(
         calls=n,
@@ -276,14 +285,14 @@ async def measure(
     )
 
 
-def _counters(calls: list[Call]) -> tuple[int, int, int, int]:
-    """Opus sent by the WebRTC peers, PCMA received by the PBXs, and the reverse."""
-    return (
-        sum(c.track.sent for c in calls),
-        sum(c.pbx.received for c in calls),
-        sum(c.pbx.sent for c in calls),
-        sum(c.webrtc_received[0] for c in calls),
-    )
+def _sent(calls: list[Call]) -> tuple[int, int]:
+    """Opus sent by the WebRTC peers (towards the PBXs), PCMA sent by the PBXs."""
+    return sum(c.track.sent for c in calls), sum(c.pbx.sent for c in calls)
+
+
+def _received(calls: list[Call]) -> tuple[int, int]:
+    """PCMA received by the PBXs, Opus received by the WebRTC peers."""
+    return sum(c.pbx.received for c in calls), sum(c.webrtc_received[0] for c in calls)
 
 
 async def pbx_ticker(pbxs: list[PbxPeer], pcma: list[bytes]) -> None:
