@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 JS := tests/interop/js
 
-.PHONY: run test install install-test js-deps media-deps browser-deps rtp-deps lint typecheck unit clean bench bench-quick
+.PHONY: run test install install-test js-deps media-deps browser-deps rtp-deps lint typecheck unit clean bench bench-quick bench-bridged
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -69,6 +69,10 @@ bench: install-test
 
 bench-quick: install-test
 	$(BIN)/python -m benchmarks.control_plane --quick
+
+## bench-bridged: concurrent WebRTC Opus <-> RTP PCMA calls, transcoded, until loss > 1%
+bench-bridged: install-test
+	$(BIN)/python -m benchmarks.bridged_calls
 
 clean:
 	rm -rf $(VENV) $(JS)/node_modules .mypy_cache .ruff_cache .pytest_cache

@@ -2,12 +2,13 @@
 
 A rule is a JSON object with a ``kind`` and, optionally, a target and a ``count``:
 
-- ``rtp``: ``loss`` (0..1), ``delay`` and ``jitter`` (seconds) on what an endpoint sends, for one
-  ``media`` (``AUDIO``/``VIDEO``) or both, on one ``endpoint``, one ``pipeline`` or every endpoint;
+- ``rtp``: ``loss`` (0..1), ``delay`` and ``jitter`` (seconds) on what an endpoint (WebRtcEndpoint
+  or RtpEndpoint) sends, for one ``media`` (``AUDIO``/``VIDEO``) or both, on one ``endpoint``, one
+  ``pipeline`` or every endpoint;
 - ``rpc_delay``: answer matching requests ``delay`` (+- ``jitter``) seconds late;
 - ``rpc_error``: answer matching requests with the KMS error ``code`` (and ``message``) without
   running them;
-- ``ice_blackhole``: endpoints negotiated from now on ignore STUN, so ICE never connects.
+- ``ice_blackhole``: WebRtcEndpoints negotiated from now on ignore STUN, so ICE never connects.
 
 RPC rules match on ``method`` (JSON-RPC: ``create``, ``invoke``, ...), ``operation`` (an ``invoke``
 operation such as ``processOffer``) and ``type`` (the type created, or the type of the object in the
@@ -28,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from emulator.media.impairment import Impairment, ImpairmentCounters
-from emulator.media.services import MediaOwnerIds, MediaServices
+from emulator.media.services import MediaOwnerIds, MediaServices, StreamMedia
 from emulator.media.webrtc import WebRtcMedia
 from protocol.errors import RpcError, error_class_for_code
 
@@ -251,9 +252,11 @@ class FaultController:
 
     # -- media -------------------------------------------------------------------------------
 
-    def _new_media(self, media: WebRtcMedia, ids: MediaOwnerIds) -> None:
-        for rule in list(self.rules):
+    def _new_media(self, media: StreamMedia, ids: MediaOwnerIds) -> None:
+        rules = self.rules if isinstance(media, WebRtcMedia) else []  # no ICE on RtpEndpoints
+        for rule in list(rules):
             if rule.kind == "ice_blackhole" and rule.matches_media(ids):
+                assert isinstance(media, WebRtcMedia)
                 media.peer.drop_stun = True
                 self._used(rule)
                 logger.warning("! fault rule %d: %s ignores STUN", rule.id, ids.endpoint)
@@ -264,7 +267,7 @@ class FaultController:
         for media, ids in self.media.live.items():
             self._impair(media, ids)
 
-    def _impair(self, media: WebRtcMedia, ids: MediaOwnerIds) -> None:
+    def _impair(self, media: StreamMedia, ids: MediaOwnerIds) -> None:
         """Install the impairments of the last matching rtp rule per kind, keeping RNG state."""
         current = media.impairments or {}
         chosen: dict[str, Impairment] = {}

@@ -1,10 +1,10 @@
-"""Impairment: seeded RTP loss, delay and jitter where a WebRtcEndpoint sends (fault injection).
+"""Impairment: seeded RTP loss, delay and jitter where an endpoint sends (fault injection).
 
 Applied on the sending side only, after the packet was rewritten for the leg, so that a drop looks
 to the remote peer like loss on the network (a gap in sequence numbers, the packet still counted
 as sent) and a delay keeps the packet's RTP timestamp. Retransmissions answering NACKs and RTCP
-are not impaired. Endpoints without a fault never reach this module (``WebRtcMedia.impairments``
-stays None).
+are not impaired. Endpoints without a fault never reach this module (their media's
+``impairments`` stays None).
 """
 
 from __future__ import annotations

@@ -41,6 +41,8 @@ from aiortc.rtp import (
 from emulator.media import plain_sdp
 from emulator.media.capture import PcapWriter
 from emulator.media.codecs import is_dtmf
+from emulator.media.fragmentation import sized_for_leg
+from emulator.media.impairment import Impairment
 from emulator.media.negotiation import LocalPolicy, MediaLine, new_session_id, parse_description
 from emulator.media.plain_sdp import LocalPorts, PlainLine
 from emulator.media.ports import PortRange
@@ -184,6 +186,8 @@ class PlainRtpMedia:
         self.media_connected = False
         self.tap: LegTap | None = None
         self.transcoding = SinkTranscoding(transcoders or Transcoders(), self, name)
+        self.impairments: dict[str, Impairment] | None = None
+        """Fault injection by media kind (``audio``, ``video``); None on the normal path."""
         self.closed = False
         self._timer: asyncio.Task[None] | None = None
 
@@ -473,7 +477,13 @@ class PlainRtpMedia:
                 )
                 return False
             self.transcoding.stop(packet.kind)  # the source now sends a codec the PBX takes
-        return self._send_view(line, packet.view, packet.source, payload_type)
+        stream = self.outbound.get(line.media.kind)
+        sent = False
+        for index, view in enumerate(sized_for_leg(packet.view, packet.codec.name, self.name)):
+            if index and stream is not None:
+                stream.split_packet()
+            sent = self._send_view(line, view, packet.source, payload_type) or sent
+        return sent
 
     def _send_view(self, line: PlainLine, view: RtpView, source: object, payload_type: int) -> bool:
         stream = self.outbound.get(line.media.kind)
@@ -489,7 +499,15 @@ class PlainRtpMedia:
             ssrc=stream.ssrc,
             extensions=NO_EXTENSIONS,
         )
-        if not self._send(self.legs[line.media.index], data, rtcp=False):
+        leg = self.legs[line.media.index]
+        impairments = self.impairments
+        impairment = impairments.get(line.media.kind) if impairments is not None else None
+        if impairment is None:
+            if not self._send(leg, data, rtcp=False):
+                return False
+        elif not impairment.send(
+            lambda _, late: self._send(leg, late, rtcp=False), line.media, data
+        ):
             return False
         stream.sent(sequence, data, len(data) - view.header_end, now)
         return True

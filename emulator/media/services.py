@@ -4,9 +4,10 @@ transcoders, and the live media (for metrics collected at scrape time and for fa
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from aiortc import RTCCertificate
 from cryptography import x509
@@ -15,11 +16,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from emulator.media.capture import CaptureBudget, CaptureService
 from emulator.media.ice import AddressPolicy, apply_consent_timing
+from emulator.media.impairment import Impairment
 from emulator.media.negotiation import LocalPolicy
 from emulator.media.peer import TurnServer, parse_turn_url
 from emulator.media.ports import PortRange
+from emulator.media.streams import InboundStream, OutboundStream
 from emulator.media.transcoding import Transcoders
-from emulator.media.webrtc import WebRtcMedia
 from emulator.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -27,13 +29,34 @@ logger = logging.getLogger(__name__)
 MEDIA_SERVICE = "media"
 """Key of ``MediaServices`` in ``ObjectServices.extras``."""
 
-MediaHook = Callable[[WebRtcMedia, "MediaOwnerIds"], None]
-"""Called for every new WebRtcMedia (fault injection installs its impairments)."""
+
+class StreamMedia(Protocol):
+    """An endpoint's media with RTP streams in and out: WebRtcMedia and PlainRtpMedia. What
+    metrics count and fault injection impairs."""
+
+    impairments: dict[str, Impairment] | None
+    """Fault injection by media kind on the sending side; None on the normal path."""
+
+    @property
+    def inbound(self) -> Mapping[int, InboundStream]:
+        """Received streams by SSRC."""
+
+    @property
+    def outbound(self) -> Mapping[str, OutboundStream]:
+        """Sent streams by kind."""
+
+    @property
+    def srtp_failures(self) -> int:
+        """SRTP/SRTCP packets that failed authentication."""
+
+
+MediaHook = Callable[[StreamMedia, "MediaOwnerIds"], None]
+"""Called for every new endpoint media (fault injection installs its impairments)."""
 
 
 @dataclass(frozen=True, slots=True)
 class MediaOwnerIds:
-    """Who a WebRtcMedia belongs to, for faults aimed at an endpoint or a pipeline."""
+    """Who an endpoint's media belongs to, for faults aimed at an endpoint or a pipeline."""
 
     endpoint: str
     pipeline: str
@@ -49,7 +72,7 @@ class MediaTotals:
     octets: dict[tuple[str, str], int] = field(default_factory=dict)
     srtp_failures: int = 0
 
-    def add_media(self, media: WebRtcMedia) -> None:
+    def add_media(self, media: StreamMedia) -> None:
         """Add the counters of one endpoint's streams and transports."""
         for inbound in media.inbound.values():
             key = ("in", inbound.kind)
@@ -59,8 +82,7 @@ class MediaTotals:
             key = ("out", outbound.kind)
             self.packets[key] = self.packets.get(key, 0) + outbound.packets
             self.octets[key] = self.octets.get(key, 0) + outbound.octets
-        for transport in media.peer.transports.values():
-            self.srtp_failures += transport.dtls.srtp_failures
+        self.srtp_failures += media.srtp_failures
 
     def add(self, other: MediaTotals) -> None:
         """Add another total."""
@@ -80,7 +102,7 @@ class MediaServices:
     settings: Settings
     capture: CaptureService
     transcoders: Transcoders = field(default_factory=Transcoders)
-    live: dict[WebRtcMedia, MediaOwnerIds] = field(default_factory=dict)
+    live: dict[StreamMedia, MediaOwnerIds] = field(default_factory=dict)
     retired: MediaTotals = field(default_factory=MediaTotals)
     """Counters of released endpoints, so that metric counters never go down."""
     on_new_media: MediaHook | None = None
@@ -113,7 +135,7 @@ class MediaServices:
             logger.info("RtpEndpoint UDP port range %d-%d", rtp_ports.low, rtp_ports.high)
         return cls(ports, certificate, settings, capture, rtp_ports=rtp_ports)
 
-    def adopt(self, media: WebRtcMedia, endpoint: str, pipeline: str) -> None:
+    def adopt(self, media: StreamMedia, endpoint: str, pipeline: str) -> None:
         """Track a new endpoint's media (metrics) and let fault injection see it."""
         ids = MediaOwnerIds(endpoint, pipeline, self.created)
         self.created += 1
@@ -121,7 +143,7 @@ class MediaServices:
         if self.on_new_media is not None:
             self.on_new_media(media, ids)
 
-    def retire(self, media: WebRtcMedia) -> None:
+    def retire(self, media: StreamMedia) -> None:
         """A released endpoint: keep its counters in the totals."""
         if self.live.pop(media, None) is not None:
             self.retired.add_media(media)

@@ -168,6 +168,12 @@ class OutboundStream:
             self.last_timestamp = timestamp
         return sequence, timestamp
 
+    def split_packet(self) -> None:
+        """The current source's packet was split: its next piece, and every later packet of
+        that source, takes one more sequence number (``emulator/media/fragmentation.py``)."""
+        if self.offsets is not None:
+            self.offsets.seq_offset = (self.offsets.seq_offset + 1) & 0xFFFF
+
     def sent(self, sequence: int, packet: bytes, payload_bytes: int, now: float) -> None:
         """Account a sent packet and keep it for retransmission."""
         self.packets += 1

@@ -33,6 +33,7 @@ from aiortc.rtp import (
 )
 
 from emulator.media.codecs import is_dtmf
+from emulator.media.fragmentation import sized_for_leg
 from emulator.media.impairment import Impairment
 from emulator.media.negotiation import MediaLine
 from emulator.media.peer import PeerConfig, PeerTransport, WebRtcPeer
@@ -429,15 +430,24 @@ class WebRtcMedia:
                 )
                 return False
             self.transcoding.stop(packet.kind)  # the source now sends a codec the peer takes
-        return self._send(
-            line,
-            stream,
-            packet.view,
-            packet.source,
-            packet.extensions,
-            payload_type,
-            packet.source.last_arrival,
-        )
+        views = sized_for_leg(packet.view, packet.codec.name, self.name)
+        sent = False
+        for index, view in enumerate(views):
+            if index:
+                stream.split_packet()
+            sent = (
+                self._send(
+                    line,
+                    stream,
+                    view,
+                    packet.source,
+                    packet.extensions,
+                    payload_type,
+                    packet.source.last_arrival,
+                )
+                or sent
+            )
+        return sent
 
     def _send(
         self,
@@ -513,11 +523,16 @@ class WebRtcMedia:
 
     # -- stats -----------------------------------------------------------------------------
 
+    @property
+    def srtp_failures(self) -> int:
+        """SRTP/SRTCP packets that failed authentication, on every transport."""
+        return sum(t.dtls.srtp_failures for t in self.peer.transports.values())
+
     def stats(self, media_type: str | None) -> dict[str, Any]:
         """RTP stream entries of the media type, and the connection's when none is given."""
         now_ms = int(time.time() * 1000)
         entries: dict[str, Any] = {}
-        srtp_failures = sum(t.dtls.srtp_failures for t in self.peer.transports.values())
+        srtp_failures = self.srtp_failures
         for stream in self.inbound.values():
             if not media_type or KINDS.get(stream.kind) == media_type:
                 key = stats_id(self.name, "in", stream.ssrc)

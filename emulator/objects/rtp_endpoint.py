@@ -37,7 +37,10 @@ class RtpEndpoint(BaseRtpEndpoint):
 
     def _media(self) -> PlainRtpMedia:
         if self.media is None:
-            self.media = PlainRtpMedia(self._config(), self, self.id, self._shared().transcoders)
+            shared = self._shared()
+            self.media = PlainRtpMedia(self._config(), self, self.id, shared.transcoders)
+            pipeline = self.pipeline
+            shared.adopt(self.media, self.id, pipeline.id if pipeline is not None else "")
         return self.media
 
     def _shared(self) -> MediaServices:
@@ -81,6 +84,7 @@ class RtpEndpoint(BaseRtpEndpoint):
         """RTCP BYE, then close the sockets and free their ports."""
         if self.media is not None:
             await self.media.close()
+            self._shared().retire(self.media)
         await super().on_release()
 
     # -- SdpEndpoint -----------------------------------------------------------------------

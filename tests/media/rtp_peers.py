@@ -8,7 +8,7 @@ import fractions
 import struct
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from aiortc import RTCRtpSender
@@ -31,8 +31,9 @@ class UdpPeer(asyncio.DatagramProtocol):
         self.raw: list[tuple[bytes, Address]] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        # No isinstance check: Python 3.11's selector datagram transport does not subclass
+        # asyncio.DatagramTransport (the assert logged an error in every test).
+        self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: Address) -> None:
         self.raw.append((data, addr))
@@ -170,27 +171,118 @@ class ToneTrack(AudioStreamTrack):
         return frame
 
 
-class PcmuPeer(ClientPeer):
-    """A browser-like peer that offers PCMU only, sends a tone and keeps what it hears."""
+@dataclass
+class TonePeer(ClientPeer):
+    """A browser-like peer that offers one audio codec (``mime``, aiortc's names), sends a tone
+    and keeps what it hears, mono, at the decoder's rate."""
+
+    mime: str = "audio/PCMU"
+    frequency: float = 880.0
+    heard: list[np.ndarray[Any, Any]] = field(default_factory=list)
+    heard_rate: int = 8000
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self.heard: list[np.ndarray[Any, Any]] = []
-        transceiver = self.pc.addTransceiver(ToneTrack(880), direction="sendrecv")
+        transceiver = self.pc.addTransceiver(ToneTrack(self.frequency), direction="sendrecv")
         codecs = RTCRtpSender.getCapabilities("audio").codecs
-        transceiver.setCodecPreferences([c for c in codecs if c.mimeType == "audio/PCMU"])
+        transceiver.setCodecPreferences([c for c in codecs if c.mimeType == self.mime])
 
     async def _read(self, track: MediaStreamTrack) -> None:
         with contextlib.suppress(MediaStreamError):
             while True:
                 frame = await track.recv()
-                self.heard.append(frame.to_ndarray().reshape(-1))
+                channels = len(frame.layout.channels)
+                # aiortc's decoders give packed s16: keep the first channel of interleaved stereo.
+                self.heard.append(frame.to_ndarray().reshape(-1)[::channels])
+                self.heard_rate = frame.sample_rate
                 self.frames["audio"] = self.frames.get("audio", 0) + 1
                 self._arrived.set()
 
-    def heard_seconds(self) -> Callable[[ClientPeer], bool]:
-        """A wait_for predicate: 1.5 s of audio heard."""
-        return lambda _: sum(len(x) for x in self.heard) >= 12000
+    def heard_seconds(self, seconds: float = 1.5) -> Callable[[ClientPeer], bool]:
+        """A wait_for predicate: that much audio heard."""
+        return lambda _: sum(len(x) for x in self.heard) >= seconds * self.heard_rate
+
+    def last_heard(self, seconds: float = 1.0) -> np.ndarray[Any, Any]:
+        """The last ``seconds`` of what was heard."""
+        return np.concatenate(self.heard)[-int(seconds * self.heard_rate) :]
+
+
+class PcmuPeer(TonePeer):
+    """A TonePeer offering PCMU only (880 Hz)."""
+
+
+def spy_received(peer: ClientPeer) -> list[RtpView]:
+    """Every clear RTP packet the peer's first transceiver receives from now on (a wrapper
+    around aiortc's private ``RTCDtlsTransport._handle_rtp_data``)."""
+    seen: list[RtpView] = []
+    dtls = peer.pc.getTransceivers()[0].receiver.transport
+    original = dtls._handle_rtp_data
+
+    async def spy(data: bytes, arrival_time_ms: int) -> None:
+        view = parse_rtp(data)
+        if view is not None:
+            seen.append(view)
+            peer._arrived.set()
+        await original(data, arrival_time_ms)
+
+    dtls._handle_rtp_data = spy
+    return seen
+
+
+class DtmfInjector:
+    """Sends RFC 4733 telephone-event packets in an aiortc sender's RTP stream.
+
+    aiortc cannot send DTMF. This seam wraps its private ``RTCDtlsTransport._send_rtp`` (clear
+    packets in, SRTP out): every RTP packet of the sender's SSRC is renumbered on one sequence,
+    so that injected events and aiortc's audio share the stream as a browser's would, and events
+    take the timestamp of the last audio packet (RFC 4733 2.5.1.2: the event's start).
+    """
+
+    def __init__(self, sender: RTCRtpSender) -> None:
+        self.transport = sender.transport
+        self.ssrc = sender._ssrc
+        self.sequence = 1
+        self.timestamp: int | None = None
+        self.audio_sent = asyncio.Event()
+        self._original = self.transport._send_rtp
+        self.transport._send_rtp = self._send_rtp
+
+    async def _send_rtp(self, data: bytes) -> None:
+        if not is_rtcp(data):
+            view = parse_rtp(data)
+            if view is not None and view.ssrc == self.ssrc:
+                self.timestamp = view.timestamp
+                data = self._renumbered(data)
+                self.audio_sent.set()
+        await self._original(data)
+
+    def _renumbered(self, data: bytes) -> bytes:
+        sequence = self.sequence
+        self.sequence = (sequence + 1) & 0xFFFF
+        return data[:2] + struct.pack("!H", sequence) + data[4:]
+
+    async def send_event(
+        self, event: int, payload_type: int, step: int, packets: int = 5, volume: int = 10
+    ) -> list[int]:
+        """One key press: ``packets`` updates ``step`` apart (duration grows by ``step`` each,
+        in the event's clock), the last sent three times with the end bit (RFC 4733 2.5.1.4).
+        Returns the durations sent."""
+        await asyncio.wait_for(self.audio_sent.wait(), 10)
+        assert self.timestamp is not None
+        durations = [step * (n + 1) for n in range(packets)]
+        sends = [(d, False) for d in durations[:-1]] + [(durations[-1], True)] * 3
+        for index, (duration, end) in enumerate(sends):
+            head = struct.pack(
+                "!BBHII",
+                0x80,
+                (0x80 if index == 0 else 0) | payload_type,
+                0,
+                self.timestamp,
+                self.ssrc,
+            )
+            data = self._renumbered(head + dtmf_payload(event, end, volume, duration))
+            await self._original(data)
+        return durations
 
 
 def dominant_frequency(samples: np.ndarray[Any, Any], rate: int) -> float:

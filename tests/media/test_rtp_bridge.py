@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import av
 import numpy as np
-from aiortc import RTCSessionDescription
+import pytest
+from aiortc import RTCRtpSender, RTCSessionDescription
 
-from emulator.media.rtp import parse_rtp
+from emulator.media.rtp import RtpView, parse_rtp
 from emulator.transport.client import KurentoClient
 from protocol.sdp import SessionDescription
-from tests.media.peers import negotiate, trickle
+from tests.media.peers import ClientPeer, negotiate, trickle
 from tests.media.rtp_peers import (
+    DtmfInjector,
     PcmuPeer,
     RtpSender,
+    TonePeer,
     dominant_frequency,
     dtmf_payload,
     peer_sdp,
@@ -23,13 +27,24 @@ from tests.media.rtp_peers import (
 
 
 def with_dtmf(sdp: str) -> str:
-    """A browser-style offer: telephone-event/48000 (110) before /8000 (126) after PCMU."""
-    sdp = sdp.replace("UDP/TLS/RTP/SAVPF 0\r\n", "UDP/TLS/RTP/SAVPF 0 110 126\r\n")
-    return sdp.replace(
-        "a=rtpmap:0 PCMU/8000\r\n",
-        "a=rtpmap:0 PCMU/8000\r\na=rtpmap:110 telephone-event/48000\r\n"
-        "a=rtpmap:126 telephone-event/8000\r\na=fmtp:126 0-16\r\n",
-    )
+    """A browser-style offer: telephone-event/48000 (110) before /8000 (126) after the audio
+    codecs aiortc offers (it has no telephone-event of its own)."""
+    out: list[str] = []
+    section = ""
+    for line in sdp.split("\r\n"):
+        if line.startswith("m="):
+            section = line.split()[0]
+            if section == "m=audio":
+                line += " 110 126"
+        elif section == "m=audio" and line.startswith("a=rtpmap:"):
+            out += [
+                "a=rtpmap:110 telephone-event/48000",
+                "a=rtpmap:126 telephone-event/8000",
+                "a=fmtp:126 0-16",
+            ]
+            section = "m=audio done"
+        out.append(line)
+    return "\r\n".join(out)
 
 
 async def test_dtmf_from_pbx_reaches_webrtc_peer_remapped(media_client: KurentoClient) -> None:
@@ -107,5 +122,89 @@ async def test_webrtc_pcmu_transcoded_to_pbx_pcma(media_client: KurentoClient) -
                     samples.append(frame.to_ndarray().reshape(-1))
         assert abs(dominant_frequency(np.concatenate(samples)[-8000:], 8000) - 880) < 10
         assert await webrtc.invoke("isMediaTranscoding", mediaType="AUDIO") is True
+    finally:
+        await peer.close()
+
+
+@pytest.mark.parametrize(
+    ("mime", "clock", "transcoded"),
+    [("audio/opus", 48000, True), ("audio/PCMU", 8000, False)],
+    ids=["opus-transcoded-to-pcmu", "pcmu-forwarded"],
+)
+async def test_dtmf_from_webrtc_reaches_pbx_retimed(
+    media_client: KurentoClient, mime: str, clock: int, transcoded: bool
+) -> None:
+    """RFC 4733 events sent by a WebRTC peer in its audio stream (telephone-event at the audio
+    codec's clock, as browsers do) reach a PCMU PBX with the PBX's payload type (101), the same
+    event code and end bit, and durations in the PBX's 8 kHz clock: divided by 6 when Opus is
+    transcoded to PCMU, unchanged when PCMU is forwarded."""
+    pipeline = await media_client.create("MediaPipeline")
+    webrtc = await pipeline.create("WebRtcEndpoint")
+    rtp = await pipeline.create("RtpEndpoint")
+    await webrtc.connect(rtp, "AUDIO")
+    peer = TonePeer(audio=False, video=False, mime=mime)
+    try:
+        async with udp_peer() as pbx:
+            await rtp.invoke("processOffer", offer=peer_sdp(pbx.port))
+            candidates = await webrtc.subscribe("IceCandidateFound")
+            done = await webrtc.subscribe("IceGatheringDone")
+            answer = await webrtc.invoke("processOffer", offer=with_dtmf(await peer.offer()))
+            event_codec = next(
+                c
+                for c in SessionDescription.parse(answer).media[0].codecs
+                if c.name == "telephone-event"
+            )
+            assert event_codec.clock_rate == clock
+            await webrtc.invoke("gatherCandidates")
+            injector = DtmfInjector(peer.pc.getTransceivers()[0].sender)
+            await peer.accept_answer(answer)
+            await trickle(peer, candidates, done)
+            audio = await pbx.next_rtp(timeout=15)
+            assert audio.payload_type == 0
+            step = clock // 50
+            sent = await injector.send_event(9, event_codec.payload_type, step)
+            events: list[RtpView] = []
+            async with asyncio.timeout(10):
+                while not any(e.payload[1] & 0x80 for e in events):
+                    view = await pbx.next_rtp()
+                    if view.payload_type != 0:
+                        events.append(view)
+        assert {e.payload_type for e in events} == {101}
+        assert {e.payload[0] for e in events} == {9}
+        assert events[0].marker and len({e.timestamp for e in events}) == 1
+        durations = [int.from_bytes(e.payload[2:4], "big") for e in events]
+        assert durations[-1] == sent[-1] * 8000 // clock
+        assert durations == sorted(durations) and durations[0] == step * 8000 // clock
+        assert events[-1].payload[1] & 0x3F == 10  # volume
+        transcoding = await webrtc.invoke("isMediaTranscoding", mediaType="AUDIO")
+        assert transcoding is transcoded
+    finally:
+        await peer.close()
+
+
+async def test_webrtc_vp8_reaches_video_phone(media_client: KurentoClient) -> None:
+    """aiortc's VP8 reaches a video phone that negotiated VP8 as 97: forwarded (no
+    transcoding) with the phone's payload type, one SSRC, no WebRTC header extensions."""
+    pipeline = await media_client.create("MediaPipeline")
+    webrtc = await pipeline.create("WebRtcEndpoint")
+    rtp = await pipeline.create("RtpEndpoint")
+    await webrtc.connect(rtp, "VIDEO")
+    peer = ClientPeer(audio=False, video=True)
+    (transceiver,) = peer.pc.getTransceivers()
+    transceiver.setCodecPreferences(
+        [c for c in RTCRtpSender.getCapabilities("video").codecs if c.name == "VP8"]
+    )
+    try:
+        async with udp_peer() as audio, udp_peer() as phone:
+            offer = peer_sdp(audio.port, dtmf=None, video="97 VP8/90000", video_port=phone.port)
+            answer = SessionDescription.parse(await rtp.invoke("processOffer", offer=offer))
+            assert [c.name for c in answer.media[1].codecs] == ["VP8"]
+            await negotiate(webrtc, peer)
+            views = [await phone.next_rtp(timeout=15) for _ in range(30)]
+        assert {v.payload_type for v in views} == {97}
+        assert all(v.ext_start < 0 for v in views)
+        assert len({v.ssrc for v in views}) == 1
+        assert sum(v.marker for v in views) >= 1
+        assert await webrtc.invoke("isMediaTranscoding", mediaType="VIDEO") is False
     finally:
         await peer.close()

@@ -19,13 +19,22 @@ from typing import Any
 
 import numpy as np
 import pytest
+from aiortc import RTCRtpSender
 
 from emulator.media.ports import PortRange
 from emulator.media.rtp import is_rtcp, parse_rtp
 from emulator.transport.client import KurentoClient
 from protocol.sdp import SessionDescription
-from tests.media.peers import negotiate
-from tests.media.rtp_peers import PcmuPeer, UdpPeer, dominant_frequency, peer_sdp, udp_peer
+from tests.media.peers import ClientPeer, negotiate
+from tests.media.rtp_peers import (
+    PcmuPeer,
+    TonePeer,
+    UdpPeer,
+    dominant_frequency,
+    peer_sdp,
+    spy_received,
+    udp_peer,
+)
 
 FFMPEG = shutil.which("ffmpeg")
 pytestmark = pytest.mark.skipif(FFMPEG is None, reason="ffmpeg missing (make rtp-deps)")
@@ -115,8 +124,8 @@ class SymmetricPort:
             self.peer.send(data, self.endpoint)
 
 
-def receiver_sdp(port: int, crypto: str | None = None) -> str:
-    """The SDP file ffmpeg reads to receive PCMU (optionally SDES-SRTP) on ``port``."""
+def receiver_sdp(port: int, crypto: str | None = None, codec: str = "0 PCMU/8000") -> str:
+    """The SDP file ffmpeg reads to receive ``codec`` (optionally SDES-SRTP) on ``port``."""
     proto = "RTP/SAVP" if crypto else "RTP/AVP"
     lines = [
         "v=0",
@@ -124,8 +133,8 @@ def receiver_sdp(port: int, crypto: str | None = None) -> str:
         "s=pbx",
         "c=IN IP4 127.0.0.1",
         "t=0 0",
-        f"m=audio {port} {proto} 0",
-        "a=rtpmap:0 PCMU/8000",
+        f"m=audio {port} {proto} {codec.split()[0]}",
+        f"a=rtpmap:{codec}",
     ]
     if crypto:
         lines.append(f"a=crypto:{crypto}")
@@ -151,20 +160,23 @@ async def receive_wav(ffmpeg: Processes, sdp: str, folder: Path) -> tuple[Path, 
     return out, process
 
 
-def send_args(target: int, params: list[str], url: str = "rtp") -> list[str]:
-    """ffmpeg arguments sending a 440 Hz PCMU tone as RTP to ``127.0.0.1:target``."""
+def send_args(
+    target: int, params: list[str], url: str = "rtp", codec: str = "pcm_mulaw", rate: int = 8000
+) -> list[str]:
+    """ffmpeg arguments sending a 440 Hz tone (PCMU unless ``codec`` says otherwise, sampled at
+    ``rate``) as RTP to ``127.0.0.1:target``."""
     return [
         "-re",
         "-f",
         "lavfi",
         "-i",
-        "sine=frequency=440:sample_rate=8000",
+        f"sine=frequency=440:sample_rate={rate}",
         "-t",
         "15",
         "-ac",
         "1",
         "-c:a",
-        "pcm_mulaw",
+        codec,
         "-f",
         "rtp",
         *params,
@@ -250,3 +262,132 @@ async def test_ffmpeg_sdes_srtp_both_ways(
     assert abs(dominant_frequency(samples[800:], rate) - 440) < 10
     stats = await rtp.invoke("getStats")
     assert next(s for s in stats.values() if s["type"] == "endpoint")["srtpFailures"] == 0
+
+
+@pytest.mark.parametrize(
+    ("sdp_codec", "encoder", "rate"),
+    [("8 PCMA/8000", "pcm_alaw", 8000), ("9 G722/8000", "g722", 16000)],
+    ids=["pcma", "g722"],
+)
+async def test_ffmpeg_transcoded_call_with_opus_peer(
+    media_client: KurentoClient,
+    ffmpeg: Processes,
+    tmp_path: Path,
+    sdp_codec: str,
+    encoder: str,
+    rate: int,
+) -> None:
+    """aiortc (Opus only, 880 Hz) <-> WebRtcEndpoint <-> RtpEndpoint <-> an ffmpeg PBX that
+    offers PCMA (or G.722) only, 440 Hz: both directions are transcoded. The RTP leg carries the
+    PBX's payload type, each end decodes the other's tone, and each element reports TRANSCODING
+    for the sink it feeds."""
+    payload_type = int(sdp_codec.split()[0])
+    pipeline = await media_client.create("MediaPipeline")
+    webrtc = await pipeline.create("WebRtcEndpoint")
+    rtp = await pipeline.create("RtpEndpoint")
+    events = {
+        "webrtc": await webrtc.subscribe("MediaTranscodingStateChanged"),
+        "rtp": await rtp.subscribe("MediaTranscodingStateChanged"),
+    }
+    await webrtc.connect(rtp, "AUDIO")
+    await rtp.connect(webrtc, "AUDIO")
+    receiver_port = free_pair()
+    peer = TonePeer(audio=False, video=False, mime="audio/opus", frequency=880)
+    try:
+        await negotiate(webrtc, peer)
+        seen = spy_received(peer)
+        async with udp_peer() as pbx:
+            port = SymmetricPort(pbx, receiver_port)
+            offer = peer_sdp(pbx.port, audio=sdp_codec, dtmf=None)
+            answer = SessionDescription.parse(await rtp.invoke("processOffer", offer=offer))
+            assert [c.name for c in answer.media[0].codecs] == [sdp_codec.split()[1][:4]]
+            port.endpoint = ("127.0.0.1", answer.media[0].port)
+            wav, receiver = await receive_wav(
+                ffmpeg, receiver_sdp(receiver_port, codec=sdp_codec), tmp_path
+            )
+            await ffmpeg.start(*send_args(pbx.port, [], codec=encoder, rate=rate))
+            await asyncio.wait_for(port.arrived.wait(), 15)
+            await peer.wait_for(peer.heard_seconds(2.0))
+            await finished(receiver)
+        assert set(port.payload_types) == {payload_type}
+        samples, wav_rate = read_wav(wav)
+        assert wav_rate == rate and len(samples) > rate
+        assert abs(dominant_frequency(samples[rate // 10 :], wav_rate) - 880) < 10
+        assert peer.heard_rate == 48000
+        assert {v.payload_type for v in seen} == {_opus_payload_type(peer)}
+        assert abs(dominant_frequency(peer.last_heard(1.0), 48000) - 440) < 10
+        for name, element in (("webrtc", webrtc), ("rtp", rtp)):
+            event = await events[name].get(timeout=5)
+            assert (event["state"], event["binName"]) == ("TRANSCODING", "transcoder_audio")
+            assert event["source"] == element.id
+            assert await element.invoke("isMediaTranscoding", mediaType="AUDIO") is True
+    finally:
+        await peer.close()
+
+
+def _opus_payload_type(peer: TonePeer) -> int:
+    """The payload type of Opus in the server's answer (its only audio codec)."""
+    (codec,) = SessionDescription.parse(peer.pc.remoteDescription.sdp).media[0].codecs
+    assert codec.name.lower() == "opus"
+    return codec.payload_type
+
+
+VIDEO_ENCODERS = {
+    "H264": ["-c:v", "libx264", "-profile:v", "baseline", "-tune", "zerolatency"],
+    "VP8": ["-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8", "-b:v", "300k"],
+}
+
+
+@pytest.mark.parametrize(("codec", "payload_type"), [("H264", 96), ("VP8", 97)])
+async def test_ffmpeg_video_reaches_webrtc_peer(
+    media_client: KurentoClient, ffmpeg: Processes, codec: str, payload_type: int
+) -> None:
+    """A video phone: ffmpeg sends H264 (or VP8) RTP from the port of its SDP to an
+    RtpEndpoint connected to a WebRtcEndpoint; the aiortc peer, which prefers that codec,
+    decodes more than 10 frames (a keyframe a second, so a late start still decodes)."""
+    pipeline = await media_client.create("MediaPipeline")
+    webrtc = await pipeline.create("WebRtcEndpoint")
+    rtp = await pipeline.create("RtpEndpoint")
+    await rtp.connect(webrtc, "VIDEO")
+    peer = ClientPeer(audio=False, video=True)
+    (transceiver,) = peer.pc.getTransceivers()
+    transceiver.setCodecPreferences(
+        [c for c in RTCRtpSender.getCapabilities("video").codecs if c.name == codec]
+    )
+    video_port = free_pair()
+    try:
+        await negotiate(webrtc, peer)
+        async with udp_peer() as audio:
+            offer = peer_sdp(
+                audio.port,
+                dtmf=None,
+                video=f"{payload_type} {codec}/90000",
+                video_port=video_port,
+            )
+            answer = SessionDescription.parse(await rtp.invoke("processOffer", offer=offer))
+            video = answer.media[1]
+            assert [c.name for c in video.codecs] == [codec]
+            await ffmpeg.start(
+                "-re",
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc=size=320x240:rate=15",
+                "-t",
+                "20",
+                "-pix_fmt",
+                "yuv420p",
+                "-g",
+                "15",
+                *VIDEO_ENCODERS[codec],
+                "-f",
+                "rtp",
+                "-payload_type",
+                str(payload_type),
+                f"rtp://127.0.0.1:{video.port}?localrtpport={video_port}"
+                f"&localrtcpport={video_port + 1}",
+            )
+            await peer.wait_for(lambda p: p.frames.get("video", 0) > 10, timeout=20)
+        assert await webrtc.invoke("isMediaTranscoding", mediaType="VIDEO") is False
+    finally:
+        await peer.close()
