@@ -14,12 +14,8 @@ from typing import Any
 from emulator.media.capture import PcapWriter
 from emulator.media.plain_rtp import PlainRtpConfig, PlainRtpMedia, WriterTap
 from emulator.media.sdes import SdesConfig, sdes_from_param
-from emulator.media.services import MEDIA_SERVICE, MediaServices
 from emulator.media.webrtc import MediaPacket
-from emulator.objects.media_pipeline import Connection
 from emulator.objects.sdp_endpoint import BaseRtpEndpoint
-
-STATE_EVENTS = {"mediaState": "MediaStateChanged", "connectionState": "ConnectionStateChanged"}
 
 
 class RtpEndpoint(BaseRtpEndpoint):
@@ -31,21 +27,14 @@ class RtpEndpoint(BaseRtpEndpoint):
         super().__init__(*args, **kwargs)
         self.sdes: SdesConfig | None = sdes_from_param(self.params.get("crypto"))
         self.media: PlainRtpMedia | None = None
-        self.session_started = False
 
     # -- the media ---------------------------------------------------------------------------
 
     def _media(self) -> PlainRtpMedia:
         if self.media is None:
-            shared = self._shared()
-            self.media = PlainRtpMedia(self._config(), self, self.id, shared.transcoders)
-            pipeline = self.pipeline
-            shared.adopt(self.media, self.id, pipeline.id if pipeline is not None else "")
+            transcoders = self.media_services.transcoders
+            self.media = self.adopted(PlainRtpMedia(self._config(), self, self.id, transcoders))
         return self.media
-
-    def _shared(self) -> MediaServices:
-        shared: MediaServices = self.services.extras[MEDIA_SERVICE]
-        return shared
 
     # -- capture (BaseRtpEndpoint hooks) ------------------------------------------------------
 
@@ -58,13 +47,8 @@ class RtpEndpoint(BaseRtpEndpoint):
         if self.media is not None:
             self.media.tap = WriterTap(writer) if writer is not None else None
 
-    def on_source_removed(self, link: Connection) -> None:
-        """No more media of that type from the link: leave its transcoder, if any."""
-        if self.media is not None:
-            self.media.transcoding.stop(link.media_type.lower())
-
     def _config(self) -> PlainRtpConfig:
-        shared = self._shared()
+        shared = self.media_services
         settings = shared.settings
         ipv6 = bool(self.params.get("useIpv6"))
         bind = settings.rtp_address or _first_address(
@@ -80,19 +64,12 @@ class RtpEndpoint(BaseRtpEndpoint):
             policy=shared.sdp_policy(),
         )
 
-    async def on_release(self) -> None:
-        """RTCP BYE, then close the sockets and free their ports."""
-        if self.media is not None:
-            await self.media.close()
-            self._shared().retire(self.media)
-        await super().on_release()
-
     # -- SdpEndpoint -----------------------------------------------------------------------
 
     async def process_offer(self, offer: str) -> str:
         """Answer a remote offer (or re-offer)."""
         answer = await self._media().process_offer(offer)
-        self._session_started()
+        self.session_started_now()
         self.update_capture()
         return answer
 
@@ -107,14 +84,9 @@ class RtpEndpoint(BaseRtpEndpoint):
     async def process_answer(self, answer: str) -> str:
         """Apply the remote answer to the local offer."""
         local = await self._media().process_answer(answer)
-        self._session_started()
+        self.session_started_now()
         self.update_capture()
         return local
-
-    def _session_started(self) -> None:
-        if not self.session_started:
-            self.session_started = True
-            self.emit("MediaSessionStarted")
 
     def get_local_session_descriptor(self) -> str:
         """The local SDP."""
@@ -132,28 +104,6 @@ class RtpEndpoint(BaseRtpEndpoint):
         if media is not None and isinstance(packet, MediaPacket) and media.send_media(packet):
             self.mark_flow("out", media_type, True)
 
-    def produce_keyframe(self, media_type: str) -> None:
-        """A sink wants a keyframe: ask the remote peer (PLI)."""
-        if self.media is not None and media_type == "VIDEO":
-            self.media.send_keyframe_request()
-
-    def keyframe_wanted(self, media_type: str) -> None:
-        """The remote peer wants a keyframe of what we send: ask our source."""
-        self.ask_keyframe(media_type)
-
-    def request_keyframe(self) -> None:
-        """KMD requestKeyframe: ask the upstream producer for a video keyframe."""
-        self.ask_keyframe("VIDEO")
-
-    def set_state(self, name: str, value: str) -> None:
-        """Change mediaState/connectionState and raise its event."""
-        old = self.properties[name]
-        if old == value:
-            return
-        self.properties[name] = value
-        self.log.info("= %s %s -> %s", name, old, value)
-        self.emit(STATE_EVENTS[name], oldState=old, newState=value)
-
     def data_received(self, label: str, message: str | bytes) -> None:
         """Plain RTP has no data channels."""
 
@@ -163,7 +113,6 @@ class RtpEndpoint(BaseRtpEndpoint):
         if self.media is not None:
             stats[self.id]["foreignSourceDrops"] = self.media.dropped_foreign
             stats[self.id]["srtpFailures"] = self.media.srtp_failures
-            stats.update(self.media.stats(media_type))
         return stats
 
 

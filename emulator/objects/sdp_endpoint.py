@@ -7,13 +7,18 @@ kbps, ``mtu`` from ``BaseRtpEndpoint.conf.ini``, states ``DISCONNECTED`` until m
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from emulator.media.bitrate import receive_target, send_limit
 from emulator.media.capture import PcapWriter
-from emulator.media.services import MEDIA_SERVICE, MediaServices
+from emulator.media.services import MEDIA_SERVICE, MediaServices, StreamMedia
+from emulator.media.transcoding import SinkTranscoding
 from emulator.objects.media_element import Endpoint
+from emulator.objects.media_pipeline import Connection
 from protocol.types import complex_value
+
+M = TypeVar("M", bound=StreamMedia)
+STATE_EVENTS = {"mediaState": "MediaStateChanged", "connectionState": "ConnectionStateChanged"}
 
 REMB_DEFAULTS = {
     "packetsRecvIntervalTop": 100,
@@ -24,6 +29,21 @@ REMB_DEFAULTS = {
     "upLosses": 12,
     "rembOnConnect": 300000,
 }
+
+
+class EndpointMedia(StreamMedia, Protocol):
+    """What an RTP endpoint's media (``WebRtcMedia``, ``PlainRtpMedia``) offers its element."""
+
+    transcoding: SinkTranscoding
+
+    def send_keyframe_request(self) -> None:
+        """PLI to the remote peer for the video it sends."""
+
+    def stats(self, media_type: str | None) -> dict[str, Any]:
+        """RTP stream stats entries by id."""
+
+    async def close(self) -> None:
+        """Stop and free the sockets."""
 
 
 class SessionEndpoint(Endpoint):
@@ -59,6 +79,59 @@ class BaseRtpEndpoint(SdpEndpoint):
         self.properties["mtu"] = self.services.settings.mtu
         self.properties["rembParams"] = complex_value("RembParams", **REMB_DEFAULTS)
         self.capture: PcapWriter | None = None
+        self.session_started = False
+
+    media: EndpointMedia | None = None
+    """Created at the first negotiation (subclasses narrow the type)."""
+
+    # -- session and states ------------------------------------------------------------------
+
+    def session_started_now(self) -> None:
+        """``MediaSessionStarted``, once, at the first completed negotiation."""
+        if not self.session_started:
+            self.session_started = True
+            self.emit("MediaSessionStarted")
+
+    def set_state(self, name: str, value: str) -> None:
+        """Change mediaState/connectionState and raise its event; a connection that goes
+        DISCONNECTED ends the media session (``MediaSessionTerminated``)."""
+        old = self.properties[name]
+        if old == value:
+            return
+        self.properties[name] = value
+        self.log.info("= %s %s -> %s", name, old, value)
+        self.emit(STATE_EVENTS[name], oldState=old, newState=value)
+        if name == "connectionState" and value == "DISCONNECTED":
+            self.emit("MediaSessionTerminated")
+        if name == "connectionState":
+            self.update_capture()
+
+    # -- media path (MediaOwner) -------------------------------------------------------------
+
+    def produce_keyframe(self, media_type: str) -> None:
+        """A sink wants a keyframe: ask the remote peer (PLI)."""
+        if self.media is not None and media_type == "VIDEO":
+            self.media.send_keyframe_request()
+
+    def keyframe_wanted(self, media_type: str) -> None:
+        """The remote peer wants a keyframe of what we send: ask our source."""
+        self.ask_keyframe(media_type)
+
+    def request_keyframe(self) -> None:
+        """KMD requestKeyframe: ask the upstream producer for a video keyframe."""
+        self.ask_keyframe("VIDEO")
+
+    def on_source_removed(self, link: Connection) -> None:
+        """No more media of that type from the link: leave its transcoder, if any."""
+        if self.media is not None:
+            self.media.transcoding.stop(link.media_type.lower())
+
+    def get_stats(self, media_type: str | None = None) -> dict[str, Any]:
+        """The endpoint entry plus the media's stats from packet flow."""
+        stats = super().get_stats(media_type)
+        if self.media is not None:
+            stats.update(self.media.stats(media_type))
+        return stats
 
     # -- media capture ---------------------------------------------------------------------
 
@@ -98,9 +171,18 @@ class BaseRtpEndpoint(SdpEndpoint):
         self.update_capture()
 
     async def on_release(self) -> None:
-        """Close the capture file: it is complete once the element is gone."""
+        """Close the media (sockets, ports), then the capture file: complete once it is gone."""
+        if self.media is not None:
+            await self.media.close()  # a plain RTP leg sends its RTCP BYE first
+            self.media_services.retire(self.media)
         self.stop_capture()
         await super().on_release()
+
+    def adopted(self, media: M) -> M:
+        """The endpoint's new media, counted by the metrics and open to fault injection."""
+        pipeline = self.pipeline
+        self.media_services.adopt(media, self.id, pipeline.id if pipeline is not None else "")
+        return media
 
     @property
     def media_services(self) -> MediaServices:

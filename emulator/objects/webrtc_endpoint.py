@@ -11,9 +11,7 @@ from typing import Any
 
 from emulator.media.capture import PcapWriter, endpoint_tap
 from emulator.media.peer import PeerConfig, parse_turn_url
-from emulator.media.services import MEDIA_SERVICE, MediaServices
 from emulator.media.webrtc import MediaPacket, WebRtcMedia
-from emulator.objects.media_pipeline import Connection
 from emulator.objects.sdp_endpoint import BaseRtpEndpoint
 from protocol.errors import (
     IceGatherCandidatesError,
@@ -23,8 +21,6 @@ from protocol.errors import (
     SdpEndPointNoRemoteSdpError,
 )
 from protocol.types import complex_value
-
-STATE_EVENTS = {"mediaState": "MediaStateChanged", "connectionState": "ConnectionStateChanged"}
 
 
 class DataMessage:
@@ -55,20 +51,17 @@ class WebRtcEndpoint(BaseRtpEndpoint):
             iceTcp=settings.ice_tcp,
         )
         self.media: WebRtcMedia | None = None
-        self.session_started = False
 
     # -- the media ---------------------------------------------------------------------------
 
     def _media(self) -> WebRtcMedia:
         if self.media is None:
-            shared: MediaServices = self.services.extras[MEDIA_SERVICE]
-            self.media = WebRtcMedia(self._peer_config(), self, self.id, shared.transcoders)
-            pipeline = self.pipeline
-            shared.adopt(self.media, self.id, pipeline.id if pipeline is not None else "")
+            transcoders = self.media_services.transcoders
+            self.media = self.adopted(WebRtcMedia(self._peer_config(), self, self.id, transcoders))
         return self.media
 
     def _peer_config(self) -> PeerConfig:
-        shared: MediaServices = self.services.extras[MEDIA_SERVICE]
+        shared = self.media_services
         props = self.properties
         try:
             turn = shared.turn(props["turnUrl"])
@@ -91,20 +84,12 @@ class WebRtcEndpoint(BaseRtpEndpoint):
             external_ipv6=props["externalIPv6"],
         )
 
-    async def on_release(self) -> None:
-        """Close the transports and free their ports."""
-        if self.media is not None:
-            await self.media.close()
-            shared: MediaServices = self.services.extras[MEDIA_SERVICE]
-            shared.retire(self.media)
-        await super().on_release()
-
     # -- SdpEndpoint -----------------------------------------------------------------------
 
     async def process_offer(self, offer: str) -> str:
         """Answer a remote offer."""
         answer = await self._media().peer.process_offer(offer)
-        self._session_started()
+        self.session_started_now()
         return answer
 
     async def generate_offer(self, options: dict[str, Any] | None = None) -> str:
@@ -118,13 +103,8 @@ class WebRtcEndpoint(BaseRtpEndpoint):
     async def process_answer(self, answer: str) -> str:
         """Apply the remote answer to the local offer."""
         local = await self._media().peer.process_answer(answer)
-        self._session_started()
+        self.session_started_now()
         return local
-
-    def _session_started(self) -> None:
-        if not self.session_started:
-            self.session_started = True
-            self.emit("MediaSessionStarted")
 
     def get_local_session_descriptor(self) -> str:
         """The local SDP, with the candidates gathered so far."""
@@ -257,37 +237,6 @@ class WebRtcEndpoint(BaseRtpEndpoint):
         if sent:
             self.mark_flow("out", media_type, True)
 
-    def on_source_removed(self, link: Connection) -> None:
-        """No more media of that type from the link: leave its transcoder, if any."""
-        if self.media is not None:
-            self.media.transcoding.stop(link.media_type.lower())
-
-    def produce_keyframe(self, media_type: str) -> None:
-        """A sink wants a keyframe: ask the remote peer (PLI)."""
-        if self.media is not None and media_type == "VIDEO":
-            self.media.send_keyframe_request()
-
-    def keyframe_wanted(self, media_type: str) -> None:
-        """The remote peer wants a keyframe of what we send: ask our source."""
-        self.ask_keyframe(media_type)
-
-    def request_keyframe(self) -> None:
-        """KMD requestKeyframe: ask the upstream producer for a video keyframe."""
-        self.ask_keyframe("VIDEO")
-
-    def set_state(self, name: str, value: str) -> None:
-        """Change mediaState/connectionState and raise its event."""
-        old = self.properties[name]
-        if old == value:
-            return
-        self.properties[name] = value
-        self.log.info("= %s %s -> %s", name, old, value)
-        self.emit(STATE_EVENTS[name], oldState=old, newState=value)
-        if name == "connectionState" and value == "DISCONNECTED":
-            self.emit("MediaSessionTerminated")
-        if name == "connectionState":
-            self.update_capture()
-
     def capture_ready(self) -> bool:
         """Capture starts once DTLS is up on every transport."""
         return self.media is not None and self.properties["connectionState"] == "CONNECTED"
@@ -316,11 +265,4 @@ class WebRtcEndpoint(BaseRtpEndpoint):
         if self.media is not None and self.owner.properties.get("latencyStats"):
             latencies = self.media.latency.media_latency_stats()
             stats.update(inputLatency=latencies, E2ELatency=latencies)
-        return stats
-
-    def get_stats(self, media_type: str | None = None) -> dict[str, Any]:
-        """The endpoint entry plus RTP stream stats from packet flow."""
-        stats = super().get_stats(media_type)
-        if self.media is not None:
-            stats.update(self.media.stats(media_type))
         return stats
