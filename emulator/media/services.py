@@ -133,7 +133,31 @@ class MediaServices:
         if settings.rtp_min_port is not None and settings.rtp_max_port is not None:
             rtp_ports = PortRange(settings.rtp_min_port, settings.rtp_max_port, "RtpEndpoint")
             logger.info("RtpEndpoint UDP port range %d-%d", rtp_ports.low, rtp_ports.high)
-        return cls(ports, certificate, settings, capture, rtp_ports=rtp_ports)
+        services = cls(ports, certificate, settings, capture, rtp_ports=rtp_ports)
+        services.log_advertised_addresses()
+        return services
+
+    def log_advertised_addresses(self) -> None:
+        """Part of the start report: the addresses ICE host candidates will carry."""
+        settings = self.settings
+        local = self.address_policy(settings.network_interfaces).addresses()
+        logger.info(
+            "ICE host candidates on %s", ", ".join(local) or "no address (check interfaces)"
+        )
+        for family, external in (
+            ("IPv4", settings.external_ipv4),
+            ("IPv6", settings.external_ipv6),
+        ):
+            if external:
+                logger.info(
+                    "advertised %s address: %s (externalIP%s)", family, external, family[2:]
+                )
+        if settings.stun_server_address:
+            logger.info("STUN %s:%d", settings.stun_server_address, settings.stun_server_port)
+        if settings.turn_url:
+            logger.info("TURN %s", settings.turn_url.rpartition("@")[2])
+        if settings.ice_relay_only:
+            logger.info("relay candidates only (candonlyturn)")
 
     def adopt(self, media: StreamMedia, endpoint: str, pipeline: str) -> None:
         """Track a new endpoint's media (metrics) and let fault injection see it."""

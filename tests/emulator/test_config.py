@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -155,3 +156,31 @@ def test_sdp_endpoint_json_and_media_element_ini(tmp_path: Path) -> None:
     assert settings.video_codecs == ["VP8/90000"]
     assert settings.encoder_bitrate == 500000
     assert loaded.origins["audio_codecs"] == str(folder / "SdpEndpoint.conf.json")
+
+
+def test_start_report_names_addresses_range_and_fingerprint() -> None:
+    """At start: every value with its origin, the advertised address, the range, the fingerprint."""
+    env = {**os.environ, "KMS_EXTERNAL_IPV4": "203.0.113.9", "KMS_MIN_PORT": "41000"}
+    env["KMS_MAX_PORT"] = "41099"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "emulator", "--port", "0", "--no-wss", "--no-admin"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line)
+            if "server id" in line:
+                break
+    finally:
+        process.terminate()
+        process.communicate(timeout=30)
+    report = "".join(lines)
+    assert "min_port = 41000 (environment)" in report
+    assert "advertised IPv4 address: 203.0.113.9" in report
+    assert "media UDP port range 41000-41099" in report
+    assert "DTLS certificate fingerprint sha-256" in report
