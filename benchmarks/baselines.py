@@ -53,17 +53,15 @@ async def _udp_socket() -> socket.socket:
 async def udp_relay_call(request: dict[str, Any]) -> dict[str, Any]:
     """Two sockets: A talks to port_a and is heard by B from port_b, and the reverse."""
     loop = asyncio.get_running_loop()
-    legs = []
+    legs, ports = [], []
     for name in ("a", "b"):
-        _, leg = await loop.create_datagram_endpoint(RelayLeg, sock=await _udp_socket())
+        transport, leg = await loop.create_datagram_endpoint(RelayLeg, sock=await _udp_socket())
+        leg.transport = transport
         leg.peer = tuple(request[name])
         legs.append(leg)
+        ports.append(transport.get_extra_info("sockname")[1])
     legs[0].other, legs[1].other = legs[1], legs[0]
-    assert legs[0].transport is not None and legs[1].transport is not None
-    return {
-        "port_a": legs[0].transport.get_extra_info("sockname")[1],
-        "port_b": legs[1].transport.get_extra_info("sockname")[1],
-    }
+    return {"port_a": ports[0], "port_b": ports[1]}
 
 
 class NaiveRelay:
@@ -129,6 +127,7 @@ JANUS_PLUGINS = (
     "audiobridge duktape lua nosip recordplay sip streaming textroom videocall videoroom voicemail"
 )
 JANUS_TRANSPORTS = "mqtt nanomsg pfunix rabbitmq websockets"
+JANUS_EVENTS = "gelf mqtt nanomsg rabbitmq sample ws"
 
 
 def janus_config(folder: Path, http_port: int, rtp_ports: tuple[int, int]) -> Path:
@@ -136,6 +135,7 @@ def janus_config(folder: Path, http_port: int, rtp_ports: tuple[int, int]) -> Pa
     folder.mkdir(parents=True, exist_ok=True)
     plugins = ",".join(f"libjanus_{name}.so" for name in JANUS_PLUGINS.split())
     transports = ",".join(f"libjanus_{name}.so" for name in JANUS_TRANSPORTS.split())
+    events = ",".join(f"libjanus_{name}evh.so" for name in JANUS_EVENTS.split())
     (folder / "janus.jcfg").write_text(
         "general: {\n"
         f'  configs_folder = "{folder}"\n'
@@ -145,13 +145,11 @@ def janus_config(folder: Path, http_port: int, rtp_ports: tuple[int, int]) -> Pa
         "media: {\n"
         f'  rtp_port_range = "{rtp_ports[0]}-{rtp_ports[1]}"\n'
         "}\n"
-        "nat: {\n"
-        '  ice_enforce_list = "lo"\n'
-        '  ice_ignore_list = "vmnet"\n'
-        "}\n"
+        'nat: {\n  ice_enforce_list = "lo"\n}\n'
+        'loggers: {\n  disable = "libjanus_jsonlog.so"\n}\n'
         f'plugins: {{\n  disable = "{plugins}"\n}}\n'
         f'transports: {{\n  disable = "{transports}"\n}}\n'
-        "events: {\n  broadcast = false\n}\n"
+        f'events: {{\n  broadcast = false\n  disable = "{events}"\n}}\n'
     )
     (folder / "janus.transport.http.jcfg").write_text(
         "general: {\n"

@@ -476,6 +476,8 @@ class Worker:
 
     async def new_peer(self, controlling: bool = True) -> LoadPeer:
         """A gathered peer."""
+        address = self.config.get("address", "127.0.0.1")
+        aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: [address]
         peer = LoadPeer(self.certificate, self.counters, controlling)
         await peer.gather()
         return peer
@@ -710,7 +712,6 @@ def worker_main(conn: Connection, config: dict[str, Any]) -> None:
     """Entry point of a load-generator process (multiprocessing, spawn)."""
     if config.get("cpus"):
         os.sched_setaffinity(0, config["cpus"])
-    aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"]
     asyncio.run(_serve(conn, config))
 
 

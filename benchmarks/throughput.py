@@ -140,9 +140,9 @@ def plan(quick: bool, janus: bool) -> list[Scenario]:
 
 @contextlib.asynccontextmanager
 async def subprocess_until(
-    argv: list[str], pattern: str, cpu: int | None
+    argv: list[str], pattern: str | None, cpu: int | None
 ) -> AsyncIterator[tuple[int, str]]:
-    """Start a process (pinned with taskset), wait for a line matching ``pattern``."""
+    """Start a process (pinned with taskset), wait for a line matching ``pattern`` (if any)."""
     prefix = ["taskset", "-c", str(cpu)] if cpu is not None else []
     process = await asyncio.create_subprocess_exec(
         *prefix,
@@ -154,13 +154,13 @@ async def subprocess_until(
     assert process.stdout is not None
     found = None
     try:
-        while found is None:
+        while found is None and pattern is not None:
             line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
             if not line:
                 raise RuntimeError(f"{argv[0]} exited before it was ready")
             found = re.search(pattern, line)
         drain = asyncio.create_task(_drain(process.stdout))
-        yield process.pid, found.group(1)
+        yield process.pid, found.group(1) if found else ""
     finally:
         if process.returncode is None:
             process.terminate()
@@ -198,16 +198,28 @@ async def system_running(
         folder = Path(tempfile.mkdtemp(prefix="bench-janus-"))
         http_port = _free_tcp_port()
         config = janus_config(folder, http_port, (42000, 52000))
-        argv = ["janus", "-C", str(config), "-F", str(folder), "-L", str(folder / "janus.log")]
+        argv = ["janus", "-C", str(config), "-F", str(folder)]
         try:
-            async with subprocess_until(argv, r"(HTTP webserver started)", cpu) as (pid, _):
+            async with subprocess_until(argv, None, cpu) as (pid, _):
                 base = f"http://127.0.0.1:{http_port}/janus"
                 await _wait_http(base + "/info")
-                yield pid, {"url": base}
+                # Janus never offers loopback candidates: the peers use this machine's own
+                # address, which the kernel still delivers locally.
+                yield pid, {"url": base, "address": _local_ipv4()}
         finally:
             shutil.rmtree(folder, ignore_errors=True)
     else:
         raise ValueError(name)
+
+
+def _local_ipv4() -> str:
+    import ifaddr
+
+    for adapter in ifaddr.get_adapters():
+        for ip in adapter.ips:
+            if isinstance(ip.ip, str) and not ip.ip.startswith("127."):
+                return ip.ip
+    return "127.0.0.1"
 
 
 def _free_tcp_port() -> int:
@@ -301,6 +313,7 @@ async def sweep(
             "video": scenario.media == "audio+video",
             "sinks": scenario.sinks,
             "extensions": True,
+            "address": "127.0.0.1",
             **reach,
         }
         await workers.call("configure", [config] * len(workers.conns))
