@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 JS := tests/interop/js
 
-.PHONY: run test install install-test js-deps media-deps browser-deps lint typecheck unit clean bench bench-quick
+.PHONY: run test install install-test js-deps media-deps browser-deps lint typecheck unit clean bench bench-quick bench-deps bench-throughput
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -62,6 +62,14 @@ bench: install-test
 
 bench-quick: install-test
 	$(BIN)/python -m benchmarks.control_plane --quick
+
+## bench-deps: Debian's janus 1.1, the C baseline of the throughput benchmark
+bench-deps:
+	@command -v janus >/dev/null || ($(SUDO) apt-get update -qq && $(APT_INSTALL) janus)
+
+## bench-throughput: media throughput sweep against the emulator and its baselines
+bench-throughput: install-test
+	$(BIN)/python -m benchmarks.throughput
 
 clean:
 	rm -rf $(VENV) $(JS)/node_modules .mypy_cache .ruff_cache .pytest_cache
