@@ -42,7 +42,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import AsyncIterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -299,7 +299,7 @@ async def sweep(
     scenario: Scenario,
     workers: Workers,
     server_cpu: int | None,
-    timing: dict[str, float],
+    timing: dict[str, Any],
     direct: dict[tuple[str, str, int], Point],
     progress: Progress,
     task: Any,
@@ -350,7 +350,7 @@ async def measure(
     pid: int | None,
     calls: int,
     idle_rss: float,
-    timing: dict[str, float],
+    timing: dict[str, Any],
     direct: dict[tuple[str, str, int], Point],
 ) -> Point:
     """One window at the current call count."""
@@ -362,10 +362,15 @@ async def measure(
     )
     await asyncio.sleep(max(0.0, start - time.perf_counter()))
     cpu_start = process_cpu(pid) if pid else 0.0
+    profiler = None
+    if pid and timing.get("profile") and scenario.system == "emulator":
+        profiler = await _profile(pid, scenario, calls, timing["window"], Path(timing["out"]))
     await asyncio.sleep(max(0.0, end - time.perf_counter()))
     cpu = process_cpu(pid) - cpu_start if pid else 0.0
     rss, threads = rss_and_threads(pid) if pid else (0.0, 0)
     replies = await replies_task
+    if profiler is not None:
+        await profiler.wait()
     window = end - start
     sent = sum(r["sent"] for r in replies)
     tagged = scenario.system != "aiortc-relay"
@@ -406,6 +411,30 @@ async def measure(
         generator_cores=round(sum(r["cpu_seconds"] for r in replies) / window, 3),
         generator_late_frames=sum(r["late_frames"] for r in replies),
         srtp_errors=sum(r["srtp_errors"] for r in replies),
+    )
+
+
+async def _profile(
+    pid: int, scenario: Scenario, calls: int, seconds: float, out: Path
+) -> asyncio.subprocess.Process:
+    """py-spy samples the server during the window (the CPU it takes is not the server's)."""
+    await asyncio.to_thread(out.mkdir, parents=True, exist_ok=True)
+    name = f"profile-{scenario.topology}-{scenario.media.replace('+', '-')}-{calls}.txt"
+    return await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).with_name("py-spy")),
+        "record",
+        "--pid",
+        str(pid),
+        "--duration",
+        str(max(1, int(seconds))),
+        "--rate",
+        "250",
+        "--format",
+        "raw",
+        "--output",
+        str(out / name),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
     )
 
 
@@ -595,7 +624,17 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     worker_cpus = list(range(cores - 1)) if pin else None
     count = args.workers or (max(1, cores - 1) if pin else cores)
     has_janus = shutil.which("janus") is not None and not args.no_janus
-    scenarios = [s for s in plan(args.quick, has_janus) if not args.only or s.system in args.only]
+    scenarios = [
+        s
+        for s in plan(args.quick, has_janus)
+        if (not args.only or s.system in args.only)
+        and (not args.scenario or s.key in args.scenario)
+    ]
+    if args.levels:
+        scenarios = [replace(s, levels=tuple(args.levels)) for s in scenarios]
+    if args.profile:
+        timing = {**timing, "profile": 1.0}
+    timing_out: dict[str, Any] = {**timing, "out": str(args.out)}
     points: list[Point] = []
     direct: dict[tuple[str, str, int], Point] = {}
     workers = Workers(count, worker_cpus)
@@ -606,7 +645,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             for scenario in scenarios:
                 try:
                     found = await sweep(
-                        scenario, workers, server_cpu, timing, direct, progress, task
+                        scenario, workers, server_cpu, timing_out, direct, progress, task
                     )
                 except Exception as exc:
                     console.print(f"[red]{scenario.system} {scenario.key} failed: {exc!r}")
@@ -648,6 +687,13 @@ def main() -> None:
     parser.add_argument("--no-pin", dest="pin", action="store_false", help="no CPU pinning")
     parser.add_argument("--no-janus", action="store_true", help="skip Janus even if installed")
     parser.add_argument("--only", nargs="*", help="systems to run (default: all)")
+    parser.add_argument(
+        "--scenario", nargs="*", help="e.g. one-to-one/audio one-to-many/audio+video (default: all)"
+    )
+    parser.add_argument("--levels", nargs="*", type=int, help="call counts instead of the plan's")
+    parser.add_argument(
+        "--profile", action="store_true", help="py-spy the emulator in each window (raw stacks)"
+    )
     args = parser.parse_args()
     report = asyncio.run(run(args))
     show(report)
