@@ -144,6 +144,7 @@ class RangedConnection(Connection):
         self._queue: asyncio.Queue[tuple[bytes, int] | None] = asyncio.Queue(RECEIVE_QUEUE)
         self._bound: list[socket.socket] = []
         self._fast_path: FastPath | None = None
+        self._route: tuple[CandidatePair | None, Any, tuple[str, int]] = (None, None, ("", 0))
 
     # -- gathering -------------------------------------------------------------------------------
 
@@ -340,7 +341,11 @@ class RangedConnection(Connection):
         pair = self._nominated.get(component)
         if pair is None:
             return False
-        pair.protocol.transport.sendto(data, pair.remote_addr)
+        route = self._route
+        if route[0] is not pair:
+            # Once per nominated pair: aioice's remote_addr builds a tuple on every call.
+            route = self._route = (pair, pair.protocol.transport.sendto, pair.remote_addr)
+        route[1](data, route[2])
         return True
 
     def selected_pair(self, component: int = 1) -> tuple[Candidate, Candidate] | None:

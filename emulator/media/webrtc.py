@@ -101,6 +101,10 @@ class WebRtcMedia:
         self.dtls_state = "NEW"
         self.selected: tuple[str, str] | None = None
         self._timer: asyncio.Task[None] | None = None
+        # Per-route work done once, not per packet: the reverse extension map of each receiving
+        # m-line, and (payload type, extension map) per sending line, source map and codec.
+        self._source_extensions: dict[int, tuple[dict[str, int], dict[int, str]]] = {}
+        self._routes: dict[tuple[int, int, int], _Route] = {}
 
     # -- PeerListener ------------------------------------------------------------------------
 
@@ -184,8 +188,12 @@ class WebRtcMedia:
         stream.received(view, now)
         media_type = KINDS[line.kind]
         self.owner.mark_flow("in", media_type, True)
-        extensions = {ext_id: uri for uri, ext_id in line.extensions.items()}
-        self.owner.forward(media_type, MediaPacket(line.kind, view, codec, stream, extensions))
+        negotiated = line.extensions
+        cached = self._source_extensions.get(id(line))
+        if cached is None or cached[0] is not negotiated:
+            cached = (negotiated, {ext_id: uri for uri, ext_id in negotiated.items()})
+            self._source_extensions[id(line)] = cached
+        self.owner.forward(media_type, MediaPacket(line.kind, view, codec, stream, cached[1]))
 
     def on_rtcp(self, transport: PeerTransport, data: bytes) -> None:
         """RTCP from the remote peer: reports, feedback, BYE."""
@@ -356,23 +364,45 @@ class WebRtcMedia:
         stream = self.outbound.get(packet.kind)
         if line is None or stream is None:
             return False
-        payload_type = _matching_payload_type(line, packet.codec)
-        if payload_type is None:
+        route = self._route(line, packet)
+        if route.payload_type is None:
             return False
         now = time.monotonic()
         sequence, timestamp = stream.next_numbers(packet.source, packet.view, now)
         data = rewrite_rtp(
             packet.view,
-            payload_type=payload_type,
+            payload_type=route.payload_type,
             sequence=sequence,
             timestamp=timestamp,
             ssrc=stream.ssrc,
-            extensions=_extension_map(packet.extensions, line),
+            extensions=route.extensions,
         )
         if not self.peer.send(line, data):
             return False
         stream.sent(sequence, data, len(data) - packet.view.header_end, now)
         return True
+
+    def _route(self, line: MediaLine, packet: MediaPacket) -> _Route:
+        """Payload type and extension map for this line, source and codec (cached by identity)."""
+        key = (id(line), id(packet.extensions), id(packet.codec))
+        route = self._routes.get(key)
+        if (
+            route is None
+            or route.line is not line
+            or route.source_extensions is not packet.extensions
+            or route.codec is not packet.codec
+        ):
+            if len(self._routes) > 64:
+                self._routes.clear()  # sources come and go; stale routes are cheap to rebuild
+            route = _Route(
+                line,
+                packet.extensions,
+                packet.codec,
+                _matching_payload_type(line, packet.codec),
+                _extension_map(packet.extensions, line),
+            )
+            self._routes[key] = route
+        return route
 
     def send_data(self, label: str, message: str | bytes) -> bool:
         """Send a data channel message on the channel with that label (else the first open)."""
@@ -456,6 +486,17 @@ class WebRtcMedia:
                 "roundTripTime": out.round_trip,
             }
         return entries
+
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    """What ``send_media`` computes once per (sending line, source extension map, codec)."""
+
+    line: MediaLine
+    source_extensions: dict[int, str]
+    codec: Codec
+    payload_type: int | None
+    extensions: ExtensionMap
 
 
 def _stats_id(name: str, direction: str, ssrc: int) -> str:
