@@ -101,6 +101,7 @@ class IceCounters:
 
     unvalidated_source: int = 0
     queue_overflow: int = 0
+    send_errors: int = 0
     sources: set[tuple[str, int]] = field(default_factory=set)
 
 
@@ -373,9 +374,17 @@ class RangedConnection(Connection):
             return False
         route = self._route
         if route[0] is not pair:
-            # Once per nominated pair: aioice's remote_addr builds a tuple on every call.
-            route = self._route = (pair, pair.protocol.transport.sendto, pair.remote_addr)
-        route[1](data, route[2])
+            # Once per nominated pair: aioice's remote_addr builds a tuple on every call, and a
+            # host socket is written directly (asyncio's sendto only adds checks and a buffer
+            # that a real-time packet is better off without).
+            sock = getattr(pair.protocol, "sock", None)
+            send = sock.sendto if sock is not None else pair.protocol.transport.sendto
+            route = self._route = (pair, send, pair.remote_addr)
+        try:
+            route[1](data, route[2])
+        except OSError:  # a full send buffer or an unreachable peer: the packet is lost, as UDP
+            self.counters.send_errors += 1
+            return False
         return True
 
     def selected_pair(self, component: int = 1) -> tuple[Candidate, Candidate] | None:
