@@ -26,6 +26,7 @@ import json
 import os
 import random
 import re
+import socket
 import struct
 import time
 import urllib.request
@@ -130,6 +131,7 @@ class Counters:
     arrivals: int = 0
     """Any RTP packet arriving in the window (the only count for a re-encoding relay)."""
     srtp_errors: int = 0
+    send_errors: int = 0
     late: int = 0
     """Frames sent more than one interval after their due time (the generator fell behind)."""
     latencies: array[float] = field(default_factory=lambda: array("d"))
@@ -148,6 +150,9 @@ class LoadPeer:
         self.tx: pylibsrtp.Session | None = None
         self.rx: pylibsrtp.Session | None = None
         self.transport: Any = None
+        self.sock: Any = None
+        self._skip = 0
+        self.send_errors = 0
         self.remote: tuple[str, int] = ("", 0)
 
     async def gather(self) -> None:
@@ -212,12 +217,29 @@ class LoadPeer:
         self.transport, self.remote = pair.protocol.transport, pair.remote_addr
         if hasattr(self.transport, "max_size"):
             self.transport.max_size = 4096
+        # The socket itself: sendto without asyncio's checks, and drained on each callback.
+        self.sock = self.transport._sock
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
         self.tx, self.rx = self.dtls._tx_srtp, self.dtls._rx_srtp
         protocol = pair.protocol
         original = protocol.datagram_received
         protocol.datagram_received = (  # type: ignore[method-assign]
-            lambda data, addr: self._datagram(data, addr, original)
+            lambda data, addr: self._drain(data, addr, original)
         )
+
+    def _drain(self, data: Any, addr: Any, original: Any) -> None:
+        self._datagram(data, addr, original)
+        if self._skip:
+            self._skip -= 1
+            return
+        for index in range(32):
+            try:
+                data, addr = self.sock.recvfrom(4096)
+            except OSError:
+                if index == 0:
+                    self._skip = 8
+                return
+            self._datagram(data, addr, original)
 
     def _datagram(self, data: Any, addr: Any, original: Any) -> None:
         if 127 < data[0] < 192 and not 192 <= data[1] <= 223:
@@ -240,8 +262,11 @@ class LoadPeer:
         original(data, addr)
 
     def send(self, packet: bytes) -> None:
-        """Protect and send one RTP packet."""
-        self.transport.sendto(self.tx.protect(packet), self.remote)  # type: ignore[union-attr]
+        """Protect and send one RTP packet (lost, and counted, if the socket refuses it)."""
+        try:
+            self.sock.sendto(self.tx.protect(packet), self.remote)  # type: ignore[union-attr]
+        except OSError:
+            self.counters.send_errors += 1
 
     async def close(self) -> None:
         """Stop DTLS and ICE."""
@@ -329,7 +354,11 @@ class Sender:
                 due, order, stream = heapq.heappop(heap)
                 if now - due > stream.clip.interval:
                     counters.late += 1
-                stream.send_frame(now, counters)
+                try:
+                    stream.send_frame(now, counters)
+                except Exception:  # a closed peer: its stream stops, the others go on
+                    counters.send_errors += 1
+                    continue
                 heapq.heappush(heap, (due + stream.clip.interval, order, stream))
             self.wake.clear()
             if heap:
@@ -752,7 +781,7 @@ async def _measure(worker: Worker, start: float, end: float, grace: float) -> di
     counters = worker.counters
     counters.window = (start, end)
     counters.sent = counters.received = counters.arrivals = counters.late = 0
-    counters.srtp_errors = 0
+    counters.srtp_errors = counters.send_errors = 0
     counters.latencies = array("d")
     cpu_before = time.process_time()
     await asyncio.sleep(max(0.0, end + grace - time.perf_counter()))
@@ -763,6 +792,7 @@ async def _measure(worker: Worker, start: float, end: float, grace: float) -> di
         "arrivals": counters.arrivals,
         "late_frames": counters.late,
         "srtp_errors": counters.srtp_errors,
+        "send_errors": counters.send_errors,
         "cpu_seconds": cpu,
         "latencies": np.frombuffer(counters.latencies, dtype=np.float64).copy(),
     }

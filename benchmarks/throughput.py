@@ -8,7 +8,9 @@ and DTLS-SRTP, then pre-encoded Opus and VP8 sent with synchronous SRTP) in work
 Opus is 50 packets/s per stream; VP8 640x480 at 30 fps is about 1 Mbit/s, several packets per
 frame. Topologies: one-to-one (two WebRtcEndpoints connected both ways: 2 streams per call) and
 one-to-many (one source endpoint connected to several sinks). Each system's N is swept upwards
-until loss exceeds 1 % (or the plan's cap).
+until loss exceeds 1 %, the plan's cap, or the load generator falls behind its own schedule
+(``generator_bound``: then the capacity found is a lower bound; on this project's 2-core machine
+one generator core drives about 15-20k forwarded packets/s, most of it in sendto/recvfrom).
 
 Systems, each on the same load and in the same run:
 
@@ -107,6 +109,9 @@ class Point:
     generator_cores: float
     generator_late_frames: int
     srtp_errors: int
+    generator_send_errors: int = 0
+    generator_bound: bool = False
+    """The load generator fell behind its schedule: figures at this level say little."""
 
 
 def plan(quick: bool, janus: bool) -> list[Scenario]:
@@ -342,7 +347,7 @@ async def sweep(
                 point = await measure(scenario, workers, pid, calls, idle_rss, timing, direct)
                 points.append(point)
                 progress.advance(task)
-                if point.loss > LOSS_STOP:
+                if point.loss > LOSS_STOP or point.generator_bound:
                     break
         finally:
             progress.advance(task, len(scenario.levels) - len(points))
@@ -425,6 +430,9 @@ async def measure(
         generator_cores=round(sum(r["cpu_seconds"] for r in replies) / window, 3),
         generator_late_frames=sum(r["late_frames"] for r in replies),
         srtp_errors=sum(r["srtp_errors"] for r in replies),
+        generator_send_errors=sum(r["send_errors"] for r in replies),
+        generator_bound=sum(r["late_frames"] for r in replies) > 0.005 * max(sent, 1)
+        or sum(r["send_errors"] for r in replies) > 0.005 * max(sent, 1),
     )
 
 
@@ -476,12 +484,13 @@ def summarize(points: list[Point]) -> dict[str, Any]:
     key: tuple[str, str, str]
     for key in sorted({(p.system, p.topology, p.media) for p in points}):
         mine = [p for p in points if (p.system, p.topology, p.media) == key]
-        ok1 = [p for p in mine if p.loss <= LOSS_STOP]
-        ok01 = [p for p in mine if p.loss <= 0.001]
+        ok1 = [p for p in mine if p.loss <= LOSS_STOP and not p.generator_bound]
+        ok01 = [p for p in mine if p.loss <= 0.001 and not p.generator_bound]
         costs = [p.cpu_us_per_packet for p in mine if p.cpu_us_per_packet and p.loss <= LOSS_STOP]
         cpu_us = statistics.median(costs) if costs else None
         systems["/".join(key)] = {
             "loss_limit_reached": any(p.loss > LOSS_STOP for p in mine),
+            "generator_bound": any(p.generator_bound for p in mine),
             "max_calls_loss_under_1pct": max((p.calls for p in ok1), default=0),
             "max_forwarded_pps_loss_under_0.1pct": max((p.forwarded_pps for p in ok01), default=0),
             "median_cpu_us_per_packet": _round(cpu_us),
