@@ -463,9 +463,9 @@ def _generator_bound(replies: list[dict[str, Any]], sent: int, window: float) ->
     """Whether the load generator, not the system, set the pace: frames late by more than an
     interval for 5 % of the packets (a few scheduling stalls on a shared machine stay under it),
     failed sends, or its processes busy 90 % of the window."""
-    late = sum(r["late_frames"] for r in replies)
-    failed = sum(r["send_errors"] for r in replies)
-    busy = max(r["cpu_seconds"] for r in replies) / window
+    late = int(sum(r["late_frames"] for r in replies))
+    failed = int(sum(r["send_errors"] for r in replies))
+    busy = float(max(r["cpu_seconds"] for r in replies)) / window
     return late > 0.05 * max(sent, 1) or failed > 0.005 * max(sent, 1) or busy > 0.9
 
 
