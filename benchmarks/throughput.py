@@ -19,7 +19,11 @@ Systems, each on the same load and in the same run:
   subtracted to give *added* latency);
 - ``udp-relay``: a bare asyncio UDP relay (the ceiling of a Python process);
 - ``aiortc-relay``: RTCPeerConnection per leg and MediaRelay: decode and re-encode (what a user
-  would write); its output carries no send-time trailer, so only rate, loss and CPU are measured;
+  would write); its output carries no send-time trailer, so only rate, loss and CPU are measured
+  (loss from arrivals counted in the same window as the sends). Profiled here, about half of its
+  event-loop time is aiortc's sender computing the audio level of every decoded frame in pure
+  Python (``rtp.compute_audio_level_dbov``, done whether or not the extension is negotiated);
+  encoding and decoding run in its executor threads;
 - ``janus``: Janus 1.1 (Debian's ``janus``, ``make bench-deps``), EchoTest plugin: one call is
   two echo sessions, the same forwarded packets as a two-way call.
 
@@ -331,7 +335,7 @@ async def sweep(
             "topology": scenario.topology,
             "video": scenario.media == "audio+video",
             "sinks": scenario.sinks,
-            "extensions": True,
+            "extensions": timing.get("extensions", True),
             "address": "127.0.0.1",
             **reach,
         }
@@ -708,7 +712,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         scenarios = [replace(s, levels=tuple(args.levels)) for s in scenarios]
     if args.profile:
         timing = {**timing, "profile": 1.0}
-    timing_out: dict[str, Any] = {**timing, "out": str(args.out)}
+    timing_out: dict[str, Any] = {**timing, "out": str(args.out), "extensions": args.extensions}
     points: list[Point] = []
     direct: dict[tuple[str, str, int], Point] = {}
     workers = Workers(count, worker_cpus)
@@ -744,7 +748,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "janus": has_janus,
             "audio": "Opus 20 ms, 50 packets/s per stream, aiortc's encoder",
             "video": "VP8 640x480 30 fps about 1 Mbit/s, aiortc's encoder and packetiser",
-            "extensions": "ssrc-audio-level (audio), abs-send-time (video) on every packet",
+            "extensions": (
+                "ssrc-audio-level (audio), abs-send-time (video) on every packet"
+                if args.extensions
+                else "none"
+            ),
             "trailer": "17-byte RTP padding: send time, stream id, index",
         },
         "points": [asdict(p) for p in points],
@@ -765,6 +773,13 @@ def main() -> None:
         "--scenario", nargs="*", help="e.g. one-to-one/audio one-to-many/audio+video (default: all)"
     )
     parser.add_argument("--levels", nargs="*", type=int, help="call counts instead of the plan's")
+    parser.add_argument(
+        "--no-extensions",
+        dest="extensions",
+        action="store_false",
+        help="offer no RTP header extensions (by default audio-level and abs-send-time, as "
+        "browsers do, so that the emulator's extension mapping is on the measured path)",
+    )
     parser.add_argument(
         "--profile", action="store_true", help="py-spy the emulator in each window (raw stacks)"
     )
