@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 JS := tests/interop/js
 
-.PHONY: run test install install-test js-deps media-deps browser-deps rtp-deps lint typecheck unit clean bench bench-quick bench-bridged
+.PHONY: run test install install-test js-deps media-deps browser-deps rtp-deps lint typecheck unit clean bench bench-quick bench-bridged bench-deps bench-throughput
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -73,6 +73,13 @@ bench-quick: install-test
 ## bench-bridged: concurrent WebRTC Opus <-> RTP PCMA calls, transcoded, until loss > 1%
 bench-bridged: install-test
 	$(BIN)/python -m benchmarks.bridged_calls
+## bench-deps: Debian's janus 1.1, the C baseline of the throughput benchmark
+bench-deps:
+	@command -v janus >/dev/null || ($(SUDO) apt-get update -qq && $(APT_INSTALL) janus)
+
+## bench-throughput: media throughput sweep against the emulator and its baselines
+bench-throughput: install-test
+	$(BIN)/python -m benchmarks.throughput
 
 clean:
 	rm -rf $(VENV) $(JS)/node_modules .mypy_cache .ruff_cache .pytest_cache

@@ -94,7 +94,7 @@ class OpusReplay(MediaStreamTrack):
         self.sent = 0
         self._start: float | None = None
 
-    async def recv(self) -> av.Packet:
+    async def recv(self) -> av.Packet:  # type: ignore[type-arg]
         loop = asyncio.get_running_loop()
         if self._start is None:
             self._start = loop.time()
@@ -198,7 +198,7 @@ async def open_call(client: KurentoClient, opus: list[bytes]) -> Call:
         call.webrtc_received[0] += 1
         call.webrtc_arrived.set()
 
-    transceiver.receiver._handle_rtp_packet = count
+    transceiver.receiver._handle_rtp_packet = count  # type: ignore[method-assign]
     await negotiate(webrtc, peer)
     return call
 

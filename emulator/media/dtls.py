@@ -14,6 +14,7 @@ from typing import Any
 
 import pylibsrtp
 from aiortc import RTCCertificate, RTCDtlsTransport, RTCIceTransport
+from aiortc.rtcdtlstransport import State
 
 from emulator.media.capture import PacketTap
 from emulator.media.ice import RangedConnection
@@ -61,6 +62,8 @@ class MediaDtlsTransport(RTCDtlsTransport):
         self.on_rtp: PacketHandler = _ignore
         self.on_rtcp: PacketHandler = _ignore
         self.rx_counter: CountingSrtpSession | None = None
+        self.ready = False
+        """DTLS is connected and SRTP keyed (kept as a flag: ``state`` builds a string)."""
         self.sent_packets = 0
         self.sent_bytes = 0
         self.tap: PacketTap | None = None
@@ -78,6 +81,10 @@ class MediaDtlsTransport(RTCDtlsTransport):
         self.rx_counter = CountingSrtpSession(self._rx_srtp)
         self._rx_srtp = self.rx_counter  # type: ignore[assignment]
 
+    def _set_state(self, state: State) -> None:
+        self.ready = state == State.CONNECTED and self._tx_srtp is not None
+        super()._set_state(state)
+
     @property
     def srtp_failures(self) -> int:
         """SRTP/SRTCP packets that failed authentication."""
@@ -93,7 +100,7 @@ class MediaDtlsTransport(RTCDtlsTransport):
 
     def send_now(self, data: bytes) -> bool:
         """Protect and send an RTP or RTCP packet at once; False before DTLS is up."""
-        if self._tx_srtp is None or self.state != "connected":
+        if not self.ready:
             return False
         if self.tap is not None:
             self.tap(data, True)

@@ -8,7 +8,7 @@ RFC 3550 section 5.1 (header), RFC 8285 (header extensions).
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiortc.rtp import pack_header_extensions, unpack_header_extensions
 
@@ -65,11 +65,11 @@ class ExtensionMap:
     """Source extension id -> sink extension id, for one route; unmapped ids are dropped."""
 
     ids: dict[int, int]
+    identity: bool = field(init=False)
+    """Whether packets keep their extensions untouched (computed once, read per packet)."""
 
-    @property
-    def identity(self) -> bool:
-        """Whether packets keep their extensions untouched."""
-        return all(k == v for k, v in self.ids.items())
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "identity", all(k == v for k, v in self.ids.items()))
 
 
 def rewrite_rtp(
@@ -91,7 +91,24 @@ def rewrite_rtp(
 
 
 def _all_mapped(view: RtpView, extensions: ExtensionMap) -> bool:
-    return all(x_id in extensions.ids for x_id, _ in _extensions_of(view))
+    data, ids = view.data, extensions.ids
+    profile, _ = _EXT_HEADER.unpack_from(data, view.ext_start)
+    if profile != 0xBEDE:
+        return all(x_id in ids for x_id, _ in _extensions_of(view))
+    # One-byte headers (RFC 8285 4.2), read in place: no list of (id, bytes) per packet.
+    position, end = view.ext_start + 4, view.header_end
+    while position < end:
+        byte = data[position]
+        if byte == 0:
+            position += 1  # padding
+            continue
+        x_id = byte >> 4
+        if x_id == 15:
+            break
+        if x_id not in ids:
+            return False
+        position += (byte & 0x0F) + 2
+    return True
 
 
 def _extensions_of(view: RtpView) -> list[tuple[int, bytes]]:

@@ -131,6 +131,10 @@ class WebRtcMedia:
         self.selected: tuple[str, str] | None = None
         self._timer: asyncio.Task[None] | None = None
         self.transcoding = SinkTranscoding(transcoders or Transcoders(), self, name)
+        # Per-route work done once, not per packet: the reverse extension map of each receiving
+        # m-line, and (payload type, extension map) per sending line, source map and codec.
+        self._source_extensions: dict[int, tuple[dict[str, int], dict[int, str]]] = {}
+        self._routes: dict[tuple[int, int, int], _Route] = {}
         self.impairments: dict[str, Impairment] | None = None
         """Fault injection by media kind (``audio``, ``video``); None on the normal path."""
 
@@ -216,8 +220,12 @@ class WebRtcMedia:
         stream.received(view, now)
         media_type = KINDS[line.kind]
         self.owner.mark_flow("in", media_type, True)
-        extensions = {ext_id: uri for uri, ext_id in line.extensions.items()}
-        self.owner.forward(media_type, MediaPacket(line.kind, view, codec, stream, extensions))
+        negotiated = line.extensions
+        cached = self._source_extensions.get(id(line))
+        if cached is None or cached[0] is not negotiated:
+            cached = (negotiated, {ext_id: uri for uri, ext_id in negotiated.items()})
+            self._source_extensions[id(line)] = cached
+        self.owner.forward(media_type, MediaPacket(line.kind, view, codec, stream, cached[1]))
 
     def on_rtcp(self, transport: PeerTransport, data: bytes) -> None:
         """RTCP from the remote peer: reports, feedback, BYE."""
@@ -422,7 +430,8 @@ class WebRtcMedia:
         stream = self.outbound.get(packet.kind)
         if line is None or stream is None:
             return False
-        payload_type = _matching_payload_type(line, packet.codec)
+        route = self._route(line, packet.extensions, packet.codec)
+        payload_type = route.payload_type
         if payload_type is None or self.transcoding.active(packet.kind):
             if payload_type is None or is_dtmf(packet.codec):
                 self.transcoding.feed(
@@ -431,23 +440,35 @@ class WebRtcMedia:
                 return False
             self.transcoding.stop(packet.kind)  # the source now sends a codec the peer takes
         views = sized_for_leg(packet.view, packet.codec.name, self.name)
+        arrival = packet.source.last_arrival
         sent = False
         for index, view in enumerate(views):
             if index:
                 stream.split_packet()
-            sent = (
-                self._send(
-                    line,
-                    stream,
-                    view,
-                    packet.source,
-                    packet.extensions,
-                    payload_type,
-                    packet.source.last_arrival,
-                )
-                or sent
-            )
+            sent = self._send(line, stream, view, packet.source, route, arrival) or sent
         return sent
+
+    def _route(self, line: MediaLine, extensions: dict[int, str], codec: Codec) -> _Route:
+        """Payload type and extension map for this line, source and codec (cached by identity)."""
+        key = (id(line), id(extensions), id(codec))
+        route = self._routes.get(key)
+        if (
+            route is None
+            or route.line is not line
+            or route.source_extensions is not extensions
+            or route.codec is not codec
+        ):
+            if len(self._routes) > 64:
+                self._routes.clear()  # sources come and go; stale routes are cheap to rebuild
+            route = _Route(
+                line,
+                extensions,
+                codec,
+                _matching_payload_type(line, codec),
+                _extension_map(extensions, line),
+            )
+            self._routes[key] = route
+        return route
 
     def _send(
         self,
@@ -455,19 +476,19 @@ class WebRtcMedia:
         stream: OutboundStream,
         view: RtpView,
         source: object,
-        extensions: dict[int, str],
-        payload_type: int,
+        route: _Route,
         arrival: float,
     ) -> bool:
+        assert route.payload_type is not None
         now = time.monotonic()
         sequence, timestamp = stream.next_numbers(source, view, now)
         data = rewrite_rtp(
             view,
-            payload_type=payload_type,
+            payload_type=route.payload_type,
             sequence=sequence,
             timestamp=timestamp,
             ssrc=stream.ssrc,
-            extensions=_extension_map(extensions, line),
+            extensions=route.extensions,
         )
         impairments = self.impairments
         impairment = impairments.get(line.kind) if impairments is not None else None
@@ -488,10 +509,10 @@ class WebRtcMedia:
         stream = self.outbound.get(kind)
         if line is None or stream is None:
             return
-        payload_type = _matching_payload_type(line, packet.codec)
-        if payload_type is None:
+        route = self._route(line, NO_EXTENSIONS, packet.codec)
+        if route.payload_type is None:
             return  # telephone-event the peer did not negotiate at the target clock
-        if self._send(line, stream, packet.view, packet.source, {}, payload_type, packet.arrival):
+        if self._send(line, stream, packet.view, packet.source, route, packet.arrival):
             self.owner.mark_flow("out", KINDS[kind], True)
 
     def transcoding_changed(self, kind: str, active: bool, bin_name: str, reason: str) -> None:
@@ -561,6 +582,21 @@ class WebRtcMedia:
             },
             round_trip=max(rtts, default=0.0),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    """What ``send_media`` computes once per (sending line, source extension map, codec)."""
+
+    line: MediaLine
+    source_extensions: dict[int, str]
+    codec: Codec
+    payload_type: int | None
+    extensions: ExtensionMap
+
+
+NO_EXTENSIONS: dict[int, str] = {}
+"""The source extension map of transcoded packets (one object, so that routes cache)."""
 
 
 def _matching_payload_type(line: MediaLine, codec: Codec) -> int | None:
