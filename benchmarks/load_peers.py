@@ -97,9 +97,13 @@ def opus_clip(seconds: float = 1.0) -> Clip:
 def vp8_clip(seconds: float = 1.0, width: int = 640, height: int = 480) -> Clip:
     """30 fps VP8 of a moving gradient at about 1 Mbit/s, packetised by aiortc's encoder."""
     import av
-    from aiortc.codecs import get_encoder
+    from aiortc.codecs import get_encoder, vpx
     from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
+    # Browsers keep whole RTP packets near 1200 bytes; aiortc packetises up to 1300 payload bytes,
+    # which a server repacketising at KMS's 1200 (as this one does) would split, cutting off the
+    # timing trailer. 1100 bytes of payload leaves room for the trailer and the headers.
+    vpx.PACKET_MAX = 1100
     encoder = get_encoder(RTCRtpCodecParameters("video/VP8", 90000))
     encoder.target_bitrate = 1_000_000  # type: ignore[attr-defined]
     frames: list[list[bytes]] = []
