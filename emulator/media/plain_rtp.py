@@ -23,20 +23,10 @@ import random
 import secrets
 import socket
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from aiortc.rtp import (
-    RTCP_PSFB_FIR,
-    RTCP_PSFB_PLI,
-    RtcpByePacket,
-    RtcpPacket,
-    RtcpPsfbPacket,
-    RtcpRrPacket,
-    RtcpSenderInfo,
-    RtcpSrPacket,
-)
+from aiortc.rtp import RtcpByePacket
 
 from emulator.media import plain_sdp
 from emulator.media.capture import PcapWriter
@@ -47,17 +37,10 @@ from emulator.media.negotiation import LocalPolicy, MediaLine, new_session_id, p
 from emulator.media.plain_sdp import LocalPorts, PlainLine
 from emulator.media.ports import PortRange
 from emulator.media.rtp import ExtensionMap, RtpView, is_rtcp, parse_rtp, rewrite_rtp
+from emulator.media.rtp_session import KINDS, MediaOwner, MediaPacket, RtpSession
 from emulator.media.sdes import SdesConfig, SrtpPair
-from emulator.media.streams import InboundStream, OutboundStream, middle_ntp, ntp_now
-from emulator.media.transcoding import SinkTranscoding, TranscodedPacket, Transcoders
-from emulator.media.webrtc import (
-    FLOW_TIMEOUT,
-    KINDS,
-    REPORT_INTERVAL,
-    RTCP_TIMEOUT,
-    MediaOwner,
-    MediaPacket,
-)
+from emulator.media.streams import OutboundStream
+from emulator.media.transcoding import TranscodedPacket, Transcoders
 from protocol.errors import (
     SdpEndPointAlreadyNegotiated,
     SdpEndPointAnswerAlreadyProccesed,
@@ -156,7 +139,7 @@ class _LegProtocol(asyncio.DatagramProtocol):
         logger.debug("RTP socket error on port %s: %s", self.leg.ports.rtp, exc)
 
 
-class PlainRtpMedia:
+class PlainRtpMedia(RtpSession):
     """Media state of one RtpEndpoint."""
 
     def __init__(
@@ -166,9 +149,8 @@ class PlainRtpMedia:
         name: str,
         transcoders: Transcoders | None = None,
     ) -> None:
+        super().__init__(owner, name, transcoders)
         self.config = config
-        self.owner = owner
-        self.name = name
         self.lines: list[PlainLine] = []
         self.legs: dict[int, RtpLeg] = {}
         self.local_sdp: str | None = None
@@ -179,17 +161,10 @@ class PlainRtpMedia:
         self.session_version = 0
         self.cname = secrets.token_hex(8)
         self.local_ssrcs: dict[str, int] = {}
-        self.inbound: dict[int, InboundStream] = {}
-        self.outbound: dict[str, OutboundStream] = {}
-        self.line_of_ssrc: dict[int, int] = {}
-        self.last_rtcp = 0.0
-        self.media_connected = False
         self.tap: LegTap | None = None
-        self.transcoding = SinkTranscoding(transcoders or Transcoders(), self, name)
         self.impairments: dict[str, Impairment] | None = None
         """Fault injection by media kind (``audio``, ``video``); None on the normal path."""
         self.closed = False
-        self._timer: asyncio.Task[None] | None = None
 
     # -- negotiation ---------------------------------------------------------------------------
 
@@ -343,8 +318,7 @@ class PlainRtpMedia:
                 )
         if any(line.media.accepted and line.remote.rtp for line in self.lines):
             self.owner.set_state("connectionState", "CONNECTED")
-        if self._timer is None:
-            self._timer = asyncio.ensure_future(self._tick())
+        self.start_timer()
 
     # -- receiving -----------------------------------------------------------------------------
 
@@ -362,7 +336,7 @@ class PlainRtpMedia:
             port = leg.ports.rtcp if rtcp_port else leg.ports.rtp
             self.tap.packet(False, data, (leg.local_address, port), source)
         if rtcp:
-            self._on_rtcp(data)
+            self.rtcp_received(data)
             return
         view = parse_rtp(data)
         if view is not None:
@@ -405,55 +379,8 @@ class PlainRtpMedia:
         codec = media.codec_for(view.payload_type)
         if codec is None:
             return
-        stream = self.inbound.get(view.ssrc)
-        if stream is None:
-            stream = InboundStream(view.ssrc, codec.clock_rate, media.kind)
-            self.inbound[view.ssrc] = stream
-            self.line_of_ssrc[view.ssrc] = media.index
-        stream.received(view, time.monotonic())
-        media_type = KINDS[media.kind]
-        self.owner.mark_flow("in", media_type, True)
-        self.owner.forward(media_type, MediaPacket(media.kind, view, codec, stream, {}))
-
-    def _on_rtcp(self, data: bytes) -> None:
-        try:
-            packets = RtcpPacket.parse(data)
-        except ValueError:
-            return
-        self.last_rtcp = time.monotonic()
-        if not self.media_connected:
-            self.media_connected = True
-            self.owner.set_state("mediaState", "CONNECTED")
-        for packet in packets:
-            if isinstance(packet, RtcpSrPacket):
-                stream = self.inbound.get(packet.ssrc)
-                if stream is not None:
-                    stream.last_sr_ntp = packet.sender_info.ntp_timestamp
-                    stream.last_sr_arrival = time.monotonic()
-                self._apply_reports(packet.reports)
-            elif isinstance(packet, RtcpRrPacket):
-                self._apply_reports(packet.reports)
-            elif isinstance(packet, RtcpPsfbPacket) and packet.fmt in (
-                RTCP_PSFB_PLI,
-                RTCP_PSFB_FIR,
-            ):
-                video = self.outbound.get("video")
-                if video is not None:
-                    if packet.fmt == RTCP_PSFB_PLI:
-                        video.pli_received += 1
-                    else:
-                        video.fir_received += 1
-                    self.owner.keyframe_wanted("VIDEO")
-            elif isinstance(packet, RtcpByePacket):
-                self.media_connected = False
-                self.owner.set_state("mediaState", "DISCONNECTED")
-
-    def _apply_reports(self, reports: list[Any]) -> None:
-        now_middle = middle_ntp(ntp_now())
-        for block in reports:
-            for stream in self.outbound.values():
-                if stream.ssrc == block.ssrc:
-                    stream.apply_report(block, now_middle)
+        stream = self.inbound_stream(media, view, codec)
+        self.owner.forward(KINDS[media.kind], MediaPacket(media.kind, view, codec, stream, {}))
 
     # -- sending -------------------------------------------------------------------------------
 
@@ -525,13 +452,30 @@ class PlainRtpMedia:
         if self._send_view(line, packet.view, packet.source, payload_type):
             self.owner.mark_flow("out", KINDS[kind], True)
 
-    def transcoding_changed(self, kind: str, active: bool, bin_name: str, reason: str) -> None:
-        """Report to the element (MediaTranscodingStateChanged on its source)."""
-        self.owner.transcoding_changed(KINDS[kind], active, bin_name, reason)
+    # -- RtpSession hooks ---------------------------------------------------------------------
 
-    def keyframe_needed(self, kind: str) -> None:
-        """The transcoder's decoder needs a keyframe: ask the source as a PLI would."""
-        self.owner.keyframe_wanted(KINDS[kind])
+    def send_packet(self, line: MediaLine, data: bytes, rtcp: bool) -> bool:
+        """Send on the line's leg (its RTCP port unless rtcp-mux)."""
+        leg = self.legs.get(line.index)
+        return leg is not None and self._send(leg, data, rtcp)
+
+    def report_lines(self) -> list[MediaLine]:
+        """Accepted lines with a leg, not inactive (on hold both ways, no reports)."""
+        return [
+            line.media
+            for line in self.lines
+            if line.media.accepted
+            and line.media.index in self.legs
+            and line.media.direction != "inactive"
+        ]
+
+    def media_line(self, index: int) -> MediaLine | None:
+        """The m-line of that index in the current negotiation (re-offers replace them)."""
+        return self.lines[index].media if 0 <= index < len(self.lines) else None
+
+    def is_closed(self) -> bool:
+        """Whether the endpoint was closed."""
+        return self.closed
 
     def _send(self, leg: RtpLeg, data: bytes, rtcp: bool) -> bool:
         remote = leg.line.remote
@@ -548,67 +492,6 @@ class PlainRtpMedia:
         transport.sendto(data, target)
         return True
 
-    def send_keyframe_request(self) -> None:
-        """PLI to the remote peer for the video it sends us (RFC 4585, if it listens)."""
-        for ssrc, stream in self.inbound.items():
-            leg = self.legs.get(self.line_of_ssrc.get(ssrc, -1))
-            if stream.kind != "video" or leg is None:
-                continue
-            stream.pli_sent += 1
-            pli = RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=leg.line.media.local_ssrc, media_ssrc=ssrc)
-            self._send(leg, bytes(pli), rtcp=True)
-
-    # -- timers ---------------------------------------------------------------------------------
-
-    async def _tick(self) -> None:
-        """Once a second (with jitter, RFC 3550 6.2): reports, flow and media-state timeouts."""
-        while not self.closed:
-            await asyncio.sleep(REPORT_INTERVAL * (0.5 + random.random()))
-            now = time.monotonic()
-            self._send_reports(now)
-            self._check_flows(now)
-            if self.media_connected and now - self.last_rtcp > RTCP_TIMEOUT:
-                self.media_connected = False
-                self.owner.set_state("mediaState", "DISCONNECTED")
-
-    def _send_reports(self, now: float) -> None:
-        for line in self.lines:
-            media = line.media
-            leg = self.legs.get(media.index)
-            if not media.accepted or leg is None or media.direction == "inactive":
-                continue
-            blocks = [
-                s.report_block(now)
-                for ssrc, s in self.inbound.items()
-                if self.line_of_ssrc.get(ssrc) == media.index
-            ][:31]
-            stream = self.outbound.get(media.kind)
-            if stream is not None and stream.packets:
-                info = RtcpSenderInfo(
-                    ntp_timestamp=ntp_now(),
-                    rtp_timestamp=(
-                        stream.last_timestamp + int((now - stream.last_sent_at) * stream.clock_rate)
-                    )
-                    & 0xFFFFFFFF,
-                    packet_count=stream.packets,
-                    octet_count=stream.octets,
-                )
-                report: Any = RtcpSrPacket(ssrc=media.local_ssrc, sender_info=info, reports=blocks)
-            else:
-                report = RtcpRrPacket(ssrc=media.local_ssrc, reports=blocks)
-            self._send(leg, bytes(report), rtcp=True)
-
-    def _check_flows(self, now: float) -> None:
-        for kind, media_type in KINDS.items():
-            last_in = max(
-                (s.last_arrival for s in self.inbound.values() if s.kind == kind), default=0.0
-            )
-            if last_in and now - last_in > FLOW_TIMEOUT:
-                self.owner.mark_flow("in", media_type, False)
-            stream = self.outbound.get(kind)
-            if stream is not None and stream.packets and now - stream.last_sent_at > FLOW_TIMEOUT:
-                self.owner.mark_flow("out", media_type, False)
-
     async def close(self) -> None:
         """RTCP BYE to the peer, then stop the timer and free the ports."""
         if self.closed:
@@ -618,8 +501,7 @@ class PlainRtpMedia:
             leg = self.legs.get(line.media.index)
             if leg is not None and line.media.accepted:
                 self._send(leg, bytes(RtcpByePacket(sources=[line.media.local_ssrc])), rtcp=True)
-        if self._timer is not None:
-            self._timer.cancel()
+        self.stop_timer()
         self.transcoding.stop()
         for leg in self.legs.values():
             leg.close()
@@ -637,67 +519,10 @@ class PlainRtpMedia:
         return sum(leg.srtp.failures for leg in self.legs.values() if leg.srtp is not None)
 
     def stats(self, media_type: str | None) -> dict[str, Any]:
-        """RTCInbound/OutboundRTPStreamStats entries keyed by stable ids."""
-        now_ms = int(time.time() * 1000)
-        entries: dict[str, Any] = {}
-        for stream in self.inbound.values():
-            if media_type and KINDS.get(stream.kind) != media_type:
-                continue
-            key = _stats_id(self.name, "in", stream.ssrc)
-            entries[key] = {
-                **_common("RTCInboundRTPStreamStats", "inboundrtp", key, now_ms, stream.ssrc),
-                "firCount": stream.fir_sent,
-                "pliCount": stream.pli_sent,
-                "nackCount": stream.nack_sent,
-                "sliCount": 0,
-                "remb": stream.remb,
-                "packetsLost": stream.lost,
-                "fractionLost": 0.0,
-                "packetsReceived": stream.packets,
-                "bytesReceived": stream.octets,
-                "jitter": stream.jitter_seconds,
-                "srtpFailures": self.srtp_failures,
-                "foreignSourceDrops": self.dropped_foreign,
-            }
-        for out in self.outbound.values():
-            if (media_type and KINDS.get(out.kind) != media_type) or not out.packets:
-                continue
-            key = _stats_id(self.name, "out", out.ssrc)
-            entries[key] = {
-                **_common("RTCOutboundRTPStreamStats", "outboundrtp", key, now_ms, out.ssrc),
-                "firCount": out.fir_received,
-                "pliCount": out.pli_received,
-                "nackCount": out.nack_received,
-                "sliCount": 0,
-                "remb": out.remb,
-                "packetsLost": out.packets_lost,
-                "fractionLost": out.fraction_lost,
-                "packetsSent": out.packets,
-                "bytesSent": out.octets,
-                "targetBitrate": float(out.remb),
-                "roundTripTime": out.round_trip,
-            }
-        return entries
-
-
-def _common(type_name: str, kind: str, key: str, now_ms: int, ssrc: int) -> dict[str, Any]:
-    return {
-        "__module__": "kurento",
-        "__type__": type_name,
-        "id": key,
-        "type": kind,
-        "timestampMillis": now_ms,
-        "ssrc": str(ssrc),
-        "associateStatsId": "",
-        "isRemote": False,
-        "mediaTrackId": "",
-        "transportId": "",
-        "codecId": "",
-    }
-
-
-def _stats_id(name: str, direction: str, ssrc: int) -> str:
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{name}/{direction}/{ssrc}"))
+        """RTP stream entries; inbound ones also count the foreign-source drops."""
+        return self.rtp_stats(
+            media_type, self.srtp_failures, foreignSourceDrops=self.dropped_foreign
+        )
 
 
 def matching_payload_type(line: MediaLine, codec: Codec) -> int | None:

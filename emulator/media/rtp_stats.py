@@ -1,4 +1,4 @@
-"""``getStats`` entries of a WebRtcEndpoint, in KMS's complex types (core KMD, ``Stats`` tree).
+"""``getStats`` entries of RTP endpoints, in KMS's complex types (core KMD, ``Stats`` tree).
 
 RTP streams come from the per-SSRC counters (``streams.py``); the remote side of each outbound
 stream (``isRemote``) from the receiver reports the peer sends; the connection-level entries
@@ -149,6 +149,15 @@ def outbound_stats(name: str, stream: OutboundStream, now_ms: int) -> dict[str, 
     remote_key = stats_id(name, "remote-in", stream.ssrc)
     reported = stream.reports > 0
     transport = stats_id(name, "transport")
+    # What the remote receiver told us about this stream, the same on both entries.
+    feedback = {
+        "firCount": stream.fir_received,
+        "pliCount": stream.pli_received,
+        "nackCount": stream.nack_received,
+        "remb": stream.remb,
+        "packetsLost": stream.packets_lost,
+        "fractionLost": stream.fraction_lost,
+    }
     entries = {
         key: _entry(
             "RTCOutboundRTPStreamStats",
@@ -156,12 +165,7 @@ def outbound_stats(name: str, stream: OutboundStream, now_ms: int) -> dict[str, 
             key,
             now_ms,
             **_rtp_common(stream.ssrc, remote_key if reported else "", False, transport),
-            firCount=stream.fir_received,
-            pliCount=stream.pli_received,
-            nackCount=stream.nack_received,
-            remb=stream.remb,
-            packetsLost=stream.packets_lost,
-            fractionLost=stream.fraction_lost,
+            **feedback,
             packetsSent=stream.packets,
             bytesSent=stream.octets,
             targetBitrate=float(stream.remb),
@@ -175,12 +179,7 @@ def outbound_stats(name: str, stream: OutboundStream, now_ms: int) -> dict[str, 
             remote_key,
             now_ms,
             **_rtp_common(stream.ssrc, key, True, transport),
-            firCount=stream.fir_received,
-            pliCount=stream.pli_received,
-            nackCount=stream.nack_received,
-            remb=stream.remb,
-            packetsLost=stream.packets_lost,
-            fractionLost=stream.fraction_lost,
+            **feedback,
             packetsReceived=max(stream.packets - stream.packets_lost, 0),
             bytesReceived=0,
             jitter=stream.remote_jitter,
