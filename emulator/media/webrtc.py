@@ -1,9 +1,8 @@
-"""The media behind a WebRtcEndpoint: peer events, RTP in and out, RTCP per leg, flow and stats.
+"""The media behind a WebRtcEndpoint: peer events, data channels, the send path, stats.
 
 The Kurento object (``objects/webrtc_endpoint.py``) holds the KMD interface; this class does the
-media work and reports through ``MediaOwner``. RTCP is terminated here on each leg: receiver and
-sender reports are generated per endpoint, and feedback that concerns the other leg (PLI, FIR) is
-translated into a keyframe request towards the source.
+media work and reports through ``MediaOwner``. What it shares with a plain RTP endpoint (streams,
+RTCP per leg, feedback, flows) is ``RtpSession``; the DTLS-SRTP transports are ``WebRtcPeer``.
 """
 
 from __future__ import annotations
@@ -21,14 +20,7 @@ from emulator.media.impairment import Impairment
 from emulator.media.negotiation import MediaLine
 from emulator.media.peer import PeerConfig, PeerTransport, WebRtcPeer
 from emulator.media.rtp import ExtensionMap, RtpView, rewrite_rtp
-from emulator.media.rtp_session import (
-    FLOW_TIMEOUT,
-    KINDS,
-    RTCP_TIMEOUT,
-    MediaOwner,
-    MediaPacket,
-    RtpSession,
-)
+from emulator.media.rtp_session import KINDS, MediaOwner, MediaPacket, RtpSession
 from emulator.media.rtp_stats import (
     ChannelCounters,
     ConnectionView,
@@ -38,8 +30,6 @@ from emulator.media.rtp_stats import (
 from emulator.media.streams import OutboundStream
 from emulator.media.transcoding import TranscodedPacket, Transcoders
 from protocol.sdp import Codec
-
-__all__ = ["FLOW_TIMEOUT", "KINDS", "RTCP_TIMEOUT", "MediaOwner", "MediaPacket", "WebRtcMedia"]
 
 logger = logging.getLogger(__name__)
 

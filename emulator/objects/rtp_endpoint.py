@@ -13,8 +13,8 @@ from typing import Any
 
 from emulator.media.capture import PcapWriter
 from emulator.media.plain_rtp import PlainRtpConfig, PlainRtpMedia, WriterTap
+from emulator.media.rtp_session import MediaPacket
 from emulator.media.sdes import SdesConfig, sdes_from_param
-from emulator.media.webrtc import MediaPacket
 from emulator.objects.sdp_endpoint import BaseRtpEndpoint
 
 

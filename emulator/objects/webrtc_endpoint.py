@@ -11,7 +11,8 @@ from typing import Any
 
 from emulator.media.capture import PcapWriter, endpoint_tap
 from emulator.media.peer import PeerConfig, parse_turn_url
-from emulator.media.webrtc import MediaPacket, WebRtcMedia
+from emulator.media.rtp_session import MediaPacket
+from emulator.media.webrtc import WebRtcMedia
 from emulator.objects.sdp_endpoint import BaseRtpEndpoint
 from protocol.errors import (
     IceGatherCandidatesError,
