@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Hashable, Iterable
-from typing import Any
 
 from protocol.jsonrpc import RequestId
 
@@ -96,7 +95,3 @@ class SessionActivity:
     def sessions(self) -> list[str]:
         """Known session ids."""
         return list(self._in_use)
-
-    def snapshot(self) -> dict[str, Any]:
-        """Flags by session, for diagnostics."""
-        return dict(self._in_use)

@@ -651,9 +651,4 @@ def parse_turn_url(url: str) -> TurnServer | None:
     return TurnServer(host.strip("[]"), int(port), username, password, transport)
 
 
-def fingerprint_values(certificate: RTCCertificate) -> list[str]:
-    """``algorithm value`` of each fingerprint (for logs)."""
-    return [f"{f.algorithm} {f.value}" for f in certificate.getFingerprints()]
-
-
 CandidateCallback = Callable[[str, str, int], None]
