@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from aiortc import RTCRtpSender, RTCSessionDescription
 
-from emulator.media.rtp import RtpView, parse_rtp
+from emulator.media.rtp import RtpView
 from emulator.transport.client import KurentoClient
 from protocol.sdp import SessionDescription
 from tests.media.peers import ClientPeer, negotiate, trickle
@@ -22,6 +22,7 @@ from tests.media.rtp_peers import (
     dominant_frequency,
     dtmf_payload,
     peer_sdp,
+    spy_received,
     udp_peer,
 )
 
@@ -55,7 +56,7 @@ async def test_dtmf_from_pbx_reaches_webrtc_peer_remapped(media_client: KurentoC
     rtp = await pipeline.create("RtpEndpoint")
     await rtp.connect(webrtc, "AUDIO")
     peer = PcmuPeer(audio=False, video=False)
-    seen: list[Any] = []
+    seen: list[RtpView] = []
     try:
         connected = await webrtc.subscribe("ConnectionStateChanged")
         candidates = await webrtc.subscribe("IceCandidateFound")
@@ -66,17 +67,7 @@ async def test_dtmf_from_pbx_reaches_webrtc_peer_remapped(media_client: KurentoC
         assert (dtmf.name, dtmf.payload_type, dtmf.clock_rate) == ("telephone-event", 126, 8000)
         await webrtc.invoke("gatherCandidates")
         await peer.pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
-        dtls = peer.pc.getTransceivers()[0].receiver.transport
-        original = dtls._handle_rtp_data
-
-        async def spy(data: bytes, arrival_time_ms: int) -> None:
-            view = parse_rtp(data)
-            if view is not None:
-                seen.append(view)
-                peer._arrived.set()
-            await original(data, arrival_time_ms)
-
-        dtls._handle_rtp_data = spy
+        seen = spy_received(peer)
         await trickle(peer, candidates, done)
         flowing = await webrtc.subscribe("MediaFlowOutStateChanged")
         assert (await connected.get(timeout=15))["newState"] == "CONNECTED"
