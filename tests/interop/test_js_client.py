@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
 from emulator.transport.server import EmulatorServer, running_emulator
+from protocol.sdp import SessionDescription
 from tests.conftest import make_settings
 from tests.interop.node_client import NodeScenario
 
@@ -65,3 +68,28 @@ async def test_js_client_keeps_session_across_socket_drop(server: EmulatorServer
         assert old["error"] is None
         assert ready["pipeline"] in [p.id for p in server.media_set.pipelines()]
         await node.finish()
+
+
+PBX_OFFER = (
+    "v=0\r\no=pbx 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+    "m=audio 40000 RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\n"
+    "a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=sendrecv\r\n"
+)
+
+
+async def test_js_client_builds_the_pbx_leg(server: EmulatorServer) -> None:
+    """RtpEndpoint with an SDES complex type offers SRTP; a plain one answers a PBX's SDP."""
+    async with NodeScenario.run(server.urls["ws"], "pbx") as node:
+        secure = SessionDescription.parse((await node.step("secure-offer"))["sdp"])
+        assert {m.proto for m in secure.media} == {"RTP/SAVP"}
+        assert all(
+            m.cryptos and m.cryptos[0].suite == "AES_CM_128_HMAC_SHA1_80" for m in secure.media
+        )
+        await node.command(json.dumps({"sdp": PBX_OFFER}))
+        answer = SessionDescription.parse((await node.step("answer"))["sdp"])
+        (audio,) = [m for m in answer.media if not m.rejected]
+        assert audio.proto == "RTP/AVP" and [c.name for c in audio.codecs][:1] == ["PCMA"]
+        state = await node.step("state")
+        assert state["connectionState"] == "CONNECTED"
+        assert state["transcoding"] is False and state["stats"]
+        assert await node.finish() == 0

@@ -156,6 +156,31 @@ const scenarios = {
     client.close();
     report('done');
   },
+
+  // The PBX leg as a UC controller builds it: an SDES-SRTP RtpEndpoint offering, a plain one
+  // answering the PBX's SDP (sent by the test), bridged both ways to a WebRtcEndpoint.
+  async pbx() {
+    const client = await connectClient();
+    const pipeline = await call(client, 'create', 'MediaPipeline');
+    const SDES = kurento.getComplexType('SDES');
+    const secure = await call(pipeline, 'create', 'RtpEndpoint',
+      { crypto: new SDES({ crypto: 'AES_128_CM_HMAC_SHA1_80' }) });
+    report('secure-offer', { sdp: await call(secure, 'generateOffer') });
+    const plain = await call(pipeline, 'create', 'RtpEndpoint');
+    const webrtc = await call(pipeline, 'create', 'WebRtcEndpoint');
+    await call(webrtc, 'connect', plain);
+    await call(plain, 'connect', webrtc);
+    const offer = JSON.parse(await nextCommand());
+    report('answer', { sdp: await call(plain, 'processOffer', offer.sdp) });
+    report('state', {
+      connectionState: await call(plain, 'getConnectionState'),
+      transcoding: await call(plain, 'isMediaTranscoding', 'AUDIO'),
+      stats: await call(plain, 'getStats'),
+    });
+    await call(pipeline, 'release');
+    client.close();
+    report('done');
+  },
 };
 
 scenarios[scenario]().then(
