@@ -101,6 +101,13 @@ class PcapWriter:
         self._file.write(datagram)
         self.packets += 1
 
+    def packet(self, outgoing: bool, data: bytes, local: Address, remote: Address) -> None:
+        """Append a packet of a leg between ``local`` and ``remote`` in its direction."""
+        if outgoing:
+            self.write(data, local, remote)
+        else:
+            self.write(data, remote, local)
+
     def close(self) -> None:
         """Flush and close: the file is complete."""
         if self._file is not None:
@@ -116,13 +123,7 @@ PacketTap = Callable[[bytes, bool], None]
 def endpoint_tap(writer: PcapWriter, local: Address, remote: Address) -> PacketTap:
     """A tap writing both directions of one endpoint's transport."""
 
-    def tap(packet: bytes, outbound: bool) -> None:
-        if outbound:
-            writer.write(packet, local, remote)
-        else:
-            writer.write(packet, remote, local)
-
-    return tap
+    return lambda packet, outbound: writer.packet(outbound, packet, local, remote)
 
 
 @dataclass

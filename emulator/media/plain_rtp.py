@@ -29,7 +29,6 @@ from typing import Any, Protocol
 from aiortc.rtp import RtcpByePacket
 
 from emulator.media import plain_sdp
-from emulator.media.capture import PcapWriter
 from emulator.media.codecs import is_dtmf
 from emulator.media.fragmentation import sized_for_leg
 from emulator.media.impairment import Impairment
@@ -72,24 +71,11 @@ class PlainRtpConfig:
 
 
 class LegTap(Protocol):
-    """Sees every clear RTP/RTCP packet of an endpoint, with the addresses of its leg."""
+    """Sees every clear RTP/RTCP packet of an endpoint, with the addresses of its leg
+    (``emulator.media.capture.PcapWriter`` is one)."""
 
     def packet(self, outgoing: bool, data: bytes, local: Address, remote: Address) -> None:
         """One packet, in the clear, with the real addresses it travelled between."""
-
-
-class WriterTap:
-    """A ``LegTap`` writing to the element's capture file (``emulator.media.capture``)."""
-
-    def __init__(self, writer: PcapWriter) -> None:
-        self.writer = writer
-
-    def packet(self, outgoing: bool, data: bytes, local: Address, remote: Address) -> None:
-        """Append the packet with its direction's source and destination."""
-        if outgoing:
-            self.writer.write(data, local, remote)
-        else:
-            self.writer.write(data, remote, local)
 
 
 @dataclass

@@ -188,6 +188,13 @@ class WebRtcMedia(RtpSession):
         """Accepted audio and video lines."""
         return [line for line in self.peer.lines if line.accepted and line.kind in KINDS]
 
+    def sending_line(self, kind: str) -> MediaLine | None:
+        """The m-line this endpoint sends that kind on (per packet: no list is built)."""
+        for line in self.peer.lines:
+            if line.kind == kind and line.sends:
+                return line
+        return None
+
     def media_line(self, index: int) -> MediaLine | None:
         """The negotiated m-line of that index (WebRTC lines never change)."""
         lines = self.peer.lines
@@ -272,7 +279,7 @@ class WebRtcMedia(RtpSession):
         elif not impairment.send(self.peer.send, line, data):
             return False
         stream.sent(sequence, data, len(data) - view.header_end, now)
-        self.latency.add(line.kind, time.monotonic() - arrival)
+        self.latency.add(line.kind, now - arrival)
         return True
 
     # -- TranscodingListener -----------------------------------------------------------------------

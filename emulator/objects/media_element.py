@@ -9,7 +9,7 @@ that does not exist is not an error.
 from __future__ import annotations
 
 import time
-from typing import Any, ClassVar
+from typing import Any
 
 from emulator.objects.media_object import MediaObject
 from emulator.objects.media_pipeline import MEDIA_TYPES, Connection, MediaPipeline, write_dot
@@ -20,11 +20,6 @@ class MediaElement(MediaObject):
     """An element that sends and receives media through connections."""
 
     TYPE = "MediaElement"
-    PROPERTY_DEFAULTS: ClassVar[dict[str, Any]] = {
-        "encoderBitrate": 300000,
-        "minEncoderBitrate": 0,
-        "maxEncoderBitrate": 0,
-    }
     STATS_TYPE = "ElementStats"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

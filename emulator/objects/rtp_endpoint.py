@@ -12,7 +12,7 @@ import ipaddress
 from typing import Any
 
 from emulator.media.capture import PcapWriter
-from emulator.media.plain_rtp import PlainRtpConfig, PlainRtpMedia, WriterTap
+from emulator.media.plain_rtp import PlainRtpConfig, PlainRtpMedia
 from emulator.media.rtp_session import MediaPacket
 from emulator.media.sdes import SdesConfig, sdes_from_param
 from emulator.objects.sdp_endpoint import BaseRtpEndpoint
@@ -45,7 +45,7 @@ class RtpEndpoint(BaseRtpEndpoint):
     def install_tap(self, writer: PcapWriter | None) -> None:
         """Show every leg's clear RTP/RTCP to the writer (None: to nobody)."""
         if self.media is not None:
-            self.media.tap = WriterTap(writer) if writer is not None else None
+            self.media.tap = writer
 
     def _config(self) -> PlainRtpConfig:
         shared = self.media_services
