@@ -97,6 +97,12 @@ class Settings(BaseSettings):
     ice_consent_failures: int = Field(
         6, description="missed consent checks before the peer is considered gone"
     )
+    media_batch_ms: float = Field(
+        1.0,
+        ge=0,
+        description="milliseconds media sockets wait after a read so that later datagrams are "
+        "read in one batch (0: read each datagram as it arrives)",
+    )
     pem_certificate: Path | None = Field(
         None, description="pemCertificateECDSA: DTLS certificate+key; generated when unset"
     )

@@ -37,7 +37,7 @@ class CountingSrtpSession:
         try:
             return bytes(self.session.unprotect(data))
         except pylibsrtp.Error:
-            self._failed()
+            self.failed()
             raise
 
     def unprotect_rtcp(self, data: bytes) -> bytes:
@@ -45,10 +45,11 @@ class CountingSrtpSession:
         try:
             return bytes(self.session.unprotect_rtcp(data))
         except pylibsrtp.Error:
-            self._failed()
+            self.failed()
             raise
 
-    def _failed(self) -> None:
+    def failed(self) -> None:
+        """Count (and log now and then) a packet that failed authentication."""
         self.failures += 1
         if self.failures in (1, 10, 100, 1000) or self.failures % 10000 == 0:
             logger.warning("! SRTP authentication failed %d time(s): packet dropped", self.failures)
@@ -68,13 +69,16 @@ class MediaDtlsTransport(RTCDtlsTransport):
         self.sent_bytes = 0
         self.tap: PacketTap | None = None
         """Sees every plain RTP/RTCP packet both ways (media capture), when set."""
+        self._connection: RangedConnection | None = None
 
     @property
     def connection(self) -> RangedConnection:
-        """The ICE connection under this transport."""
-        connection = self.transport._connection
-        assert isinstance(connection, RangedConnection)
-        return connection
+        """The ICE connection under this transport (fixed: aiortc's gatherer made it)."""
+        if self._connection is None:
+            connection = self.transport._connection
+            assert isinstance(connection, RangedConnection)
+            self._connection = connection
+        return self._connection
 
     def _setup_srtp(self) -> None:
         super()._setup_srtp()
@@ -100,14 +104,25 @@ class MediaDtlsTransport(RTCDtlsTransport):
 
     def send_now(self, data: bytes) -> bool:
         """Protect and send an RTP or RTCP packet at once; False before DTLS is up."""
+        if not is_rtcp(data):
+            return self.send_rtp(data)
         if not self.ready:
             return False
         if self.tap is not None:
             self.tap(data, True)
-        protected = (
-            self._tx_srtp.protect_rtcp(data) if is_rtcp(data) else self._tx_srtp.protect(data)
-        )
-        if not self.connection.send_now(protected):
+        return self._sent(self._tx_srtp.protect_rtcp(data))
+
+    def send_rtp(self, data: bytes) -> bool:
+        """``send_now`` for a packet known to be RTP (the forwarding path)."""
+        if not self.ready:
+            return False
+        if self.tap is not None:
+            self.tap(data, True)
+        return self._sent(self._tx_srtp.protect(data))
+
+    def _sent(self, protected: bytes) -> bool:
+        connection = self._connection or self.connection
+        if not connection.send_now(protected):
             return False
         self.sent_packets += 1
         self.sent_bytes += len(protected)

@@ -9,6 +9,7 @@ and queues it without bound (ecosystem.md 3.7). ``RangedConnection`` changes exa
 - every local candidate is reported as soon as it exists (trickle ICE);
 - ``GuardedStunProtocol`` passes media (RFC 7983: not STUN) only from addresses ICE validated, and
   hands RTP/RTCP to a synchronous ``fast_path`` when one is installed;
+- host sockets are read by the event loop's ``MediaPoller`` (batched reads), not by asyncio;
 - the receive queue is bounded and counts what it drops.
 """
 
@@ -35,6 +36,7 @@ from aioice.turn import (
     create_turn_endpoint,
 )
 
+from emulator.media.poller import MediaPoller, poller_of
 from emulator.media.ports import PortRange
 
 logger = logging.getLogger(__name__)
@@ -49,10 +51,6 @@ FastPath = Callable[[bytes, tuple[str, int]], bool]
 RECEIVE_SIZE = 4096
 """Largest datagram read: RTP fits, and asyncio's 256 KiB default costs a page-fault round per
 packet (performance.md B1: 17 us instead of 2 us per recvfrom)."""
-DRAIN = 32
-"""Datagrams read in one callback once media flows, so other sockets still get their turn."""
-DRAIN_BACKOFF = 8
-"""Callbacks without a drain after a drain found the socket empty."""
 
 
 def _small_reads(transport: asyncio.BaseTransport) -> None:
@@ -110,31 +108,46 @@ class GuardedStunProtocol(StunProtocol):
 
     fast_path: FastPath | None = None
     sock: socket.socket | None = None
-    """The host socket under the transport, read directly to drain what is already queued."""
-    _skip_drains = 0
+    """The host socket, read by the event loop's ``MediaPoller`` instead of asyncio."""
+    _validated: tuple[Any, ...] | None = None
+    """The last source ICE validated on this socket (sources stay valid for the connection)."""
+    _read_by: MediaPoller | None = None
+    _fd = -1
+
+    def read_socket(self) -> None:
+        """Read one datagram (the poller calls this when the socket is readable)."""
+        assert self.sock is not None
+        try:
+            data, addr = self.sock.recvfrom(RECEIVE_SIZE)
+        except BlockingIOError:
+            return
+        except OSError as exc:  # e.g. ICMP port unreachable, reported as asyncio would
+            self.error_received(exc)
+            return
+        self._handle(data, addr)
 
     def datagram_received(self, data: bytes | str, addr: tuple[Any, ...]) -> None:
-        """Handle the datagram asyncio read, then up to ``DRAIN`` more already waiting."""
+        """A datagram read by asyncio (TURN, or before the poller took the socket over)."""
         assert isinstance(data, bytes)
         self._handle(data, addr)
-        sock = self.sock
-        if sock is None or self.fast_path is None:
-            return
-        if self._skip_drains:
-            self._skip_drains -= 1
-            return
-        # One event-loop round per datagram costs more than the datagram (performance.md B1:
-        # drain-until-EAGAIN relays sustained the highest rates), so read on while data waits.
-        # A read that finds nothing costs an exception, so a socket whose drain came back empty
-        # is not drained again for a few callbacks: under load its queue is never empty.
-        for index in range(DRAIN):
-            try:
-                data, addr = sock.recvfrom(RECEIVE_SIZE)
-            except OSError:  # BlockingIOError: nothing more; others reach asyncio's next read
-                if index == 0:
-                    self._skip_drains = DRAIN_BACKOFF
-                return
-            self._handle(data, addr)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """The transport closed: the poller stops reading the socket."""
+        if self._read_by is not None:
+            self._read_by.remove(self._fd, self.read_socket)
+            self._read_by = None
+        super().connection_lost(exc)
+
+    def read_with(self, poller: MediaPoller) -> None:
+        """Let ``poller`` read the socket, instead of asyncio's transport (which still sends)."""
+        assert self.sock is not None
+        pause = getattr(self.transport, "pause_reading", None)
+        if pause is None:
+            return  # an event loop whose datagram transports cannot pause: asyncio reads
+        pause()
+        self._fd = self.sock.fileno()
+        poller.add(self._fd, self.read_socket)
+        self._read_by = poller
 
     def _handle(self, data: bytes, addr: tuple[Any, ...]) -> None:
         """STUN goes to aioice; anything else only from a validated remote address."""
@@ -145,14 +158,16 @@ class GuardedStunProtocol(StunProtocol):
             if not (isinstance(receiver, RangedConnection) and receiver.drop_stun):
                 super().datagram_received(data, addr)
             return
-        source = (addr[0], addr[1])
         receiver = self.receiver
         assert isinstance(receiver, RangedConnection)
-        if not receiver.is_validated(self, source):
-            receiver.drop_unvalidated(source)
-            return
+        if addr != self._validated:
+            source = (addr[0], addr[1])
+            if not receiver.is_validated(self, source):
+                receiver.drop_unvalidated(source)
+                return
+            self._validated = addr
         fast_path = self.fast_path
-        if fast_path is not None and data[0] > 127 and fast_path(data, source):
+        if fast_path is not None and data[0] > 127 and fast_path(data, addr):
             return
         receiver.data_received(data, self.local_candidate.component)
 
@@ -234,6 +249,7 @@ class RangedConnection(Connection):
                 assert isinstance(protocol, GuardedStunProtocol)
                 _small_reads(transport)
                 protocol.sock = sock
+                protocol.read_with(poller_of(loop))
                 protocol.fast_path = self._fast_path
                 self._protocols.append(protocol)
                 host, port = sock.getsockname()[:2]

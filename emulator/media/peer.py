@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import secrets
@@ -39,7 +40,7 @@ from emulator.media.dtls import MediaDtlsTransport
 from emulator.media.ice import AddressPolicy, RangedConnection
 from emulator.media.negotiation import LineTransport, LocalPolicy, MediaLine
 from emulator.media.ports import PortRange
-from emulator.media.rtp import RtpView, is_rtcp, parse_rtp
+from emulator.media.rtp import RtpView, parse_rtp
 from protocol.errors import (
     IceAddCandidateError,
     SdpEndPointAlreadyNegotiated,
@@ -475,7 +476,7 @@ class WebRtcPeer:
         await transport.dtls.start(transport.remote_dtls)
         if transport.dtls.state != "connected":
             return
-        transport.connection.set_fast_path(lambda data, _: self._fast_rtp(transport, data))
+        transport.connection.set_fast_path(functools.partial(self._fast_rtp, transport))
         if any(line.kind == "application" for line in transport.lines):
             await self._start_sctp(transport)
         if all(t.dtls.state == "connected" for t in self.transports.values()):
@@ -514,16 +515,20 @@ class WebRtcPeer:
         }[transport.dtls.state]
         self.listener.on_dtls_state(state, str(transport.key))
 
-    def _fast_rtp(self, transport: PeerTransport, data: bytes) -> bool:
+    def _fast_rtp(self, transport: PeerTransport, data: bytes, _source: object) -> bool:
         """SRTP straight from the socket callback: unprotect and hand on, no queue, no task.
         SRTCP returns False and takes aiortc's path (RFC 5761 demultiplexing)."""
-        if is_rtcp(data):
+        if 192 <= data[1] <= 223:  # is_rtcp, inlined: this runs for every packet
             return False
-        session = transport.dtls.rx_counter
-        if session is None:
+        counter = transport.dtls.rx_counter
+        if counter is None:
             return False
-        with contextlib.suppress(pylibsrtp.Error):
-            self._rtp(transport, session.unprotect(data))
+        try:
+            plain = counter.session.unprotect(data)
+        except pylibsrtp.Error:
+            counter.failed()
+            return True
+        self._rtp(transport, plain)
         return True
 
     def _rtp(self, transport: PeerTransport, data: bytes) -> None:

@@ -47,7 +47,7 @@ REPORT_INTERVAL = 1.0
 KINDS = {"audio": "AUDIO", "video": "VIDEO"}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class MediaPacket:
     """An RTP packet travelling through the pipeline, with what a sink needs to send it on."""
 

@@ -19,6 +19,7 @@ from emulator.media.ice import AddressPolicy, apply_consent_timing
 from emulator.media.impairment import Impairment
 from emulator.media.negotiation import LocalPolicy
 from emulator.media.peer import TurnServer, parse_turn_url
+from emulator.media.poller import apply_batch_interval
 from emulator.media.ports import PortRange
 from emulator.media.streams import InboundStream, OutboundStream
 from emulator.media.transcoding import Transcoders
@@ -120,6 +121,7 @@ class MediaServices:
         )
         ports = PortRange(settings.min_port, settings.max_port)
         apply_consent_timing(settings.ice_consent_interval, settings.ice_consent_failures)
+        apply_batch_interval(settings.media_batch_ms / 1000)
         for fingerprint in certificate.getFingerprints():
             if fingerprint.algorithm == "sha-256":
                 logger.info("DTLS certificate fingerprint sha-256 %s", fingerprint.value)

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from aiortc import RTCDataChannel
 
 from emulator.media.codecs import is_dtmf
-from emulator.media.fragmentation import sized_for_leg
+from emulator.media.fragmentation import MAX_PAYLOAD, sized_for_leg
 from emulator.media.impairment import Impairment
 from emulator.media.negotiation import MediaLine
 from emulator.media.peer import PeerConfig, PeerTransport, WebRtcPeer
@@ -220,13 +221,14 @@ class WebRtcMedia(RtpSession):
                 )
                 return False
             self.transcoding.stop(packet.kind)  # the source now sends a codec the peer takes
-        views = sized_for_leg(packet.view, packet.codec.name, self.name)
-        arrival = packet.source.last_arrival
+        view, source = packet.view, packet.source
+        if len(view.data) - view.header_end <= MAX_PAYLOAD:  # the common case, without a list
+            return self._send(line, stream, view, source, route, source.last_arrival)
         sent = False
-        for index, view in enumerate(views):
+        for index, piece in enumerate(sized_for_leg(view, packet.codec.name, self.name)):
             if index:
                 stream.split_packet()
-            sent = self._send(line, stream, view, packet.source, route, arrival) or sent
+            sent = self._send(line, stream, piece, source, route, source.last_arrival) or sent
         return sent
 
     def _route(self, line: MediaLine, extensions: dict[int, str], codec: Codec) -> _Route:
@@ -241,12 +243,14 @@ class WebRtcMedia(RtpSession):
         ):
             if len(self._routes) > 64:
                 self._routes.clear()  # sources come and go; stale routes are cheap to rebuild
+            transport = self.peer.transports.get(line.transport)
             route = _Route(
                 line,
                 extensions,
                 codec,
                 _matching_payload_type(line, codec),
                 _extension_map(extensions, line),
+                transport.dtls.send_rtp if transport is not None else _not_sent,
             )
             self._routes[key] = route
         return route
@@ -274,7 +278,7 @@ class WebRtcMedia(RtpSession):
         impairments = self.impairments
         impairment = impairments.get(line.kind) if impairments is not None else None
         if impairment is None:
-            if not self.peer.send(line, data):
+            if not route.send(data):
                 return False
         elif not impairment.send(self.peer.send, line, data):
             return False
@@ -357,6 +361,12 @@ class _Route:
     codec: Codec
     payload_type: int | None
     extensions: ExtensionMap
+    send: Callable[[bytes], bool]
+    """Protects and sends an RTP packet on the line's transport (fixed once negotiated)."""
+
+
+def _not_sent(_: bytes) -> bool:
+    return False
 
 
 NO_EXTENSIONS: dict[int, str] = {}

@@ -1,0 +1,118 @@
+"""MediaPoller: media sockets read in batches through one epoll, on real loopback sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from emulator.media.poller import MediaPoller, apply_batch_interval, poller_of
+from tests.conftest import make_settings
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    """A non-blocking receiver and a sender on loopback."""
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    receiver.setblocking(False)
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    yield receiver, sender
+    receiver.close()
+    sender.close()
+
+
+def _collecting(
+    sock: socket.socket, into: list[bytes], done: asyncio.Event, count: int
+) -> Callable[[], None]:
+    def read() -> None:
+        try:
+            into.append(sock.recv(2048))
+        except BlockingIOError:
+            return
+        if len(into) >= count:
+            done.set()
+
+    return read
+
+
+async def test_every_datagram_is_read_and_a_burst_is_one_batch(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    receiver, sender = pair
+    poller = MediaPoller(asyncio.get_running_loop(), interval=0.05)
+    got: list[bytes] = []
+    done = asyncio.Event()
+    poller.add(receiver.fileno(), _collecting(receiver, got, done, 20))
+    for index in range(20):
+        sender.sendto(b"%d" % index, receiver.getsockname())
+    await asyncio.wait_for(done.wait(), 5)
+    assert got == [b"%d" % index for index in range(20)]
+    assert poller.batches == 1  # twenty datagrams, one wakeup
+
+
+async def test_datagrams_during_the_interval_wait_for_the_next_batch(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    receiver, sender = pair
+    poller = MediaPoller(asyncio.get_running_loop(), interval=0.2)
+    got: list[bytes] = []
+    first, second = asyncio.Event(), asyncio.Event()
+    reader = _collecting(receiver, got, first, 1)
+    poller.add(receiver.fileno(), reader)
+    sender.sendto(b"a", receiver.getsockname())
+    await asyncio.wait_for(first.wait(), 5)
+    for payload in (b"b", b"c", b"d"):  # the poller looks away: these queue in the socket
+        sender.sendto(payload, receiver.getsockname())
+    poller.remove(receiver.fileno(), reader)
+    poller.add(receiver.fileno(), _collecting(receiver, got, second, 4))
+    await asyncio.wait_for(second.wait(), 5)
+    assert got == [b"a", b"b", b"c", b"d"]
+    assert poller.batches == 2
+
+
+async def test_a_removed_socket_is_not_read_and_a_failing_reader_stops_nothing(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    receiver, sender = pair
+    other = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    other.bind(("127.0.0.1", 0))
+    other.setblocking(False)
+    poller = MediaPoller(asyncio.get_running_loop(), interval=0)
+    removed: list[bytes] = []
+    poller.add(receiver.fileno(), _collecting(receiver, removed, asyncio.Event(), 1))
+    poller.remove(receiver.fileno(), poller._readers[receiver.fileno()])
+
+    def broken() -> None:
+        other.recv(2048)
+        raise RuntimeError("a bug in one handler")
+
+    got: list[bytes] = []
+    done = asyncio.Event()
+    third = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    third.bind(("127.0.0.1", 0))
+    third.setblocking(False)
+    poller.add(other.fileno(), broken)
+    poller.add(third.fileno(), _collecting(third, got, done, 2))
+    sender.sendto(b"x", receiver.getsockname())
+    sender.sendto(b"y", other.getsockname())
+    sender.sendto(b"1", third.getsockname())
+    sender.sendto(b"2", third.getsockname())
+    await asyncio.wait_for(done.wait(), 5)
+    assert got == [b"1", b"2"] and removed == []
+    assert receiver.recv(2048) == b"x"  # still queued: nobody read it
+    other.close()
+    third.close()
+
+
+async def test_media_batch_ms_sets_the_interval_of_every_poller() -> None:
+    poller = poller_of(asyncio.get_running_loop())
+    try:
+        apply_batch_interval(make_settings(media_batch_ms=0).media_batch_ms / 1000)
+        assert poller.interval == 0
+        apply_batch_interval(make_settings(media_batch_ms=2.5).media_batch_ms / 1000)
+        assert poller.interval == 0.0025
+    finally:
+        apply_batch_interval(make_settings().media_batch_ms / 1000)
