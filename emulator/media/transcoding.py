@@ -655,7 +655,12 @@ class SinkTranscoding:
             if route is not None and route.origin is origin:
                 route.transcoder.feed_event(view, origin, codec.clock_rate)
             return
-        if route is None or route.origin is not origin or route.transcoder.source.key != codec.key:
+        if (
+            route is None
+            or route.origin is not origin
+            or route.transcoder.source.key != codec.key
+            or not any(_identity(t) == _identity(route.transcoder.target) for t in targets)
+        ):  # a new source, codec, or a sink that renegotiated away from our target
             route = self._open(kind, codec, origin, targets)
             if route is None:
                 return

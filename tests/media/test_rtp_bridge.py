@@ -117,6 +117,30 @@ async def test_webrtc_pcmu_transcoded_to_pbx_pcma(media_client: KurentoClient) -
         await peer.close()
 
 
+async def test_pbx_reinvite_to_another_codec_retargets_the_transcoder(
+    media_client: KurentoClient,
+) -> None:
+    """A re-INVITE that swaps PCMA for G722 while the leg is transcoded: the PBX gets G722
+    (payload type 9) from then on, not silence."""
+    pipeline = await media_client.create("MediaPipeline")
+    webrtc = await pipeline.create("WebRtcEndpoint")
+    rtp = await pipeline.create("RtpEndpoint")
+    await webrtc.connect(rtp, "AUDIO")
+    peer = PcmuPeer(audio=False, video=False)
+    try:
+        async with udp_peer() as pbx:
+            await rtp.invoke("processOffer", offer=peer_sdp(pbx.port, audio="8 PCMA/8000"))
+            await negotiate(webrtc, peer)
+            assert (await pbx.next_rtp(timeout=10)).payload_type == 8
+            reinvite = peer_sdp(pbx.port, audio="9 G722/8000", version=2)
+            await rtp.invoke("processOffer", offer=reinvite)
+            while (view := await pbx.next_rtp(timeout=10)).payload_type != 9:
+                assert view.payload_type == 8  # PCMA still in flight
+            assert await webrtc.invoke("isMediaTranscoding", mediaType="AUDIO") is True
+    finally:
+        await peer.close()
+
+
 @pytest.mark.parametrize(
     ("mime", "clock", "transcoded"),
     [("audio/opus", 48000, True), ("audio/PCMU", 8000, False)],
