@@ -193,7 +193,7 @@ async def _drain(stream: asyncio.StreamReader) -> None:
 
 @contextlib.asynccontextmanager
 async def system_running(
-    name: str, cpu: int | None
+    name: str, cpu: int | None, media_workers: int = 1
 ) -> AsyncIterator[tuple[int | None, dict[str, Any]]]:
     """The system under test: its pid (None for ``direct``) and what workers need to reach it."""
     if name == "direct":
@@ -201,7 +201,10 @@ async def system_running(
     elif name == "emulator":
         argv = [sys.executable, "-m", "emulator", "--host", "127.0.0.1", "--port", "0"]
         argv += ["--no-wss", "--network-interfaces", "lo", "--log-level", "INFO"]
-        async with subprocess_until(argv, r"(ws://\S+/kurento)", cpu) as (pid, url):
+        argv += ["--media-workers", str(media_workers)]
+        # The server's own line, not a media worker's ("[worker N] ... listening on ws://...").
+        ready = r"^(?!\[worker).*?(ws://\S+/kurento)"
+        async with subprocess_until(argv, ready, cpu) as (pid, url):
             yield pid, {"url": url}
     elif name in ("udp-relay", "aiortc-relay"):
         argv = [sys.executable, "-m", "benchmarks.baselines", name]
@@ -253,24 +256,46 @@ async def _wait_http(url: str) -> None:
     raise RuntimeError(f"{url} never answered")
 
 
+def process_tree(pid: int) -> list[int]:
+    """The process and its descendants (the emulator's media workers)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            stat = (entry / "stat").read_text()
+            parent = int(stat[stat.rindex(")") + 2 :].split()[1])
+            children.setdefault(parent, []).append(int(entry.name))
+    tree, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        tree.append(current)
+        pending += children.get(current, [])
+    return tree
+
+
 def process_cpu(pid: int) -> float:
-    """CPU seconds of every thread of a process, from schedstat (ns; utime+stime in /proc/stat
-    counts 10 ms ticks, too coarse for a 2 s window)."""
+    """CPU seconds of every thread of a process and its descendants, from schedstat (ns;
+    utime+stime in /proc/stat counts 10 ms ticks, too coarse for a 2 s window)."""
     total = 0
-    for task in Path(f"/proc/{pid}/task").iterdir():
+    for member in process_tree(pid):
         with contextlib.suppress(OSError):
-            total += int((task / "schedstat").read_text().split()[0])
+            for task in Path(f"/proc/{member}/task").iterdir():
+                with contextlib.suppress(OSError):
+                    total += int((task / "schedstat").read_text().split()[0])
     return total / 1e9
 
 
 def rss_and_threads(pid: int) -> tuple[float, int]:
-    """Resident memory (MB) and thread count of a process."""
+    """Resident memory (MB) and thread count of a process and its descendants."""
     rss, threads = 0.0, 0
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            rss = int(line.split()[1]) / 1024
-        elif line.startswith("Threads:"):
-            threads = int(line.split()[1])
+    for member in process_tree(pid):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{member}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    rss += int(line.split()[1]) / 1024
+                elif line.startswith("Threads:"):
+                    threads += int(line.split()[1])
     return rss, threads
 
 
@@ -329,7 +354,8 @@ async def sweep(
 ) -> list[Point]:
     """Raise the call count through the scenario's levels until loss exceeds 1 %."""
     points: list[Point] = []
-    async with system_running(scenario.system, server_cpu) as (pid, reach):
+    media_workers = int(timing.get("media_workers", 1))
+    async with system_running(scenario.system, server_cpu, media_workers) as (pid, reach):
         config = {
             "system": scenario.system,
             "topology": scenario.topology,
@@ -712,7 +738,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         scenarios = [replace(s, levels=tuple(args.levels)) for s in scenarios]
     if args.profile:
         timing = {**timing, "profile": 1.0}
-    timing_out: dict[str, Any] = {**timing, "out": str(args.out), "extensions": args.extensions}
+    timing_out: dict[str, Any] = {
+        **timing,
+        "out": str(args.out),
+        "extensions": args.extensions,
+        "media_workers": args.media_workers,
+    }
     points: list[Point] = []
     direct: dict[tuple[str, str, int], Point] = {}
     workers = Workers(count, worker_cpus)
@@ -773,6 +804,12 @@ def main() -> None:
         "--scenario", nargs="*", help="e.g. one-to-one/audio one-to-many/audio+video (default: all)"
     )
     parser.add_argument("--levels", nargs="*", type=int, help="call counts instead of the plan's")
+    parser.add_argument(
+        "--media-workers",
+        type=int,
+        default=1,
+        help="the emulator's media worker processes (default 1; with more, also --no-pin)",
+    )
     parser.add_argument(
         "--no-extensions",
         dest="extensions",

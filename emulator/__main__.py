@@ -65,6 +65,9 @@ def parse_args(argv: Sequence[str] | None) -> tuple[dict[str, Any], Path | None,
         "--max-objects-per-session", type=int, help="most objects per session (no limit)"
     )
     parser.add_argument(
+        "--media-workers", type=int, help="media worker processes (default 1; 0: one per core)"
+    )
+    parser.add_argument(
         "-f", "--conf-file", type=Path, help="kurento.conf.json (default /etc/kurento/...)"
     )
     parser.add_argument(
@@ -128,14 +131,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"kurento-emulator: {exc}", file=sys.stderr)  # noqa: T201
         return 2
     settings = loaded.settings
+    _log_to_stdout(settings)
+    logger.info("kurento-emulator %s, effective configuration:", __version__)
+    for line in loaded.report():
+        logger.info("  %s", line)
+    return _serve(settings)
+
+
+def run_settings(settings: Settings) -> int:
+    """Run a server with these settings until SIGTERM (a media worker's entry point)."""
+    _log_to_stdout(settings)
+    return _serve(settings)
+
+
+def _log_to_stdout(settings: Settings) -> None:
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         stream=sys.stdout,
     )
-    logger.info("kurento-emulator %s, effective configuration:", __version__)
-    for line in loaded.report():
-        logger.info("  %s", line)
+
+
+def _serve(settings: Settings) -> int:
     try:
         return asyncio.run(serve_forever(settings))
     except FaultError as exc:

@@ -158,9 +158,9 @@ class Dispatcher:
 
     async def create(self, params: Params | None) -> Any:
         """``create``: a new object of a concrete type."""
-        params = _require(params)
-        type_name = _string(params, "type")
-        session_id = _session_or_new(params)
+        params = require_params(params)
+        type_name = string_param(params, "type")
+        session_id = session_or_new(params)
         cls = self.types.lookup_class(type_name)
         if cls is None or cls.abstract or cls.constructor is None:
             raise MediaObjectNotAvailable(f"Factory '{type_name}' not found")
@@ -178,9 +178,9 @@ class Dispatcher:
 
     async def describe(self, params: Params | None) -> Any:
         """``describe``: type, qualified type and ancestors of an object."""
-        params = _require(params)
-        session_id = _session_or_new(params)
-        obj = self.media_set.get(session_id, _string(params, "object"))
+        params = require_params(params)
+        session_id = session_or_new(params)
+        obj = self.media_set.get(session_id, string_param(params, "object"))
         return {
             "hierarchy": self.types.hierarchy(obj.TYPE),
             "qualifiedType": f"kurento.{obj.TYPE}",
@@ -190,12 +190,12 @@ class Dispatcher:
 
     async def invoke(self, params: Params | None) -> Any:
         """``invoke``: a method, getter or setter of an object."""
-        params = _require(params)
-        operation = _string(params, "operation")
-        object_id = _string(params, "object")
+        params = require_params(params)
+        operation = string_param(params, "operation")
+        object_id = string_param(params, "object")
         given = params.get("operationParams")
         given = given if isinstance(given, dict) else None
-        session_id = _session_or_new(params)
+        session_id = session_or_new(params)
         obj = self.media_set.get(session_id, object_id)
         op = self.types.resolve_operation(obj.TYPE, operation)
         if op is None:
@@ -209,44 +209,44 @@ class Dispatcher:
 
     async def subscribe(self, params: Params | None) -> Any:
         """``subscribe``: an event of an object, for this session."""
-        params = _require(params)
-        event_type = _string(params, "type")
-        object_id = _string(params, "object")
-        session_id = _session_or_new(params)
+        params = require_params(params)
+        event_type = string_param(params, "type")
+        object_id = string_param(params, "object")
+        session_id = session_or_new(params)
         obj = self.media_set.get(session_id, object_id)
         subscription = self.media_set.subscribe(session_id, obj, event_type)
         return {"sessionId": session_id, "value": subscription}
 
     async def unsubscribe(self, params: Params | None) -> Any:
         """``unsubscribe``: never fails for unknown ids."""
-        params = _require(params)
-        object_id = _string(params, "object")
-        subscription = _string(params, "subscription")
-        session_id = _string(params, "sessionId")
+        params = require_params(params)
+        object_id = string_param(params, "object")
+        subscription = string_param(params, "subscription")
+        session_id = string_param(params, "sessionId")
         self.media_set.unsubscribe(session_id, object_id, subscription)
         return {"sessionId": session_id}
 
     async def release(self, params: Params | None) -> Any:
         """``release``: the object and its subtree, for every session; unknown ids succeed."""
-        params = _require(params)
-        object_id = _string(params, "object")
-        session_id = _session_or_new(params)
+        params = require_params(params)
+        object_id = string_param(params, "object")
+        session_id = session_or_new(params)
         await self.media_set.release_id(object_id)
         return {"sessionId": session_id}
 
     async def ref(self, params: Params | None) -> Any:
         """``ref``: reference an object from the session."""
-        params = _require(params)
-        object_id = _string(params, "object")
-        session_id = _string(params, "sessionId")
+        params = require_params(params)
+        object_id = string_param(params, "object")
+        session_id = string_param(params, "sessionId")
         self.media_set.get(session_id, object_id)
         return {"sessionId": session_id}
 
     async def unref(self, params: Params | None) -> Any:
         """``unref``: drop the session's reference; the last one releases the object."""
-        params = _require(params)
-        object_id = _string(params, "object")
-        session_id = _string(params, "sessionId")
+        params = require_params(params)
+        object_id = string_param(params, "object")
+        session_id = string_param(params, "sessionId")
         try:
             obj = self.media_set.lookup(object_id)
         except KurentoError:
@@ -256,8 +256,8 @@ class Dispatcher:
 
     async def keep_alive(self, params: Params | None) -> Any:
         """``keepAlive``: mark the session in use; 40007 when it does not exist."""
-        params = _require(params)
-        session_id = _string(params, "sessionId")
+        params = require_params(params)
+        session_id = string_param(params, "sessionId")
         self._keep_alive(session_id)
         return {"sessionId": session_id}
 
@@ -272,11 +272,11 @@ class Dispatcher:
 
     async def close_session(self, params: Params | None) -> Any:
         """``closeSession``: unref (or, with ``release``, release) the session's objects."""
-        params = _require(params)
+        params = require_params(params)
         release = params.get("release", False)
         if not isinstance(release, bool):
             raise ServerError("'release' parameter should be a boolean")
-        session_id = _string(params, "sessionId")
+        session_id = string_param(params, "sessionId")
         if release:
             await self.media_set.release_session(session_id)
         else:
@@ -285,8 +285,8 @@ class Dispatcher:
 
     async def transaction(self, params: Params | None) -> Any:
         """``transaction``: run operations in order, resolving ``newref:N`` from earlier results."""
-        params = _require(params)
-        session_id = _session_or_new(params)
+        params = require_params(params)
+        session_id = session_or_new(params)
         operations = params.get("operations")
         if "operations" not in params:
             raise ServerError("'operations' parameter is required")
@@ -316,6 +316,12 @@ class Dispatcher:
         except RpcError as exc:
             return ErrorResponse.from_error(message.get("id"), exc).to_wire()
         return Response(request.id, result).to_wire()
+
+    async def sessions_gone(self, session_ids: list[str]) -> None:
+        """The collector dropped these sessions (nothing more to do in this process)."""
+
+    async def close(self) -> None:
+        """The server stops (nothing to close in this process)."""
 
     # -- helpers ---------------------------------------------------------------------------------
 
@@ -373,13 +379,13 @@ def _not_implemented_message(obj: MediaObject, op: Operation) -> str:
     return f"{text}: {reason}" if reason else text
 
 
-def _require(params: Params | None) -> Params:
+def require_params(params: Params | None) -> Params:
     if params is None:
         raise InvalidParams()
     return params
 
 
-def _string(params: Params, name: str) -> str:
+def string_param(params: Params, name: str) -> str:
     if name not in params:
         raise ServerError(f"'{name}' parameter is required")
     value = params[name]
@@ -396,7 +402,7 @@ def _session_param(params: Any) -> str | None:
     return None
 
 
-def _session_or_new(params: Params) -> str:
+def session_or_new(params: Params) -> str:
     """KMS's getOrCreateSessionId: the given id as is (not validated), else a new UUID."""
     return _session_param(params) or str(uuid.uuid4())
 

@@ -97,6 +97,12 @@ class Settings(BaseSettings):
     ice_consent_failures: int = Field(
         6, description="missed consent checks before the peer is considered gone"
     )
+    media_workers: int = Field(
+        1,
+        ge=0,
+        description="media worker processes, each pipeline in one of them (0: one per core; "
+        "1: media in the server's own process)",
+    )
     media_batch_ms: float = Field(
         1.0,
         ge=0,

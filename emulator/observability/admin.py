@@ -4,7 +4,8 @@ A minimal HTTP/1.1 server on asyncio streams (one request per connection, ``Conn
 that no web framework is needed:
 
 - ``GET /healthz``: 200 while the process runs;
-- ``GET /readyz``: 200 while the WebSocket listeners accept, 503 before start and while stopping;
+- ``GET /readyz``: 200 while the WebSocket listeners accept (and every media worker runs), 503
+  before start, while stopping, and when a media worker died;
 - ``GET /metrics``: the Prometheus text format (``metrics.py``);
 - with ``fault_injection`` only: ``GET|POST|DELETE /faults``, ``DELETE /faults/<id>`` and
   ``POST /restart`` (drop every object and session and take a new server id, as a KMS restart).
@@ -130,6 +131,9 @@ class AdminServer:
             return 200, TEXT, b"ok\n"
         if path == "/readyz":
             _allow(method, "GET", "HEAD")
+            pool = self.emulator.pool
+            if pool is not None and not pool.ready:
+                return 503, TEXT, b"a media worker is not running\n"
             if self.emulator.accepting:
                 return 200, TEXT, b"ready\n"
             return 503, TEXT, b"not accepting: starting or shutting down\n"

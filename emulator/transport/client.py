@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -126,6 +126,8 @@ class KurentoClient:
         self._ws: WsConnection | None = None
         self._connected = asyncio.Event()
         self._reader: asyncio.Task[None] | None = None
+        self.on_event: Callable[[EventReceived], None] | None = None
+        """Sees every event, whatever the streams (a relay to another connection)."""
 
     @classmethod
     async def connect(
@@ -248,6 +250,8 @@ class KurentoClient:
 
     def _dispatch(self, event: ReplyReceived | EventReceived) -> None:
         if isinstance(event, EventReceived):
+            if self.on_event is not None:
+                self.on_event(event)
             for stream in list(self.streams):
                 if stream.object_id == event.object and stream.type == event.type:
                     stream.queue.put_nowait(event.data)

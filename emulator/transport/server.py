@@ -28,8 +28,10 @@ from websockets.http11 import Response as HttpResponse
 from emulator.dispatch import Dispatcher
 from emulator.media.services import MEDIA_SERVICE, MediaServices
 from emulator.registry import MediaSet
+from emulator.routing import RoutingDispatcher
 from emulator.settings import Settings
 from emulator.transport.tls import TlsMaterial, load_tls
+from emulator.workers import WorkerPool, worker_count
 from protocol.modules import default_registry
 from protocol.server import ServerConnection as ProtocolConnection
 
@@ -65,7 +67,14 @@ class EmulatorServer:
         self.media_set = MediaSet(
             self.types, settings, self._deliver, extras={MEDIA_SERVICE: self.media}
         )
-        self.dispatcher = Dispatcher(self.media_set, settings, self.server_id)
+        self.pool = WorkerPool(settings) if worker_count(settings) > 1 else None
+        self.dispatcher = (
+            Dispatcher(self.media_set, settings, self.server_id)
+            if self.pool is None
+            else RoutingDispatcher(
+                self.media_set, settings, self.server_id, self.pool, self._deliver
+            )
+        )
         self.links: set[ClientLink] = set()
         self.bindings: dict[str, ClientLink] = {}
         self.tls: TlsMaterial | None = None
@@ -84,6 +93,8 @@ class EmulatorServer:
     async def start(self) -> None:
         """Open the configured listeners and start the session collector."""
         settings = self.settings
+        if self.pool is not None:
+            await self.pool.start()
         common: dict[str, Any] = {
             "process_request": self._process_request,
             "compression": None,
@@ -140,12 +151,19 @@ class EmulatorServer:
         for server in self._servers.values():
             await server.wait_closed()
         self._servers.clear()
+        await self.dispatcher.close()
+        if self.pool is not None:
+            await self.pool.stop(drain_timeout)
         await self.media_set.release_all()
         self.media.transcoders.close()  # none should be left once every element is released
 
     async def restart_state(self) -> None:
         """Drop every object and session and take a new server id, like a KMS restart."""
         await self.media_set.release_all()
+        if self.pool is not None:  # the workers' objects go with their processes
+            await self.dispatcher.close()
+            await self.pool.stop(self.settings.shutdown_timeout)
+            await self.pool.start()
         self.server_id = str(uuid.uuid4())
         self.dispatcher.server_id = self.server_id
         self.bindings.clear()
@@ -282,7 +300,7 @@ class EmulatorServer:
             self.media_set.activity.touch_all(self.bindings)
             tick += 1
             if tick % 4 == 0:
-                await self.media_set.collect_garbage()
+                await self.dispatcher.sessions_gone(await self.media_set.collect_garbage())
                 async with self._collected:
                     self.collector_passes += 1
                     self._collected.notify_all()

@@ -1,0 +1,303 @@
+"""The dispatcher of a server with media workers: each pipeline's requests go to its worker.
+
+Sessions, ``ping``, ``connect``, ``keepAlive``, the replay cache and the session collector stay in
+this process, as without workers. A ``create`` of a MediaPipeline goes to the next worker in turn;
+every later request about an object goes to the worker of its pipeline (an object id starts with
+its pipeline's id). For each (session, worker) this process holds one upstream connection that
+carries the client's session id, so the worker's objects belong to the client's session and its
+events come back to it. ServerManager figures that depend on the workers (pipelines, memory, CPU)
+are gathered from all of them; its events are subscribed on all of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from emulator.dispatch import Dispatcher, Params, require_params, session_or_new, string_param
+from emulator.registry import MediaSet
+from emulator.settings import Settings
+from emulator.transport.client import ConnectionLost, KurentoClient
+from emulator.workers import WorkerPool
+from protocol.client import ClientConnection, EventReceived
+from protocol.errors import UnexpectedError
+
+logger = logging.getLogger(__name__)
+
+MANAGER = "manager_ServerManager"
+UPSTREAM_TIMEOUT = 60.0
+"""Seconds a worker may take to answer (longer than any client's own request timeout)."""
+ID_BLOCK = 1 << 24
+"""Request ids each upstream connection may use before the next one's."""
+GATHERED = ("getPipelines", "getUsedMemory", "getUsedCpu")
+"""ServerManager operations answered from every worker (and this process)."""
+
+Deliver = Callable[[str, dict[str, Any]], None]
+
+
+class RoutingDispatcher(Dispatcher):
+    """Executes requests by relaying them to the media worker that owns the object."""
+
+    def __init__(
+        self,
+        media_set: MediaSet,
+        settings: Settings,
+        server_id: str,
+        pool: WorkerPool,
+        deliver: Deliver,
+    ) -> None:
+        super().__init__(media_set, settings, server_id)
+        self.pool = pool
+        self.deliver = deliver
+        self.pipelines: dict[str, int] = {}
+        """Pipeline id -> index of its worker."""
+        self.upstreams: dict[tuple[str, int], KurentoClient] = {}
+        self._opening: dict[tuple[str, int], asyncio.Lock] = {}
+        self._manager_subscriptions: dict[str, list[tuple[int, str]]] = {}
+        self._id_base = 0
+        for name, handler in {
+            "create": self.create,
+            "invoke": self.invoke,
+            "describe": self.describe,
+            "subscribe": self.subscribe,
+            "unsubscribe": self.unsubscribe,
+            "release": self.release,
+            "ref": self.ref,
+            "unref": self.unref,
+            "transaction": self.transaction,
+            "closeSession": self.close_session,
+        }.items():
+            self.handlers[name] = handler
+
+    # -- methods ---------------------------------------------------------------------------------
+
+    async def create(self, params: Params | None) -> Any:
+        """``create``: a pipeline on the next worker, anything else on its pipeline's."""
+        params = require_params(params)
+        session_id = session_or_new(params)
+        cls = self.types.lookup_class(string_param(params, "type"))
+        self._check_session_limit(session_id)
+        is_pipeline = cls is not None and cls.name == "MediaPipeline"
+        index = self.pool.pick() if is_pipeline else self._worker_in(params)
+        result = await self._relay(index, "create", params, session_id)
+        if is_pipeline and isinstance(result, dict) and isinstance(result.get("value"), str):
+            self.pipelines[result["value"]] = index
+            logger.info("= pipeline %s on media worker %d", result["value"], index)
+        return result
+
+    async def invoke(self, params: Params | None) -> Any:
+        """``invoke``: on the object's worker; some ServerManager operations on all."""
+        params = require_params(params)
+        if string_param(params, "object") == MANAGER:
+            return await self._manager_invoke(params)
+        return await self._relay_to_owner("invoke", params)
+
+    async def describe(self, params: Params | None) -> Any:
+        """``describe``: on the object's worker."""
+        if string_param(require_params(params), "object") == MANAGER:
+            return await super().describe(params)
+        return await self._relay_to_owner("describe", require_params(params))
+
+    async def subscribe(self, params: Params | None) -> Any:
+        """``subscribe``: on the object's worker; ServerManager events on every worker."""
+        params = require_params(params)
+        if string_param(params, "object") == MANAGER:
+            return await self._manager_subscribe(params)
+        return await self._relay_to_owner("subscribe", params)
+
+    async def unsubscribe(self, params: Params | None) -> Any:
+        """``unsubscribe``: never fails for unknown ids."""
+        params = require_params(params)
+        object_id = string_param(params, "object")
+        session_id = string_param(params, "sessionId")
+        if object_id == MANAGER:
+            subscription = string_param(params, "subscription")
+            for index, alias in self._manager_subscriptions.pop(subscription, []):
+                await self._relay(index, "unsubscribe", {**params, "subscription": alias})
+            return {"sessionId": session_id}
+        if self._owner(object_id) is None:
+            return {"sessionId": session_id}
+        return await self._relay_to_owner("unsubscribe", params)
+
+    async def release(self, params: Params | None) -> Any:
+        """``release``: on the object's worker; unknown ids succeed, as in KMS."""
+        params = require_params(params)
+        object_id = string_param(params, "object")
+        if self._owner(object_id) is None:
+            return await super().release(params)
+        result = await self._relay_to_owner("release", params)
+        self.pipelines.pop(object_id, None)
+        return result
+
+    async def ref(self, params: Params | None) -> Any:
+        """``ref``: on the object's worker (40101 for unknown ids)."""
+        return await self._relay_to_owner("ref", require_params(params))
+
+    async def unref(self, params: Params | None) -> Any:
+        """``unref``: on the object's worker; unknown ids succeed."""
+        params = require_params(params)
+        if self._owner(string_param(params, "object")) is None:
+            return {"sessionId": string_param(params, "sessionId")}
+        return await self._relay_to_owner("unref", params)
+
+    async def transaction(self, params: Params | None) -> Any:
+        """``transaction``: all of it on the worker of the first object it names (or the next
+        worker when it names none: it creates its pipeline)."""
+        params = require_params(params)
+        session_id = session_or_new(params)
+        index = self._worker_in(params)
+        result = await self._relay(index, "transaction", params, session_id)
+        self._learn_pipelines(params.get("operations"), result, index)
+        return result
+
+    async def close_session(self, params: Params | None) -> Any:
+        """``closeSession``: on every worker the session used, then its connections close."""
+        params = require_params(params)
+        session_id = string_param(params, "sessionId")
+        for index in self._indices_of(session_id):
+            await self._relay(index, "closeSession", params, session_id)
+        await super().close_session(params)  # and forgotten here
+        await self.sessions_gone([session_id])
+        return None
+
+    # -- ServerManager ---------------------------------------------------------------------------
+
+    async def _manager_invoke(self, params: Params) -> Any:
+        local = await super().invoke(params)
+        if params.get("operation") not in GATHERED:
+            return local
+        session_id = str(local["sessionId"])
+        replies = await asyncio.gather(
+            *(self._relay(index, "invoke", params, session_id) for index in self._live())
+        )
+        values = [local["value"], *(reply.get("value") for reply in replies)]
+        if params.get("operation") == "getPipelines":
+            merged: Any = [pipeline for value in values[1:] for pipeline in value or []]
+        else:
+            merged = sum(value or 0 for value in values)
+        return {"sessionId": session_id, "value": merged}
+
+    async def _manager_subscribe(self, params: Params) -> Any:
+        session_id = session_or_new(params)
+        replies = [
+            (index, await self._relay(index, "subscribe", params, session_id))
+            for index in self._live()
+        ]
+        aliases = [(index, str(reply["value"])) for index, reply in replies]
+        subscription = aliases[0][1] if aliases else ""
+        self._manager_subscriptions[subscription] = aliases
+        return {"sessionId": session_id, "value": subscription}
+
+    # -- routing ---------------------------------------------------------------------------------
+
+    def _owner(self, object_id: str) -> int | None:
+        return self.pipelines.get(object_id.split("/", 1)[0])
+
+    def _worker_in(self, params: Any) -> int:
+        """The worker of the first known object id among the parameters, else the next one."""
+        for value in _strings(params):
+            index = self._owner(value)
+            if index is not None:
+                return index
+        return self.pool.pick()
+
+    def _live(self) -> list[int]:
+        return [w.index for w in self.pool.workers if w.alive]
+
+    def _indices_of(self, session_id: str) -> list[int]:
+        return [index for (session, index) in self.upstreams if session == session_id]
+
+    def _learn_pipelines(self, operations: Any, result: Any, index: int) -> None:
+        """Pipelines a transaction created belong to the worker that ran it."""
+        if not isinstance(operations, list) or not isinstance(result, dict):
+            return
+        for operation, response in zip(operations, result.get("value") or [], strict=False):
+            params = operation.get("params") if isinstance(operation, dict) else None
+            created = response.get("result", {}) if isinstance(response, dict) else {}
+            if (
+                isinstance(params, dict)
+                and operation.get("method") == "create"
+                and params.get("type") in ("MediaPipeline", "kurento.MediaPipeline")
+                and isinstance(created, dict)
+                and isinstance(created.get("value"), str)
+            ):
+                self.pipelines[created["value"]] = index
+
+    async def _relay_to_owner(self, method: str, params: Params) -> Any:
+        object_id = string_param(params, "object")
+        index = self._owner(object_id)
+        if index is None:
+            self.media_set.lookup(object_id)  # raises KMS's error for an unknown id
+            raise AssertionError("only the ServerManager lives in this process")
+        return await self._relay(index, method, params, session_or_new(params))
+
+    async def _relay(
+        self, index: int, method: str, params: Params, session_id: str | None = None
+    ) -> Any:
+        """Send the request to the worker in the session; its error reply is raised as is."""
+        session_id = session_id or string_param(params, "sessionId")
+        self.media_set.activity.touch(session_id)
+        upstream = await self._upstream(session_id, index)
+        try:
+            return await upstream.call(
+                method, {**params, "sessionId": session_id}, timeout=UPSTREAM_TIMEOUT
+            )
+        except (ConnectionLost, TimeoutError) as exc:
+            raise UnexpectedError(
+                f"media worker {index} did not answer {method}: {exc or type(exc).__name__}"
+            ) from exc
+
+    async def _upstream(self, session_id: str, index: int) -> KurentoClient:
+        key = (session_id, index)
+        lock = self._opening.setdefault(key, asyncio.Lock())
+        async with lock:
+            upstream = self.upstreams.get(key)
+            if upstream is not None and upstream.connected:
+                return upstream
+            worker = self.pool.workers[index]
+            if not worker.alive:
+                raise UnexpectedError(f"media worker {index} is not running")
+            upstream = await KurentoClient.connect(worker.url, reconnect=False)
+            # Request ids never repeat in a session: the worker's replay cache would answer a
+            # reused id with the reply it cached for another request (KMS's 20 s cache).
+            self._id_base += ID_BLOCK
+            upstream.protocol = ClientConnection(session_id, first_id=self._id_base)
+            upstream.on_event = lambda event: self._relay_event(session_id, event)
+            self.upstreams[key] = upstream
+            return upstream
+
+    def _relay_event(self, session_id: str, event: EventReceived) -> None:
+        params = {"value": {"data": event.data, "object": event.object, "type": event.type}}
+        self.media_set.events_sent += 1
+        self.deliver(session_id, params)
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def sessions_gone(self, session_ids: list[str]) -> None:
+        """Close the upstream connections of sessions closed or collected here: each worker
+        then collects them as it would a client that went away."""
+        gone = set(session_ids)
+        for key in [key for key in self.upstreams if key[0] in gone]:
+            self._opening.pop(key, None)
+            upstream = self.upstreams.pop(key)
+            with contextlib.suppress(Exception):
+                await upstream.close()
+
+    async def close(self) -> None:
+        """Close every upstream connection (server stop)."""
+        await self.sessions_gone([session for session, _ in self.upstreams])
+        self.pipelines.clear()
+
+
+def _strings(node: Any) -> list[str]:
+    """Every string inside a JSON value, in document order."""
+    if isinstance(node, str):
+        return [node]
+    if isinstance(node, dict):
+        return [s for value in node.values() for s in _strings(value)]
+    if isinstance(node, list):
+        return [s for value in node for s in _strings(value)]
+    return []

@@ -1,0 +1,186 @@
+"""Media worker processes: one emulator per core behind one control plane, as mediasoup does.
+
+One Python process forwards about 10,000 SRTP packets/s per core (README, Results). With
+``media_workers`` > 1 the server's own process keeps the WebSocket listeners, the sessions and the
+admin listener, and starts that many workers: each is a complete emulator on a loopback port with
+its own slice of the media port range, and each MediaPipeline lives in one of them, chosen in turn
+(``emulator/routing.py`` relays the requests). Elements connect only inside their pipeline, so
+media never crosses processes.
+
+    python -m emulator.workers    # a worker: its settings come as JSON in KURENTO_EMULATOR_WORKER
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import sys
+
+from emulator.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+SETTINGS_ENV = "KURENTO_EMULATOR_WORKER"
+READY = re.compile(r"listening on (ws://\S+) \(ws\)")
+START_TIMEOUT = 60.0
+
+
+def worker_count(settings: Settings) -> int:
+    """How many workers ``media_workers`` asks for (0: one per core); 1 means none."""
+    return settings.media_workers or os.cpu_count() or 1
+
+
+def _slice(low: int, high: int, index: int, count: int) -> tuple[int, int]:
+    """The index-th of ``count`` slices of ``low..high``; each starts ``low``'s parity, so that
+    RTP/RTCP pairs stay even/odd, and the last takes what is left."""
+    size = (high - low + 1) // count // 2 * 2
+    start = low + index * size
+    end = high if index == count - 1 else start + size - 1
+    return start, end
+
+
+def worker_settings(settings: Settings, index: int, count: int) -> Settings:
+    """What worker ``index`` runs with: loopback control, its slice of every port range."""
+    low, high = _slice(settings.min_port, settings.max_port, index, count)
+    changes: dict[str, object] = {
+        "host": "127.0.0.1",
+        "port": 0,
+        "secure_port": None,
+        "admin_port": None,
+        "media_workers": 1,
+        "min_port": low,
+        "max_port": high,
+    }
+    if settings.rtp_min_port is not None and settings.rtp_max_port is not None:
+        rtp_low, rtp_high = _slice(settings.rtp_min_port, settings.rtp_max_port, index, count)
+        changes.update(rtp_min_port=rtp_low, rtp_max_port=rtp_high)
+    return settings.model_copy(update=changes)
+
+
+class MediaWorker:
+    """One worker process: started, read until it listens, its log lines passed on."""
+
+    def __init__(self, index: int, settings: Settings) -> None:
+        self.index = index
+        self.settings = settings
+        self.url = ""
+        self.process: asyncio.subprocess.Process | None = None
+        self._pump: asyncio.Task[None] | None = None
+
+    @property
+    def alive(self) -> bool:
+        """Whether the process runs."""
+        return self.process is not None and self.process.returncode is None
+
+    async def start(self) -> None:
+        """Start the process and wait for its ws:// URL."""
+        self.url = ""
+        env = {**os.environ, SETTINGS_ENV: self.settings.model_dump_json()}
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "emulator.workers",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            env=env,
+        )
+        assert self.process.stdout is not None
+        async with asyncio.timeout(START_TIMEOUT):
+            while not self.url:
+                line = await self.process.stdout.readline()
+                if not line:
+                    raise RuntimeError(f"media worker {self.index} exited while starting")
+                self._relay(line)
+                found = READY.search(line.decode(errors="replace"))
+                if found:
+                    self.url = found.group(1)
+        self._pump = asyncio.create_task(self._relay_all(), name=f"media worker {self.index}")
+        logger.info(
+            "media worker %d: pid %d, %s, media ports %d-%d",
+            self.index,
+            self.process.pid,
+            self.url,
+            self.settings.min_port,
+            self.settings.max_port,
+        )
+
+    async def stop(self, timeout: float) -> None:
+        """SIGTERM (the worker releases its objects), then SIGKILL after ``timeout``."""
+        process = self.process
+        if process is None or process.returncode is not None:
+            return
+        process.terminate()
+        try:
+            await asyncio.wait_for(process.wait(), timeout)
+        except TimeoutError:
+            logger.error("! media worker %d did not stop in %.1f s: killed", self.index, timeout)
+            process.kill()
+            await process.wait()
+        if self._pump is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pump
+
+    async def _relay_all(self) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        while line := await self.process.stdout.readline():
+            self._relay(line)
+        code = await self.process.wait()
+        if code:
+            logger.error("! media worker %d exited with status %d", self.index, code)
+
+    def _relay(self, line: bytes) -> None:
+        """A worker's log line, in this process's log (stdout), marked with the worker."""
+        text = line.decode(errors="replace").rstrip()
+        if text:
+            print(f"[worker {self.index}] {text}", flush=True)  # noqa: T201
+
+
+class WorkerPool:
+    """The workers, and which one the next pipeline goes to."""
+
+    def __init__(self, settings: Settings) -> None:
+        count = worker_count(settings)
+        self.workers = [
+            MediaWorker(index, worker_settings(settings, index, count)) for index in range(count)
+        ]
+        self._next = 0
+
+    async def start(self) -> None:
+        """Start every worker (in parallel); a failure stops those already started."""
+        try:
+            await asyncio.gather(*(worker.start() for worker in self.workers))
+        except BaseException:
+            await self.stop(5.0)
+            raise
+
+    async def stop(self, timeout: float) -> None:
+        """Stop every worker."""
+        await asyncio.gather(*(worker.stop(timeout) for worker in self.workers))
+
+    def pick(self) -> int:
+        """The worker of a new pipeline: the next live one, in turn."""
+        for _ in range(len(self.workers)):
+            index = self._next
+            self._next = (self._next + 1) % len(self.workers)
+            if self.workers[index].alive:
+                return index
+        return 0  # none alive: the request fails on the closed connection, with a clear error
+
+    @property
+    def ready(self) -> bool:
+        """Whether every worker runs."""
+        return all(worker.alive for worker in self.workers)
+
+
+def main() -> int:
+    """Entry point of a worker process."""
+    from emulator.__main__ import run_settings
+
+    return run_settings(Settings.model_validate_json(os.environ[SETTINGS_ENV]))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,155 @@
+"""media_workers: pipelines spread over worker processes behind one control plane.
+
+Real worker processes, real WebSockets, aiortc peers and the official JS client, as without workers.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+import pytest
+
+from emulator.transport.client import KurentoClient, RemoteObject
+from emulator.transport.server import EmulatorServer, running_emulator
+from emulator.workers import worker_settings
+from protocol.errors import MediaObjectNotFound, UnexpectedError
+from protocol.sdp import SessionDescription
+from tests.conftest import make_settings
+from tests.interop.node_client import NodeScenario
+from tests.media.peers import ClientPeer, client_peer, negotiate
+
+PORTS = (43000, 43999)
+HALVES = ((43000, 43499), (43500, 43999))
+
+
+def _both(peer: ClientPeer) -> bool:
+    return peer.frames.get("audio", 0) > 3 and peer.frames.get("video", 0) > 3
+
+
+@pytest.fixture
+async def two_workers() -> AsyncIterator[EmulatorServer]:
+    """A server with two media workers, media ports 43000-43999 split between them."""
+    settings = make_settings(
+        media_workers=2, min_port=PORTS[0], max_port=PORTS[1], network_interfaces="lo"
+    )
+    async with running_emulator(settings) as running:
+        yield running
+
+
+@pytest.fixture
+async def client(two_workers: EmulatorServer) -> AsyncIterator[KurentoClient]:
+    """The project's client on the server with workers."""
+    async with await KurentoClient.connect(two_workers.urls["ws"], reconnect=False) as connected:
+        yield connected
+
+
+def test_each_worker_gets_a_slice_of_every_port_range() -> None:
+    settings = make_settings(min_port=40000, max_port=40099, rtp_min_port=50000, rtp_max_port=50099)
+    slices = [worker_settings(settings, index, 3) for index in range(3)]
+    assert [(s.min_port, s.max_port) for s in slices] == [
+        (40000, 40031),
+        (40032, 40063),
+        (40064, 40099),
+    ]
+    assert [(s.rtp_min_port, s.rtp_max_port) for s in slices][1] == (50032, 50063)
+    assert all(s.host == "127.0.0.1" and s.admin_port is None for s in slices)
+    assert all(s.media_workers == 1 for s in slices)
+
+
+async def _loopback_call(pipeline: RemoteObject) -> tuple[RemoteObject, ClientPeer, int]:
+    """A Hello World endpoint on the pipeline, its peer connected; the server's media port."""
+    endpoint = await pipeline.create("WebRtcEndpoint")
+    await endpoint.connect(endpoint)
+    peer = ClientPeer()
+    await negotiate(endpoint, peer)
+    await peer.wait_for(_both)
+    local = SessionDescription.parse(await endpoint.invoke("getLocalSessionDescriptor"))
+    return endpoint, peer, local.media[0].port
+
+
+async def test_pipelines_alternate_between_workers_and_media_flows(
+    client: KurentoClient,
+) -> None:
+    """Two pipelines land on the two workers (their media ports tell), both calls carry media,
+    and events come back through the control plane."""
+    first, second = [await client.create("MediaPipeline") for _ in range(2)]
+    peers: list[ClientPeer] = []
+    try:
+        ports = []
+        for pipeline in (first, second):
+            endpoint, peer, port = await _loopback_call(pipeline)
+            peers.append(peer)
+            ports.append(port)
+            flowing = await endpoint.subscribe("MediaFlowInStateChanged")
+            assert await endpoint.invoke("isMediaFlowingIn", mediaType="AUDIO") is True
+            await flowing.close()
+        assert HALVES[0][0] <= ports[0] <= HALVES[0][1]
+        assert HALVES[1][0] <= ports[1] <= HALVES[1][1]
+    finally:
+        for peer in peers:
+            await peer.close()
+
+
+async def test_server_manager_sees_every_worker(client: KurentoClient) -> None:
+    manager = await client.server_manager()
+    created = await manager.subscribe("ObjectCreated")
+    pipelines = [await client.create("MediaPipeline") for _ in range(2)]
+    seen = {(await created.get())["object"] for _ in range(2)}
+    assert seen == {p.id for p in pipelines}
+    assert sorted(await manager.invoke("getPipelines")) == sorted(p.id for p in pipelines)
+    assert await manager.invoke("getUsedMemory") > 0
+    await created.close()
+    await pipelines[0].release()
+    assert await manager.invoke("getPipelines") == [pipelines[1].id]
+
+
+async def test_unknown_objects_and_closed_sessions_answer_as_without_workers(
+    client: KurentoClient,
+) -> None:
+    with pytest.raises(MediaObjectNotFound):
+        await client.call("invoke", {"object": "nope_kurento.MediaPipeline", "operation": "x"})
+    await client.call("release", {"object": "nope_kurento.MediaPipeline"})  # succeeds, as KMS
+    pipeline = await client.create("MediaPipeline")
+    endpoint = await pipeline.create("WebRtcEndpoint")
+    await client.call("closeSession", {"release": True})
+    with pytest.raises(MediaObjectNotFound):
+        await endpoint.invoke("getName")
+
+
+async def test_official_client_through_workers(two_workers: EmulatorServer) -> None:
+    """kurento-client 7.3.0 and an aiortc peer, through the control plane to a worker."""
+    async with (
+        NodeScenario.run(two_workers.urls["ws"], "webrtc") as node,
+        client_peer() as peer,
+    ):
+        await node.step("ready")
+        await node.command("offer " + json.dumps({"sdp": await peer.offer()}))
+        answer = await node.step("answer")
+        await peer.accept_answer(answer["sdp"])
+        while (report := await node.step_any(("candidate", "gathering-done")))["step"] != (
+            "gathering-done"
+        ):
+            await peer.add_candidate({"candidate": report["candidate"]})
+        await peer.wait_for(_both)
+        assert (await node.step("flow-in"))["state"] == "FLOWING"
+        await node.command("quit")
+        assert await node.finish() == 0
+
+
+async def test_a_dead_worker_fails_its_pipelines_only(
+    two_workers: EmulatorServer, client: KurentoClient
+) -> None:
+    """Requests for a dead worker's pipeline get 40003 naming it; the other worker goes on."""
+    doomed, survivor = [await client.create("MediaPipeline") for _ in range(2)]
+    assert two_workers.pool is not None and two_workers.pool.ready
+    process = two_workers.pool.workers[0].process
+    assert process is not None
+    process.kill()
+    await process.wait()
+    assert not two_workers.pool.ready
+    with pytest.raises(UnexpectedError, match="media worker 0"):
+        await doomed.invoke("getName")
+    assert await survivor.invoke("getName") == survivor.id
+    third = await client.create("MediaPipeline")  # new pipelines go to the live worker
+    assert await third.invoke("getName") == third.id
