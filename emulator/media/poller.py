@@ -8,8 +8,9 @@ event loop. When it turns readable, every ready socket is read, one datagram per
 load (several datagrams expected per ``interval``) the poller reads on, round after round, until no
 socket is ready, then looks away for ``interval`` seconds so that what arrives meanwhile is read
 together in the next batch: the loop wakes at most once per interval whatever the packet rate, at
-the price of at most ``interval`` added latency. Sparse packets are read as they come, and idle
-costs nothing.
+the price of at most ``interval`` added latency. A batch stops at ``BATCH_LIMIT`` datagrams and the
+rest is read in the next callback, so that a backlog never holds up timers, STUN and the control
+plane. Sparse packets are read as they come, and idle costs nothing.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ logger = logging.getLogger(__name__)
 Reader = Callable[[], None]
 """Reads one datagram from its socket (and must not raise when none is waiting)."""
 
-ROUNDS = 64
-"""Rounds of reads in one batch at most, so that a flood never starves the control plane."""
+BATCH_LIMIT = 128
+"""Datagrams read in one batch at most (about 10 ms of work): a backlog is read in several
+batches, so that timers, STUN and the control plane run in between."""
 
 RATE_WINDOW = 0.1
 """Seconds over which the datagram rate is measured."""
@@ -100,15 +102,18 @@ class MediaPoller:
 
     def _batch(self) -> None:
         self.batches += 1
-        count = self._read(self._epoll.poll(0))
+        count = self._read(self._epoll.poll(0, BATCH_LIMIT))
         if self.rate * self.interval < WORTH_BATCHING:
             self._measure(count)
             return  # sparse packets: stay watched; asyncio calls again while any socket has data
-        for _ in range(ROUNDS - 1):
-            ready = self._epoll.poll(0)
+        while count < BATCH_LIMIT:
+            ready = self._epoll.poll(0, BATCH_LIMIT)
             if not ready:
                 break
             count += self._read(ready)
+        else:
+            self._measure(count)
+            return  # a backlog: stay watched, so that the loop does its other work in between
         self._measure(count)
         self.loop.remove_reader(self._epoll.fileno())
         self._watching = False

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from emulator.media.poller import MediaPoller, apply_batch_interval, poller_of
+from emulator.media.poller import BATCH_LIMIT, MediaPoller, apply_batch_interval, poller_of
 from tests.conftest import make_settings
 
 
@@ -120,3 +120,26 @@ async def test_media_batch_ms_sets_the_interval_of_every_poller() -> None:
         assert poller.interval == 0.0025
     finally:
         apply_batch_interval(make_settings().media_batch_ms / 1000)
+
+
+async def test_a_backlog_is_read_in_bounded_batches_with_the_loop_running_between(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    """Datagrams queued faster than they are read never hold the event loop for long: timers,
+    STUN and the control plane run between batches of at most BATCH_LIMIT datagrams."""
+    receiver, sender = pair
+    receiver.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    total = 2 * BATCH_LIMIT + 10
+    for index in range(total):
+        sender.sendto(b"%d" % index, receiver.getsockname())
+    poller = MediaPoller(asyncio.get_running_loop(), interval=0.2)
+    poller.rate = 10_000.0
+    got: list[bytes] = []
+    done = asyncio.Event()
+    poller.add(receiver.fileno(), _collecting(receiver, got, done, total))
+    seen_between: set[int] = set()
+    while not done.is_set():
+        seen_between.add(len(got))
+        await asyncio.sleep(0)
+    assert len(got) == total
+    assert {BATCH_LIMIT, 2 * BATCH_LIMIT} <= seen_between
