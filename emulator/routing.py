@@ -17,7 +17,14 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from emulator.dispatch import Dispatcher, Params, require_params, session_or_new, string_param
+from emulator.dispatch import (
+    Dispatcher,
+    Handler,
+    Params,
+    require_params,
+    session_or_new,
+    string_param,
+)
 from emulator.registry import MediaSet
 from emulator.settings import Settings
 from emulator.transport.client import ConnectionLost, KurentoClient
@@ -58,19 +65,21 @@ class RoutingDispatcher(Dispatcher):
         self._opening: dict[tuple[str, int], asyncio.Lock] = {}
         self._manager_subscriptions: dict[str, list[tuple[int, str]]] = {}
         self._id_base = 0
-        for name, handler in {
-            "create": self.create,
-            "invoke": self.invoke,
-            "describe": self.describe,
-            "subscribe": self.subscribe,
-            "unsubscribe": self.unsubscribe,
-            "release": self.release,
-            "ref": self.ref,
-            "unref": self.unref,
-            "transaction": self.transaction,
-            "closeSession": self.close_session,
-        }.items():
-            self.handlers[name] = handler
+        self._here = dict(self.handlers)
+        """The handlers of objects not on a worker: unknown ids (KMS's answers) and the
+        ServerManager."""
+        self.handlers.update(
+            {
+                "create": self.create,
+                "transaction": self.transaction,
+                "closeSession": self.close_session,
+                "invoke": self.invoke,
+                "subscribe": self.subscribe,
+                "unsubscribe": self.unsubscribe,
+                "release": self.release,
+                **{method: self._on_owner(method) for method in ("describe", "ref", "unref")},
+            }
+        )
 
     # -- methods ---------------------------------------------------------------------------------
 
@@ -91,57 +100,33 @@ class RoutingDispatcher(Dispatcher):
     async def invoke(self, params: Params | None) -> Any:
         """``invoke``: on the object's worker; some ServerManager operations on all."""
         params = require_params(params)
-        if string_param(params, "object") == MANAGER:
+        if string_param(params, "object") == MANAGER and params.get("operation") in GATHERED:
             return await self._manager_invoke(params)
-        return await self._relay_to_owner("invoke", params)
-
-    async def describe(self, params: Params | None) -> Any:
-        """``describe``: on the object's worker."""
-        if string_param(require_params(params), "object") == MANAGER:
-            return await super().describe(params)
-        return await self._relay_to_owner("describe", require_params(params))
+        return await self._on_owner("invoke")(params)
 
     async def subscribe(self, params: Params | None) -> Any:
         """``subscribe``: on the object's worker; ServerManager events on every worker."""
         params = require_params(params)
         if string_param(params, "object") == MANAGER:
             return await self._manager_subscribe(params)
-        return await self._relay_to_owner("subscribe", params)
+        return await self._on_owner("subscribe")(params)
 
     async def unsubscribe(self, params: Params | None) -> Any:
-        """``unsubscribe``: never fails for unknown ids."""
+        """``unsubscribe``: on the object's worker (every worker for the ServerManager)."""
         params = require_params(params)
-        object_id = string_param(params, "object")
-        session_id = string_param(params, "sessionId")
-        if object_id == MANAGER:
-            subscription = string_param(params, "subscription")
-            for index, alias in self._manager_subscriptions.pop(subscription, []):
-                await self._relay(index, "unsubscribe", {**params, "subscription": alias})
-            return {"sessionId": session_id}
-        if self._owner(object_id) is None:
-            return {"sessionId": session_id}
-        return await self._relay_to_owner("unsubscribe", params)
+        aliases = self._manager_subscriptions.pop(str(params.get("subscription")), None)
+        if string_param(params, "object") != MANAGER or aliases is None:
+            return await self._on_owner("unsubscribe")(params)
+        for index, alias in aliases:
+            await self._relay(index, "unsubscribe", {**params, "subscription": alias})
+        return {"sessionId": string_param(params, "sessionId")}
 
     async def release(self, params: Params | None) -> Any:
-        """``release``: on the object's worker; unknown ids succeed, as in KMS."""
+        """``release``: on the object's worker; a released pipeline is forgotten here."""
         params = require_params(params)
-        object_id = string_param(params, "object")
-        if self._owner(object_id) is None:
-            return await super().release(params)
-        result = await self._relay_to_owner("release", params)
-        self.pipelines.pop(object_id, None)
+        result = await self._on_owner("release")(params)
+        self.pipelines.pop(string_param(params, "object"), None)
         return result
-
-    async def ref(self, params: Params | None) -> Any:
-        """``ref``: on the object's worker (40101 for unknown ids)."""
-        return await self._relay_to_owner("ref", require_params(params))
-
-    async def unref(self, params: Params | None) -> Any:
-        """``unref``: on the object's worker; unknown ids succeed."""
-        params = require_params(params)
-        if self._owner(string_param(params, "object")) is None:
-            return {"sessionId": string_param(params, "sessionId")}
-        return await self._relay_to_owner("unref", params)
 
     async def transaction(self, params: Params | None) -> Any:
         """``transaction``: all of it on the worker of the first object it names (or the next
@@ -166,9 +151,7 @@ class RoutingDispatcher(Dispatcher):
     # -- ServerManager ---------------------------------------------------------------------------
 
     async def _manager_invoke(self, params: Params) -> Any:
-        local = await super().invoke(params)
-        if params.get("operation") not in GATHERED:
-            return local
+        local = await self._here["invoke"](params)
         session_id = str(local["sessionId"])
         replies = await asyncio.gather(
             *(self._relay(index, "invoke", params, session_id) for index in self._live())
@@ -226,13 +209,18 @@ class RoutingDispatcher(Dispatcher):
             ):
                 self.pipelines[created["value"]] = index
 
-    async def _relay_to_owner(self, method: str, params: Params) -> Any:
-        object_id = string_param(params, "object")
-        index = self._owner(object_id)
-        if index is None:
-            self.media_set.lookup(object_id)  # raises KMS's error for an unknown id
-            raise AssertionError("only the ServerManager lives in this process")
-        return await self._relay(index, method, params, session_or_new(params))
+    def _on_owner(self, method: str) -> Handler:
+        """A handler that relays to the worker of ``params["object"]``, or handles here an
+        object no worker owns (an unknown id gets KMS's answer)."""
+
+        async def handle(params: Params | None) -> Any:
+            params = require_params(params)
+            index = self._owner(string_param(params, "object"))
+            if index is None:
+                return await self._here[method](params)
+            return await self._relay(index, method, params, session_or_new(params))
+
+        return handle
 
     async def _relay(
         self, index: int, method: str, params: Params, session_id: str | None = None
