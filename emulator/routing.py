@@ -65,7 +65,15 @@ class RoutingDispatcher(Dispatcher):
         self._opening: dict[tuple[str, int], asyncio.Lock] = {}
         self._manager_subscriptions: dict[str, list[tuple[int, str]]] = {}
         self._id_base = 0
-        self._here = dict(self.handlers)
+        self._here: dict[str, Handler] = {
+            "invoke": super().invoke,
+            "describe": super().describe,
+            "subscribe": super().subscribe,
+            "unsubscribe": super().unsubscribe,
+            "release": super().release,
+            "ref": super().ref,
+            "unref": super().unref,
+        }
         """The handlers of objects not on a worker: unknown ids (KMS's answers) and the
         ServerManager."""
         self.handlers.update(

@@ -110,6 +110,11 @@ async def test_unknown_objects_and_closed_sessions_answer_as_without_workers(
     with pytest.raises(MediaObjectNotFound):
         await client.call("invoke", {"object": "nope_kurento.MediaPipeline", "operation": "x"})
     await client.call("release", {"object": "nope_kurento.MediaPipeline"})  # succeeds, as KMS
+    described = await client.call("describe", {"object": "manager_ServerManager"})
+    assert described["type"] == "ServerManager"
+    await client.call("ref", {"object": "manager_ServerManager"})
+    assert (await client.server_manager()).id == "manager_ServerManager"
+    assert "version" in await (await client.server_manager()).invoke("getInfo")
     pipeline = await client.create("MediaPipeline")
     endpoint = await pipeline.create("WebRtcEndpoint")
     await client.call("closeSession", {"release": True})
