@@ -68,6 +68,7 @@ class MediaWorker:
         self.settings = settings
         self.url = ""
         self.process: asyncio.subprocess.Process | None = None
+        self.stopping = False
         self._pump: asyncio.Task[None] | None = None
 
     @property
@@ -78,6 +79,7 @@ class MediaWorker:
     async def start(self) -> None:
         """Start the process and wait for its ws:// URL."""
         self.url = ""
+        self.stopping = False
         env = {**os.environ, SETTINGS_ENV: self.settings.model_dump_json()}
         self.process = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -112,6 +114,7 @@ class MediaWorker:
         process = self.process
         if process is None or process.returncode is not None:
             return
+        self.stopping = True
         process.terminate()
         try:
             await asyncio.wait_for(process.wait(), timeout)
@@ -128,8 +131,12 @@ class MediaWorker:
         while line := await self.process.stdout.readline():
             self._relay(line)
         code = await self.process.wait()
-        if code:
+        if self.stopping:
+            logger.info("x media worker %d stopped (status %d)", self.index, code)
+        elif code:
             logger.error("! media worker %d exited with status %d", self.index, code)
+        else:
+            logger.error("! media worker %d exited", self.index)
 
     def _relay(self, line: bytes) -> None:
         """A worker's log line, in this process's log (stdout), marked with the worker."""
