@@ -62,7 +62,9 @@ class MediaPoller:
     """Media sockets of one event loop, read in batches."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, interval: float) -> None:
-        self.loop = loop
+        # Weak: the pollers registry is keyed by loop, and a closed test loop must be able to go
+        # (with it the poller, whose finalizer closes the epoll descriptor).
+        self._loop = weakref.ref(loop)
         self.interval = interval
         self.batches = 0
         self.datagrams = 0
@@ -93,6 +95,14 @@ class MediaPoller:
         del self._readers[fd]
         with contextlib.suppress(OSError, ValueError):  # already closed: epoll dropped it
             self._epoll.unregister(fd)
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop whose sockets this poller reads."""
+        loop = self._loop()
+        if loop is None:
+            raise RuntimeError("the poller's event loop is gone")
+        return loop
 
     def _watch(self) -> None:
         self._timer = None

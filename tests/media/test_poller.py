@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import os
 import socket
 from collections.abc import Callable, Iterator
 
@@ -143,3 +145,17 @@ async def test_a_backlog_is_read_in_bounded_batches_with_the_loop_running_betwee
         await asyncio.sleep(0)
     assert len(got) == total
     assert {BATCH_LIMIT, 2 * BATCH_LIMIT} <= seen_between
+
+
+def test_a_closed_event_loop_takes_its_poller_and_epoll_descriptor_with_it() -> None:
+    def open_descriptors() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    async def use_poller() -> None:
+        poller_of(asyncio.get_running_loop())
+
+    before = open_descriptors()
+    for _ in range(5):
+        asyncio.run(use_poller())
+    gc.collect()
+    assert open_descriptors() <= before  # an earlier test's loop may go too
