@@ -158,3 +158,17 @@ async def test_a_dead_worker_fails_its_pipelines_only(
     assert await survivor.invoke("getName") == survivor.id
     third = await client.create("MediaPipeline")  # new pipelines go to the live worker
     assert await third.invoke("getName") == third.id
+
+
+async def test_restart_drops_every_workers_objects(two_workers: EmulatorServer) -> None:
+    """The admin /restart (fault injection) restarts the workers: old ids are gone, new work
+    goes on."""
+    async with await KurentoClient.connect(two_workers.urls["ws"], reconnect=False) as before:
+        old = await before.create("MediaPipeline")
+        await two_workers.restart_state()
+    assert two_workers.pool is not None and two_workers.pool.ready
+    async with await KurentoClient.connect(two_workers.urls["ws"], reconnect=False) as after:
+        with pytest.raises(MediaObjectNotFound):
+            await after.call("invoke", {"object": old.id, "operation": "getName"})
+        new = await after.create("MediaPipeline")
+        assert await new.invoke("getName") == new.id
