@@ -312,6 +312,8 @@ class Dispatcher:
     async def _run_operation(self, message: dict[str, Any]) -> dict[str, Any]:
         try:
             request = request_from_json(message)
+            if self.faults is not None:  # an rpc_error rule hits an operation in a transaction too
+                await self.faults.before_execute(request.method, request.params)
             result = await self.execute(request.method, request.params)
         except RpcError as exc:
             return ErrorResponse.from_error(message.get("id"), exc).to_wire()

@@ -152,6 +152,24 @@ async def test_fault_next_process_offer_fails_with_the_chosen_code() -> None:
         assert '"rpc_error": 1' in text
 
 
+async def test_fault_rpc_error_hits_an_operation_inside_a_transaction() -> None:
+    """kurento-client batches operations in ``transaction``: a rule on processOffer fails that
+    operation there too (the transaction answers it as the operation's error)."""
+    async with admin_lab(
+        fault_injection=True,
+        faults=[{"kind": "rpc_error", "operation": "processOffer", "code": 40009, "count": 1}],
+    ) as (_server, _admin, client):
+        pipeline = await client.create("MediaPipeline")
+        endpoint = await pipeline.create("WebRtcEndpoint")
+        operation = {"object": endpoint.id, "operation": "processOffer"}
+        operation["operationParams"] = {"offer": "v=0"}
+        result = await client.call(
+            "transaction",
+            {"operations": [{"jsonrpc": "2.0", "id": 0, "method": "invoke", "params": operation}]},
+        )
+        assert result["value"][0]["error"]["code"] == 40009
+
+
 async def test_fault_rpc_delay_holds_the_reply() -> None:
     """An rpc_delay rule on ping answers no sooner than the delay; other methods are prompt."""
     async with admin_lab(
