@@ -69,16 +69,10 @@ class MediaDtlsTransport(RTCDtlsTransport):
         self.sent_bytes = 0
         self.tap: PacketTap | None = None
         """Sees every plain RTP/RTCP packet both ways (media capture), when set."""
-        self._connection: RangedConnection | None = None
-
-    @property
-    def connection(self) -> RangedConnection:
-        """The ICE connection under this transport (fixed: aiortc's gatherer made it)."""
-        if self._connection is None:
-            connection = self.transport._connection
-            assert isinstance(connection, RangedConnection)
-            self._connection = connection
-        return self._connection
+        connection = transport._connection
+        assert isinstance(connection, RangedConnection)
+        self.connection = connection
+        """The ICE connection under this transport (aiortc's gatherer made it, once)."""
 
     def _setup_srtp(self) -> None:
         super()._setup_srtp()
@@ -121,8 +115,7 @@ class MediaDtlsTransport(RTCDtlsTransport):
         return self._sent(self._tx_srtp.protect(data))
 
     def _sent(self, protected: bytes) -> bool:
-        connection = self._connection or self.connection
-        if not connection.send_now(protected):
+        if not self.connection.send_now(protected):
             return False
         self.sent_packets += 1
         self.sent_bytes += len(protected)

@@ -114,11 +114,15 @@ class GuardedStunProtocol(StunProtocol):
     _read_by: MediaPoller | None = None
     _fd = -1
 
+    def __init__(self, connection: RangedConnection) -> None:
+        super().__init__(connection)
+        self.connection = connection
+        """``receiver``, typed once (aioice types it as its own Connection)."""
+
     def read_socket(self) -> None:
         """Read one datagram (the poller calls this when the socket is readable)."""
-        assert self.sock is not None
         try:
-            data, addr = self.sock.recvfrom(RECEIVE_SIZE)
+            data, addr = self.sock.recvfrom(RECEIVE_SIZE)  # type: ignore[union-attr]  # read_with set it
         except BlockingIOError:
             return
         except OSError as exc:  # e.g. ICMP port unreachable, reported as asyncio would
@@ -153,13 +157,11 @@ class GuardedStunProtocol(StunProtocol):
         """STUN goes to aioice; anything else only from a validated remote address."""
         if not data:
             return
+        receiver = self.connection
         if data[0] < 4:
-            receiver = self.receiver
-            if not (isinstance(receiver, RangedConnection) and receiver.drop_stun):
+            if not receiver.drop_stun:
                 super().datagram_received(data, addr)
             return
-        receiver = self.receiver
-        assert isinstance(receiver, RangedConnection)
         if addr != self._validated:
             source = (addr[0], addr[1])
             if not receiver.is_validated(self, source):

@@ -11,13 +11,13 @@ from typing import Any
 from emulator.faults import FaultController
 from emulator.media.impairment import Impairment
 from emulator.media.services import MediaOwnerIds, MediaServices
-from emulator.observability.admin import AdminServer, running_admin
+from emulator.observability.admin import AdminServer
 from emulator.transport.client import KurentoClient
-from emulator.transport.server import EmulatorServer, running_emulator
+from emulator.transport.server import EmulatorServer
 from tests.conftest import make_settings
 from tests.media.conftest import MEDIA_PORTS
 from tests.media.peers import client_peer, negotiate
-from tests.observability.admin_http import metric
+from tests.observability.admin_http import metric, server_with_admin
 
 
 @contextlib.asynccontextmanager
@@ -33,12 +33,8 @@ async def faulty_lab(
         fault_injection=True,
         **overrides,
     )
-    async with contextlib.AsyncExitStack() as stack:
-        server = await stack.enter_async_context(running_emulator(settings))
-        admin = await stack.enter_async_context(running_admin(server, settings))
-        client = await KurentoClient.connect(server.urls["ws"], reconnect=False)
-        await stack.enter_async_context(client)
-        yield server, admin, client
+    async with server_with_admin(settings) as lab:
+        yield lab
 
 
 def _drops(seed: int, packets: int = 2000) -> list[int]:

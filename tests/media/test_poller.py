@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from emulator.media.poller import BATCH_LIMIT, MediaPoller, apply_batch_interval, poller_of
+from emulator.transport.server import running_emulator
 from tests.conftest import make_settings
 
 
@@ -113,13 +114,14 @@ async def test_a_removed_socket_is_not_read_and_a_failing_reader_stops_nothing(
     third.close()
 
 
-async def test_media_batch_ms_sets_the_interval_of_every_poller() -> None:
+async def test_media_batch_ms_reaches_every_poller_through_the_server_settings() -> None:
     poller = poller_of(asyncio.get_running_loop())
     try:
-        apply_batch_interval(make_settings(media_batch_ms=0).media_batch_ms / 1000)
-        assert poller.interval == 0
-        apply_batch_interval(make_settings(media_batch_ms=2.5).media_batch_ms / 1000)
-        assert poller.interval == 0.0025
+        async with running_emulator(make_settings(media_batch_ms=2.5)):
+            assert poller.interval == 0.0025
+            assert poller_of(asyncio.get_running_loop()) is poller
+        async with running_emulator(make_settings(media_batch_ms=0)):
+            assert poller.interval == 0
     finally:
         apply_batch_interval(make_settings().media_batch_ms / 1000)
 

@@ -3,8 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from typing import Any
+
+from emulator.observability.admin import AdminServer, running_admin
+from emulator.settings import Settings
+from emulator.transport.client import KurentoClient
+from emulator.transport.server import EmulatorServer, running_emulator
+
+
+@contextlib.asynccontextmanager
+async def server_with_admin(
+    settings: Settings,
+) -> AsyncIterator[tuple[EmulatorServer, AdminServer, KurentoClient]]:
+    """A server, its admin listener (as ``settings`` say) and a connected client."""
+    async with contextlib.AsyncExitStack() as stack:
+        server = await stack.enter_async_context(running_emulator(settings))
+        admin = await stack.enter_async_context(running_admin(server, settings))
+        client = await KurentoClient.connect(server.urls["ws"], reconnect=False)
+        await stack.enter_async_context(client)
+        yield server, admin, client
 
 
 async def http(

@@ -22,7 +22,7 @@ from protocol.errors import (
     SdpParseError,
 )
 from tests.conftest import make_settings
-from tests.observability.admin_http import http, metric
+from tests.observability.admin_http import http, metric, server_with_admin
 from tests.wire import RawPeer
 
 
@@ -32,12 +32,8 @@ async def admin_lab(
 ) -> AsyncIterator[tuple[EmulatorServer, AdminServer, KurentoClient]]:
     """A server, its admin listener on an ephemeral loopback port, and a connected client."""
     settings = make_settings(admin_port=0, admin_host="127.0.0.1", **overrides)
-    async with contextlib.AsyncExitStack() as stack:
-        server = await stack.enter_async_context(running_emulator(settings))
-        admin = await stack.enter_async_context(running_admin(server, settings))
-        client = await KurentoClient.connect(server.urls["ws"], reconnect=False)
-        await stack.enter_async_context(client)
-        yield server, admin, client
+    async with server_with_admin(settings) as lab:
+        yield lab
 
 
 async def test_admin_health_and_readiness_follow_the_listeners() -> None:
