@@ -305,6 +305,8 @@ class PlainRtpMedia(RtpSession):
         if any(line.media.accepted and line.remote.rtp for line in self.lines):
             self.owner.set_state("connectionState", "CONNECTED")
         self.start_timer()
+        if self._sending_line("video") is not None:
+            self.owner.video_sink_ready()  # a new negotiation: the PBX's decoder starts afresh
 
     # -- receiving -----------------------------------------------------------------------------
 
@@ -395,10 +397,12 @@ class PlainRtpMedia(RtpSession):
         for index, view in enumerate(sized_for_leg(packet.view, packet.codec.name, self.name)):
             if index and stream is not None:
                 stream.split_packet()
-            sent = self._send_view(line, view, packet.source, payload_type) or sent
+            sent = self._send_view(line, view, packet.source, packet.codec, payload_type) or sent
         return sent
 
-    def _send_view(self, line: PlainLine, view: RtpView, source: object, payload_type: int) -> bool:
+    def _send_view(
+        self, line: PlainLine, view: RtpView, source: object, codec: Codec, payload_type: int
+    ) -> bool:
         stream = self.outbound.get(line.media.kind)
         if stream is None:
             return False
@@ -423,6 +427,8 @@ class PlainRtpMedia(RtpSession):
         ):
             return False
         stream.sent(sequence, data, len(data) - view.header_end, now)
+        if self.keyframe_wait is not None and line.media.kind == "video":
+            self.keyframe_sent(codec, view)
         return True
 
     # -- TranscodingListener -------------------------------------------------------------------
@@ -435,7 +441,7 @@ class PlainRtpMedia(RtpSession):
         payload_type = matching_payload_type(line.media, packet.codec)
         if payload_type is None:
             return  # telephone-event the PBX did not negotiate at the target clock
-        if self._send_view(line, packet.view, packet.source, payload_type):
+        if self._send_view(line, packet.view, packet.source, packet.codec, payload_type):
             self.owner.mark_flow("out", KINDS[kind], True)
 
     # -- RtpSession hooks ---------------------------------------------------------------------

@@ -6,12 +6,20 @@ here. RTCP is terminated on each leg: receiver and sender reports are generated 
 feedback that concerns the other leg (PLI, FIR) becomes a keyframe request towards the source (or
 towards our own encoder when we transcode), NACKs are answered from the sent history, REMB is
 kept per sent stream and our own REMB follows the pipeline's bitrate policy.
+
+Keyframes: a sink that starts sending video mid-stream (a new source, a switched one, its own
+transport coming up, a transcoder starting) waits for a keyframe (``KeyframeWait``): it asks its
+source at once and again every ``KEYFRAME_RETRY`` seconds until a keyframe has been sent to it,
+as KMS does. Our own requests towards the remote sender are queued while there is no stream to
+name or no transport to carry them, and sent as soon as there is.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
+import struct
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -32,6 +40,7 @@ from aiortc.rtp import (
     unpack_remb_fci,
 )
 
+from emulator.media.keyframes import keyframe_detector
 from emulator.media.negotiation import MediaLine
 from emulator.media.rtp import RtpView
 from emulator.media.rtp_stats import inbound_stats, outbound_stats
@@ -44,7 +53,17 @@ FLOW_TIMEOUT = 2.0
 RTCP_TIMEOUT = 5.0
 """Seconds without RTCP before MediaState goes back to DISCONNECTED (BaseRtpEndpoint KMD doc)."""
 REPORT_INTERVAL = 1.0
+KEYFRAME_RETRY = 0.5
+"""Seconds between two keyframe requests of a sink that video reaches without a keyframe."""
+KEYFRAME_IDLE_RETRY = 4.0
+"""The longest gap between two requests while no video reaches the waiting sink at all."""
+KEYFRAME_WAIT_WARNING = 1.0
+"""A sink that has received video without a keyframe for this long is logged."""
+KEYFRAME_REQUEST_GAP = 0.1
+"""Requests for one received stream closer than this are one request (a fan-out's new sinks)."""
 KINDS = {"audio": "AUDIO", "video": "VIDEO"}
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -57,6 +76,20 @@ class MediaPacket:
     source: InboundStream
     extensions: dict[int, str]
     """Source extension id -> URI."""
+
+
+@dataclass(slots=True)
+class KeyframeWait:
+    """A sink waiting for its first video keyframe from a new source."""
+
+    reason: str
+    started: float
+    requests: int = 0
+    last_request: float = 0.0
+    video_since: float = 0.0
+    """When video first reached the sink while waiting (0: none yet)."""
+    warned: bool = False
+    timer: asyncio.TimerHandle | None = None
 
 
 class MediaOwner(Protocol):
@@ -73,6 +106,9 @@ class MediaOwner(Protocol):
 
     def keyframe_wanted(self, media_type: str) -> None:
         """The remote peer asked for a keyframe of what this element sends."""
+
+    def video_sink_ready(self) -> None:
+        """The media can send video now: what it sends must start with a keyframe."""
 
     def set_state(self, name: str, value: str) -> None:
         """Change mediaState/connectionState (raising its event)."""
@@ -103,6 +139,10 @@ class RtpSession:
         self.last_rtcp = 0.0
         self.media_connected = False
         self.transcoding = SinkTranscoding(transcoders or Transcoders(), self, name)
+        self.keyframe_wait: KeyframeWait | None = None
+        """Set while the video we send waits for a keyframe (read per sent packet)."""
+        self.keyframe_request_pending = False
+        """A request for the remote's video that could not be sent yet."""
         self._timer: asyncio.Task[None] | None = None
 
     # -- transport hooks -------------------------------------------------------------------------
@@ -136,6 +176,8 @@ class RtpSession:
             stream = InboundStream(view.ssrc, codec.clock_rate, line.kind)
             self.inbound[view.ssrc] = stream
             self.line_of_ssrc[view.ssrc] = line.index
+            if line.kind == "video" and self.keyframe_request_pending:
+                self.send_keyframe_request()  # queued until we knew which stream to ask for
         stream.received(view, time.monotonic())
         self.owner.mark_flow("in", KINDS[line.kind], True)
         return stream
@@ -231,14 +273,93 @@ class RtpSession:
     # -- feedback we send --------------------------------------------------------------------------
 
     def send_keyframe_request(self) -> None:
-        """PLI to the remote peer for the video it sends us."""
+        """PLI (FIR where the line negotiated only that) to the remote peer for the video it
+        sends us; queued while there is no video stream to name or no transport to carry it."""
+        now = time.monotonic()
+        asked = False
         for ssrc, stream in self.inbound.items():
             line = self.media_line(self.line_of_ssrc.get(ssrc, -1))
             if stream.kind != "video" or line is None:
                 continue
-            stream.pli_sent += 1
-            pli = RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=line.local_ssrc or 1, media_ssrc=ssrc)
-            self.send_packet(line, bytes(pli), rtcp=True)
+            if now - stream.last_keyframe_request < KEYFRAME_REQUEST_GAP:
+                asked = True  # one keyframe answers every request of this burst
+                continue
+            fir = _wants_fir(line)
+            if self.send_packet(line, _keyframe_request(line, stream, fir), rtcp=True):
+                stream.keyframe_requested(fir, now)
+                asked = True
+        self.keyframe_request_pending = not asked
+
+    # -- keyframes for the video we send -----------------------------------------------------------
+
+    def await_keyframe(self, reason: str) -> None:
+        """What we send next must start with a keyframe: ask for one now and keep asking,
+        throttled, until one has been sent (``keyframe_sent``)."""
+        if self.is_closed() or self.sending_line("video") is None:
+            return
+        wait = self.keyframe_wait
+        if wait is None:
+            wait = self.keyframe_wait = KeyframeWait(reason, time.monotonic())
+            logger.info("= %s waits for a video keyframe (%s)", self.name, reason)
+        self._request_keyframe(wait)
+
+    def stop_keyframe_wait(self) -> None:
+        """No more video from the source (link removed, media closed): stop asking."""
+        wait, self.keyframe_wait = self.keyframe_wait, None
+        if wait is not None and wait.timer is not None:
+            wait.timer.cancel()
+
+    def _request_keyframe(self, wait: KeyframeWait) -> None:
+        """Ask whoever makes our video (our transcoder, else the source) and schedule the next."""
+        if wait.timer is not None:
+            wait.timer.cancel()
+        if self.is_closed():
+            self.keyframe_wait = None
+            return
+        now = time.monotonic()
+        if wait.video_since and not wait.warned and now - wait.video_since > KEYFRAME_WAIT_WARNING:
+            wait.warned = True
+            logger.warning(
+                "! %s has sent video for %.1f s without a keyframe (%s); %d requests so far",
+                self.name,
+                now - wait.video_since,
+                wait.reason,
+                wait.requests,
+            )
+        wait.requests += 1
+        wait.last_request = now
+        transcoder = self.transcoding.transcoder("video")
+        if transcoder is not None:
+            transcoder.request_keyframe()  # our encoder makes it; the transcoder asks upstream
+        else:
+            self.owner.keyframe_wanted("VIDEO")
+        delay = KEYFRAME_RETRY if wait.video_since else _idle_retry(wait.requests)
+        wait.timer = asyncio.get_running_loop().call_later(delay, self._retry_keyframe, wait)
+
+    def _retry_keyframe(self, wait: KeyframeWait) -> None:
+        if self.keyframe_wait is wait:
+            wait.timer = None
+            self._request_keyframe(wait)
+
+    def keyframe_sent(self, codec: Codec, view: RtpView) -> None:
+        """A video packet went to the remote peer while we wait: is it the keyframe?"""
+        wait = self.keyframe_wait
+        if wait is None:
+            return
+        now = time.monotonic()
+        if keyframe_detector(codec.name)(view.data[view.header_end :]):
+            self.stop_keyframe_wait()
+            logger.info(
+                "= %s sent its first video keyframe %.2f s after %s (%d requests)",
+                self.name,
+                now - wait.started,
+                wait.reason,
+                wait.requests,
+            )
+        elif not wait.video_since:
+            wait.video_since = now  # video flows but cannot be decoded: ask at the fast pace
+            if now - wait.last_request >= KEYFRAME_RETRY:
+                self._request_keyframe(wait)
 
     def remote_video_remb(self) -> int | None:
         """The remote receiver's last REMB for our video (0 before any), None if we send none."""
@@ -253,7 +374,8 @@ class RtpSession:
             self._timer = asyncio.ensure_future(self._tick())
 
     def stop_timer(self) -> None:
-        """Stop it (on close)."""
+        """Stop it and any keyframe wait (on close)."""
+        self.stop_keyframe_wait()
         if self._timer is not None:
             self._timer.cancel()
 
@@ -317,8 +439,11 @@ class RtpSession:
     # -- TranscodingListener -----------------------------------------------------------------------
 
     def transcoding_changed(self, kind: str, active: bool, bin_name: str, reason: str) -> None:
-        """Report to the element (MediaTranscodingStateChanged)."""
+        """Report to the element (MediaTranscodingStateChanged); transcoded video starts with
+        our encoder's keyframe."""
         self.owner.transcoding_changed(KINDS[kind], active, bin_name, reason)
+        if kind == "video" and active:
+            self.await_keyframe("transcoding started")
 
     def keyframe_needed(self, kind: str) -> None:
         """The transcoder's decoder needs a keyframe: ask the source as a PLI would."""
@@ -341,3 +466,23 @@ class RtpSession:
             if not media_type or KINDS.get(out.kind) == media_type:
                 entries.update(outbound_stats(self.name, out, now_ms))
         return entries
+
+
+def _wants_fir(line: MediaLine) -> bool:
+    """FIR only where the line's codecs negotiated ``ccm fir`` and not ``nack pli``."""
+    feedback = {fb for codec in line.codecs for fb in codec.rtcp_fb}
+    return "ccm fir" in feedback and "nack pli" not in feedback
+
+
+def _keyframe_request(line: MediaLine, stream: InboundStream, fir: bool) -> bytes:
+    """A PLI (RFC 4585 6.3.1) or a FIR (RFC 5104 4.3.1, media SSRC 0) for the stream."""
+    sender = line.local_ssrc or 1
+    if fir:
+        fci = struct.pack("!IB3x", stream.ssrc, (stream.fir_sent + 1) & 0xFF)
+        return bytes(RtcpPsfbPacket(fmt=RTCP_PSFB_FIR, ssrc=sender, media_ssrc=0, fci=fci))
+    return bytes(RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=sender, media_ssrc=stream.ssrc))
+
+
+def _idle_retry(requests: int) -> float:
+    """Back off while no video reaches the sink (a source that sends none, or not yet)."""
+    return float(min(KEYFRAME_RETRY * 2 ** (requests - 1), KEYFRAME_IDLE_RETRY))

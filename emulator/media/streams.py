@@ -57,6 +57,7 @@ class InboundStream:
     remb: int = 0
     fraction_lost: float = 0.0
     """Of the last report interval."""
+    last_keyframe_request: float = 0.0
 
     def received(self, view: RtpView, arrival: float) -> None:
         """Account one packet (sequence, loss and jitter bookkeeping)."""
@@ -76,6 +77,14 @@ class InboundStream:
             d = abs(transit - self.transit)
             self.jitter += (d - self.jitter) / 16
         self.transit = transit
+
+    def keyframe_requested(self, fir: bool, now: float) -> None:
+        """Count a PLI or FIR sent for this stream (``pliCount``/``firCount`` in getStats)."""
+        if fir:
+            self.fir_sent += 1
+        else:
+            self.pli_sent += 1
+        self.last_keyframe_request = now
 
     @property
     def expected(self) -> int:

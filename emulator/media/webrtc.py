@@ -128,6 +128,8 @@ class WebRtcMedia(RtpSession):
         self.start_timer()
         if any(line.kind == "video" and line.receives for line in self.peer.lines):
             self.send_keyframe_request()
+        if "video" in self.outbound:
+            self.owner.video_sink_ready()  # what the source sent before now never reached us
 
     def on_rtp(self, line: MediaLine, view: RtpView) -> None:
         """A packet from the remote peer: count it, mark the flow, send it down the pipeline."""
@@ -284,6 +286,8 @@ class WebRtcMedia(RtpSession):
             return False
         stream.sent(sequence, data, len(data) - view.header_end, now)
         self.latency.add(line.kind, now - arrival)
+        if self.keyframe_wait is not None and line.kind == "video":
+            self.keyframe_sent(route.codec, view)
         return True
 
     # -- TranscodingListener -----------------------------------------------------------------------

@@ -68,6 +68,11 @@ class HubPort(MediaElement):
         finally:
             self._busy = False
 
+    def video_source_changed(self) -> None:
+        """A new source into this port: the ports it is routed to send on its video."""
+        for port in self.hub.targets(self):
+            port.video_sinks_restarted()
+
     def produce_keyframe(self, media_type: str) -> None:
         """A sink of this port wants a keyframe: ask the producers of the ports feeding it."""
         for port in self.hub.feeders(self):
@@ -111,7 +116,7 @@ class Dispatcher(Hub):
         """Send what ``source`` receives out of ``sink`` (replacing the sink's previous source)."""
         self.source_of_port[sink.id] = source
         self.log.info("= routing %s -> %s", source.id, sink.id)
-        sink.ask_keyframe("VIDEO")
+        sink.video_sinks_restarted()
 
     def targets(self, source: HubPort) -> list[HubPort]:
         """The ports routed from ``source``."""
@@ -131,7 +136,8 @@ class DispatcherOneToMany(Hub):
         """Make ``source`` the port every other port sends on."""
         self.source = source
         self.log.info("= source %s", source.id)
-        source.ask_keyframe("VIDEO")
+        for port in self.targets(source):
+            port.video_sinks_restarted()
 
     def remove_source(self) -> None:
         """Stop routing."""

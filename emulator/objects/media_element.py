@@ -112,10 +112,10 @@ class MediaElement(MediaObject):
         )
 
     def on_link_added(self, link: Connection) -> None:
-        """Route the media type to the new sink; video starts with a keyframe request."""
+        """Route the media type to the new sink; its video starts with a keyframe."""
         self.outputs.setdefault(link.media_type, []).append(link.sink)
         if link.media_type == "VIDEO":
-            self.produce_keyframe("VIDEO")
+            link.sink.video_source_changed()
 
     def on_link_removed(self, link: Connection) -> None:
         """Stop routing the media type to the sink."""
@@ -181,6 +181,23 @@ class MediaElement(MediaObject):
         self._busy = True
         try:
             self.forward(media_type, packet)
+        finally:
+            self._busy = False
+
+    def video_source_changed(self) -> None:
+        """The video this element receives comes from another source now: what it sends on
+        must start with a keyframe. Elements without media of their own tell their sinks;
+        endpoints wait for the keyframe, asking their source until it has been sent."""
+        self.video_sinks_restarted()
+
+    def video_sinks_restarted(self) -> None:
+        """Tell every VIDEO sink that its video comes from another source now."""
+        if self._busy:
+            return  # a cycle of pass-through elements
+        self._busy = True
+        try:
+            for sink in self.outputs.get("VIDEO", ()):
+                sink.video_source_changed()
         finally:
             self._busy = False
 

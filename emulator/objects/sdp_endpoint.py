@@ -39,6 +39,12 @@ class EndpointMedia(StreamMedia, Protocol):
     def send_keyframe_request(self) -> None:
         """PLI to the remote peer for the video it sends."""
 
+    def await_keyframe(self, reason: str) -> None:
+        """Ask the source for a keyframe until one has been sent to the peer."""
+
+    def stop_keyframe_wait(self) -> None:
+        """Stop asking (the video source went away)."""
+
     def stats(self, media_type: str | None) -> dict[str, Any]:
         """RTP stream stats entries by id."""
 
@@ -113,6 +119,17 @@ class BaseRtpEndpoint(SdpEndpoint):
         if self.media is not None and media_type == "VIDEO":
             self.media.send_keyframe_request()
 
+    def video_source_changed(self) -> None:
+        """A new video source: what we send our peer waits for its keyframe."""
+        if self.media is not None:
+            self.media.await_keyframe("a new video source")
+
+    def video_sink_ready(self) -> None:
+        """Our media can send video now (transport up, PBX answered): whatever the source sent
+        before never reached the peer, so it starts with a keyframe."""
+        if self.media is not None and self.owner.source_of(self, "VIDEO", "default") is not None:
+            self.media.await_keyframe("the transport came up")
+
     def keyframe_wanted(self, media_type: str) -> None:
         """The remote peer wants a keyframe of what we send: ask our source."""
         self.ask_keyframe(media_type)
@@ -122,9 +139,12 @@ class BaseRtpEndpoint(SdpEndpoint):
         self.ask_keyframe("VIDEO")
 
     def on_source_removed(self, link: Connection) -> None:
-        """No more media of that type from the link: leave its transcoder, if any."""
+        """No more media of that type from the link: leave its transcoder, stop waiting for a
+        keyframe."""
         if self.media is not None:
             self.media.transcoding.stop(link.media_type.lower())
+            if link.media_type == "VIDEO":
+                self.media.stop_keyframe_wait()
 
     def get_stats(self, media_type: str | None = None) -> dict[str, Any]:
         """The endpoint entry plus the media's stats from packet flow."""

@@ -39,6 +39,9 @@ class ClientPeer:
     audio: bool = True
     video: bool = True
     data: bool = False
+    asks_keyframes: bool = True
+    """False: a receiver that never sends PLI (as SIP video phones and recorders that do not
+    ask), so that only the server's own keyframe requests can start its video."""
     pc: RTCPeerConnection = field(default_factory=RTCPeerConnection)
     frames: dict[str, int] = field(default_factory=dict)
     messages: list[str | bytes] = field(default_factory=list)
@@ -55,6 +58,9 @@ class ClientPeer:
         if self.data:
             self.channel = self.pc.createDataChannel("chat")
             self.channel.on("message", self._message)
+        if not self.asks_keyframes:
+            for receiver in self.pc.getReceivers():
+                receiver._send_rtcp_pli = _no_pli  # type: ignore[method-assign]  # its PLI's only way out
         self.pc.on("track", self._track)
         self.pc.on("datachannel", self._datachannel)
 
@@ -140,3 +146,47 @@ async def client_peer(**kwargs: Any) -> AsyncIterator[ClientPeer]:
         yield peer
     finally:
         await peer.close()
+
+
+async def _no_pli(media_ssrc: int) -> None:
+    """A receiver's PLI that is never sent."""
+
+
+@dataclass
+class KeyframeRequests:
+    """The PLI/FIR a peer's video sender got: how many, and how many it ignored."""
+
+    ignore: int = 0
+    count: int = 0
+    ignored: int = 0
+    _arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def wait_for(self, count: int, timeout: float = 10.0) -> None:
+        """Until ``count`` requests have arrived."""
+        async with asyncio.timeout(timeout):
+            while self.count < count:
+                self._arrived.clear()
+                await self._arrived.wait()
+
+
+def watch_keyframe_requests(peer: ClientPeer, ignore: int = 0) -> KeyframeRequests:
+    """Count the keyframe requests of the peer's video sender; ignore the first ``ignore`` of
+    them, as if they were lost on the way.
+
+    aiortc's sender turns every PLI/FIR into ``_send_keyframe()``; wrapping that one method of
+    this sender is the narrowest way to see and lose requests without a proxy.
+    """
+    sender = next(s for s in peer.pc.getSenders() if s.kind == "video")
+    original = sender._send_keyframe
+    requests = KeyframeRequests(ignore)
+
+    def send_keyframe() -> None:
+        requests.count += 1
+        requests._arrived.set()
+        if requests.ignored < requests.ignore:
+            requests.ignored += 1
+            return
+        original()
+
+    sender._send_keyframe = send_keyframe  # type: ignore[method-assign]
+    return requests
