@@ -1,5 +1,6 @@
-"""WebRTC set-up benchmark: time from processOffer to the first media packet, and endpoints
-negotiated per second, against a server in its own process with real aiortc peers on loopback.
+"""WebRTC set-up benchmark: time from processOffer to the first media packet, endpoints
+negotiated per second, and how soon each direction of concurrent two-way calls decodes video,
+against a server in its own process with real aiortc peers on loopback.
 
     python -m benchmarks.webrtc_setup [--quick] [--out benchmarks/results]
 """
@@ -49,6 +50,73 @@ async def one_call(client: KurentoClient) -> dict[str, float]:
     return {"connected": connected_at, "first_packet": flowing_at, "first_frame_back": returned_at}
 
 
+CALLS = 10
+"""Concurrent two-way calls per round (the case issue 12's bug was seen in)."""
+FIRST_FRAME_TIMEOUT = 10.0
+
+
+async def _video_flowing_since(flow: Any) -> float:
+    """The wall-clock time the server saw the endpoint's first video packet."""
+    while True:
+        event = await flow.get(timeout=20)
+        if event["mediaType"] == "VIDEO" and event["state"] == "FLOWING":
+            return int(event["timestampMillis"]) / 1000
+
+
+async def _first_frame(peer: ClientPeer) -> float | None:
+    try:
+        await peer.wait_for(lambda p: "video" in p.first_frame_at, timeout=FIRST_FRAME_TIMEOUT)
+    except TimeoutError:
+        return None
+    return peer.first_frame_at["video"]
+
+
+async def two_way_call(client: KurentoClient) -> list[float | None]:
+    """Two peers (which never ask for keyframes themselves: only the server's requests count)
+    through two WebRtcEndpoints connected both ways as each exists, so that connects race the
+    sources' starts. Seconds from each source's first video packet at the server to the other
+    peer's first decoded frame; None for a direction that decoded nothing in 10 s."""
+    pipeline = await client.create("MediaPipeline")
+    left = await pipeline.create("WebRtcEndpoint")
+    right = await pipeline.create("WebRtcEndpoint")
+    flows = [
+        await left.subscribe("MediaFlowInStateChanged"),
+        await right.subscribe("MediaFlowInStateChanged"),
+    ]
+    peers = [ClientPeer(asks_keyframes=False), ClientPeer(asks_keyframes=False)]
+    try:
+        await negotiate(left, peers[0])
+        await left.connect(right)
+        await negotiate(right, peers[1])
+        await right.connect(left)
+        sent = [await _video_flowing_since(flow) for flow in flows]
+        seen = [await _first_frame(peers[1]), await _first_frame(peers[0])]
+    finally:
+        await asyncio.gather(*(peer.close() for peer in peers))
+        await pipeline.release()
+    return [None if at is None else at - since for at, since in zip(seen, sent, strict=True)]
+
+
+async def first_video_frames(client: KurentoClient, rounds: int) -> dict[str, Any]:
+    """``rounds`` rounds of ``CALLS`` concurrent two-way calls: first-frame delays per direction."""
+    delays: list[float | None] = []
+    for _ in range(rounds):
+        calls = await asyncio.gather(*(two_way_call(client) for _ in range(CALLS)))
+        delays += [delay for call in calls for delay in call]
+    decoded = sorted(d for d in delays if d is not None)
+    if not decoded:
+        raise RuntimeError("no direction of any call decoded video: the run measured nothing")
+    return {
+        "calls_per_round": CALLS,
+        "rounds": rounds,
+        "directions": len(delays),
+        "never_decoded": len(delays) - len(decoded),
+        "first_frame_ms_p50": round(statistics.median(decoded) * 1000, 1),
+        "first_frame_ms_p95": round(decoded[int(0.95 * (len(decoded) - 1))] * 1000, 1),
+        "first_frame_ms_max": round(decoded[-1] * 1000, 1),
+    }
+
+
 async def run(quick: bool) -> dict[str, Any]:
     """Sequential calls for latency, then concurrent batches for throughput."""
     sequential = 5 if quick else 20
@@ -76,6 +144,8 @@ async def run(quick: bool) -> dict[str, Any]:
                 }
             )
             progress.advance(task)
+        progress.update(task, description=f"{CALLS} concurrent two-way calls")
+        results["first_video_frame"] = await first_video_frames(client, 2 if quick else 10)
     firsts = [r["first_packet"] for r in results["sequential"]]
     results["summary"] = {
         "offer_to_first_packet_ms_p50": round(statistics.median(firsts) * 1000, 1),
@@ -105,6 +175,8 @@ def show(report: dict[str, Any]) -> None:
         table.add_row(
             f"{batch['endpoints']} concurrent: endpoints/s", str(batch["endpoints_per_second"])
         )
+    for key, value in report["first_video_frame"].items():
+        table.add_row(f"two-way calls: {key}", str(value))
     console.print(table)
 
 

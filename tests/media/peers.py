@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,6 +45,8 @@ class ClientPeer:
     ask), so that only the server's own keyframe requests can start its video."""
     pc: RTCPeerConnection = field(default_factory=RTCPeerConnection)
     frames: dict[str, int] = field(default_factory=dict)
+    first_frame_at: dict[str, float] = field(default_factory=dict)
+    """Wall-clock time (``time.time()``) of the first decoded frame of each kind."""
     messages: list[str | bytes] = field(default_factory=list)
     channel: RTCDataChannel | None = None
     remote_channels: list[RTCDataChannel] = field(default_factory=list)
@@ -71,6 +74,7 @@ class ClientPeer:
         with contextlib.suppress(MediaStreamError):
             while True:
                 await track.recv()
+                self.first_frame_at.setdefault(track.kind, time.time())
                 self.frames[track.kind] = self.frames.get(track.kind, 0) + 1
                 self._arrived.set()
 
@@ -190,3 +194,12 @@ def watch_keyframe_requests(peer: ClientPeer, ignore: int = 0) -> KeyframeReques
 
     sender._send_keyframe = send_keyframe  # type: ignore[method-assign]
     return requests
+
+
+async def negotiate_connected(endpoint: RemoteObject, peer: ClientPeer) -> None:
+    """Negotiate and wait until the endpoint's transport is up (it can send media now)."""
+    states = await endpoint.subscribe("ConnectionStateChanged")
+    await negotiate(endpoint, peer)
+    async with asyncio.timeout(20):
+        while (await states.get(timeout=20))["newState"] != "CONNECTED":
+            pass
