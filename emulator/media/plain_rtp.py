@@ -4,8 +4,8 @@ The Kurento object (``objects/rtp_endpoint.py``) holds the KMD interface; this c
 work and reports through the same ``MediaOwner`` protocol as ``WebRtcMedia``, so that a
 WebRtcEndpoint and an RtpEndpoint connected to each other forward ``MediaPacket``s both ways, each
 sink choosing its own payload type for the source codec (RFC 4733 telephone-event included).
-When the PBX did not negotiate the source's codec, the packets go through the shared
-``SinkTranscoding`` seam as for a WebRtcEndpoint.
+Receiving, the send path and transcoding are ``RtpSession``'s, as for a WebRtcEndpoint; what is
+this module's is the leg: a UDP port pair (``RtpLeg``, a ``MediaLeg``), its keys and its guard.
 
 Symmetric RTP (RFC 4961): media leaves from the port it is received on, towards the address in the
 remote SDP. Packets from any other source are dropped and counted (RTP-bleed protection) unless
@@ -22,24 +22,20 @@ import logging
 import random
 import secrets
 import socket
-import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from aiortc.rtp import RtcpByePacket
 
 from emulator.media import plain_sdp
-from emulator.media.codecs import is_dtmf
-from emulator.media.fragmentation import sized_for_leg
-from emulator.media.impairment import Impairment
 from emulator.media.negotiation import LocalPolicy, MediaLine, new_session_id, parse_description
 from emulator.media.plain_sdp import LocalPorts, PlainLine
 from emulator.media.ports import PortRange
-from emulator.media.rtp import ExtensionMap, RtpView, is_rtcp, parse_rtp, rewrite_rtp
-from emulator.media.rtp_session import KINDS, MediaOwner, MediaPacket, RtpSession
+from emulator.media.rtp import RtpView, is_rtcp, parse_rtp
+from emulator.media.rtp_session import MediaOwner, RtpSession
 from emulator.media.sdes import SdesConfig, SrtpPair
 from emulator.media.streams import OutboundStream
-from emulator.media.transcoding import TranscodedPacket, Transcoders
+from emulator.media.transcoding import Transcoders
 from protocol.errors import (
     SdpEndPointAlreadyNegotiated,
     SdpEndPointAnswerAlreadyProccesed,
@@ -48,12 +44,9 @@ from protocol.errors import (
     SdpEndPointNotOfferGenerated,
     SdpParseError,
 )
-from protocol.sdp import Codec
 
 logger = logging.getLogger(__name__)
 
-NO_EXTENSIONS = ExtensionMap({})
-"""A PBX negotiates no header extensions: WebRTC's are stripped on the way out."""
 Address = tuple[str, int]
 
 
@@ -89,9 +82,11 @@ class SourceGuard:
 
 
 class RtpLeg:
-    """One m-line's UDP port pair and keys."""
+    """One m-line's UDP port pair and keys: the ``MediaLeg`` of an RtpEndpoint's m-line."""
 
-    def __init__(self, rtp: socket.socket, rtcp: socket.socket, line: PlainLine) -> None:
+    def __init__(
+        self, rtp: socket.socket, rtcp: socket.socket, line: PlainLine, tap: LegTap | None
+    ) -> None:
         self.rtp_socket = rtp
         self.rtcp_socket = rtcp
         self.ports = LocalPorts(rtp.getsockname()[1], rtcp.getsockname()[1])
@@ -101,6 +96,28 @@ class RtpLeg:
         self.rtcp_transport: asyncio.DatagramTransport | None = None
         self.srtp: SrtpPair | None = None
         self.guard = SourceGuard()
+        self.tap = tap
+
+    def send_rtp(self, data: bytes) -> bool:
+        """Protect (SDES-SRTP, where keyed) and send an RTP packet to the remote RTP address."""
+        return self.send(data, rtcp=False)
+
+    def send(self, data: bytes, rtcp: bool) -> bool:
+        """Protect and send RTP or RTCP (on the RTCP port unless rtcp-mux); False while the
+        remote address is unknown or the leg is closed."""
+        remote = self.line.remote
+        target = remote.rtcp if rtcp else remote.rtp
+        use_rtcp_port = rtcp and not self.line.mux
+        transport = self.rtcp_transport if use_rtcp_port else self.rtp_transport
+        if target is None or transport is None or transport.is_closing():
+            return False
+        if self.tap is not None:
+            port = self.ports.rtcp if use_rtcp_port else self.ports.rtp
+            self.tap.packet(True, data, (self.local_address, port), target)
+        if self.srtp is not None:
+            data = self.srtp.protect(data, rtcp)
+        transport.sendto(data, target)
+        return True
 
     def close(self) -> None:
         """Close both sockets (the ports return to the range)."""
@@ -147,10 +164,19 @@ class PlainRtpMedia(RtpSession):
         self.session_version = 0
         self.cname = secrets.token_hex(8)
         self.local_ssrcs: dict[str, int] = {}
-        self.tap: LegTap | None = None
-        self.impairments: dict[str, Impairment] | None = None
-        """Fault injection by media kind (``audio``, ``video``); None on the normal path."""
+        self._tap: LegTap | None = None
         self.closed = False
+
+    @property
+    def tap(self) -> LegTap | None:
+        """Who sees every clear packet of the legs (pcap capture), None for nobody."""
+        return self._tap
+
+    @tap.setter
+    def tap(self, tap: LegTap | None) -> None:
+        self._tap = tap
+        for leg in self.legs.values():
+            leg.tap = tap
 
     # -- negotiation ---------------------------------------------------------------------------
 
@@ -243,7 +269,7 @@ class PlainRtpMedia(RtpSession):
             leg = self.legs.get(media.index)
             if leg is None:
                 rtp, rtcp = self.config.ports.bind_pair(self.config.bind_address)
-                leg = RtpLeg(rtp, rtcp, line)
+                leg = RtpLeg(rtp, rtcp, line, self._tap)
                 self.legs[media.index] = leg
                 leg.rtp_transport, _ = await loop.create_datagram_endpoint(
                     functools.partial(_LegProtocol, self, leg, False), sock=rtp
@@ -305,7 +331,7 @@ class PlainRtpMedia(RtpSession):
         if any(line.media.accepted and line.remote.rtp for line in self.lines):
             self.owner.set_state("connectionState", "CONNECTED")
         self.start_timer()
-        if self._sending_line("video") is not None:
+        if self.sending_line("video") is not None:
             self.owner.video_sink_ready()  # a new negotiation: the PBX's decoder starts afresh
 
     # -- receiving -----------------------------------------------------------------------------
@@ -362,94 +388,32 @@ class PlainRtpMedia(RtpSession):
 
     def _on_rtp(self, leg: RtpLeg, view: RtpView) -> None:
         media = leg.line.media
-        if not media.receives:
-            return  # on hold towards us (we answered sendonly/inactive)
-        codec = media.codec_for(view.payload_type)
-        if codec is None:
-            return
-        stream = self.inbound_stream(media, view, codec)
-        self.owner.forward(KINDS[media.kind], MediaPacket(media.kind, view, codec, stream, {}))
-
-    # -- sending -------------------------------------------------------------------------------
-
-    def _sending_line(self, kind: str) -> PlainLine | None:
-        for line in self.lines:
-            if line.media.kind == kind and line.media.sends and line.media.index in self.legs:
-                return line
-        return None
-
-    def send_media(self, packet: MediaPacket) -> bool:
-        """Send a pipeline packet to the remote RTP peer, rewritten for this leg; transcoded
-        (``emulator/media/transcoding.py``) when the PBX did not negotiate its codec."""
-        line = self._sending_line(packet.kind)
-        if line is None or line.remote.rtp is None:
-            return False
-        payload_type = matching_payload_type(line.media, packet.codec)
-        if payload_type is None or self.transcoding.active(packet.kind):
-            if payload_type is None or is_dtmf(packet.codec):
-                self.transcoding.feed(
-                    packet.kind, packet.view, packet.codec, packet.source, line.media.codecs
-                )
-                return False
-            self.transcoding.stop(packet.kind)  # the source now sends a codec the PBX takes
-        stream = self.outbound.get(line.media.kind)
-        sent = False
-        for index, view in enumerate(sized_for_leg(packet.view, packet.codec.name, self.name)):
-            if index and stream is not None:
-                stream.split_packet()
-            sent = self._send_view(line, view, packet.source, packet.codec, payload_type) or sent
-        return sent
-
-    def _send_view(
-        self, line: PlainLine, view: RtpView, source: object, codec: Codec, payload_type: int
-    ) -> bool:
-        stream = self.outbound.get(line.media.kind)
-        if stream is None:
-            return False
-        now = time.monotonic()
-        sequence, timestamp = stream.next_numbers(source, view, now)
-        data = rewrite_rtp(
-            view,
-            payload_type=payload_type,
-            sequence=sequence,
-            timestamp=timestamp,
-            ssrc=stream.ssrc,
-            extensions=NO_EXTENSIONS,
-        )
-        leg = self.legs[line.media.index]
-        impairments = self.impairments
-        impairment = impairments.get(line.media.kind) if impairments is not None else None
-        if impairment is None:
-            if not self._send(leg, data, rtcp=False):
-                return False
-        elif not impairment.send(
-            lambda _, late: self._send(leg, late, rtcp=False), line.media, data
-        ):
-            return False
-        stream.sent(sequence, data, len(data) - view.header_end, now)
-        if self.keyframe_wait is not None and line.media.kind == "video":
-            self.keyframe_sent(codec, view)
-        return True
-
-    # -- TranscodingListener -------------------------------------------------------------------
-
-    def transcoded(self, kind: str, packet: TranscodedPacket) -> None:
-        """A packet from the transcoder feeding this endpoint: send it as a forwarded one."""
-        line = self._sending_line(kind)
-        if line is None or line.remote.rtp is None:
-            return
-        payload_type = matching_payload_type(line.media, packet.codec)
-        if payload_type is None:
-            return  # telephone-event the PBX did not negotiate at the target clock
-        if self._send_view(line, packet.view, packet.source, packet.codec, payload_type):
-            self.owner.mark_flow("out", KINDS[kind], True)
+        if media.receives:  # else on hold towards us (we answered sendonly/inactive)
+            self.receive_rtp(media, view)
 
     # -- RtpSession hooks ---------------------------------------------------------------------
 
     def send_packet(self, line: MediaLine, data: bytes, rtcp: bool) -> bool:
         """Send on the line's leg (its RTCP port unless rtcp-mux)."""
         leg = self.legs.get(line.index)
-        return leg is not None and self._send(leg, data, rtcp)
+        return leg is not None and leg.send(data, rtcp)
+
+    def leg_for(self, line: MediaLine) -> RtpLeg | None:
+        """The line's UDP leg (kept across re-offers; it reads the current remote per packet)."""
+        return self.legs.get(line.index)
+
+    def sending_line(self, kind: str) -> MediaLine | None:
+        """The m-line we send that kind on: accepted, not on hold, with a known remote."""
+        for line in self.lines:
+            media = line.media
+            if (
+                media.kind == kind
+                and media.sends
+                and media.index in self.legs
+                and line.remote.rtp is not None
+            ):
+                return media
+        return None
 
     def report_lines(self) -> list[MediaLine]:
         """Accepted lines with a leg, not inactive (on hold both ways, no reports)."""
@@ -469,21 +433,6 @@ class PlainRtpMedia(RtpSession):
         """Whether the endpoint was closed."""
         return self.closed
 
-    def _send(self, leg: RtpLeg, data: bytes, rtcp: bool) -> bool:
-        remote = leg.line.remote
-        target = remote.rtcp if rtcp else remote.rtp
-        use_rtcp_port = rtcp and not leg.line.mux
-        transport = leg.rtcp_transport if use_rtcp_port else leg.rtp_transport
-        if target is None or transport is None or transport.is_closing():
-            return False
-        if self.tap is not None:
-            port = leg.ports.rtcp if use_rtcp_port else leg.ports.rtp
-            self.tap.packet(True, data, (leg.local_address, port), target)
-        if leg.srtp is not None:
-            data = leg.srtp.protect(data, rtcp)
-        transport.sendto(data, target)
-        return True
-
     async def close(self) -> None:
         """RTCP BYE to the peer, then stop the timer and free the ports."""
         if self.closed:
@@ -492,7 +441,7 @@ class PlainRtpMedia(RtpSession):
         for line in self.lines:
             leg = self.legs.get(line.media.index)
             if leg is not None and line.media.accepted:
-                self._send(leg, bytes(RtcpByePacket(sources=[line.media.local_ssrc])), rtcp=True)
+                leg.send(bytes(RtcpByePacket(sources=[line.media.local_ssrc])), rtcp=True)
         self.stop_timer()
         self.transcoding.stop()
         for leg in self.legs.values():
@@ -515,11 +464,3 @@ class PlainRtpMedia(RtpSession):
         return self.rtp_stats(
             media_type, self.srtp_failures, foreignSourceDrops=self.dropped_foreign
         )
-
-
-def matching_payload_type(line: MediaLine, codec: Codec) -> int | None:
-    """This line's payload type for the source's codec (telephone-event included), or None."""
-    for candidate in [*line.codecs, *([line.dtmf] if line.dtmf else [])]:
-        if candidate.key == codec.key:
-            return candidate.payload_type
-    return None

@@ -40,10 +40,14 @@ from aiortc.rtp import (
     unpack_remb_fci,
 )
 
+from emulator.media.codecs import is_dtmf
+from emulator.media.flow import MediaLeg, MediaPacket
+from emulator.media.fragmentation import MAX_PAYLOAD, sized_for_leg
+from emulator.media.impairment import Impairment
 from emulator.media.keyframes import keyframe_detector
 from emulator.media.negotiation import MediaLine
-from emulator.media.rtp import RtpView
-from emulator.media.rtp_stats import inbound_stats, outbound_stats
+from emulator.media.rtp import ExtensionMap, RtpView, rewrite_rtp
+from emulator.media.rtp_stats import LatencyMeter, inbound_stats, outbound_stats
 from emulator.media.streams import InboundStream, OutboundStream, middle_ntp, ntp_now
 from emulator.media.transcoding import SinkTranscoding, TranscodedPacket, Transcoders
 from protocol.sdp import Codec
@@ -64,18 +68,6 @@ KEYFRAME_REQUEST_GAP = 0.1
 KINDS = {"audio": "AUDIO", "video": "VIDEO"}
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(slots=True)
-class MediaPacket:
-    """An RTP packet travelling through the pipeline, with what a sink needs to send it on."""
-
-    kind: str
-    view: RtpView
-    codec: Codec
-    source: InboundStream
-    extensions: dict[int, str]
-    """Source extension id -> URI."""
 
 
 @dataclass(slots=True)
@@ -126,8 +118,13 @@ class MediaOwner(Protocol):
 
 
 class RtpSession:
-    """RTP/RTCP state of one endpoint; subclasses provide the transport through five hooks:
-    ``send_packet``, ``report_lines``, ``media_line``, ``is_closed`` and ``transcoded``."""
+    """RTP/RTCP state of one endpoint, with its one receive door (``receive_rtp``) and its one
+    send path (``send_media`` and ``transcoded``: route, rewrite, protect, send).
+
+    Subclasses provide the transport through six hooks: ``send_packet`` (RTCP, retransmissions),
+    ``leg_for`` (the ``MediaLeg`` media leaves by), ``sending_line``, ``report_lines``,
+    ``media_line`` and ``is_closed``.
+    """
 
     def __init__(self, owner: MediaOwner, name: str, transcoders: Transcoders | None) -> None:
         self.owner = owner
@@ -143,6 +140,13 @@ class RtpSession:
         """Set while the video we send waits for a keyframe (read per sent packet)."""
         self.keyframe_request_pending = False
         """A request for the remote's video that could not be sent yet."""
+        self.latency = LatencyMeter()
+        self.impairments: dict[str, Impairment] | None = None
+        """Fault injection by media kind (``audio``, ``video``); None on the normal path."""
+        # Per-route work done once, not per packet: the reverse extension map of each receiving
+        # m-line, and (payload type, extension map, leg) per sending line, source map and codec.
+        self._source_extensions: dict[int, tuple[dict[str, int], dict[int, str]]] = {}
+        self._routes: dict[tuple[int, int, int], SendRoute] = {}
         self._timer: asyncio.Task[None] | None = None
 
     # -- transport hooks -------------------------------------------------------------------------
@@ -163,11 +167,26 @@ class RtpSession:
         """Whether the transports are gone."""
         raise NotImplementedError
 
-    def transcoded(self, kind: str, packet: TranscodedPacket) -> None:
-        """A packet from the transcoder feeding this endpoint, to send as a forwarded one."""
+    def leg_for(self, line: MediaLine) -> MediaLeg | None:
+        """The leg RTP of that m-line leaves by, None before there is one."""
         raise NotImplementedError
 
     # -- receiving -------------------------------------------------------------------------------
+
+    def receive_rtp(self, line: MediaLine, view: RtpView) -> None:
+        """The one receive door: a clear RTP packet from the remote peer on an m-line; count it,
+        mark the flow and send it down the pipeline."""
+        codec = line.codec_for(view.payload_type)
+        if codec is None:
+            return
+        stream = self.inbound_stream(line, view, codec)
+        negotiated = line.extensions
+        cached = self._source_extensions.get(id(line))
+        if cached is None or cached[0] is not negotiated:
+            cached = (negotiated, {ext_id: uri for uri, ext_id in negotiated.items()})
+            self._source_extensions[id(line)] = cached
+        packet = MediaPacket(line.kind, view, codec, stream, cached[1], stream.last_arrival)
+        self.owner.forward(KINDS[line.kind], packet)
 
     def inbound_stream(self, line: MediaLine, view: RtpView, codec: Codec) -> InboundStream:
         """Account a received RTP packet on its SSRC's stream and mark the flow in."""
@@ -269,6 +288,115 @@ class RtpSession:
             if line.kind == kind and line.sends:
                 return line
         return None
+
+    # -- the send path -----------------------------------------------------------------------------
+
+    def send_media(self, packet: MediaPacket) -> bool:
+        """Send a pipeline packet to the remote peer, rewritten for this leg; transcoded when
+        the peer did not negotiate its codec (``emulator/media/transcoding.py``)."""
+        line = self.sending_line(packet.kind)
+        stream = self.outbound.get(packet.kind)
+        if line is None or stream is None:
+            return False
+        route = self._route(line, packet.extensions, packet.codec)
+        if route is None:
+            return False
+        if route.payload_type is None or self.transcoding.active(packet.kind):
+            if route.payload_type is None or is_dtmf(packet.codec):
+                self.transcoding.feed(
+                    packet.kind, packet.view, packet.codec, packet.source, line.codecs
+                )
+                return False
+            self.transcoding.stop(packet.kind)  # the source now sends a codec the peer takes
+        view, source = packet.view, packet.source
+        if len(view.data) - view.header_end <= MAX_PAYLOAD:  # the common case, without a list
+            return self._send(stream, view, source, route, packet.arrival)
+        sent = False
+        for index, piece in enumerate(sized_for_leg(view, packet.codec.name, self.name)):
+            if index:
+                stream.split_packet()
+            sent = self._send(stream, piece, source, route, packet.arrival) or sent
+        return sent
+
+    def transcoded(self, kind: str, packet: TranscodedPacket) -> None:
+        """A packet from the transcoder feeding this endpoint: send it as a forwarded one."""
+        line = self.sending_line(kind)
+        stream = self.outbound.get(kind)
+        if line is None or stream is None:
+            return
+        route = self._route(line, NO_EXTENSIONS, packet.codec)
+        if route is None or route.payload_type is None:
+            return  # no leg yet, or telephone-event the peer did not negotiate at that clock
+        if self._send(stream, packet.view, packet.source, route, packet.arrival):
+            self.owner.mark_flow("out", KINDS[kind], True)
+
+    def _route(self, line: MediaLine, extensions: dict[int, str], codec: Codec) -> SendRoute | None:
+        """Payload type, extension map and leg for this line, source and codec (cached by
+        identity); None while the line has no leg."""
+        key = (id(line), id(extensions), id(codec))
+        route = self._routes.get(key)
+        if (
+            route is not None
+            and route.line is line
+            and route.source_extensions is extensions
+            and route.codec is codec
+        ):
+            return route
+        leg = self.leg_for(line)
+        if leg is None:
+            return None  # not cached: the leg appears with the transport
+        if len(self._routes) > 64:
+            self._routes.clear()  # sources come and go; stale routes are cheap to rebuild
+        route = SendRoute(
+            line,
+            extensions,
+            codec,
+            matching_payload_type(line, codec),
+            _extension_map(extensions, line),
+            leg,
+        )
+        self._routes[key] = route
+        return route
+
+    def _send(
+        self,
+        stream: OutboundStream,
+        view: RtpView,
+        source: object,
+        route: SendRoute,
+        arrival: float,
+    ) -> bool:
+        """Rewrite one packet for this sink (SSRC, payload type, numbering, extensions), protect
+        and send it, and account it."""
+        assert route.payload_type is not None
+        now = time.monotonic()
+        sequence, timestamp = stream.next_numbers(source, view, now)
+        data = rewrite_rtp(
+            view,
+            payload_type=route.payload_type,
+            sequence=sequence,
+            timestamp=timestamp,
+            ssrc=stream.ssrc,
+            extensions=route.extensions,
+        )
+        line = route.line
+        impairments = self.impairments
+        impairment = impairments.get(line.kind) if impairments is not None else None
+        if impairment is None:
+            if not route.leg.send_rtp(data):
+                return False
+        elif not impairment.send(self._send_late, line, data):
+            return False
+        stream.sent(sequence, data, len(data) - view.header_end, now)
+        self.latency.add(line.kind, now - arrival)
+        if self.keyframe_wait is not None and line.kind == "video":
+            self.keyframe_sent(route.codec, view)
+        return True
+
+    def _send_late(self, line: MediaLine, data: bytes) -> bool:
+        """Send a packet that fault injection delayed (its leg may have gone meanwhile)."""
+        leg = self.leg_for(line)
+        return leg is not None and leg.send_rtp(data)
 
     # -- feedback we send --------------------------------------------------------------------------
 
@@ -466,6 +594,43 @@ class RtpSession:
             if not media_type or KINDS.get(out.kind) == media_type:
                 entries.update(outbound_stats(self.name, out, now_ms))
         return entries
+
+
+@dataclass(frozen=True, slots=True)
+class SendRoute:
+    """What ``send_media`` computes once per (sending line, source extension map, codec)."""
+
+    line: MediaLine
+    source_extensions: dict[int, str]
+    codec: Codec
+    payload_type: int | None
+    extensions: ExtensionMap
+    leg: MediaLeg
+    """Protects and sends an RTP packet on the line's transport (fixed once negotiated)."""
+
+
+NO_EXTENSIONS: dict[int, str] = {}
+"""The source extension map of transcoded packets (one object, so that routes cache)."""
+
+
+def matching_payload_type(line: MediaLine, codec: Codec) -> int | None:
+    """This line's payload type for the source's codec (telephone-event included), or None."""
+    for candidate in [*line.codecs, *([line.dtmf] if line.dtmf else [])]:
+        if candidate.key == codec.key:
+            return candidate.payload_type
+    return None
+
+
+def _extension_map(source: dict[int, str], line: MediaLine) -> ExtensionMap:
+    # The MID extension names the source's m-line; the sink's SSRCs are signalled instead. A PBX
+    # negotiates no extensions, so every WebRTC extension is stripped towards it.
+    return ExtensionMap(
+        {
+            ext_id: line.extensions[uri]
+            for ext_id, uri in source.items()
+            if uri in line.extensions and not uri.endswith("sdes:mid")
+        }
+    )
 
 
 def _wants_fir(line: MediaLine) -> bool:

@@ -1,4 +1,4 @@
-"""The media behind a WebRtcEndpoint: peer events, data channels, the send path, stats.
+"""The media behind a WebRtcEndpoint: peer events, data channels, stats.
 
 The Kurento object (``objects/webrtc_endpoint.py``) holds the KMD interface; this class does the
 media work and reports through ``MediaOwner``. What it shares with a plain RTP endpoint (streams,
@@ -9,28 +9,18 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from aiortc import RTCDataChannel
 
-from emulator.media.codecs import is_dtmf
-from emulator.media.fragmentation import MAX_PAYLOAD, sized_for_leg
-from emulator.media.impairment import Impairment
+from emulator.media.flow import MediaLeg
 from emulator.media.negotiation import MediaLine
 from emulator.media.peer import PeerConfig, PeerTransport, WebRtcPeer
-from emulator.media.rtp import ExtensionMap, RtpView, rewrite_rtp
-from emulator.media.rtp_session import KINDS, MediaOwner, MediaPacket, RtpSession
-from emulator.media.rtp_stats import (
-    ChannelCounters,
-    ConnectionView,
-    LatencyMeter,
-    connection_stats,
-)
+from emulator.media.rtp import RtpView
+from emulator.media.rtp_session import KINDS, MediaOwner, RtpSession
+from emulator.media.rtp_stats import ChannelCounters, ConnectionView, connection_stats
 from emulator.media.streams import OutboundStream
-from emulator.media.transcoding import TranscodedPacket, Transcoders
-from protocol.sdp import Codec
+from emulator.media.transcoding import Transcoders
 
 logger = logging.getLogger(__name__)
 
@@ -51,16 +41,9 @@ class WebRtcMedia(RtpSession):
         self.channels_opened = 0
         self.channels_closed = 0
         self.channel_counters: dict[int, ChannelCounters] = {}
-        self.latency = LatencyMeter()
         self.ice_states: list[str] = []
         self.dtls_state = "NEW"
         self.selected: tuple[str, str] | None = None
-        # Per-route work done once, not per packet: the reverse extension map of each receiving
-        # m-line, and (payload type, extension map) per sending line, source map and codec.
-        self._source_extensions: dict[int, tuple[dict[str, int], dict[int, str]]] = {}
-        self._routes: dict[tuple[int, int, int], _Route] = {}
-        self.impairments: dict[str, Impairment] | None = None
-        """Fault injection by media kind (``audio``, ``video``); None on the normal path."""
 
     # -- PeerListener ------------------------------------------------------------------------
 
@@ -132,17 +115,8 @@ class WebRtcMedia(RtpSession):
             self.owner.video_sink_ready()  # what the source sent before now never reached us
 
     def on_rtp(self, line: MediaLine, view: RtpView) -> None:
-        """A packet from the remote peer: count it, mark the flow, send it down the pipeline."""
-        codec = line.codec_for(view.payload_type)
-        if codec is None:
-            return
-        stream = self.inbound_stream(line, view, codec)
-        negotiated = line.extensions
-        cached = self._source_extensions.get(id(line))
-        if cached is None or cached[0] is not negotiated:
-            cached = (negotiated, {ext_id: uri for uri, ext_id in negotiated.items()})
-            self._source_extensions[id(line)] = cached
-        self.owner.forward(KINDS[line.kind], MediaPacket(line.kind, view, codec, stream, cached[1]))
+        """A packet from the remote peer: through the session's receive door."""
+        self.receive_rtp(line, view)
 
     def on_rtcp(self, transport: PeerTransport, data: bytes) -> None:
         """RTCP from the remote peer: reports, feedback, BYE."""
@@ -179,13 +153,16 @@ class WebRtcMedia(RtpSession):
         if channel.readyState == "open":
             opened()
 
-    # -- sending ---------------------------------------------------------------------------------
-
     # -- RtpSession hooks ---------------------------------------------------------------------
 
     def send_packet(self, line: MediaLine, data: bytes, rtcp: bool) -> bool:
         """Protect and send on the line's (bundled) transport."""
         return self.peer.send(line, data)
+
+    def leg_for(self, line: MediaLine) -> MediaLeg | None:
+        """The line's DTLS-SRTP transport (bundled lines share one)."""
+        transport = self.peer.transports.get(line.transport)
+        return transport.dtls if transport is not None else None
 
     def report_lines(self) -> list[MediaLine]:
         """Accepted audio and video lines."""
@@ -206,103 +183,6 @@ class WebRtcMedia(RtpSession):
     def is_closed(self) -> bool:
         """Whether the peer is closed."""
         return self.peer.closed
-
-    def send_media(self, packet: MediaPacket) -> bool:
-        """Send a pipeline packet to the remote peer, rewritten for this leg (transcoded when
-        the peer did not negotiate its codec)."""
-        line = self.sending_line(packet.kind)
-        stream = self.outbound.get(packet.kind)
-        if line is None or stream is None:
-            return False
-        route = self._route(line, packet.extensions, packet.codec)
-        payload_type = route.payload_type
-        if payload_type is None or self.transcoding.active(packet.kind):
-            if payload_type is None or is_dtmf(packet.codec):
-                self.transcoding.feed(
-                    packet.kind, packet.view, packet.codec, packet.source, line.codecs
-                )
-                return False
-            self.transcoding.stop(packet.kind)  # the source now sends a codec the peer takes
-        view, source = packet.view, packet.source
-        if len(view.data) - view.header_end <= MAX_PAYLOAD:  # the common case, without a list
-            return self._send(line, stream, view, source, route, source.last_arrival)
-        sent = False
-        for index, piece in enumerate(sized_for_leg(view, packet.codec.name, self.name)):
-            if index:
-                stream.split_packet()
-            sent = self._send(line, stream, piece, source, route, source.last_arrival) or sent
-        return sent
-
-    def _route(self, line: MediaLine, extensions: dict[int, str], codec: Codec) -> _Route:
-        """Payload type and extension map for this line, source and codec (cached by identity)."""
-        key = (id(line), id(extensions), id(codec))
-        route = self._routes.get(key)
-        if (
-            route is None
-            or route.line is not line
-            or route.source_extensions is not extensions
-            or route.codec is not codec
-        ):
-            if len(self._routes) > 64:
-                self._routes.clear()  # sources come and go; stale routes are cheap to rebuild
-            transport = self.peer.transports.get(line.transport)
-            route = _Route(
-                line,
-                extensions,
-                codec,
-                _matching_payload_type(line, codec),
-                _extension_map(extensions, line),
-                transport.dtls.send_rtp if transport is not None else _not_sent,
-            )
-            self._routes[key] = route
-        return route
-
-    def _send(
-        self,
-        line: MediaLine,
-        stream: OutboundStream,
-        view: RtpView,
-        source: object,
-        route: _Route,
-        arrival: float,
-    ) -> bool:
-        assert route.payload_type is not None
-        now = time.monotonic()
-        sequence, timestamp = stream.next_numbers(source, view, now)
-        data = rewrite_rtp(
-            view,
-            payload_type=route.payload_type,
-            sequence=sequence,
-            timestamp=timestamp,
-            ssrc=stream.ssrc,
-            extensions=route.extensions,
-        )
-        impairments = self.impairments
-        impairment = impairments.get(line.kind) if impairments is not None else None
-        if impairment is None:
-            if not route.send(data):
-                return False
-        elif not impairment.send(self.peer.send, line, data):
-            return False
-        stream.sent(sequence, data, len(data) - view.header_end, now)
-        self.latency.add(line.kind, now - arrival)
-        if self.keyframe_wait is not None and line.kind == "video":
-            self.keyframe_sent(route.codec, view)
-        return True
-
-    # -- TranscodingListener -----------------------------------------------------------------------
-
-    def transcoded(self, kind: str, packet: TranscodedPacket) -> None:
-        """A packet from the transcoder feeding this endpoint: send it as a forwarded one."""
-        line = self.sending_line(kind)
-        stream = self.outbound.get(kind)
-        if line is None or stream is None:
-            return
-        route = self._route(line, NO_EXTENSIONS, packet.codec)
-        if route.payload_type is None:
-            return  # telephone-event the peer did not negotiate at the target clock
-        if self._send(line, stream, packet.view, packet.source, route, packet.arrival):
-            self.owner.mark_flow("out", KINDS[kind], True)
 
     def send_data(self, label: str, message: str | bytes) -> bool:
         """Send a data channel message on the channel with that label (else the first open)."""
@@ -354,42 +234,3 @@ class WebRtcMedia(RtpSession):
             },
             round_trip=max(rtts, default=0.0),
         )
-
-
-@dataclass(frozen=True, slots=True)
-class _Route:
-    """What ``send_media`` computes once per (sending line, source extension map, codec)."""
-
-    line: MediaLine
-    source_extensions: dict[int, str]
-    codec: Codec
-    payload_type: int | None
-    extensions: ExtensionMap
-    send: Callable[[bytes], bool]
-    """Protects and sends an RTP packet on the line's transport (fixed once negotiated)."""
-
-
-def _not_sent(_: bytes) -> bool:
-    return False
-
-
-NO_EXTENSIONS: dict[int, str] = {}
-"""The source extension map of transcoded packets (one object, so that routes cache)."""
-
-
-def _matching_payload_type(line: MediaLine, codec: Codec) -> int | None:
-    for candidate in [*line.codecs, *([line.dtmf] if line.dtmf else [])]:
-        if candidate.key == codec.key:
-            return candidate.payload_type
-    return None
-
-
-def _extension_map(source: dict[int, str], line: MediaLine) -> ExtensionMap:
-    # The MID extension names the source's m-line; the sink's SSRCs are signalled instead.
-    return ExtensionMap(
-        {
-            ext_id: line.extensions[uri]
-            for ext_id, uri in source.items()
-            if uri in line.extensions and not uri.endswith("sdes:mid")
-        }
-    )

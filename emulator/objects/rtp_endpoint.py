@@ -12,8 +12,8 @@ import ipaddress
 from typing import Any
 
 from emulator.media.capture import PcapWriter
+from emulator.media.flow import MediaPacket
 from emulator.media.plain_rtp import PlainRtpConfig, PlainRtpMedia
-from emulator.media.rtp_session import MediaPacket
 from emulator.media.sdes import SdesConfig, sdes_from_param
 from emulator.objects.sdp_endpoint import BaseRtpEndpoint
 
