@@ -29,6 +29,7 @@ from aiortc.rtp import RtcpByePacket
 
 from emulator.media import plain_sdp
 from emulator.media.negotiation import LocalPolicy, MediaLine, new_session_id, parse_description
+from emulator.media.offer_answer import OfferAnswer
 from emulator.media.plain_sdp import LocalPorts, PlainLine
 from emulator.media.ports import PortRange
 from emulator.media.rtp import RtpView, is_rtcp, parse_rtp
@@ -36,14 +37,7 @@ from emulator.media.rtp_session import MediaOwner, RtpSession
 from emulator.media.sdes import SdesConfig, SrtpPair
 from emulator.media.streams import OutboundStream
 from emulator.media.transcoding import Transcoders
-from protocol.errors import (
-    SdpEndPointAlreadyNegotiated,
-    SdpEndPointAnswerAlreadyProccesed,
-    SdpEndPointNoLocalSdpError,
-    SdpEndPointNoRemoteSdpError,
-    SdpEndPointNotOfferGenerated,
-    SdpParseError,
-)
+from protocol.errors import SdpParseError
 
 logger = logging.getLogger(__name__)
 
@@ -156,10 +150,7 @@ class PlainRtpMedia(RtpSession):
         self.config = config
         self.lines: list[PlainLine] = []
         self.legs: dict[int, RtpLeg] = {}
-        self.local_sdp: str | None = None
-        self.remote_sdp: str | None = None
-        self.offered = False
-        self.answered = False
+        self.negotiation = OfferAnswer(renegotiates=True)
         self.session_id = new_session_id()
         self.session_version = 0
         self.cname = secrets.token_hex(8)
@@ -187,21 +178,17 @@ class PlainRtpMedia(RtpSession):
             SdpEndPointAlreadyNegotiated: 40208 while a local offer waits for its answer.
             SdpParseError: 40201 for an empty, invalid or unacceptable offer.
         """
-        if self.offered:
-            raise SdpEndPointAlreadyNegotiated(
-                "Endpoint already negotiated: a local offer is waiting for processAnswer"
-            )
+        self.negotiation.check_new_offer()
         offer = parse_description(text, "offer")
         lines = plain_sdp.plan_answer(offer, self.config.policy, self.config.sdes)
         if not any(line.media.accepted for line in lines):
             reasons = "; ".join(f"m-line {x.media.index}: {x.media.reason}" for x in lines)
             raise SdpParseError(f"Offer has no m-line the endpoint can accept ({reasons})")
         await self._install(lines)
-        self.remote_sdp = text
-        self.answered = False
-        self.local_sdp = self._describe()
+        answer = self._describe()
+        self.negotiation.offer_answered(text, answer)
         self._negotiated()
-        return self.local_sdp
+        return answer
 
     async def generate_offer(self, audio: bool = True, video: bool = True) -> str:
         """A local offer (or re-offer: same ports, next ``o=`` version).
@@ -209,17 +196,16 @@ class PlainRtpMedia(RtpSession):
         Raises:
             SdpEndPointAlreadyNegotiated: 40208 while a previous offer waits for its answer.
         """
-        if self.offered:
-            raise SdpEndPointAlreadyNegotiated("Endpoint already negotiated: an offer is pending")
+        self.negotiation.check_new_offer()
         lines = plain_sdp.plan_local_offer(self.config.policy, audio, video, self.config.sdes)
         for line in lines:
             old = self.lines[line.media.index] if line.media.index < len(self.lines) else None
             if old is not None and old.media.kind == line.media.kind:
                 line.remote = old.remote  # media keeps flowing until the answer moves it
         await self._install(lines)
-        self.offered = True
-        self.local_sdp = self._describe()
-        return self.local_sdp
+        offer = self._describe()
+        self.negotiation.offer_made(offer)
+        return offer
 
     async def process_answer(self, text: str) -> str:
         """Apply the remote answer to the local offer; returns the local SDP.
@@ -228,37 +214,22 @@ class PlainRtpMedia(RtpSession):
             SdpEndPointNotOfferGenerated: 40209 without generateOffer.
             SdpEndPointAnswerAlreadyProccesed: 40210 for a second answer.
         """
-        if not self.offered:
-            if self.answered:
-                raise SdpEndPointAnswerAlreadyProccesed("Answer already processed")
-            raise SdpEndPointNotOfferGenerated(
-                "Offer not generated. It is not possible to process an answer."
-            )
+        self.negotiation.check_answer()
         answer = parse_description(text, "answer")
         plain_sdp.apply_answer(self.lines, answer, self.config.sdes)
         await self._install(self.lines)
-        self.offered = False
-        self.answered = True
-        self.remote_sdp = text
+        self.negotiation.answer_taken(text)
         self._negotiated()
-        assert self.local_sdp is not None
-        return self.local_sdp
+        return self.negotiation.local()
 
-    def local_description(self) -> str:
-        """The local SDP (KMS getLocalSessionDescriptor)."""
-        if self.local_sdp is None:
-            raise SdpEndPointNoLocalSdpError("Local SDP not generated")
-        return self.local_sdp
-
-    def remote_description(self) -> str:
-        """The remote SDP (KMS getRemoteSessionDescriptor)."""
-        if self.remote_sdp is None:
-            raise SdpEndPointNoRemoteSdpError("Remote SDP not set")
-        return self.remote_sdp
+    @property
+    def negotiated(self) -> bool:
+        """Whether an offer/answer completed (the legs have their ports and remote)."""
+        return self.negotiation.remote_sdp is not None
 
     async def _install(self, lines: list[PlainLine]) -> None:
         """Bind ports for new accepted m-lines, keep them for known ones, set keys and SSRCs."""
-        if self.local_sdp is not None and lines is not self.lines:
+        if self.negotiation.local_sdp is not None and lines is not self.lines:
             self.session_version += 1
         loop = asyncio.get_running_loop()
         for line in lines:

@@ -40,7 +40,7 @@ class RtpEndpoint(BaseRtpEndpoint):
 
     def capture_ready(self) -> bool:
         """Capture starts at the first negotiation: the legs' ports exist from then on."""
-        return self.media is not None and self.media.remote_sdp is not None
+        return self.media is not None and self.media.negotiated
 
     def install_tap(self, writer: PcapWriter | None) -> None:
         """Show every leg's clear RTP/RTCP to the writer (None: to nobody)."""
@@ -90,11 +90,11 @@ class RtpEndpoint(BaseRtpEndpoint):
 
     def get_local_session_descriptor(self) -> str:
         """The local SDP."""
-        return self._media().local_description()
+        return self._media().negotiation.local()
 
     def get_remote_session_descriptor(self) -> str:
         """The remote SDP."""
-        return self._media().remote_description()
+        return self._media().negotiation.remote()
 
     # -- media path (MediaOwner) -------------------------------------------------------------
 
