@@ -103,6 +103,17 @@ class Settings(BaseSettings):
         description="media worker processes, each pipeline in one of them (0: one per core; "
         "1: media in the server's own process)",
     )
+    media_flow_timeout: float = Field(
+        2.0,
+        gt=0,
+        description="seconds without packets before MediaFlowIn/OutStateChanged says NOT_FLOWING",
+    )
+    media_state_timeout: float = Field(
+        5.0,
+        gt=0,
+        description="seconds without RTCP before MediaStateChanged says DISCONNECTED "
+        "(KMS: about 5 s)",
+    )
     media_batch_ms: float = Field(
         1.0,
         ge=0,

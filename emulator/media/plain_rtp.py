@@ -33,7 +33,7 @@ from emulator.media.offer_answer import OfferAnswer
 from emulator.media.plain_sdp import LocalPorts, PlainLine
 from emulator.media.ports import PortRange
 from emulator.media.rtp import RtpView, is_rtcp, parse_rtp
-from emulator.media.rtp_session import MediaOwner, RtpSession
+from emulator.media.rtp_session import MediaOwner, RtpSession, SessionTimeouts
 from emulator.media.sdes import SdesConfig, SrtpPair
 from emulator.media.streams import OutboundStream
 from emulator.media.transcoding import Transcoders
@@ -145,8 +145,9 @@ class PlainRtpMedia(RtpSession):
         owner: MediaOwner,
         name: str,
         transcoders: Transcoders | None = None,
+        timeouts: SessionTimeouts | None = None,
     ) -> None:
-        super().__init__(owner, name, transcoders)
+        super().__init__(owner, name, transcoders, timeouts)
         self.config = config
         self.lines: list[PlainLine] = []
         self.legs: dict[int, RtpLeg] = {}

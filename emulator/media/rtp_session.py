@@ -52,10 +52,6 @@ from emulator.media.streams import InboundStream, OutboundStream, middle_ntp, nt
 from emulator.media.transcoding import SinkTranscoding, TranscodedPacket, Transcoders
 from protocol.sdp import Codec
 
-FLOW_TIMEOUT = 2.0
-"""Seconds without packets before a flow is NOT_FLOWING."""
-RTCP_TIMEOUT = 5.0
-"""Seconds without RTCP before MediaState goes back to DISCONNECTED (BaseRtpEndpoint KMD doc)."""
 REPORT_INTERVAL = 1.0
 KEYFRAME_RETRY = 0.5
 """Seconds between two keyframe requests of a sink that video reaches without a keyframe."""
@@ -68,6 +64,17 @@ KEYFRAME_REQUEST_GAP = 0.1
 KINDS = {"audio": "AUDIO", "video": "VIDEO"}
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionTimeouts:
+    """When flows and the media state time out (settings ``media_flow_timeout`` and
+    ``media_state_timeout``)."""
+
+    flow: float = 2.0
+    """Seconds without packets before a flow is NOT_FLOWING."""
+    rtcp: float = 5.0
+    """Seconds without RTCP before MediaState goes back to DISCONNECTED (BaseRtpEndpoint KMD)."""
 
 
 @dataclass(slots=True)
@@ -126,9 +133,16 @@ class RtpSession:
     ``media_line`` and ``is_closed``.
     """
 
-    def __init__(self, owner: MediaOwner, name: str, transcoders: Transcoders | None) -> None:
+    def __init__(
+        self,
+        owner: MediaOwner,
+        name: str,
+        transcoders: Transcoders | None,
+        timeouts: SessionTimeouts | None = None,
+    ) -> None:
         self.owner = owner
         self.name = name
+        self.timeouts = timeouts or SessionTimeouts()
         self.inbound: dict[int, InboundStream] = {}
         self.outbound: dict[str, OutboundStream] = {}
         self.line_of_ssrc: dict[int, int] = {}
@@ -514,7 +528,7 @@ class RtpSession:
             now = time.monotonic()
             self._send_reports(now)
             self._check_flows(now)
-            if self.media_connected and now - self.last_rtcp > RTCP_TIMEOUT:
+            if self.media_connected and now - self.last_rtcp > self.timeouts.rtcp:
                 self.media_connected = False
                 self.owner.set_state("mediaState", "DISCONNECTED")
 
@@ -554,14 +568,15 @@ class RtpSession:
         )
 
     def _check_flows(self, now: float) -> None:
+        timeout = self.timeouts.flow
         for kind, media_type in KINDS.items():
             last_in = max(
                 (s.last_arrival for s in self.inbound.values() if s.kind == kind), default=0.0
             )
-            if last_in and now - last_in > FLOW_TIMEOUT:
+            if last_in and now - last_in > timeout:
                 self.owner.mark_flow("in", media_type, False)
             stream = self.outbound.get(kind)
-            if stream is not None and stream.packets and now - stream.last_sent_at > FLOW_TIMEOUT:
+            if stream is not None and stream.packets and now - stream.last_sent_at > timeout:
                 self.owner.mark_flow("out", media_type, False)
 
     # -- TranscodingListener -----------------------------------------------------------------------

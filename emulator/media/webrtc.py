@@ -17,7 +17,7 @@ from emulator.media.flow import MediaLeg
 from emulator.media.negotiation import MediaLine
 from emulator.media.peer import PeerConfig, PeerTransport, WebRtcPeer
 from emulator.media.rtp import RtpView
-from emulator.media.rtp_session import KINDS, MediaOwner, RtpSession
+from emulator.media.rtp_session import KINDS, MediaOwner, RtpSession, SessionTimeouts
 from emulator.media.rtp_stats import ChannelCounters, ConnectionView, connection_stats
 from emulator.media.streams import OutboundStream
 from emulator.media.transcoding import Transcoders
@@ -34,8 +34,9 @@ class WebRtcMedia(RtpSession):
         owner: MediaOwner,
         name: str,
         transcoders: Transcoders | None = None,
+        timeouts: SessionTimeouts | None = None,
     ) -> None:
-        super().__init__(owner, name, transcoders)
+        super().__init__(owner, name, transcoders, timeouts)
         self.peer = WebRtcPeer(config, self, name)
         self.channels: dict[int, RTCDataChannel] = {}
         self.channels_opened = 0

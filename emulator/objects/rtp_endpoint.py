@@ -33,7 +33,10 @@ class RtpEndpoint(BaseRtpEndpoint):
     def _media(self) -> PlainRtpMedia:
         if self.media is None:
             transcoders = self.media_services.transcoders
-            self.media = self.adopted(PlainRtpMedia(self._config(), self, self.id, transcoders))
+            media = PlainRtpMedia(
+                self._config(), self, self.id, transcoders, self.session_timeouts()
+            )
+            self.media = self.adopted(media)
         return self.media
 
     # -- capture (BaseRtpEndpoint hooks) ------------------------------------------------------

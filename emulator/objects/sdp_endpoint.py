@@ -11,6 +11,7 @@ from typing import Any, ClassVar, Protocol, TypeVar
 
 from emulator.media.bitrate import receive_target, send_limit
 from emulator.media.capture import PcapWriter
+from emulator.media.rtp_session import SessionTimeouts
 from emulator.media.services import MEDIA_SERVICE, MediaServices, StreamMedia
 from emulator.media.transcoding import SinkTranscoding
 from emulator.objects.media_element import Endpoint
@@ -197,6 +198,11 @@ class BaseRtpEndpoint(SdpEndpoint):
             self.media_services.retire(self.media)
         self.stop_capture()
         await super().on_release()
+
+    def session_timeouts(self) -> SessionTimeouts:
+        """Flow and media-state timeouts from the settings, for the endpoint's media."""
+        settings = self.services.settings
+        return SessionTimeouts(settings.media_flow_timeout, settings.media_state_timeout)
 
     def adopted(self, media: M) -> M:
         """The endpoint's new media, counted by the metrics and open to fault injection."""

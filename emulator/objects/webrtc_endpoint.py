@@ -58,7 +58,10 @@ class WebRtcEndpoint(BaseRtpEndpoint):
     def _media(self) -> WebRtcMedia:
         if self.media is None:
             transcoders = self.media_services.transcoders
-            self.media = self.adopted(WebRtcMedia(self._peer_config(), self, self.id, transcoders))
+            media = WebRtcMedia(
+                self._peer_config(), self, self.id, transcoders, self.session_timeouts()
+            )
+            self.media = self.adopted(media)
         return self.media
 
     def _peer_config(self) -> PeerConfig:
