@@ -16,7 +16,7 @@ path:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from emulator.media.rtp import RtpView
 from emulator.media.streams import InboundStream
@@ -49,12 +49,13 @@ class MediaLeg(Protocol):
 
 
 class FrameSink(Protocol):
-    """Takes decoded media: the transcoder's encoder, and later recorders, mixers, filters.
+    """Takes decoded media: the transcoder's encoder first; recorders, mixers and filters plug
+    in the same way.
 
     Called on the thread that decodes (a transcoder's worker thread): an implementation that
     touches event-loop state posts to the loop.
     """
 
-    def frame(self, frame: object, timestamp: int) -> list[tuple[bytes, int, bool, bool]]:
-        """One decoded frame (``av.AudioFrame``/``av.VideoFrame``) at ``timestamp`` (the
-        source's RTP clock, unwrapped): what it produced (payload, timestamp, marker, event)."""
+    def frame(self, frame: Any, position: int) -> None:
+        """One decoded ``av.AudioFrame``/``av.VideoFrame``; ``position`` is its source RTP
+        timestamp, unwrapped (a monotonic count in the source's clock)."""

@@ -62,6 +62,7 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from av.audio.codeccontext import AudioCodecContext
 
 from emulator.media.codecs import is_dtmf
+from emulator.media.flow import FrameSink
 from emulator.media.rtp import FIXED_HEADER, RtpView
 from emulator.media.streams import InboundStream
 from protocol.sdp import Codec
@@ -186,20 +187,14 @@ class _Timeline:
         return self.target_base + unwrapped * self.target_clock // self.source_clock
 
 
-class _AudioCoder:
-    """Decode, resample, re-packetise in 20 ms frames, encode (worker-thread side)."""
+class _AudioEncoding:
+    """The audio ``FrameSink`` of a transcoder: resample, re-packetise in 20 ms frames, encode
+    (worker-thread side). What it encodes is collected for ``take()``."""
 
-    def __init__(self, source: Codec, target: Codec) -> None:
-        self.source_format = AUDIO_FORMATS[source.name.lower()]
-        self.target_format = AUDIO_FORMATS[target.name.lower()]
+    def __init__(self, source: Codec, target: Codec, timeline: _Timeline) -> None:
         self.source_clock = source.clock_rate
         self.target_clock = target.clock_rate
-        self.decoder = cast(
-            AudioCodecContext, av.CodecContext.create(self.source_format.decoder, "r")
-        )
-        self.decoder.sample_rate = self.source_format.sample_rate
-        self.decoder.layout = self.source_format.layout
-        fmt = self.target_format
+        fmt = self.target_format = AUDIO_FORMATS[target.name.lower()]
         self.encoder = cast(AudioCodecContext, av.CodecContext.create(fmt.encoder, "w"))
         self.encoder.sample_rate = fmt.sample_rate
         self.encoder.layout = fmt.layout
@@ -208,13 +203,61 @@ class _AudioCoder:
         if fmt.encoder == "libopus":
             self.encoder.bit_rate = OPUS_BITRATE
         self.frame_samples = fmt.sample_rate * FRAME_MS // 1000
-        self.timeline = _Timeline(source.clock_rate, target.clock_rate)
+        self.timeline = timeline
         self.resampler: Any = None
         self.expected: int | None = None
-        """Unwrapped source timestamp the next packet has when nothing is missing."""
+        """Unwrapped source timestamp the next frame has when nothing is missing."""
         self.out_timestamp = 0
         self.out_samples = 0
         self.fresh = True
+        self.produced: list[_Output] = []
+
+    def frame(self, frame: Any, position: int) -> None:
+        """A decoded ``av.AudioFrame`` at ``position`` (unwrapped source timestamp)."""
+        if self.resampler is None or position != self.expected:
+            # A gap or a new timeline: restart the 20 ms framing at this frame's time.
+            self.resampler = av.AudioResampler(
+                format="s16",
+                layout=self.target_format.layout,
+                rate=self.target_format.sample_rate,
+                frame_size=self.frame_samples,
+            )
+            self.out_timestamp = max(self.timeline.to_target(position), self.out_timestamp)
+            self.fresh = True
+        self.expected = position + frame.samples * self.source_clock // frame.sample_rate
+        frame.pts = None
+        for chunk in self.resampler.resample(frame):
+            chunk.pts = self.out_samples
+            self.out_samples += chunk.samples
+            for packet in self.encoder.encode(chunk):
+                self.produced.append(
+                    (bytes(packet), self.out_timestamp & 0xFFFFFFFF, self.fresh, False)
+                )
+                self.fresh = False
+                self.out_timestamp += (
+                    self.frame_samples * self.target_clock // self.target_format.sample_rate
+                )
+
+    def take(self) -> list[_Output]:
+        """What was encoded since the last call."""
+        produced, self.produced = self.produced, []
+        return produced
+
+
+class _AudioCoder:
+    """Decode the source's packets and hand each frame to the ``FrameSink`` (the encoding);
+    telephone-events are retimed, never decoded (worker-thread side)."""
+
+    def __init__(self, source: Codec, target: Codec) -> None:
+        fmt = AUDIO_FORMATS[source.name.lower()]
+        self.source_clock = source.clock_rate
+        self.target_clock = target.clock_rate
+        self.decoder = cast(AudioCodecContext, av.CodecContext.create(fmt.decoder, "r"))
+        self.decoder.sample_rate = fmt.sample_rate
+        self.decoder.layout = fmt.layout
+        self.timeline = _Timeline(source.clock_rate, target.clock_rate)
+        self.encoding = _AudioEncoding(source, target, self.timeline)
+        self.sink: FrameSink = self.encoding
 
     def process(self, item: _Input) -> list[_Output]:
         """One source packet in, zero or more target packets out."""
@@ -226,31 +269,10 @@ class _AudioCoder:
         except av.error.FFmpegError as exc:
             logger.debug("audio decode failed: %s", exc)
             return []
-        if self.resampler is None or position != self.expected:
-            # A gap or a new timeline: restart the 20 ms framing at this packet's time.
-            self.resampler = av.AudioResampler(
-                format="s16",
-                layout=self.target_format.layout,
-                rate=self.target_format.sample_rate,
-                frame_size=self.frame_samples,
-            )
-            self.out_timestamp = max(self.timeline.to_target(position), self.out_timestamp)
-            self.fresh = True
-        decoded = sum(frame.samples for frame in frames)
-        self.expected = position + decoded * self.source_clock // self.source_format.sample_rate
-        out: list[_Output] = []
         for frame in frames:
-            frame.pts = None
-            for chunk in self.resampler.resample(frame):
-                chunk.pts = self.out_samples
-                self.out_samples += chunk.samples
-                for packet in self.encoder.encode(chunk):
-                    out.append((bytes(packet), self.out_timestamp & 0xFFFFFFFF, self.fresh, False))
-                    self.fresh = False
-                    self.out_timestamp += (
-                        self.frame_samples * self.target_clock // self.target_format.sample_rate
-                    )
-        return out
+            self.sink.frame(frame, position)
+            position += frame.samples * self.source_clock // frame.sample_rate
+        return self.encoding.take()
 
     def _event(self, item: _Input, position: int) -> _Output:
         # RFC 4733 2.3: event, E/R/volume, duration in the event's clock; only the duration and
@@ -264,28 +286,56 @@ class _AudioCoder:
         return (payload, timestamp, item.marker, True)
 
 
+class _VideoEncoding:
+    """The video ``FrameSink`` of a transcoder: encode (a keyframe when asked) and packetise
+    with aiortc's encoders (worker-thread side)."""
+
+    def __init__(self, source: Codec, target: Codec, timeline: _Timeline) -> None:
+        self.encoder = get_encoder(_rtc_codec(target))
+        self.timeline = timeline
+        self.force_keyframe = False
+        self.produced: list[_Output] = []
+
+    def frame(self, frame: Any, position: int) -> None:
+        """A decoded ``av.VideoFrame`` at ``position`` (unwrapped source timestamp)."""
+        # PyAV rebases pts in place to the encoder's time base (aiortc's: 1/30 s), which
+        # rounds: the RTP timestamp is taken from the source's, not from the encoder.
+        frame.pts = position
+        frame.time_base = fractions.Fraction(1, self.timeline.source_clock)
+        payloads, _ = self.encoder.encode(frame, self.force_keyframe)
+        self.force_keyframe = False
+        out_timestamp = self.timeline.to_target(position) & 0xFFFFFFFF
+        for index, payload in enumerate(payloads):
+            self.produced.append((payload, out_timestamp, index == len(payloads) - 1, False))
+
+    def take(self) -> list[_Output]:
+        """What was encoded since the last call."""
+        produced, self.produced = self.produced, []
+        return produced
+
+
 class _VideoCoder:
-    """Depayload, reassemble frames, decode, encode and packetise (worker-thread side)."""
+    """Depayload, reassemble frames and decode them, handing each to the ``FrameSink`` (the
+    encoding); notes when the source must send a keyframe (worker-thread side)."""
 
     def __init__(self, source: Codec, target: Codec) -> None:
         self.source = _rtc_codec(source)
         self.decoder = get_decoder(self.source)
-        self.encoder = get_encoder(_rtc_codec(target))
         self.timeline = _Timeline(source.clock_rate, target.clock_rate)
+        self.encoding = _VideoEncoding(source, target, self.timeline)
+        self.sink: FrameSink = self.encoding
         self.frame_timestamp: int | None = None
         self.parts: list[bytes] = []
         self.broken = False
         self.next_sequence: int | None = None
-        self.force_keyframe = False
         self.keyframe_needed = False
         """Set by the worker when the source must send a keyframe."""
 
     def process(self, item: _Input) -> list[_Output]:
         """One source RTP packet in; a whole encoded frame's packets out at its last packet."""
         position = self.timeline.unwrap(item.timestamp)
-        out: list[_Output] = []
         if self.frame_timestamp is not None and position != self.frame_timestamp:
-            out += self._finish()  # the previous frame lost its marker packet
+            self._finish()  # the previous frame lost its marker packet
         if self.next_sequence is not None and item.sequence != self.next_sequence:
             self.broken = True
         self.next_sequence = (item.sequence + 1) & 0xFFFF
@@ -295,34 +345,23 @@ class _VideoCoder:
         except ValueError:
             self.broken = True
         if item.marker:
-            out += self._finish()
-        return out
+            self._finish()
+        return self.encoding.take()
 
-    def _finish(self) -> list[_Output]:
+    def _finish(self) -> None:
         data, timestamp, broken = b"".join(self.parts), self.frame_timestamp, self.broken
         self.parts, self.frame_timestamp, self.broken = [], None, False
         if broken or timestamp is None or not data:
             self.keyframe_needed = True
-            return []
+            return
         try:
             frames = self.decoder.decode(JitterFrame(data, timestamp))
         except av.error.FFmpegError:
             frames = []
         if not frames:
             self.keyframe_needed = True
-        out: list[_Output] = []
-        out_timestamp = self.timeline.to_target(timestamp) & 0xFFFFFFFF
         for frame in frames:
-            # PyAV rebases pts in place to the encoder's time base (aiortc's: 1/30 s), which
-            # rounds: the RTP timestamp is taken from the source's, not from the encoder.
-            frame.pts = timestamp
-            frame.time_base = fractions.Fraction(1, self.timeline.source_clock)
-            payloads, _ = self.encoder.encode(frame, self.force_keyframe)
-            self.force_keyframe = False
-            for index, payload in enumerate(payloads):
-                last = index == len(payloads) - 1
-                out.append((payload, out_timestamp, last, False))
-        return out
+            self.sink.frame(frame, timestamp)
 
 
 def _rtc_codec(codec: Codec) -> RTCRtpCodecParameters:
@@ -412,14 +451,15 @@ class Transcoder:
     def target_bitrate(self) -> int | None:
         """The video encoder's target bitrate (bps), None for audio."""
         if isinstance(self.coder, _VideoCoder):
-            return int(self.coder.encoder.target_bitrate)  # type: ignore[attr-defined]
+            return int(self.coder.encoding.encoder.target_bitrate)  # type: ignore[attr-defined]
         return None
 
     def _apply_bitrate(self) -> None:
         # aiortc's encoders clamp it and re-create their codec on the next frame when it moves
         # by more than 10%; the worker reads it there.
         if isinstance(self.coder, _VideoCoder) and self._bitrates:
-            self.coder.encoder.target_bitrate = min(self._bitrates.values())  # type: ignore[attr-defined]
+            encoder = self.coder.encoding.encoder
+            encoder.target_bitrate = min(self._bitrates.values())  # type: ignore[attr-defined]
 
     def feed(self, view: RtpView, source_key: object) -> None:
         """Queue a packet of the source codec (a packet already fed by another sink is skipped).
@@ -455,7 +495,7 @@ class Transcoder:
     def request_keyframe(self) -> None:
         """The next encoded video frame is a keyframe (a sink asked with PLI or FIR)."""
         if isinstance(self.coder, _VideoCoder):
-            self.coder.force_keyframe = True
+            self.coder.encoding.force_keyframe = True
 
     def close(self) -> None:
         """Stop the worker thread (it ends after the packet in hand) and leave the registry."""
