@@ -1,16 +1,19 @@
 """The seam over aioice: ICE whose every UDP socket comes from the PortRange.
 
-aioice binds host sockets on ``(address, 0)``, never gathers loopback, accepts data from any source
-and queues it without bound (ecosystem.md 3.7). ``RangedConnection`` changes exactly those points:
+aioice binds host sockets on ``(address, 0)``, never gathers loopback, accepts data from any source,
+queues it without bound (ecosystem.md 3.7) and times consent checks with process-wide constants.
+``RangedConnection`` changes exactly those points:
 
-- host and TURN client sockets are bound by ``PortRange`` on the addresses ``AddressPolicy`` picks
+- host and TURN client sockets are bound by ``PortRange`` on the addresses ``IcePolicy`` picks
   (``networkInterfaces``, loopback included, IPv6 optional), and the host sockets are bound when
   ``bind_host_sockets`` is called, so that exhaustion fails that call with 40009;
 - every local candidate is reported as soon as it exists (trickle ICE);
 - ``GuardedStunProtocol`` passes media (RFC 7983: not STUN) only from addresses ICE validated, and
   hands RTP/RTCP to a synchronous ``fast_path`` when one is installed;
-- host sockets are read by the event loop's ``MediaPoller`` (batched reads), not by asyncio;
-- the receive queue is bounded and counts what it drops.
+- host sockets are read by the server's ``MediaPoller`` for the event loop (batched reads), not
+  by asyncio;
+- the receive queue is bounded and counts what it drops;
+- consent freshness (RFC 7675) runs with the server's timing (``IcePolicy``), per connection.
 """
 
 from __future__ import annotations
@@ -19,11 +22,11 @@ import asyncio
 import ipaddress
 import logging
 import socket
+import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
-import aioice.ice
 import ifaddr
 from aioice import Candidate, Connection, TransportPolicy
 from aioice.candidate import candidate_foundation, candidate_priority
@@ -36,7 +39,7 @@ from aioice.turn import (
     create_turn_endpoint,
 )
 
-from emulator.media.poller import MediaPoller, poller_of
+from emulator.media.poller import MediaPoller, MediaPollers
 from emulator.media.ports import PortRange
 
 logger = logging.getLogger(__name__)
@@ -58,21 +61,41 @@ def _small_reads(transport: asyncio.BaseTransport) -> None:
         transport.max_size = RECEIVE_SIZE
 
 
-def apply_consent_timing(interval: float, failures: int) -> None:
-    """Set aioice's consent freshness timing (RFC 7675), a process-wide pair of constants."""
-    aioice.ice.CONSENT_INTERVAL = interval  # type: ignore[assignment]
-    aioice.ice.CONSENT_FAILURES = failures
+def consent_loop(interval: float, failures: int) -> Callable[[Connection], Any]:
+    """aioice's consent freshness loop (``Connection.query_consent``, RFC 7675), its code
+    unchanged, reading ``interval`` and ``failures`` instead of the module constants
+    ``CONSENT_INTERVAL`` and ``CONSENT_FAILURES`` that every connection of the process shares."""
+    original = cast(types.FunctionType, Connection.query_consent)
+    namespace = {
+        **original.__globals__,
+        "CONSENT_INTERVAL": interval,
+        "CONSENT_FAILURES": failures,
+    }
+    return types.FunctionType(
+        original.__code__,
+        namespace,
+        original.__name__,
+        original.__defaults__,
+        original.__closure__,
+    )
 
 
 @dataclass(frozen=True, slots=True)
-class AddressPolicy:
-    """Which local addresses host candidates are gathered on."""
+class IcePolicy:
+    """How one server's ICE connections run: the local addresses host candidates are gathered on
+    (an endpoint's ``networkInterfaces``), consent timing, and the pollers reading host sockets."""
 
     interfaces: tuple[str, ...] = ()
     """Interface names (``networkInterfaces``); empty means every interface."""
     ipv4: bool = True
     ipv6: bool = True
     loopback: bool = True
+    consent_interval: float = 5.0
+    """Seconds between consent checks (RFC 7675 section 5.1; aioice's default too)."""
+    consent_failures: int = 6
+    """Unanswered consent checks in a row after which the connection closes."""
+    pollers: MediaPollers | None = field(default=None, compare=False)
+    """The server's pollers; None: asyncio reads every socket (one wakeup per datagram)."""
 
     def addresses(self) -> list[str]:
         """Local addresses to bind, IPv4 first, link-local IPv6 excluded."""
@@ -181,13 +204,13 @@ class RangedConnection(Connection):
         self,
         *,
         ports: PortRange,
-        addresses: AddressPolicy,
+        policy: IcePolicy,
         on_candidate: Callable[[Candidate], None] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.ports = ports
-        self.address_policy = addresses
+        self.policy = policy
         self.on_candidate = on_candidate
         self.counters = IceCounters()
         self._queue: asyncio.Queue[tuple[bytes, int] | None] = asyncio.Queue(RECEIVE_QUEUE)
@@ -208,7 +231,7 @@ class RangedConnection(Connection):
         if self._bound or self._transport_policy != TransportPolicy.ALL:
             return
         try:
-            for address in self.address_policy.addresses():
+            for address in self.policy.addresses():
                 self._bound.append(self.ports.bind_udp(address))
         except Exception:
             for sock in self._bound:
@@ -241,6 +264,7 @@ class RangedConnection(Connection):
     async def _host_protocols(self, component: int) -> list[StunProtocol]:
         """Wrap each pre-bound socket in aioice's protocol; a failure closes what is left."""
         loop = asyncio.get_running_loop()
+        poller = self.policy.pollers.of(loop) if self.policy.pollers is not None else None
         bound, self._bound = self._bound, []
         protocols: list[StunProtocol] = []
         try:
@@ -251,7 +275,8 @@ class RangedConnection(Connection):
                 assert isinstance(protocol, GuardedStunProtocol)
                 _small_reads(transport)
                 protocol.sock = sock
-                protocol.read_with(poller_of(loop))
+                if poller is not None:
+                    protocol.read_with(poller)
                 protocol.fast_path = self._fast_path
                 self._protocols.append(protocol)
                 host, port = sock.getsockname()[:2]
@@ -349,6 +374,10 @@ class RangedConnection(Connection):
             inner_transport.close()
             raise
         return turn
+
+    async def query_consent(self) -> None:
+        """aioice's consent checks, with this server's interval and failures (``IcePolicy``)."""
+        await consent_loop(self.policy.consent_interval, self.policy.consent_failures)(self)
 
     def _found(self, candidate: Candidate) -> None:
         if self.on_candidate is not None:

@@ -37,7 +37,7 @@ from aiortc import (
 from emulator.media import negotiation
 from emulator.media.capture import Address, PacketTap
 from emulator.media.dtls import MediaDtlsTransport
-from emulator.media.ice import AddressPolicy, RangedConnection
+from emulator.media.ice import IcePolicy, RangedConnection
 from emulator.media.negotiation import LineTransport, LocalPolicy, MediaLine
 from emulator.media.ports import PortRange
 from emulator.media.rtp import RtpView, parse_rtp
@@ -71,7 +71,8 @@ class PeerConfig:
     """Everything a peer needs from its endpoint and the server."""
 
     ports: PortRange
-    addresses: AddressPolicy
+    addresses: IcePolicy
+    """Host addresses, consent timing and pollers (``MediaServices.address_policy``)."""
     certificate: RTCCertificate
     policy: LocalPolicy = field(default_factory=LocalPolicy)
     stun: tuple[str, int] | None = None
@@ -304,7 +305,7 @@ class WebRtcPeer:
         turn = config.turn
         connection = RangedConnection(
             ports=config.ports,
-            addresses=config.addresses,
+            policy=config.addresses,
             ice_controlling=controlling,
             stun_server=config.stun,
             turn_server=(turn.host, turn.port) if turn else None,
