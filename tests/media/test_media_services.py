@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+from emulator.media.aiortc_adapter import connection_protocols, ice_connection
 from emulator.media.ice import RangedConnection
 from emulator.transport.client import KurentoClient, RemoteObject
 from emulator.transport.server import EmulatorServer, running_emulator
@@ -35,7 +36,7 @@ async def _loopback_call(
 def _vanish(peer: ClientPeer) -> None:
     """Close the client's sockets without a word: only consent checks can notice."""
     transport = peer.pc.getTransceivers()[0].receiver.transport.transport
-    for protocol in transport._connection._protocols:
+    for protocol in connection_protocols(ice_connection(transport)):
         protocol.transport.close()
 
 
@@ -64,8 +65,8 @@ async def test_two_servers_in_one_process_keep_their_own_batching_and_consent_ti
         fast_poller, slow_poller = fast.media.pollers.of(loop), slow.media.pollers.of(loop)
         assert (fast_poller.interval, slow_poller.interval) == (0.0025, 0)
         assert fast_poller.datagrams > 0 and slow_poller.datagrams > 0  # each read its own media
-        assert (fast_ice.policy.consent_interval, fast_ice.policy.consent_failures) == (0.2, 3)
-        assert (slow_ice.policy.consent_interval, slow_ice.policy.consent_failures) == (5, 6)
+        assert (fast_ice.consent_interval, fast_ice.consent_failures) == (0.2, 3)
+        assert (slow_ice.consent_interval, slow_ice.consent_failures) == (5, 6)
 
         fast_states = await fast_endpoint.subscribe("IceComponentStateChanged")
         slow_states = await slow_endpoint.subscribe("IceComponentStateChanged")
