@@ -50,6 +50,13 @@ from aiortc import (
     RTCIceTransport,
 )
 
+from emulator.media.aiortc_adapter import (
+    gatherer_connection,
+    nominated_pairs,
+    set_dtls_role,
+    srtp_sessions,
+)
+
 TRAILER = struct.Struct("!dII")
 TRAILER_SIZE = TRAILER.size + 1
 RTP_HEADER = struct.Struct("!BBHII")
@@ -148,7 +155,7 @@ class LoadPeer:
         self.certificate = certificate
         self.counters = counters
         self.gatherer = RTCIceGatherer(iceServers=[])
-        self.gatherer._connection.ice_controlling = controlling
+        gatherer_connection(self.gatherer).ice_controlling = controlling
         self.ice = RTCIceTransport(self.gatherer)
         self.dtls = RTCDtlsTransport(self.ice, [certificate])
         self.tx: pylibsrtp.Session | None = None
@@ -166,12 +173,12 @@ class LoadPeer:
     @property
     def ufrag(self) -> str:
         """Local ICE username fragment."""
-        return str(self.gatherer._connection.local_username)
+        return str(gatherer_connection(self.gatherer).local_username)
 
     @property
     def pwd(self) -> str:
         """Local ICE password."""
-        return str(self.gatherer._connection.local_password)
+        return str(gatherer_connection(self.gatherer).local_password)
 
     @property
     def fingerprint(self) -> tuple[str, str]:
@@ -211,20 +218,20 @@ class LoadPeer:
         await self.ice.start(RTCIceParameters(usernameFragment=ufrag, password=pwd))
         if self.ice.state != "completed":
             raise RuntimeError("ICE failed")
-        self.dtls._set_role(dtls_role)
+        set_dtls_role(self.dtls, dtls_role)
         await self.dtls.start(
             RTCDtlsParameters(fingerprints=[RTCDtlsFingerprint(*fingerprint)], role="auto")
         )
         if self.dtls.state != "connected":
             raise RuntimeError("DTLS failed")
-        pair = self.gatherer._connection._nominated[1]
+        pair = nominated_pairs(gatherer_connection(self.gatherer))[1]
         self.transport, self.remote = pair.protocol.transport, pair.remote_addr
         if hasattr(self.transport, "max_size"):
             self.transport.max_size = 4096
         # The socket itself: sendto without asyncio's checks, and drained on each callback.
         self.sock = self.transport._sock
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
-        self.tx, self.rx = self.dtls._tx_srtp, self.dtls._rx_srtp
+        self.tx, self.rx = srtp_sessions(self.dtls)
         protocol = pair.protocol
         original = protocol.datagram_received
         protocol.datagram_received = (  # type: ignore[method-assign]

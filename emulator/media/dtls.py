@@ -1,28 +1,24 @@
 """The seam over aiortc's DTLS transport: decrypted RTP/RTCP go to the emulator, not to receivers.
 
 aiortc routes every SRTP packet to an ``RTCRtpReceiver`` that decodes it; an SFU must not decode.
-``MediaDtlsTransport`` overrides the two handlers that receive decrypted packets and hands them to a
-callback, counts SRTP authentication failures (aiortc only logs them at debug level), and sends
-RTP/RTCP synchronously through the ICE connection.
+``MediaDtlsTransport`` hands decrypted packets to callbacks (``aiortc_adapter.DtlsTransportSeam``
+overrides aiortc's handlers), counts SRTP authentication failures (aiortc only logs them at debug
+level), and sends RTP/RTCP synchronously through the ICE connection.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import Any
 
 import pylibsrtp
-from aiortc import RTCCertificate, RTCDtlsTransport, RTCIceTransport
-from aiortc.rtcdtlstransport import State
+from aiortc import RTCCertificate, RTCIceTransport
 
+from emulator.media.aiortc_adapter import DtlsTransportSeam
 from emulator.media.capture import PacketTap
 from emulator.media.ice import RangedConnection
 from emulator.media.rtp import is_rtcp
 
 logger = logging.getLogger(__name__)
-
-PacketHandler = Callable[[bytes], None]
 
 
 class CountingSrtpSession:
@@ -55,46 +51,30 @@ class CountingSrtpSession:
             logger.warning("! SRTP authentication failed %d time(s): packet dropped", self.failures)
 
 
-class MediaDtlsTransport(RTCDtlsTransport):
+class MediaDtlsTransport(DtlsTransportSeam):
     """DTLS-SRTP whose decrypted packets go to ``on_rtp``/``on_rtcp``."""
 
     def __init__(self, transport: RTCIceTransport, certificates: list[RTCCertificate]) -> None:
         super().__init__(transport, certificates)
-        self.on_rtp: PacketHandler = _ignore
-        self.on_rtcp: PacketHandler = _ignore
         self.rx_counter: CountingSrtpSession | None = None
-        self.ready = False
-        """DTLS is connected and SRTP keyed (kept as a flag: ``state`` builds a string)."""
         self.sent_packets = 0
         self.sent_bytes = 0
         self.tap: PacketTap | None = None
         """Sees every plain RTP/RTCP packet both ways (media capture), when set."""
-        connection = transport._connection
+        connection = self.ice_connection
         assert isinstance(connection, RangedConnection)
         self.connection = connection
         """The ICE connection under this transport (aiortc's gatherer made it, once)."""
 
-    def _setup_srtp(self) -> None:
-        super()._setup_srtp()
-        self.rx_counter = CountingSrtpSession(self._rx_srtp)
-        self._rx_srtp = self.rx_counter  # type: ignore[assignment]
-
-    def _set_state(self, state: State) -> None:
-        self.ready = state == State.CONNECTED and self._tx_srtp is not None
-        super()._set_state(state)
+    def receive_session(self, session: pylibsrtp.Session) -> CountingSrtpSession:
+        """Count what the keyed receiving session rejects."""
+        self.rx_counter = CountingSrtpSession(session)
+        return self.rx_counter
 
     @property
     def srtp_failures(self) -> int:
         """SRTP/SRTCP packets that failed authentication."""
         return self.rx_counter.failures if self.rx_counter is not None else 0
-
-    async def _handle_rtp_data(self, data: bytes, arrival_time_ms: int) -> None:
-        self.on_rtp(data)
-
-    async def _handle_rtcp_data(self, data: bytes) -> None:
-        if self.tap is not None:
-            self.tap(data, False)
-        self.on_rtcp(data)
 
     def send_now(self, data: bytes) -> bool:
         """Protect and send an RTP or RTCP packet at once; False before DTLS is up."""
@@ -104,7 +84,7 @@ class MediaDtlsTransport(RTCDtlsTransport):
             return False
         if self.tap is not None:
             self.tap(data, True)
-        return self._sent(self._tx_srtp.protect_rtcp(data))
+        return self._sent(self.tx_session.protect_rtcp(data))
 
     def send_rtp(self, data: bytes) -> bool:
         """``send_now`` for a packet known to be RTP (the forwarding path)."""
@@ -112,7 +92,7 @@ class MediaDtlsTransport(RTCDtlsTransport):
             return False
         if self.tap is not None:
             self.tap(data, True)
-        return self._sent(self._tx_srtp.protect(data))
+        return self._sent(self.tx_session.protect(data))
 
     def _sent(self, protected: bytes) -> bool:
         if not self.connection.send_now(protected):
@@ -120,7 +100,3 @@ class MediaDtlsTransport(RTCDtlsTransport):
         self.sent_packets += 1
         self.sent_bytes += len(protected)
         return True
-
-
-def _ignore(_: bytes, *__: Any) -> None:
-    """Default handler before the endpoint installs its own."""

@@ -1,16 +1,20 @@
 """The seam over aioice: ICE whose every UDP socket comes from the PortRange.
 
-aioice binds host sockets on ``(address, 0)``, never gathers loopback, accepts data from any source
-and queues it without bound (ecosystem.md 3.7). ``RangedConnection`` changes exactly those points:
+aioice binds host sockets on ``(address, 0)``, never gathers loopback, accepts data from any source,
+queues it without bound (ecosystem.md 3.7) and times consent checks with process-wide constants.
+``RangedConnection`` changes exactly those points (through ``aiortc_adapter``, which holds every
+aioice internal it needs):
 
-- host and TURN client sockets are bound by ``PortRange`` on the addresses ``AddressPolicy`` picks
+- host and TURN client sockets are bound by ``PortRange`` on the addresses ``IcePolicy`` picks
   (``networkInterfaces``, loopback included, IPv6 optional), and the host sockets are bound when
   ``bind_host_sockets`` is called, so that exhaustion fails that call with 40009;
 - every local candidate is reported as soon as it exists (trickle ICE);
 - ``GuardedStunProtocol`` passes media (RFC 7983: not STUN) only from addresses ICE validated, and
   hands RTP/RTCP to a synchronous ``fast_path`` when one is installed;
-- host sockets are read by the event loop's ``MediaPoller`` (batched reads), not by asyncio;
-- the receive queue is bounded and counts what it drops.
+- host sockets are read by the server's ``MediaPoller`` for the event loop (batched reads), not
+  by asyncio;
+- the receive queue is bounded and counts what it drops;
+- consent freshness (RFC 7675) runs with the server's timing (``IcePolicy``), per connection.
 """
 
 from __future__ import annotations
@@ -23,20 +27,21 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import aioice.ice
 import ifaddr
-from aioice import Candidate, Connection, TransportPolicy
-from aioice.candidate import candidate_foundation, candidate_priority
-from aioice.ice import CandidatePair, StunProtocol, server_reflexive_candidate
-from aioice.turn import (
-    DEFAULT_ALLOCATION_LIFETIME,
-    DEFAULT_CHANNEL_REFRESH_TIME,
-    TurnClientUdpProtocol,
-    TurnTransport,
-    create_turn_endpoint,
-)
+from aioice import Candidate, TransportPolicy
 
-from emulator.media.poller import MediaPoller, poller_of
+from emulator.media.aiortc_adapter import (
+    CandidatePair,
+    IceConnectionSeam,
+    StunProtocol,
+    allocate_turn_on_socket,
+    allocate_turn_stream,
+    host_candidate,
+    ice_validated,
+    relay_candidate,
+    server_reflexive,
+)
+from emulator.media.poller import MediaPoller, MediaPollers
 from emulator.media.ports import PortRange
 
 logger = logging.getLogger(__name__)
@@ -58,21 +63,22 @@ def _small_reads(transport: asyncio.BaseTransport) -> None:
         transport.max_size = RECEIVE_SIZE
 
 
-def apply_consent_timing(interval: float, failures: int) -> None:
-    """Set aioice's consent freshness timing (RFC 7675), a process-wide pair of constants."""
-    aioice.ice.CONSENT_INTERVAL = interval  # type: ignore[assignment]
-    aioice.ice.CONSENT_FAILURES = failures
-
-
 @dataclass(frozen=True, slots=True)
-class AddressPolicy:
-    """Which local addresses host candidates are gathered on."""
+class IcePolicy:
+    """How one server's ICE connections run: the local addresses host candidates are gathered on
+    (an endpoint's ``networkInterfaces``), consent timing, and the pollers reading host sockets."""
 
     interfaces: tuple[str, ...] = ()
     """Interface names (``networkInterfaces``); empty means every interface."""
     ipv4: bool = True
     ipv6: bool = True
     loopback: bool = True
+    consent_interval: float = 5.0
+    """Seconds between consent checks (RFC 7675 section 5.1; aioice's default too)."""
+    consent_failures: int = 6
+    """Unanswered consent checks in a row after which the connection closes."""
+    pollers: MediaPollers | None = field(default=None, compare=False)
+    """The server's pollers; None: asyncio reads every socket (one wakeup per datagram)."""
 
     def addresses(self) -> list[str]:
         """Local addresses to bind, IPv4 first, link-local IPv6 excluded."""
@@ -171,26 +177,33 @@ class GuardedStunProtocol(StunProtocol):
         fast_path = self.fast_path
         if fast_path is not None and data[0] > 127 and fast_path(data, addr):
             return
-        receiver.data_received(data, self.local_candidate.component)
+        receiver.queue_datagram(data, self.local_candidate.component)
 
 
-class RangedConnection(Connection):
+class RangedConnection(IceConnectionSeam):
     """An aioice Connection whose sockets live in the port range and whose candidates trickle."""
 
     def __init__(
         self,
         *,
         ports: PortRange,
-        addresses: AddressPolicy,
+        policy: IcePolicy,
         on_candidate: Callable[[Candidate], None] | None = None,
+        transport_policy: TransportPolicy = TransportPolicy.ALL,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(
+            receive_queue=RECEIVE_QUEUE,
+            consent_interval=policy.consent_interval,
+            consent_failures=policy.consent_failures,
+            transport_policy=transport_policy,
+            **kwargs,
+        )
         self.ports = ports
-        self.address_policy = addresses
+        self.policy = policy
+        self.transport_policy = transport_policy
         self.on_candidate = on_candidate
         self.counters = IceCounters()
-        self._queue: asyncio.Queue[tuple[bytes, int] | None] = asyncio.Queue(RECEIVE_QUEUE)
         self._bound: list[socket.socket] = []
         self._fast_path: FastPath | None = None
         self.drop_stun = False
@@ -205,10 +218,10 @@ class RangedConnection(Connection):
         Raises:
             PortRangeExhausted: 40009, nothing stays bound.
         """
-        if self._bound or self._transport_policy != TransportPolicy.ALL:
+        if self._bound or self.transport_policy != TransportPolicy.ALL:
             return
         try:
-            for address in self.address_policy.addresses():
+            for address in self.policy.addresses():
                 self._bound.append(self.ports.bind_udp(address))
         except Exception:
             for sock in self._bound:
@@ -216,9 +229,7 @@ class RangedConnection(Connection):
             self._bound.clear()
             raise
 
-    async def get_component_candidates(
-        self, component: int, addresses: list[str], timeout: int = 5
-    ) -> list[Candidate]:
+    async def gather_component(self, component: int, timeout: int = 5) -> list[Candidate]:
         """Host candidates from the pre-bound sockets, then server-reflexive and relayed ones."""
         self.bind_host_sockets()
         host_protocols = await self._host_protocols(component)
@@ -233,7 +244,7 @@ class RangedConnection(Connection):
                     candidate, relay = task.result()
                     candidates.append(candidate)
                     if relay is not None:
-                        self._protocols.append(relay)
+                        self.protocols.append(relay)
                 else:
                     logger.info("ICE server candidate failed: %s", task.exception())
         return candidates
@@ -241,6 +252,7 @@ class RangedConnection(Connection):
     async def _host_protocols(self, component: int) -> list[StunProtocol]:
         """Wrap each pre-bound socket in aioice's protocol; a failure closes what is left."""
         loop = asyncio.get_running_loop()
+        poller = self.policy.pollers.of(loop) if self.policy.pollers is not None else None
         bound, self._bound = self._bound, []
         protocols: list[StunProtocol] = []
         try:
@@ -251,20 +263,13 @@ class RangedConnection(Connection):
                 assert isinstance(protocol, GuardedStunProtocol)
                 _small_reads(transport)
                 protocol.sock = sock
-                protocol.read_with(poller_of(loop))
+                if poller is not None:
+                    protocol.read_with(poller)
                 protocol.fast_path = self._fast_path
-                self._protocols.append(protocol)
+                self.protocols.append(protocol)
                 host, port = sock.getsockname()[:2]
-                protocol.local_candidate = Candidate(
-                    foundation=candidate_foundation("host", "udp", host),
-                    component=component,
-                    transport="udp",
-                    # A local preference per address, as libnice: earlier ones are preferred.
-                    priority=candidate_priority(component, "host", local_pref=65535 - order),
-                    host=host,
-                    port=port,
-                    type="host",
-                )
+                # A local preference per address, as libnice: earlier ones are preferred.
+                protocol.local_candidate = host_candidate(component, host, port, 65535 - order)
                 protocols.append(protocol)
                 self._found(protocol.local_candidate)
         finally:
@@ -286,7 +291,7 @@ class RangedConnection(Connection):
 
     async def _reflexive(self, protocol: StunProtocol) -> tuple[Candidate, StunProtocol | None]:
         assert self.stun_server is not None
-        candidate, _ = await server_reflexive_candidate(protocol, self.stun_server)
+        candidate = await server_reflexive(protocol, self.stun_server)
         self._found(candidate)
         return candidate, None
 
@@ -295,60 +300,23 @@ class RangedConnection(Connection):
         assert self.turn_server is not None
         protocol = GuardedStunProtocol(self)
         protocol.fast_path = self._fast_path
+        username, password = self.turn_username, self.turn_password
         if self.turn_transport == "udp":
-            turn = await self._turn_over_ranged_udp(protocol)
-        else:
-            turn, protocol_made = await create_turn_endpoint(
-                lambda: protocol,
-                server_addr=self.turn_server,
-                username=self.turn_username,
-                password=self.turn_password,
-                ssl=self.turn_ssl,
-                transport=self.turn_transport,
+            server = (socket.gethostbyname(self.turn_server[0]), self.turn_server[1])
+            sock = self.ports.bind_udp("0.0.0.0")
+            sock.connect(server)
+            relayed, mapped = await allocate_turn_on_socket(
+                sock, server, username, password, protocol
             )
-            assert isinstance(protocol_made, GuardedStunProtocol)
-            protocol = protocol_made
-        host, port = turn.get_extra_info("sockname")
-        related = turn.get_extra_info("related_address") or ("0.0.0.0", 9)
-        protocol.local_candidate = Candidate(
-            foundation=candidate_foundation("relay", "udp", host),
-            component=component,
-            transport="udp",
-            priority=candidate_priority(component, "relay"),
-            host=host,
-            port=port,
-            type="relay",
-            related_address=related[0],
-            related_port=related[1],
+        else:
+            relayed, mapped = await allocate_turn_stream(
+                protocol, self.turn_server, username, password, self.turn_transport, self.turn_ssl
+            )
+        protocol.local_candidate = relay_candidate(
+            component, relayed[0], relayed[1], mapped or ("0.0.0.0", 9)
         )
         self._found(protocol.local_candidate)
         return protocol.local_candidate, protocol
-
-    async def _turn_over_ranged_udp(self, protocol: GuardedStunProtocol) -> TurnTransport:
-        assert self.turn_server is not None
-        loop = asyncio.get_running_loop()
-        server = (socket.gethostbyname(self.turn_server[0]), self.turn_server[1])
-        local = "0.0.0.0"
-        sock = self.ports.bind_udp(local)
-        sock.connect(server)
-        username, password = self.turn_username, self.turn_password
-        inner_transport, inner = await loop.create_datagram_endpoint(
-            lambda: TurnClientUdpProtocol(
-                server,
-                username=username,
-                password=password,
-                lifetime=DEFAULT_ALLOCATION_LIFETIME,
-                channel_refresh_time=DEFAULT_CHANNEL_REFRESH_TIME,
-            ),
-            sock=sock,
-        )
-        try:
-            turn = TurnTransport(inner)
-            await turn._connect(protocol)
-        except BaseException:
-            inner_transport.close()
-            raise
-        return turn
 
     def _found(self, candidate: Candidate) -> None:
         if self.on_candidate is not None:
@@ -358,15 +326,7 @@ class RangedConnection(Connection):
 
     def is_validated(self, protocol: StunProtocol, source: tuple[str, int]) -> bool:
         """Whether ICE validated ``source`` on this socket (a succeeded or nominated pair)."""
-        for pair in self._nominated.values():
-            if pair.protocol is protocol and pair.remote_addr == source:
-                return True
-        return any(
-            pair.protocol is protocol
-            and pair.remote_addr == source
-            and pair.state == CandidatePair.State.SUCCEEDED
-            for pair in self._check_list
-        )
+        return ice_validated(self, protocol, source)
 
     def drop_unvalidated(self, source: tuple[str, int]) -> None:
         """Count (and log once per source) media from an address ICE did not validate."""
@@ -375,23 +335,23 @@ class RangedConnection(Connection):
             self.counters.sources.add(source)
             logger.warning("! dropped media from %s:%s: not an ICE-validated address", *source)
 
-    def data_received(self, data: bytes, component: int) -> None:
+    def queue_datagram(self, data: bytes, component: int) -> None:
         """Queue a datagram for aiortc, dropping when the queue is full."""
         try:
-            self._queue.put_nowait((data, component))
+            self.receive_queue.put_nowait((data, component))
         except asyncio.QueueFull:
             self.counters.queue_overflow += 1
 
     def set_fast_path(self, fast_path: FastPath | None) -> None:
         """Install (or remove) the synchronous RTP/RTCP handler on every socket."""
         self._fast_path = fast_path
-        for protocol in self._protocols:
+        for protocol in self.protocols:
             if isinstance(protocol, GuardedStunProtocol):
                 protocol.fast_path = fast_path
 
     def send_now(self, data: bytes, component: int = 1) -> bool:
         """Send on the nominated pair without a coroutine; False when not connected."""
-        pair = self._nominated.get(component)
+        pair = self.nominated.get(component)
         if pair is None:
             return False
         route = self._route
@@ -411,11 +371,7 @@ class RangedConnection(Connection):
 
     def selected_pair(self, component: int = 1) -> tuple[Candidate, Candidate] | None:
         """The nominated (local, remote) candidates."""
-        pair = self._nominated.get(component)
+        pair = self.nominated.get(component)
         if pair is None:
             return None
         return pair.local_candidate, pair.remote_candidate
-
-    def pairs(self) -> list[CandidatePair]:
-        """Every candidate pair ICE knows."""
-        return list(self._check_list)

@@ -5,6 +5,7 @@ decodes what it receives; KMS answers at once, trickles candidates and forwards 
 assembles aiortc's transports itself: one ``RangedConnection`` (the aioice seam) per transport (one
 per BUNDLE group, else per m-line), aiortc's ``RTCIceTransport``, a ``MediaDtlsTransport`` (the DTLS
 seam) and, with data channels, aiortc's ``RTCSctpTransport``. SDP is written by ``negotiation``.
+What this needs of aiortc's internals goes through ``aiortc_adapter``.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from aiortc import (
     RTCDataChannelParameters,
     RTCDtlsFingerprint,
     RTCDtlsParameters,
-    RTCIceGatherer,
     RTCIceParameters,
     RTCIceTransport,
     RTCSctpCapabilities,
@@ -35,9 +35,10 @@ from aiortc import (
 )
 
 from emulator.media import negotiation
+from emulator.media.aiortc_adapter import dtls_role, ice_transport_over, set_dtls_role
 from emulator.media.capture import Address, PacketTap
 from emulator.media.dtls import MediaDtlsTransport
-from emulator.media.ice import AddressPolicy, RangedConnection
+from emulator.media.ice import IcePolicy, RangedConnection
 from emulator.media.negotiation import LineTransport, LocalPolicy, MediaLine
 from emulator.media.ports import PortRange
 from emulator.media.rtp import RtpView, parse_rtp
@@ -71,7 +72,8 @@ class PeerConfig:
     """Everything a peer needs from its endpoint and the server."""
 
     ports: PortRange
-    addresses: AddressPolicy
+    addresses: IcePolicy
+    """Host addresses, consent timing and pollers (``MediaServices.address_policy``)."""
     certificate: RTCCertificate
     policy: LocalPolicy = field(default_factory=LocalPolicy)
     stun: tuple[str, int] | None = None
@@ -152,14 +154,6 @@ class PeerTransport:
                 self.by_ssrc[view.ssrc] = line
                 line.remote_ssrcs.add(view.ssrc)
         return line
-
-
-class RangedIceGatherer(RTCIceGatherer):
-    """aiortc's gatherer driving a RangedConnection instead of a plain aioice one."""
-
-    def __init__(self, connection: RangedConnection) -> None:
-        super().__init__(iceServers=[])
-        self._connection = connection
 
 
 class WebRtcPeer:
@@ -268,7 +262,7 @@ class WebRtcPeer:
     def _line_transport(self, transport: PeerTransport) -> LineTransport:
         params = transport.connection
         fingerprint = self.config.certificate.getFingerprints()[-1]
-        role = transport.dtls._role
+        role = dtls_role(transport.dtls)
         setup = (
             "actpass"
             if self.offered and transport.remote_dtls is None
@@ -304,7 +298,7 @@ class WebRtcPeer:
         turn = config.turn
         connection = RangedConnection(
             ports=config.ports,
-            addresses=config.addresses,
+            policy=config.addresses,
             ice_controlling=controlling,
             stun_server=config.stun,
             turn_server=(turn.host, turn.port) if turn else None,
@@ -315,16 +309,14 @@ class WebRtcPeer:
             transport_policy=TransportPolicy.RELAY if config.relay_only else TransportPolicy.ALL,
         )
         connection.drop_stun = self.drop_stun
-        gatherer = RangedIceGatherer(connection)
-        ice = RTCIceTransport(gatherer)
-        ice._role_set = True
+        ice = ice_transport_over(connection)
         dtls = MediaDtlsTransport(ice, [config.certificate])
         transport = PeerTransport(key, connection, ice, dtls)
         connection.on_candidate = lambda candidate: self._local_candidate(transport, candidate)
         ice.on("statechange", lambda: self._ice_state_changed(transport))
         dtls.on("statechange", lambda: self._dtls_state_changed(transport))
-        dtls.on_rtp = lambda data: self._rtp(transport, data)
-        dtls.on_rtcp = lambda data: self.listener.on_rtcp(transport, data)
+        dtls.on_rtp = functools.partial(self._rtp, transport)
+        dtls.on_rtcp = functools.partial(self._rtcp, transport)
         return transport
 
     def _apply_remote(self, description: SessionDescription, answering: bool) -> None:
@@ -337,7 +329,7 @@ class WebRtcPeer:
             )
             fingerprints, setup = negotiation.remote_dtls(description, media)
             role = _dtls_role(setup, answering)
-            transport.dtls._set_role(role)
+            set_dtls_role(transport.dtls, role)
             transport.remote_dtls = RTCDtlsParameters(
                 fingerprints=[RTCDtlsFingerprint(a, v) for a, v in fingerprints], role="auto"
             )
@@ -541,6 +533,12 @@ class WebRtcPeer:
         line = transport.line_of(view)
         if line is not None and line.receives:
             self.listener.on_rtp(line, view)
+
+    def _rtcp(self, transport: PeerTransport, data: bytes) -> None:
+        tap = transport.dtls.tap
+        if tap is not None:
+            tap(data, False)
+        self.listener.on_rtcp(transport, data)
 
     def set_tap(self, make_tap: Callable[[Address, Address], PacketTap] | None) -> None:
         """Show every connected transport's plain packets to a tap made for its selected pair

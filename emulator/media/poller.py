@@ -3,14 +3,16 @@
 With asyncio's own datagram transports every datagram costs an event-loop wakeup, a selector round
 and a ``Handle``; at media rates those wakeups cost more than the packets (the benchmark's bare
 asyncio relay pays about 60 us per packet at 10,000 packets/s spread over 200 sockets, most of it
-waking up). ``MediaPoller`` watches one epoll descriptor that holds every media socket of the
-event loop. When it turns readable, every ready socket is read, one datagram per socket. Under
-load (several datagrams expected per ``interval``) the poller reads on, round after round, until no
-socket is ready, then looks away for ``interval`` seconds so that what arrives meanwhile is read
-together in the next batch: the loop wakes at most once per interval whatever the packet rate, at
-the price of at most ``interval`` added latency. A batch stops at ``BATCH_LIMIT`` datagrams and the
-rest is read in the next callback, so that a backlog never holds up timers, STUN and the control
-plane. Sparse packets are read as they come, and idle costs nothing.
+waking up). ``MediaPoller`` watches one epoll descriptor that holds every media socket of one
+server on the event loop (``MediaPollers``, owned by the server's ``MediaServices``, makes one per
+loop with the server's ``media_batch_ms``). When it turns readable, every ready socket is read,
+one datagram per socket. Under load (several datagrams expected per ``interval``) the poller reads
+on, round after round, until no socket is ready, then looks away for ``interval`` seconds so that
+what arrives meanwhile is read together in the next batch: the loop wakes at most once per
+interval whatever the packet rate, at the price of at most ``interval`` added latency. A batch
+stops at ``BATCH_LIMIT`` datagrams and the rest is read in the next callback, so that a backlog
+never holds up timers, STUN and the control plane. Sparse packets are read as they come, and idle
+costs nothing.
 """
 
 from __future__ import annotations
@@ -36,34 +38,34 @@ RATE_WINDOW = 0.1
 WORTH_BATCHING = 4
 """Datagrams expected per interval from which the poller looks away after a batch."""
 
-_interval = 0.001
-_pollers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, MediaPoller] = (
-    weakref.WeakKeyDictionary()
-)
 
+class MediaPollers:
+    """The pollers of one server (``MediaServices``): one per event loop it runs on, each looking
+    away for the server's ``media_batch_ms`` after a batch."""
 
-def apply_batch_interval(seconds: float) -> None:
-    """Set how long pollers look away after a batch (``media_batch_ms``), process-wide."""
-    global _interval
-    _interval = max(0.0, seconds)
-    for poller in list(_pollers.values()):
-        poller.interval = _interval
+    def __init__(self, interval: float) -> None:
+        self.interval = max(0.0, interval)
+        """Seconds a poller looks away after a batch under load."""
+        # Weak: a closed event loop must be able to go, and with it its poller (whose finalizer
+        # closes the epoll descriptor).
+        self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, MediaPoller] = (
+            weakref.WeakKeyDictionary()
+        )
 
-
-def poller_of(loop: asyncio.AbstractEventLoop) -> MediaPoller:
-    """The event loop's poller, made on first use."""
-    poller = _pollers.get(loop)
-    if poller is None:
-        poller = _pollers[loop] = MediaPoller(loop, _interval)
-    return poller
+    def of(self, loop: asyncio.AbstractEventLoop) -> MediaPoller:
+        """The poller of ``loop``, made on first use."""
+        poller = self._by_loop.get(loop)
+        if poller is None:
+            poller = self._by_loop[loop] = MediaPoller(loop, self.interval)
+        return poller
 
 
 class MediaPoller:
-    """Media sockets of one event loop, read in batches."""
+    """Media sockets of one server on one event loop, read in batches."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, interval: float) -> None:
-        # Weak: the pollers registry is keyed by loop, and a closed test loop must be able to go
-        # (with it the poller, whose finalizer closes the epoll descriptor).
+        # Weak: ``MediaPollers`` is keyed by loop, and a closed test loop must be able to go (with
+        # it the poller, whose finalizer closes the epoll descriptor).
         self._loop = weakref.ref(loop)
         self.interval = interval
         self.batches = 0

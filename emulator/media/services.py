@@ -1,5 +1,7 @@
 """What the media plane shares across endpoints: the port range, the DTLS certificate, the
-transcoders, and the live media (for metrics collected at scrape time and for fault injection)."""
+pollers reading media sockets, ICE timing, the transcoders, and the live media (for metrics
+collected at scrape time and for fault injection). Everything here belongs to one server: two
+servers in one process keep their own settings."""
 
 from __future__ import annotations
 
@@ -15,11 +17,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from emulator.media.capture import CaptureBudget, CaptureService
-from emulator.media.ice import AddressPolicy, apply_consent_timing
+from emulator.media.ice import IcePolicy
 from emulator.media.impairment import Impairment
 from emulator.media.negotiation import LocalPolicy
 from emulator.media.peer import TurnServer, parse_turn_url
-from emulator.media.poller import apply_batch_interval
+from emulator.media.poller import MediaPollers
 from emulator.media.ports import PortRange
 from emulator.media.streams import InboundStream, OutboundStream
 from emulator.media.transcoding import Transcoders
@@ -110,6 +112,11 @@ class MediaServices:
     created: int = 0
     rtp_ports: PortRange | None = None
     """RtpEndpoint's own sub-range (``rtp_min_port..rtp_max_port``), else None: ``ports``."""
+    pollers: MediaPollers = field(init=False)
+    """Read this server's ICE host sockets in batches (``media_batch_ms``)."""
+
+    def __post_init__(self) -> None:
+        self.pollers = MediaPollers(self.settings.media_batch_ms / 1000)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> MediaServices:
@@ -120,8 +127,6 @@ class MediaServices:
             else RTCCertificate.generateCertificate()
         )
         ports = PortRange(settings.min_port, settings.max_port)
-        apply_consent_timing(settings.ice_consent_interval, settings.ice_consent_failures)
-        apply_batch_interval(settings.media_batch_ms / 1000)
         for fingerprint in certificate.getFingerprints():
             if fingerprint.algorithm == "sha-256":
                 logger.info("DTLS certificate fingerprint sha-256 %s", fingerprint.value)
@@ -194,11 +199,17 @@ class MediaServices:
             **endpoint,
         )
 
-    def address_policy(self, network_interfaces: str, ipv6: bool | None = None) -> AddressPolicy:
-        """Host candidate addresses for an endpoint's ``networkInterfaces``."""
+    def address_policy(self, network_interfaces: str, ipv6: bool | None = None) -> IcePolicy:
+        """ICE for an endpoint's ``networkInterfaces``: its host candidate addresses, with this
+        server's consent timing and pollers."""
         names = tuple(n.strip() for n in network_interfaces.split(",") if n.strip())
-        return AddressPolicy(
-            interfaces=names, ipv6=self.settings.ice_ipv6 if ipv6 is None else ipv6
+        settings = self.settings
+        return IcePolicy(
+            interfaces=names,
+            ipv6=settings.ice_ipv6 if ipv6 is None else ipv6,
+            consent_interval=settings.ice_consent_interval,
+            consent_failures=settings.ice_consent_failures,
+            pollers=self.pollers,
         )
 
     def turn(self, turn_url: str) -> TurnServer | None:

@@ -10,9 +10,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from emulator.media.poller import BATCH_LIMIT, MediaPoller, apply_batch_interval, poller_of
-from emulator.transport.server import running_emulator
-from tests.conftest import make_settings
+from emulator.media.poller import BATCH_LIMIT, MediaPoller, MediaPollers
 
 
 @pytest.fixture
@@ -114,16 +112,15 @@ async def test_a_removed_socket_is_not_read_and_a_failing_reader_stops_nothing(
     third.close()
 
 
-async def test_media_batch_ms_reaches_every_poller_through_the_server_settings() -> None:
-    poller = poller_of(asyncio.get_running_loop())
-    try:
-        async with running_emulator(make_settings(media_batch_ms=2.5)):
-            assert poller.interval == 0.0025
-            assert poller_of(asyncio.get_running_loop()) is poller
-        async with running_emulator(make_settings(media_batch_ms=0)):
-            assert poller.interval == 0
-    finally:
-        apply_batch_interval(make_settings().media_batch_ms / 1000)
+async def test_pollers_are_one_per_loop_and_keep_their_owner_interval() -> None:
+    """Each MediaPollers (one per server) makes one poller per event loop, with its own interval;
+    two of them in one loop never share a poller. Per server through the settings:
+    tests/media/test_media_services.py."""
+    loop = asyncio.get_running_loop()
+    first, second = MediaPollers(0.0025), MediaPollers(-1)
+    assert first.of(loop) is first.of(loop)
+    assert first.of(loop) is not second.of(loop)
+    assert (first.of(loop).interval, second.of(loop).interval) == (0.0025, 0)
 
 
 async def test_a_backlog_is_read_in_bounded_batches_with_the_loop_running_between(
@@ -153,8 +150,10 @@ def test_a_closed_event_loop_takes_its_poller_and_epoll_descriptor_with_it() -> 
     def open_descriptors() -> int:
         return len(os.listdir("/proc/self/fd"))
 
+    pollers = MediaPollers(0.001)
+
     async def use_poller() -> None:
-        poller_of(asyncio.get_running_loop())
+        pollers.of(asyncio.get_running_loop())
 
     before = open_descriptors()
     for _ in range(5):

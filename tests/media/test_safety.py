@@ -8,7 +8,9 @@ import socket
 from typing import Any
 
 import pytest
+from aioice import Connection
 
+from emulator.media.aiortc_adapter import connection_protocols, ice_connection, nominated_pairs
 from emulator.transport.client import KurentoClient, RemoteObject
 from emulator.transport.server import EmulatorServer, running_emulator
 from tests.conftest import make_settings
@@ -19,8 +21,8 @@ def _both(peer: ClientPeer) -> bool:
     return peer.frames.get("audio", 0) > 3 and peer.frames.get("video", 0) > 3
 
 
-def _client_ice(peer: ClientPeer) -> Any:
-    return peer.pc.getTransceivers()[0].receiver.transport.transport._connection
+def _client_ice(peer: ClientPeer) -> Connection:
+    return ice_connection(peer.pc.getTransceivers()[0].receiver.transport.transport)
 
 
 async def _connected(client: KurentoClient, peer: ClientPeer) -> tuple[RemoteObject, RemoteObject]:
@@ -61,7 +63,7 @@ async def test_srtp_authentication_failures_counted(
     """Garbage SRTP from the validated peer fails authentication, is dropped and counted."""
     async with client_peer() as peer:
         _, endpoint = await _connected(media_client, peer)
-        pair = _client_ice(peer)._nominated[1]
+        pair = nominated_pairs(_client_ice(peer))[1]
         for _ in range(5):
             pair.protocol.transport.sendto(b"\x80\x60" + bytes(40), pair.remote_addr)
         media = _server_media(media_server, endpoint)
@@ -109,7 +111,7 @@ async def test_vanished_peer_fails_ice_and_disconnects() -> None:
             _, endpoint = await _connected(client, peer)
             ice = await endpoint.subscribe("IceComponentStateChanged")
             connection = await endpoint.subscribe("ConnectionStateChanged")
-            for protocol in _client_ice(peer)._protocols:
+            for protocol in connection_protocols(_client_ice(peer)):
                 protocol.transport.close()
             states = []
             while "FAILED" not in states:
