@@ -41,7 +41,7 @@ from emulator.media.aiortc_adapter import (
     relay_candidate,
     server_reflexive,
 )
-from emulator.media.poller import MediaPoller, MediaPollers
+from emulator.media.poller import MediaPoller, MediaPollers, PolledSocket, limit_reads
 from emulator.media.ports import PortRange
 
 logger = logging.getLogger(__name__)
@@ -51,16 +51,6 @@ RECEIVE_QUEUE = 2048
 
 FastPath = Callable[[bytes, tuple[str, int]], bool]
 """``fast_path(datagram, source)`` -> True when it consumed an RTP/RTCP datagram."""
-
-
-RECEIVE_SIZE = 4096
-"""Largest datagram read: RTP fits, and asyncio's 256 KiB default costs a page-fault round per
-packet (performance.md B1: 17 us instead of 2 us per recvfrom)."""
-
-
-def _small_reads(transport: asyncio.BaseTransport) -> None:
-    if hasattr(transport, "max_size"):
-        transport.max_size = RECEIVE_SIZE
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,28 +103,15 @@ class GuardedStunProtocol(StunProtocol):
     """aioice's socket protocol, with RFC 7983 demultiplexing and a source check for media."""
 
     fast_path: FastPath | None = None
-    sock: socket.socket | None = None
-    """The host socket, read by the event loop's ``MediaPoller`` instead of asyncio."""
+    polled: PolledSocket | None = None
+    """The host socket, read by the server's ``MediaPoller`` instead of asyncio."""
     _validated: tuple[Any, ...] | None = None
     """The last source ICE validated on this socket (sources stay valid for the connection)."""
-    _read_by: MediaPoller | None = None
-    _fd = -1
 
     def __init__(self, connection: RangedConnection) -> None:
         super().__init__(connection)
         self.connection = connection
         """``receiver``, typed once (aioice types it as its own Connection)."""
-
-    def read_socket(self) -> None:
-        """Read one datagram (the poller calls this when the socket is readable)."""
-        try:
-            data, addr = self.sock.recvfrom(RECEIVE_SIZE)  # type: ignore[union-attr]  # read_with set it
-        except BlockingIOError:
-            return
-        except OSError as exc:  # e.g. ICMP port unreachable, reported as asyncio would
-            self.error_received(exc)
-            return
-        self._handle(data, addr)
 
     def datagram_received(self, data: bytes | str, addr: tuple[Any, ...]) -> None:
         """A datagram read by asyncio (TURN, or before the poller took the socket over)."""
@@ -143,21 +120,19 @@ class GuardedStunProtocol(StunProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         """The transport closed: the poller stops reading the socket."""
-        if self._read_by is not None:
-            self._read_by.remove(self._fd, self.read_socket)
-            self._read_by = None
+        if self.polled is not None:
+            self.polled.stop()
+            self.polled = None
         super().connection_lost(exc)
 
-    def read_with(self, poller: MediaPoller) -> None:
-        """Let ``poller`` read the socket, instead of asyncio's transport (which still sends)."""
-        assert self.sock is not None
-        pause = getattr(self.transport, "pause_reading", None)
-        if pause is None:
-            return  # an event loop whose datagram transports cannot pause: asyncio reads
-        pause()
-        self._fd = self.sock.fileno()
-        poller.add(self._fd, self.read_socket)
-        self._read_by = poller
+    def read_with(
+        self, transport: asyncio.BaseTransport, sock: socket.socket, poller: MediaPoller | None
+    ) -> None:
+        """Let ``poller`` read the socket, instead of ``transport`` (which still sends)."""
+        limit_reads(transport)
+        polled = PolledSocket(sock, self._handle, self.error_received)
+        if poller is not None and polled.start(transport, poller):
+            self.polled = polled
 
     def _handle(self, data: bytes, addr: tuple[Any, ...]) -> None:
         """STUN goes to aioice; anything else only from a validated remote address."""
@@ -261,10 +236,7 @@ class RangedConnection(IceConnectionSeam):
                     lambda: GuardedStunProtocol(self), sock=sock
                 )
                 assert isinstance(protocol, GuardedStunProtocol)
-                _small_reads(transport)
-                protocol.sock = sock
-                if poller is not None:
-                    protocol.read_with(poller)
+                protocol.read_with(transport, sock, poller)
                 protocol.fast_path = self._fast_path
                 self.protocols.append(protocol)
                 host, port = sock.getsockname()[:2]

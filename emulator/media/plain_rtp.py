@@ -31,6 +31,7 @@ from emulator.media import plain_sdp
 from emulator.media.negotiation import LocalPolicy, MediaLine, new_session_id, parse_description
 from emulator.media.offer_answer import OfferAnswer
 from emulator.media.plain_sdp import LocalPorts, PlainLine
+from emulator.media.poller import MediaPollers, PolledSocket, limit_reads
 from emulator.media.ports import PortRange
 from emulator.media.rtp import RtpView, is_rtcp, parse_rtp
 from emulator.media.rtp_session import MediaOwner, RtpSession, SessionTimeouts
@@ -55,6 +56,8 @@ class PlainRtpConfig:
     sdes: SdesConfig | None = None
     latching: bool = False
     policy: LocalPolicy = field(default_factory=LocalPolicy)
+    pollers: MediaPollers | None = field(default=None, compare=False)
+    """The server's pollers, which read the legs' sockets; None: asyncio reads them."""
 
 
 class LegTap(Protocol):
@@ -91,6 +94,7 @@ class RtpLeg:
         self.srtp: SrtpPair | None = None
         self.guard = SourceGuard()
         self.tap = tap
+        self.polled: list[PolledSocket] = []
 
     def send_rtp(self, data: bytes) -> bool:
         """Protect (SDES-SRTP, where keyed) and send an RTP packet to the remote RTP address."""
@@ -115,6 +119,8 @@ class RtpLeg:
 
     def close(self) -> None:
         """Close both sockets (the ports return to the range)."""
+        for polled in self.polled:
+            polled.stop()
         for transport in (self.rtp_transport, self.rtcp_transport):
             if transport is not None:
                 transport.close()
@@ -243,12 +249,8 @@ class PlainRtpMedia(RtpSession):
                 rtp, rtcp = self.config.ports.bind_pair(self.config.bind_address)
                 leg = RtpLeg(rtp, rtcp, line, self._tap)
                 self.legs[media.index] = leg
-                leg.rtp_transport, _ = await loop.create_datagram_endpoint(
-                    functools.partial(_LegProtocol, self, leg, False), sock=rtp
-                )
-                leg.rtcp_transport, _ = await loop.create_datagram_endpoint(
-                    functools.partial(_LegProtocol, self, leg, True), sock=rtcp
-                )
+                leg.rtp_transport = await self._open(loop, leg, rtp, rtcp_port=False)
+                leg.rtcp_transport = await self._open(loop, leg, rtcp, rtcp_port=True)
                 logger.info(
                     "= %s m-line %d (%s) on ports %d/%d",
                     self.name,
@@ -276,6 +278,22 @@ class PlainRtpMedia(RtpSession):
             if stream is None or stream.clock_rate != clock:
                 self.outbound[media.kind] = OutboundStream(media.local_ssrc, clock, media.kind)
         self.lines = lines
+
+    async def _open(
+        self, loop: asyncio.AbstractEventLoop, leg: RtpLeg, sock: socket.socket, rtcp_port: bool
+    ) -> asyncio.DatagramTransport:
+        """asyncio's transport sends on the socket; the server's poller reads it, as it reads
+        every WebRTC socket (``PolledSocket``)."""
+        transport, protocol = await loop.create_datagram_endpoint(
+            functools.partial(_LegProtocol, self, leg, rtcp_port), sock=sock
+        )
+        limit_reads(transport)
+        pollers = self.config.pollers
+        if pollers is not None:
+            polled = PolledSocket(sock, protocol.datagram_received, protocol.error_received)
+            if polled.start(transport, pollers.of(loop)):
+                leg.polled.append(polled)
+        return transport
 
     def _describe(self) -> str:
         ports = {index: leg.ports for index, leg in self.legs.items()}

@@ -65,6 +65,7 @@ class RtpEndpoint(BaseRtpEndpoint):
             sdes=self.sdes,
             latching=settings.rtp_latching,
             policy=shared.sdp_policy(),
+            pollers=shared.pollers,
         )
 
     # -- SdpEndpoint -----------------------------------------------------------------------

@@ -122,6 +122,27 @@ async def test_rtp_endpoint_plain_media_both_ways(media_client: KurentoClient) -
         assert inbound[0]["packetsReceived"] == 5 and inbound[0]["ssrc"] == str(sender.ssrc)
 
 
+async def test_rtp_legs_are_read_by_the_servers_media_poller(
+    media_server: EmulatorServer, media_client: KurentoClient
+) -> None:
+    """Plain RTP comes in through the same door as WebRTC: the server's MediaPoller reads the
+    legs' sockets (one wakeup per batch), not one asyncio callback per datagram."""
+    poller = media_server.media.pollers.of(asyncio.get_running_loop())
+    before = poller.datagrams
+    _, endpoint = await _rtp_endpoint(media_client)
+    await endpoint.connect(endpoint)
+    async with udp_peer() as peer:
+        answer = await endpoint.invoke(
+            "processOffer", offer=peer_sdp(peer.port, audio="0 PCMU/8000")
+        )
+        sender = RtpSender(0)
+        for _ in range(5):
+            peer.send(sender.packet(), _target(answer))
+        for _ in range(5):
+            await peer.next_rtp()
+    assert poller.datagrams >= before + 5
+
+
 async def test_rtp_endpoint_drops_and_counts_foreign_sources(media_client: KurentoClient) -> None:
     """Symmetric RTP: packets from an address the SDP does not name are dropped and counted."""
     _, endpoint = await _rtp_endpoint(media_client)
