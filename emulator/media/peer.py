@@ -40,17 +40,10 @@ from emulator.media.capture import Address, PacketTap
 from emulator.media.dtls import MediaDtlsTransport
 from emulator.media.ice import IcePolicy, RangedConnection
 from emulator.media.negotiation import LineTransport, LocalPolicy, MediaLine
+from emulator.media.offer_answer import OfferAnswer
 from emulator.media.ports import PortRange
 from emulator.media.rtp import RtpView, parse_rtp
-from protocol.errors import (
-    IceAddCandidateError,
-    SdpEndPointAlreadyNegotiated,
-    SdpEndPointAnswerAlreadyProccesed,
-    SdpEndPointNoLocalSdpError,
-    SdpEndPointNoRemoteSdpError,
-    SdpEndPointNotOfferGenerated,
-    SdpParseError,
-)
+from protocol.errors import IceAddCandidateError, SdpParseError
 from protocol.sdp import IceCandidateLine, MediaSection, SessionDescription
 
 logger = logging.getLogger(__name__)
@@ -72,8 +65,8 @@ class PeerConfig:
     """Everything a peer needs from its endpoint and the server."""
 
     ports: PortRange
-    addresses: IcePolicy
-    """Host addresses, consent timing and pollers (``MediaServices.address_policy``)."""
+    ice: IcePolicy
+    """Host addresses, consent timing and pollers (``MediaServices.ice_policy``)."""
     certificate: RTCCertificate
     policy: LocalPolicy = field(default_factory=LocalPolicy)
     stun: tuple[str, int] | None = None
@@ -165,9 +158,8 @@ class WebRtcPeer:
         self.name = name
         self.lines: list[MediaLine] = []
         self.transports: dict[int, PeerTransport] = {}
-        self.local_sdp: str | None = None
-        self.remote_sdp: str | None = None
-        self.offered = False
+        self.negotiation = OfferAnswer(renegotiates=False)
+        """KMS answers 40208 to any offer once a WebRtcEndpoint is negotiated."""
         self.cname = secrets.token_hex(8)
         self.stream_id = secrets.token_hex(8)
         self.session_id = negotiation.new_session_id()
@@ -190,28 +182,31 @@ class WebRtcPeer:
             SdpEndPointAlreadyNegotiated: 40208 on a second negotiation.
             SdpParseError: 40201 for an empty or invalid offer.
         """
-        if self.remote_sdp is not None or self.offered:
-            raise SdpEndPointAlreadyNegotiated("Endpoint already negotiated")
+        self.negotiation.check_new_offer()
         offer = negotiation.parse_description(offer_text, "offer")
         self.lines = negotiation.plan_answer(offer, self.config.policy)
         if not any(line.accepted for line in self.lines):
             raise SdpParseError("Offer has no m-line the endpoint can accept")
         self._create_transports(controlling=offer.ice_lite)
         self._apply_remote(offer, answering=True)
-        self.remote_sdp = offer_text
-        self.local_sdp = self.describe()
+        answer = self.describe()
+        self.negotiation.offer_answered(offer_text, answer)
         self._start_connections()
-        return self.local_sdp
+        return answer
 
     async def generate_offer(self, audio: bool = True, video: bool = True) -> str:
-        """A local offer (KMS generateOffer)."""
-        if self.remote_sdp is not None or self.offered:
-            raise SdpEndPointAlreadyNegotiated("Endpoint already negotiated")
+        """A local offer (KMS generateOffer).
+
+        Raises:
+            SdpEndPointAlreadyNegotiated: 40208 once negotiated or while an offer is pending.
+        """
+        self.negotiation.check_new_offer()
         self.lines = negotiation.plan_offer(self.config.policy, audio, video)
         self._create_transports(controlling=True)
-        self.offered = True
-        self.local_sdp = self.describe()
-        return self.local_sdp
+        self.negotiation.offer_pending = True  # before describe(): the offer says actpass
+        offer = self.describe()
+        self.negotiation.offer_made(offer)
+        return offer
 
     async def process_answer(self, answer_text: str) -> str:
         """Apply the remote answer to a local offer (KMS processAnswer); returns the local SDP.
@@ -220,31 +215,22 @@ class WebRtcPeer:
             SdpEndPointNotOfferGenerated: 40209 without generateOffer.
             SdpEndPointAnswerAlreadyProccesed: 40210 for a second answer.
         """
-        if not self.offered:
-            raise SdpEndPointNotOfferGenerated(
-                "Offer not generated. It is not possible to process an answer."
-            )
-        if self.remote_sdp is not None:
-            raise SdpEndPointAnswerAlreadyProccesed("Answer already processed")
+        self.negotiation.check_answer()
         answer = negotiation.parse_description(answer_text, "answer")
         negotiation.apply_answer(self.lines, answer)
         self._apply_remote(answer, answering=False)
-        self.remote_sdp = answer_text
+        self.negotiation.answer_taken(answer_text)
         self._start_connections()
-        assert self.local_sdp is not None
-        return self.local_sdp
+        return self.negotiation.local()
 
     def local_description(self) -> str:
         """The local SDP, with the candidates gathered so far (KMS getLocalSessionDescriptor)."""
-        if self.local_sdp is None:
-            raise SdpEndPointNoLocalSdpError("Local SDP not generated")
+        self.negotiation.local()  # raises before any negotiation
         return self.describe()
 
     def remote_description(self) -> str:
         """The remote SDP (KMS getRemoteSessionDescriptor)."""
-        if self.remote_sdp is None:
-            raise SdpEndPointNoRemoteSdpError("Remote SDP not set")
-        return self.remote_sdp
+        return self.negotiation.remote()
 
     def describe(self) -> str:
         """Write the local SDP from the plan and the transports."""
@@ -265,7 +251,7 @@ class WebRtcPeer:
         role = dtls_role(transport.dtls)
         setup = (
             "actpass"
-            if self.offered and transport.remote_dtls is None
+            if self.negotiation.offer_pending and transport.remote_dtls is None
             else ("active" if role == "client" else "passive")
         )
         address, port = "0.0.0.0", 9
@@ -298,14 +284,14 @@ class WebRtcPeer:
         turn = config.turn
         connection = RangedConnection(
             ports=config.ports,
-            policy=config.addresses,
+            policy=config.ice,
             ice_controlling=controlling,
             stun_server=config.stun,
             turn_server=(turn.host, turn.port) if turn else None,
             turn_username=turn.username if turn else None,
             turn_password=turn.password if turn else None,
             turn_transport=turn.transport if turn else "udp",
-            use_ipv6=config.addresses.ipv6,
+            use_ipv6=config.ice.ipv6,
             transport_policy=TransportPolicy.RELAY if config.relay_only else TransportPolicy.ALL,
         )
         connection.drop_stun = self.drop_stun
@@ -357,7 +343,7 @@ class WebRtcPeer:
 
     async def _gather_all(self) -> None:
         await asyncio.gather(*(self._gather(t) for t in self.transports.values()))
-        self.local_sdp = self.describe()
+        self.negotiation.local_sdp = self.describe()
         self.listener.on_gathering_done()
         self._start_connections()
 
@@ -404,7 +390,7 @@ class WebRtcPeer:
                     f"Error adding candidate: {candidate!r} is not an ICE candidate ({exc})"
                 ) from exc
             self.pending_candidates.append((parsed, mid, index))
-        if self.remote_sdp is not None:
+        if self.negotiation.remote_sdp is not None:
             self._flush_pending_candidates()
 
     def _flush_pending_candidates(self) -> None:

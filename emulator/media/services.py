@@ -147,7 +147,7 @@ class MediaServices:
     def log_advertised_addresses(self) -> None:
         """Part of the start report: the addresses ICE host candidates will carry."""
         settings = self.settings
-        local = self.address_policy(settings.network_interfaces).addresses()
+        local = self.ice_policy(settings.network_interfaces).addresses()
         logger.info(
             "ICE host candidates on %s", ", ".join(local) or "no address (check interfaces)"
         )
@@ -199,7 +199,7 @@ class MediaServices:
             **endpoint,
         )
 
-    def address_policy(self, network_interfaces: str, ipv6: bool | None = None) -> IcePolicy:
+    def ice_policy(self, network_interfaces: str, ipv6: bool | None = None) -> IcePolicy:
         """ICE for an endpoint's ``networkInterfaces``: its host candidate addresses, with this
         server's consent timing and pollers."""
         names = tuple(n.strip() for n in network_interfaces.split(",") if n.strip())

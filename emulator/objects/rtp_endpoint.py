@@ -55,7 +55,7 @@ class RtpEndpoint(BaseRtpEndpoint):
         settings = shared.settings
         ipv6 = bool(self.params.get("useIpv6"))
         bind = settings.rtp_address or _first_address(
-            shared.address_policy(settings.network_interfaces, ipv6=ipv6).addresses(), ipv6
+            shared.ice_policy(settings.network_interfaces, ipv6=ipv6).addresses(), ipv6
         )
         external = settings.external_ipv6 if ipv6 else settings.external_ipv4
         return PlainRtpConfig(

@@ -74,7 +74,7 @@ class WebRtcEndpoint(BaseRtpEndpoint):
         stun = (props["stunServerAddress"], props["stunServerPort"])
         return PeerConfig(
             ports=shared.ports,
-            addresses=shared.address_policy(props["networkInterfaces"]),
+            ice=shared.ice_policy(props["networkInterfaces"]),
             certificate=shared.certificate,
             policy=shared.sdp_policy(
                 use_data_channels=bool(self.params.get("useDataChannels")),
