@@ -16,10 +16,11 @@ import aioice.ice
 import pytest
 from aioice import Connection
 
+from emulator.media import aiortc_adapter
 from emulator.media.aiortc_adapter import INTERNALS, Internal, consent_loop
 
 ROOT = Path(__file__).resolve().parents[1]
-ADAPTER = ROOT / "emulator" / "media" / "aiortc_adapter.py"
+ADAPTER = Path(aiortc_adapter.__file__).resolve()
 LIBRARIES = ("aiortc", "aioice")
 
 TEST_INTERNALS: tuple[Internal, ...] = (
@@ -266,7 +267,7 @@ def test_only_the_adapter_touches_aiortc_and_aioice_internals() -> None:
     derived = _derived_classes(trees)
     violations = [
         f"{path.relative_to(ROOT)}:{line} {how} ({internal.path}): go through "
-        f"emulator/media/aiortc_adapter.py"
+        f"{ADAPTER.relative_to(ROOT)}"
         for path, tree in trees.items()
         if path != ADAPTER
         for line, how, internal in _uses(tree, declared, derived)
