@@ -17,7 +17,6 @@ from protocol.errors import MediaObjectTagKeyNotFound
 from protocol.types import TypeRegistry, complex_value
 
 if TYPE_CHECKING:
-    from emulator.objects.media_pipeline import MediaPipeline
     from emulator.settings import Settings
 
 EventEmitter = Callable[["MediaObject", str, dict[str, Any]], None]
@@ -78,12 +77,12 @@ class MediaObject:
         )
 
     @property
-    def pipeline(self) -> MediaPipeline | None:
+    def pipeline(self) -> MediaObject | None:
         """The pipeline this object belongs to (a pipeline is its own)."""
         node: MediaObject | None = self
         while node is not None:
             if node.TYPE == "MediaPipeline":
-                return node  # type: ignore[return-value]
+                return node
             node = node.parent
         return None
 

@@ -13,8 +13,7 @@ from emulator.media.bitrate import receive_target, send_limit
 from emulator.media.capture import PcapWriter
 from emulator.media.services import MEDIA_SERVICE, MediaServices, StreamMedia
 from emulator.media.transcoding import SinkTranscoding
-from emulator.objects.media_element import Endpoint
-from emulator.objects.media_pipeline import Connection
+from emulator.objects.media_element import ElementLink, Endpoint
 from protocol.types import complex_value
 
 M = TypeVar("M", bound=StreamMedia)
@@ -127,7 +126,7 @@ class BaseRtpEndpoint(SdpEndpoint):
     def video_sink_ready(self) -> None:
         """Our media can send video now (transport up, PBX answered): whatever the source sent
         before never reached the peer, so it starts with a keyframe."""
-        if self.media is not None and self.owner.source_of(self, "VIDEO", "default") is not None:
+        if self.media is not None and self.graph.source_of(self, "VIDEO") is not None:
             self.media.await_keyframe("the transport came up")
 
     def keyframe_wanted(self, media_type: str) -> None:
@@ -138,7 +137,7 @@ class BaseRtpEndpoint(SdpEndpoint):
         """KMD requestKeyframe: ask the upstream producer for a video keyframe."""
         self.ask_keyframe("VIDEO")
 
-    def on_source_removed(self, link: Connection) -> None:
+    def on_source_removed(self, link: ElementLink) -> None:
         """No more media of that type from the link: leave its transcoder, stop waiting for a
         keyframe."""
         if self.media is not None:
