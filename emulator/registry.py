@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from emulator.media.services import MediaServices
 from emulator.objects.media_object import MediaObject, ObjectServices
 from emulator.objects.media_pipeline import MediaPipeline
 from emulator.objects.server_manager import SERVER_MANAGER_ID, ServerManager
@@ -58,11 +59,11 @@ class MediaSet:
         types: TypeRegistry,
         settings: Settings,
         deliver: EventDelivery,
-        extras: dict[str, Any] | None = None,
+        media_services: MediaServices,
     ) -> None:
         self.types = types
         self.deliver = deliver
-        self.services = ObjectServices(types, settings, self._emit, extras or {})
+        self.services = ObjectServices(types, settings, self._emit, media_services)
         self.objects: dict[str, MediaObject] = {}
         self.session_refs: dict[str, dict[str, MediaObject]] = {}
         self.object_sessions: dict[str, set[str]] = {}

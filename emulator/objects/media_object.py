@@ -11,13 +11,12 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
+from emulator.media.services import MediaServices
+from emulator.settings import Settings
 from protocol.errors import MediaObjectTagKeyNotFound
 from protocol.types import TypeRegistry, complex_value
-
-if TYPE_CHECKING:
-    from emulator.settings import Settings
 
 EventEmitter = Callable[["MediaObject", str, dict[str, Any]], None]
 
@@ -29,8 +28,8 @@ class ObjectServices:
     types: TypeRegistry
     settings: Settings
     emit: EventEmitter
-    extras: dict[str, Any]
-    """Named services added by later layers (the media plane's port range, ...)."""
+    media_services: MediaServices
+    """The media plane's shared resources: port range, certificate, transcoders, capture."""
 
 
 class ObjectLogger(logging.LoggerAdapter[logging.Logger]):

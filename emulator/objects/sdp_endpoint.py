@@ -11,7 +11,7 @@ from typing import Any, ClassVar, Protocol, TypeVar
 
 from emulator.media.bitrate import receive_target, send_limit
 from emulator.media.capture import PcapWriter
-from emulator.media.services import MEDIA_SERVICE, MediaServices, StreamMedia
+from emulator.media.services import MediaServices, StreamMedia
 from emulator.media.transcoding import SinkTranscoding
 from emulator.objects.media_element import ElementLink, Endpoint
 from protocol.types import complex_value
@@ -206,8 +206,7 @@ class BaseRtpEndpoint(SdpEndpoint):
     @property
     def media_services(self) -> MediaServices:
         """The media resources shared by every endpoint of the server."""
-        services: MediaServices = self.services.extras[MEDIA_SERVICE]
-        return services
+        return self.services.media_services
 
     def remote_video_remb(self) -> int | None:
         """The last REMB (bps) from the remote receiver of our video: 0 before any, None when

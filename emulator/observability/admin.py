@@ -27,7 +27,6 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from emulator.faults import FaultController
-from emulator.media.services import MEDIA_SERVICE
 from emulator.observability.metrics import ServerMetrics
 from emulator.settings import Settings
 from emulator.transport.server import EmulatorServer
@@ -61,8 +60,9 @@ class AdminServer:
         self.settings = settings
         self.faults: FaultController | None = None
         if settings.fault_injection or settings.faults:
-            media = emulator.media_set.services.extras[MEDIA_SERVICE]
-            self.faults = FaultController(media, settings.fault_seed, settings.faults)
+            self.faults = FaultController(
+                emulator.media_services, settings.fault_seed, settings.faults
+            )
             emulator.dispatcher.faults = self.faults
         self.metrics = ServerMetrics(emulator, self.faults)
         self._server: asyncio.Server | None = None

@@ -15,7 +15,6 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from emulator import __version__
-from emulator.media.services import MEDIA_SERVICE, MediaServices
 
 if TYPE_CHECKING:
     from emulator.faults import FaultController
@@ -64,7 +63,7 @@ class EmulatorCollector:
         yield CounterMetricFamily(
             "kurento_events_sent", "onEvent notifications delivered", value=media_set.events_sent
         )
-        media: MediaServices = media_set.services.extras[MEDIA_SERVICE]
+        media = server.media_services
         usage = media.ports.usage()
         ports = GaugeMetricFamily(
             "kurento_media_ports",

@@ -26,7 +26,7 @@ from websockets.http11 import Request
 from websockets.http11 import Response as HttpResponse
 
 from emulator.dispatch import Dispatcher
-from emulator.media.services import MEDIA_SERVICE, MediaServices
+from emulator.media.services import MediaServices
 from emulator.registry import MediaSet
 from emulator.routing import RoutingDispatcher
 from emulator.settings import Settings
@@ -63,10 +63,8 @@ class EmulatorServer:
         self.settings = settings
         self.types = default_registry()
         self.server_id = str(uuid.uuid4())
-        self.media = MediaServices.from_settings(settings)
-        self.media_set = MediaSet(
-            self.types, settings, self._deliver, extras={MEDIA_SERVICE: self.media}
-        )
+        self.media_services = MediaServices.from_settings(settings)
+        self.media_set = MediaSet(self.types, settings, self._deliver, self.media_services)
         self.pool = WorkerPool(settings) if worker_count(settings) > 1 else None
         self.dispatcher = (
             Dispatcher(self.media_set, settings, self.server_id)
@@ -155,7 +153,7 @@ class EmulatorServer:
         if self.pool is not None:
             await self.pool.stop(drain_timeout)
         await self.media_set.release_all()
-        self.media.transcoders.close()  # none should be left once every element is released
+        self.media_services.transcoders.close()  # none should be left once every element is gone
 
     async def restart_state(self) -> None:
         """Drop every object and session and take a new server id, like a KMS restart."""

@@ -116,6 +116,6 @@ async def test_vanished_peer_fails_ice_and_disconnects() -> None:
                 states.append((await ice.get(timeout=15))["state"])
             assert (await connection.get(timeout=15))["newState"] == "DISCONNECTED"
             await endpoint.release()
-            assert server.media.ports.usage().in_use == 0
+            assert server.media_services.ports.usage().in_use == 0
         finally:
             await peer.close()

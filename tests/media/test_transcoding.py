@@ -524,18 +524,18 @@ async def test_opus_source_reaches_pcmu_peer_as_the_tone(
         assert listener.payload_types["audio"] == {0}
         heard = np.concatenate(listener.heard[-40:])  # the last 0.8 s at 8 kHz
         assert abs(_dominant(heard, 8000) - TONE) < 10
-        assert media_server.media.transcoders.live == 1
+        assert media_server.media_services.transcoders.live == 1
         await source.invoke("disconnect", sink=sink, mediaType="AUDIO")
         assert await _states(events, 1) == [("NOT_TRANSCODING", "AUDIO")]
         assert await source.invoke("isMediaTranscoding", mediaType="AUDIO") is False
-        assert media_server.media.transcoders.live == 0
+        assert media_server.media_services.transcoders.live == 0
 
 
 async def test_two_pcmu_sinks_share_one_transcoder(
     media_client: KurentoClient, media_server: EmulatorServer
 ) -> None:
     """Two PCMU sinks of one Opus source use one transcoder; it stops with the last sink."""
-    transcoders = media_server.media.transcoders
+    transcoders = media_server.media_services.transcoders
     pipeline = await media_client.create("MediaPipeline")
     sinks = [ListeningPeer(audio=True, video=False, only=["PCMU"]) for _ in range(2)]
     async with _endpoints(pipeline, _tone_peer(), *sinks) as (source, first, second):
@@ -568,7 +568,7 @@ async def test_vp8_source_reaches_h264_peer(
         await src.connect(sink, "VIDEO")
         assert await _states(events, 1) == [("TRANSCODING", "VIDEO")]
         await viewer.wait_for(lambda p: p.frames.get("video", 0) > 10, timeout=30)
-        (running,) = media_server.media.transcoders.running()
+        (running,) = media_server.media_services.transcoders.running()
         assert (running.source.name, running.target.name) == ("VP8", "H264")
         h264 = {
             c.payload_type

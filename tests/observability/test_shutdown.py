@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from emulator.media.services import MEDIA_SERVICE
 from emulator.transport.client import KurentoClient, RemoteObject
 from emulator.transport.server import running_emulator
 from tests.conftest import make_settings
@@ -142,7 +141,7 @@ async def test_shutdown_stop_closes_every_media_socket() -> None:
     async with running_emulator(settings) as server:
         client = await KurentoClient.connect(server.urls["ws"], reconnect=False)
         await gathered_endpoint(client)
-        ports = server.media_set.services.extras[MEDIA_SERVICE].ports
+        ports = server.media_services.ports
         assert ports.usage().in_use > 0
         await server.stop()
         assert ports.usage().in_use == 0
