@@ -1,5 +1,8 @@
 """One handler per RPC method (protocol.md sections 2.3-2.12, ``ServerMethods.cpp``).
 
+``RpcDispatcher`` runs the JSON-RPC requests; it is no relative of Kurento's ``Dispatcher`` hub
+(``emulator/objects/hub.py``).
+
 This is the only place that turns exceptions into error replies: a ``RpcError`` keeps its code, any
 other exception is logged with its traceback and answered as 40003 UNEXPECTED_ERROR. The connection
 and every other session carry on.
@@ -55,7 +58,7 @@ class RpcFaults(Protocol):
         """May wait before the reply is sent."""
 
 
-class Dispatcher:
+class RpcDispatcher:
     """Executes requests against the MediaSet."""
 
     def __init__(

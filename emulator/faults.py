@@ -221,7 +221,7 @@ class FaultController:
                 self.rules.remove(rule)
                 logger.info("= fault rule %d used up, removed", rule.id)
 
-    # -- requests (Dispatcher.faults) -----------------------------------------------------------
+    # -- requests (RpcDispatcher.faults) --------------------------------------------------------
 
     async def before_execute(self, method: str, params: dict[str, Any] | None) -> None:
         """Raise the error of the first matching ``rpc_error`` rule.

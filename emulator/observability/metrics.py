@@ -136,7 +136,7 @@ class ServerMetrics:
         server.dispatcher.observer = self.observe_rpc
 
     def observe_rpc(self, method: str, seconds: float, code: int | None) -> None:
-        """Dispatcher observer: one request answered."""
+        """The RPC dispatcher's observer: one request answered."""
         # Method names come from clients: unknown ones share a label, to bound cardinality.
         label = method if method in self.methods else "other"
         self.rpc_duration.labels(label).observe(seconds)

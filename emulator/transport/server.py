@@ -25,10 +25,10 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request
 from websockets.http11 import Response as HttpResponse
 
-from emulator.dispatch import Dispatcher
+from emulator.dispatch import RpcDispatcher
 from emulator.media.services import MediaServices
 from emulator.registry import MediaSet
-from emulator.routing import RoutingDispatcher
+from emulator.routing import RoutingRpcDispatcher
 from emulator.settings import Settings
 from emulator.transport.tls import TlsMaterial, load_tls
 from emulator.workers import WorkerPool, worker_count
@@ -67,9 +67,9 @@ class EmulatorServer:
         self.media_set = MediaSet(self.types, settings, self._deliver, self.media_services)
         self.pool = WorkerPool(settings) if worker_count(settings) > 1 else None
         self.dispatcher = (
-            Dispatcher(self.media_set, settings, self.server_id)
+            RpcDispatcher(self.media_set, settings, self.server_id)
             if self.pool is None
-            else RoutingDispatcher(
+            else RoutingRpcDispatcher(
                 self.media_set, settings, self.server_id, self.pool, self._deliver
             )
         )
