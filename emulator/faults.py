@@ -157,7 +157,8 @@ def parse_rule(data: Any, rule_id: int, seed: int) -> FaultRule:
 
 
 class FaultController:
-    """The active fault rules of one server, applied to requests and to endpoints' media."""
+    """The active fault rules of one server, applied to requests (``before_execute``,
+    ``before_reply``) and to endpoints' media (``media_adopted``, the media services' hook)."""
 
     def __init__(self, media: MediaServices, seed: int = 0, rules: Iterable[Any] = ()) -> None:
         self.media = media
@@ -166,7 +167,6 @@ class FaultController:
         self.impairments = ImpairmentCounters()
         self.injected: dict[str, int] = dict.fromkeys(KINDS, 0)
         self._next_id = 1
-        media.on_new_media = self._new_media
         self.add(list(rules))
 
     # -- rules -----------------------------------------------------------------------------------
@@ -252,7 +252,8 @@ class FaultController:
 
     # -- media -------------------------------------------------------------------------------
 
-    def _new_media(self, media: StreamMedia, ids: MediaOwnerIds) -> None:
+    def media_adopted(self, media: StreamMedia, ids: MediaOwnerIds) -> None:
+        """A new endpoint's media: ignore STUN if an ice_blackhole rule says so, impair it."""
         rules = self.rules if isinstance(media, WebRtcMedia) else []  # no ICE on RtpEndpoints
         for rule in list(rules):
             if rule.kind == "ice_blackhole" and rule.matches_media(ids):

@@ -21,6 +21,9 @@ from emulator.dispatch import (
     Handler,
     Params,
     RpcDispatcher,
+    RpcFaults,
+    RpcObserver,
+    ServerIdentity,
     require_params,
     session_or_new,
     string_param,
@@ -52,11 +55,14 @@ class RoutingRpcDispatcher(RpcDispatcher):
         self,
         media_set: MediaSet,
         settings: Settings,
-        server_id: str,
+        identity: ServerIdentity,
         pool: WorkerPool,
         deliver: Deliver,
+        *,
+        faults: RpcFaults | None = None,
+        observer: RpcObserver | None = None,
     ) -> None:
-        super().__init__(media_set, settings, server_id)
+        super().__init__(media_set, settings, identity, faults=faults, observer=observer)
         self.pool = pool
         self.deliver = deliver
         self.pipelines: dict[str, int] = {}

@@ -10,8 +10,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from emulator.app import running_emulator
 from emulator.media.poller import BATCH_LIMIT, MediaPoller, apply_batch_interval, poller_of
-from emulator.transport.server import running_emulator
 from tests.conftest import make_settings
 
 

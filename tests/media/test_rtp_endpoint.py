@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from emulator.app import App
 from emulator.transport.client import KurentoClient, RemoteObject
-from emulator.transport.server import EmulatorServer
 from protocol.errors import (
     MediaObjectIllegalParamError,
     NotEnoughResources,
@@ -262,7 +262,7 @@ async def test_rtp_endpoint_crypto_parameter_checked(media_client: KurentoClient
 
 
 @pytest.fixture
-async def rtp_range_client() -> AsyncIterator[tuple[EmulatorServer, KurentoClient]]:
+async def rtp_range_client() -> AsyncIterator[tuple[App, KurentoClient]]:
     """A server whose RtpEndpoints use their own sub-range of two ports (one pair)."""
     settings = make_settings(
         min_port=MEDIA_PORTS[0],
@@ -276,7 +276,7 @@ async def rtp_range_client() -> AsyncIterator[tuple[EmulatorServer, KurentoClien
 
 
 async def test_rtp_endpoint_own_port_range(
-    rtp_range_client: tuple[EmulatorServer, KurentoClient],
+    rtp_range_client: tuple[App, KurentoClient],
 ) -> None:
     """RtpEndpoints bind inside rtp_min_port..rtp_max_port; an exhausted range answers 40009."""
     _, client = rtp_range_client

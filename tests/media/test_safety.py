@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from emulator.app import App, running_emulator
 from emulator.transport.client import KurentoClient, RemoteObject
-from emulator.transport.server import EmulatorServer, running_emulator
 from tests.conftest import make_settings
 from tests.media.peers import ClientPeer, client_peer, negotiate
 
@@ -32,14 +32,14 @@ async def _connected(client: KurentoClient, peer: ClientPeer) -> tuple[RemoteObj
     return pipeline, endpoint
 
 
-def _server_media(server: EmulatorServer, endpoint: RemoteObject) -> Any:
+def _server_media(server: App, endpoint: RemoteObject) -> Any:
     media = server.media_set.objects[endpoint.id].media  # type: ignore[attr-defined]
     assert media is not None
     return media
 
 
 async def test_media_from_unvalidated_address_dropped(
-    media_server: EmulatorServer, media_client: KurentoClient, caplog: pytest.LogCaptureFixture
+    media_server: App, media_client: KurentoClient, caplog: pytest.LogCaptureFixture
 ) -> None:
     """RTP sent to the endpoint's port from an address ICE never validated is dropped."""
     caplog.set_level(logging.WARNING)
@@ -56,7 +56,7 @@ async def test_media_from_unvalidated_address_dropped(
 
 
 async def test_srtp_authentication_failures_counted(
-    media_server: EmulatorServer, media_client: KurentoClient
+    media_server: App, media_client: KurentoClient
 ) -> None:
     """Garbage SRTP from the validated peer fails authentication, is dropped and counted."""
     async with client_peer() as peer:

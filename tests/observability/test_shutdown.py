@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from emulator.app import running_emulator
 from emulator.transport.client import KurentoClient, RemoteObject
-from emulator.transport.server import running_emulator
 from tests.conftest import make_settings
 from tests.observability.admin_http import http, metric
 
@@ -145,7 +145,7 @@ async def test_shutdown_stop_closes_every_media_socket() -> None:
         assert ports.usage().in_use > 0
         await server.stop()
         assert ports.usage().in_use == 0
-        assert server.links == set()
+        assert server.listener.links == set()
         assert server.media_set.pipelines() == []
         await client.close()
 
