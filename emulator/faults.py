@@ -160,8 +160,10 @@ class FaultController:
     """The active fault rules of one server, applied to requests (``before_execute``,
     ``before_reply``) and to endpoints' media (``media_adopted``, the media services' hook)."""
 
-    def __init__(self, media: MediaServices, seed: int = 0, rules: Iterable[Any] = ()) -> None:
-        self.media = media
+    def __init__(
+        self, media_services: MediaServices, seed: int = 0, rules: Iterable[Any] = ()
+    ) -> None:
+        self.media_services = media_services
         self.seed = seed
         self.rules: list[FaultRule] = []
         self.impairments = ImpairmentCounters()
@@ -265,7 +267,7 @@ class FaultController:
         self._impair(media, ids)
 
     def _reapply(self) -> None:
-        for media, ids in self.media.live.items():
+        for media, ids in self.media_services.live.items():
             self._impair(media, ids)
 
     def _impair(self, media: StreamMedia, ids: MediaOwnerIds) -> None:

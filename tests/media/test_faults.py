@@ -38,8 +38,9 @@ async def faulty_lab(
 
 def _drops(seed: int, packets: int = 2000) -> list[int]:
     """Indexes of the packets an rtp loss rule of 5% drops for the first endpoint."""
-    media = MediaServices.from_settings(make_settings(min_port=40000, max_port=40009))
-    controller = FaultController(media, seed, [{"kind": "rtp", "media": "AUDIO", "loss": 0.05}])
+    media_services = MediaServices.from_settings(make_settings(min_port=40000, max_port=40009))
+    rule = {"kind": "rtp", "media": "AUDIO", "loss": 0.05}
+    controller = FaultController(media_services, seed, [rule])
     fake: Any = SimpleNamespace(impairments=None)
     controller._impair(fake, MediaOwnerIds("endpoint", "pipeline", 0))
     assert set(fake.impairments) == {"audio"}
