@@ -1,23 +1,19 @@
-"""``kurento-emulator``: start the server and run until SIGTERM or SIGINT."""
+"""``kurento-emulator``: parse the options, load the settings and run the server (``emulator.app``)
+until SIGTERM or SIGINT."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
-import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from emulator import __version__
+from emulator.app import log_to_stdout, run
 from emulator.config import ConfigError, load_settings
-from emulator.faults import FaultError
-from emulator.observability.admin import AdminServer
-from emulator.settings import Settings
-from emulator.transport.server import EmulatorServer
 
 logger = logging.getLogger("emulator")
 
@@ -85,43 +81,6 @@ def parse_args(argv: Sequence[str] | None) -> tuple[dict[str, Any], Path | None,
     return overrides, args["conf_file"], args["modules_config_path"]
 
 
-async def serve_forever(settings: Settings) -> int:
-    """Run the server until SIGTERM or SIGINT, then shut down in order within shutdown_timeout.
-
-    Returns:
-        0 after a clean stop, 1 when the shutdown overran its time and was cut short.
-    """
-    server = EmulatorServer(settings)
-    admin = AdminServer(server, settings)
-    await server.start()
-    await admin.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, _on_signal, sig, stop)
-    await stop.wait()
-    timeout = settings.shutdown_timeout
-    logger.info("stopping: answering requests in flight, then releasing every object")
-    status = 0
-    try:
-        async with asyncio.timeout(timeout):
-            await server.stop(drain_timeout=timeout / 2)
-    except TimeoutError:
-        logger.error("! shutdown took over %.1f s (shutdown_timeout): exiting anyway", timeout)
-        status = 1
-    await admin.stop()
-    logger.info("Kurento emulator stopped")
-    return status
-
-
-def _on_signal(sig: signal.Signals, stop: asyncio.Event) -> None:
-    if stop.is_set():
-        logger.warning("! %s again: already stopping", sig.name)
-    else:
-        logger.info("= %s received", sig.name)
-    stop.set()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
     overrides, conf_file, modules_dir = parse_args(argv)
@@ -131,33 +90,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"kurento-emulator: {exc}", file=sys.stderr)  # noqa: T201
         return 2
     settings = loaded.settings
-    _log_to_stdout(settings)
+    log_to_stdout(settings)
     logger.info("kurento-emulator %s, effective configuration:", __version__)
     for line in loaded.report():
         logger.info("  %s", line)
-    return _serve(settings)
-
-
-def run_settings(settings: Settings) -> int:
-    """Run a server with these settings until SIGTERM (a media worker's entry point)."""
-    _log_to_stdout(settings)
-    return _serve(settings)
-
-
-def _log_to_stdout(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stdout,
-    )
-
-
-def _serve(settings: Settings) -> int:
-    try:
-        return asyncio.run(serve_forever(settings))
-    except FaultError as exc:
-        logger.error("! invalid fault rule in 'faults': %s", exc)
-        return 2
+    return run(settings)
 
 
 if __name__ == "__main__":

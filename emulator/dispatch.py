@@ -1,5 +1,8 @@
 """One handler per RPC method (protocol.md sections 2.3-2.12, ``ServerMethods.cpp``).
 
+``RpcDispatcher`` runs the JSON-RPC requests; it is no relative of Kurento's ``Dispatcher`` hub
+(``emulator/objects/hub.py``).
+
 This is the only place that turns exceptions into error replies: a ``RpcError`` keeps its code, any
 other exception is logged with its traceback and answered as 40003 UNEXPECTED_ERROR. The connection
 and every other session carry on.
@@ -43,6 +46,24 @@ Params = dict[str, Any]
 Handler = Callable[[Params | None], Awaitable[Any]]
 RpcObserver = Callable[[str, float, int | None], None]
 """``observe(method, seconds, error_code)`` after every request (metrics)."""
+RPC_METHODS = frozenset(
+    {
+        "ping",
+        "create",
+        "invoke",
+        "subscribe",
+        "unsubscribe",
+        "release",
+        "describe",
+        "connect",
+        "transaction",
+        "ref",
+        "unref",
+        "keepAlive",
+        "closeSession",
+    }
+)
+"""The JSON-RPC methods of KMS's server."""
 
 
 class RpcFaults(Protocol):
@@ -55,26 +76,45 @@ class RpcFaults(Protocol):
         """May wait before the reply is sent."""
 
 
-class Dispatcher:
-    """Executes requests against the MediaSet."""
+class ServerIdentity:
+    """The ``serverId`` that ``connect`` reports: new at every start, and at a simulated restart
+    (a client that sees it change knows its sessions are gone)."""
+
+    def __init__(self) -> None:
+        self.id = str(uuid.uuid4())
+
+    def renew(self) -> None:
+        """Take a new id."""
+        self.id = str(uuid.uuid4())
+
+
+class RpcDispatcher:
+    """Executes requests against the MediaSet.
+
+    Args:
+        faults: fault injection around each request, if any.
+        observer: told the method, duration and error code of each request (metrics).
+    """
 
     def __init__(
         self,
         media_set: MediaSet,
         settings: Settings,
-        server_id: str,
-        clock: Callable[[], float] = time.monotonic,
+        identity: ServerIdentity,
+        *,
+        faults: RpcFaults | None = None,
         observer: RpcObserver | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.media_set = media_set
         self.types = media_set.types
         self.settings = settings
-        self.server_id = server_id
-        self.clock = clock
+        self.identity = identity
+        self.faults = faults
         self.observer = observer
+        self.clock = clock
         self.cache = ReplayCache(settings.request_cache_ttl)
         self.max_objects_per_session: int | None = settings.max_objects_per_session
-        self.faults: RpcFaults | None = None
         self.handlers: dict[str, Handler] = {
             "ping": self.ping,
             "create": self.create,
@@ -90,6 +130,7 @@ class Dispatcher:
             "keepAlive": self.keep_alive,
             "closeSession": self.close_session,
         }
+        assert self.handlers.keys() == RPC_METHODS
 
     # -- entry points --------------------------------------------------------------------------
 
@@ -268,7 +309,7 @@ class Dispatcher:
             session_id = str(uuid.uuid4())
         else:
             self._keep_alive(session_id)
-        return {"serverId": self.server_id, "sessionId": session_id}
+        return {"serverId": self.identity.id, "sessionId": session_id}
 
     async def close_session(self, params: Params | None) -> Any:
         """``closeSession``: unref (or, with ``release``, release) the session's objects."""

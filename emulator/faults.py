@@ -157,16 +157,18 @@ def parse_rule(data: Any, rule_id: int, seed: int) -> FaultRule:
 
 
 class FaultController:
-    """The active fault rules of one server, applied to requests and to endpoints' media."""
+    """The active fault rules of one server, applied to requests (``before_execute``,
+    ``before_reply``) and to endpoints' media (``media_adopted``, the media services' hook)."""
 
-    def __init__(self, media: MediaServices, seed: int = 0, rules: Iterable[Any] = ()) -> None:
-        self.media = media
+    def __init__(
+        self, media_services: MediaServices, seed: int = 0, rules: Iterable[Any] = ()
+    ) -> None:
+        self.media_services = media_services
         self.seed = seed
         self.rules: list[FaultRule] = []
         self.impairments = ImpairmentCounters()
         self.injected: dict[str, int] = dict.fromkeys(KINDS, 0)
         self._next_id = 1
-        media.on_new_media = self._new_media
         self.add(list(rules))
 
     # -- rules -----------------------------------------------------------------------------------
@@ -221,7 +223,7 @@ class FaultController:
                 self.rules.remove(rule)
                 logger.info("= fault rule %d used up, removed", rule.id)
 
-    # -- requests (Dispatcher.faults) -----------------------------------------------------------
+    # -- requests (RpcDispatcher.faults) --------------------------------------------------------
 
     async def before_execute(self, method: str, params: dict[str, Any] | None) -> None:
         """Raise the error of the first matching ``rpc_error`` rule.
@@ -252,7 +254,8 @@ class FaultController:
 
     # -- media -------------------------------------------------------------------------------
 
-    def _new_media(self, media: StreamMedia, ids: MediaOwnerIds) -> None:
+    def media_adopted(self, media: StreamMedia, ids: MediaOwnerIds) -> None:
+        """A new endpoint's media: ignore STUN if an ice_blackhole rule says so, impair it."""
         rules = self.rules if isinstance(media, WebRtcMedia) else []  # no ICE on RtpEndpoints
         for rule in list(rules):
             if rule.kind == "ice_blackhole" and rule.matches_media(ids):
@@ -264,7 +267,7 @@ class FaultController:
         self._impair(media, ids)
 
     def _reapply(self) -> None:
-        for media, ids in self.media.live.items():
+        for media, ids in self.media_services.live.items():
             self._impair(media, ids)
 
     def _impair(self, media: StreamMedia, ids: MediaOwnerIds) -> None:

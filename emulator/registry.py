@@ -4,16 +4,21 @@ Reference rules follow KMS's ``MediaSet.cpp``: touching an object from a session
 its ancestors in that session; a new child is referenced in every session that references its
 parent; an object whose last session reference goes away is released, children first; ``release``
 drops the object from every session. The server manager is never released.
+
+``SessionCollector`` is KMS's session garbage collector over the MediaSet.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+from emulator.media.services import MediaServices
 from emulator.objects.media_object import MediaObject, ObjectServices
 from emulator.objects.media_pipeline import MediaPipeline
 from emulator.objects.server_manager import SERVER_MANAGER_ID, ServerManager
@@ -58,11 +63,11 @@ class MediaSet:
         types: TypeRegistry,
         settings: Settings,
         deliver: EventDelivery,
-        extras: dict[str, Any] | None = None,
+        media_services: MediaServices,
     ) -> None:
         self.types = types
         self.deliver = deliver
-        self.services = ObjectServices(types, settings, self._emit, extras or {})
+        self.services = ObjectServices(types, settings, self._emit, media_services)
         self.objects: dict[str, MediaObject] = {}
         self.session_refs: dict[str, dict[str, MediaObject]] = {}
         self.object_sessions: dict[str, set[str]] = {}
@@ -275,3 +280,56 @@ class MediaSet:
         for session_id in targets:
             self.events_sent += 1
             self.deliver(session_id, params)
+
+
+class SessionCollector:
+    """KMS's session garbage collector: every ``garbageCollectorPeriod``, sessions idle for a
+    whole period lose their references. Sessions bound to an open connection are marked in use
+    every quarter period, so only those without a connection can go idle."""
+
+    def __init__(
+        self,
+        media_set: MediaSet,
+        period: float,
+        bound_sessions: Callable[[], Iterable[str]],
+        sessions_gone: Callable[[list[str]], Awaitable[None]],
+    ) -> None:
+        self.media_set = media_set
+        self.period = period
+        self.bound_sessions = bound_sessions
+        self.sessions_gone = sessions_gone
+        """Told which sessions a pass collected (a routing dispatcher closes their upstreams)."""
+        self.passes = 0
+        self._passed = asyncio.Condition()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start collecting."""
+        self._task = asyncio.create_task(self._run(), name="session-collector")
+
+    async def stop(self) -> None:
+        """Stop collecting."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def wait_for_passes(self, count: int) -> None:
+        """Wait until ``count`` more passes have run (for tests and probes)."""
+        async with self._passed:
+            target = self.passes + count
+            await self._passed.wait_for(lambda: self.passes >= target)
+
+    async def _run(self) -> None:
+        quarter = self.period / 4
+        tick = 0
+        while True:
+            await asyncio.sleep(quarter)
+            self.media_set.activity.touch_all(self.bound_sessions())
+            tick += 1
+            if tick % 4 == 0:
+                await self.sessions_gone(await self.media_set.collect_garbage())
+                async with self._passed:
+                    self.passes += 1
+                    self._passed.notify_all()

@@ -1,4 +1,4 @@
-"""The dispatcher of a server with media workers: each pipeline's requests go to its worker.
+"""The RPC dispatcher of a server with media workers: each pipeline's requests go to its worker.
 
 Sessions, ``ping``, ``connect``, ``keepAlive``, the replay cache and the session collector stay in
 this process, as without workers. A ``create`` of a MediaPipeline goes to the next worker in turn;
@@ -18,9 +18,12 @@ from collections.abc import Callable
 from typing import Any
 
 from emulator.dispatch import (
-    Dispatcher,
     Handler,
     Params,
+    RpcDispatcher,
+    RpcFaults,
+    RpcObserver,
+    ServerIdentity,
     require_params,
     session_or_new,
     string_param,
@@ -45,18 +48,21 @@ GATHERED = ("getPipelines", "getUsedMemory", "getUsedCpu")
 Deliver = Callable[[str, dict[str, Any]], None]
 
 
-class RoutingDispatcher(Dispatcher):
+class RoutingRpcDispatcher(RpcDispatcher):
     """Executes requests by relaying them to the media worker that owns the object."""
 
     def __init__(
         self,
         media_set: MediaSet,
         settings: Settings,
-        server_id: str,
+        identity: ServerIdentity,
         pool: WorkerPool,
         deliver: Deliver,
+        *,
+        faults: RpcFaults | None = None,
+        observer: RpcObserver | None = None,
     ) -> None:
-        super().__init__(media_set, settings, server_id)
+        super().__init__(media_set, settings, identity, faults=faults, observer=observer)
         self.pool = pool
         self.deliver = deliver
         self.pipelines: dict[str, int] = {}

@@ -7,7 +7,8 @@ its own slice of the media port range, and each MediaPipeline lives in one of th
 (``emulator/routing.py`` relays the requests). Elements connect only inside their pipeline, so
 media never crosses processes.
 
-    python -m emulator.workers    # a worker: its settings come as JSON in KURENTO_EMULATOR_WORKER
+A worker starts through the same composition root as the server (``emulator.app``, which gives
+the pool the command line); its settings come as JSON in ``KURENTO_EMULATOR_WORKER``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import contextlib
 import logging
 import os
 import re
-import sys
+from collections.abc import Sequence
 
 from emulator.settings import Settings
 
@@ -61,11 +62,16 @@ def worker_settings(settings: Settings, index: int, count: int) -> Settings:
 
 
 class MediaWorker:
-    """One worker process: started, read until it listens, its log lines passed on."""
+    """One worker process: started, read until it listens, its log lines passed on.
 
-    def __init__(self, index: int, settings: Settings) -> None:
+    Args:
+        command: the program and arguments that run a worker from ``SETTINGS_ENV``.
+    """
+
+    def __init__(self, index: int, settings: Settings, command: Sequence[str]) -> None:
         self.index = index
         self.settings = settings
+        self.command = command
         self.url = ""
         self.process: asyncio.subprocess.Process | None = None
         self.stopping = False
@@ -82,9 +88,7 @@ class MediaWorker:
         self.stopping = False
         env = {**os.environ, SETTINGS_ENV: self.settings.model_dump_json()}
         self.process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "emulator.workers",
+            *self.command,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             env=env,
@@ -146,12 +150,17 @@ class MediaWorker:
 
 
 class WorkerPool:
-    """The workers, and which one the next pipeline goes to."""
+    """The workers, and which one the next pipeline goes to.
 
-    def __init__(self, settings: Settings) -> None:
+    Args:
+        command: the program and arguments that run a worker (see ``MediaWorker``).
+    """
+
+    def __init__(self, settings: Settings, command: Sequence[str]) -> None:
         count = worker_count(settings)
         self.workers = [
-            MediaWorker(index, worker_settings(settings, index, count)) for index in range(count)
+            MediaWorker(index, worker_settings(settings, index, count), command)
+            for index in range(count)
         ]
         self._next = 0
 
@@ -180,14 +189,3 @@ class WorkerPool:
     def ready(self) -> bool:
         """Whether every worker runs."""
         return all(worker.alive for worker in self.workers)
-
-
-def main() -> int:
-    """Entry point of a worker process."""
-    from emulator.__main__ import run_settings
-
-    return run_settings(Settings.model_validate_json(os.environ[SETTINGS_ENV]))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -8,35 +8,41 @@ from typing import Any
 
 import pytest
 
+from emulator.app import App, running_emulator
 from emulator.settings import Settings
 from emulator.transport.client import KurentoClient
-from emulator.transport.server import EmulatorServer, running_emulator
 from tests.wire import RawPeer
 
 
 def make_settings(**overrides: Any) -> Settings:
-    """Settings for in-process servers: loopback, ephemeral ports, no wss unless asked."""
-    values: dict[str, Any] = {"host": "127.0.0.1", "port": 0, "secure_port": None}
+    """Settings for in-process servers: loopback, ephemeral ports, no wss and no admin listener
+    unless asked."""
+    values: dict[str, Any] = {
+        "host": "127.0.0.1",
+        "port": 0,
+        "secure_port": None,
+        "admin_port": None,
+    }
     values.update(overrides)
     return Settings(**values)
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[EmulatorServer]:
+async def server() -> AsyncIterator[App]:
     """A running emulator on an ephemeral ws:// port."""
     async with running_emulator(make_settings()) as running:
         yield running
 
 
 @pytest.fixture
-async def client(server: EmulatorServer) -> AsyncIterator[KurentoClient]:
+async def client(server: App) -> AsyncIterator[KurentoClient]:
     """The project's client, connected to ``server``."""
     async with await KurentoClient.connect(server.urls["ws"], reconnect=False) as connected:
         yield connected
 
 
 @pytest.fixture
-async def raw(server: EmulatorServer) -> AsyncIterator[RawPeer]:
+async def raw(server: App) -> AsyncIterator[RawPeer]:
     """A raw JSON-RPC peer on ``server`` that sends text and reads frames."""
     async with RawPeer.open(server.urls["ws"]) as peer:
         yield peer
@@ -45,7 +51,7 @@ async def raw(server: EmulatorServer) -> AsyncIterator[RawPeer]:
 @contextlib.asynccontextmanager
 async def server_and_client(
     settings: Settings,
-) -> AsyncIterator[tuple[EmulatorServer, KurentoClient]]:
+) -> AsyncIterator[tuple[App, KurentoClient]]:
     """A server with these settings and the project's client connected to it."""
     async with contextlib.AsyncExitStack() as stack:
         running = await stack.enter_async_context(running_emulator(settings))

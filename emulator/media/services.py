@@ -29,9 +29,6 @@ from emulator.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-MEDIA_SERVICE = "media"
-"""Key of ``MediaServices`` in ``ObjectServices.extras``."""
-
 
 class StreamMedia(Protocol):
     """An endpoint's media with RTP streams in and out: WebRtcMedia and PlainRtpMedia. What

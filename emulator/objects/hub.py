@@ -62,7 +62,7 @@ class HubPort(MediaElement):
         self._busy = True
         try:
             for port in self.hub.targets(self):
-                if port.outputs.get(media_type):
+                if port.has_sinks(media_type):
                     port.mark_flow("out", media_type, True)
                 port.forward(media_type, packet)
         finally:

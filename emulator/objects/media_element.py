@@ -4,22 +4,33 @@ Connection semantics follow ``MediaElementImpl.cpp``: without ``mediaType`` a co
 VIDEO and DATA; a sink pad has one source, so connecting a new source first disconnects the old
 one; ``ElementConnected``/``ElementDisconnected`` are raised on the source; disconnecting a link
 that does not exist is not an error.
+
+Who feeds whom is the pipeline's graph (``media_pipeline.ConnectionGraph``); an element reads its
+own row of the forwarding table per packet and keeps no links of its own.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar, TypeAlias
 
 from emulator.objects.media_object import MediaObject
-from emulator.objects.media_pipeline import MEDIA_TYPES, Connection, MediaPipeline, write_dot
+from emulator.objects.media_pipeline import (
+    MEDIA_TYPES,
+    Connection,
+    ConnectionGraph,
+    MediaPipeline,
+    write_dot,
+)
 from protocol.errors import ConnectError
 
 
 class MediaElement(MediaObject):
     """An element that sends and receives media through connections."""
 
-    TYPE = "MediaElement"
+    # Annotated, so that mypy can match MediaElement to the graph's GraphNode in this very module.
+    TYPE: ClassVar[str] = "MediaElement"
     STATS_TYPE = "ElementStats"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -35,17 +46,16 @@ class MediaElement(MediaObject):
         self.transcoding: dict[tuple[str, str], bool] = {}
         self._transcoding_for: dict[tuple[str, str], set[str]] = {}
         self._transcoded_by: dict[str, MediaElement] = {}
-        self.outputs: dict[str, list[MediaElement]] = {}
         self._busy = False
         self.audio_caps: dict[str, Any] | None = None
         self.video_caps: dict[str, Any] | None = None
-
-    @property
-    def owner(self) -> MediaPipeline:
-        """The pipeline holding this element's connection maps."""
         pipeline = self.pipeline
-        assert isinstance(pipeline, MediaPipeline)
-        return pipeline
+        assert isinstance(pipeline, MediaPipeline), f"{self.TYPE} outside a pipeline"
+        self.owner: MediaPipeline[MediaElement] = pipeline
+        """The pipeline, owner of this element's links."""
+        self.graph: ConnectionGraph[MediaElement] = pipeline.graph
+        self._sinks: Mapping[str, tuple[MediaElement, ...]] = self.graph.add(self)
+        """The graph's row for this element (not a copy): one dict read per forwarded packet."""
 
     # -- connections ---------------------------------------------------------------------------
 
@@ -61,18 +71,18 @@ class MediaElement(MediaObject):
         Raises:
             ConnectError: 40004 when the elements are in different pipelines.
         """
-        if sink.pipeline is not self.pipeline:
+        if sink.owner is not self.owner:
             raise ConnectError("Media elements do not share pipeline")
         source_desc = source_media_description or "default"
         sink_desc = sink_media_description or "default"
         for kind in [media_type] if media_type else MEDIA_TYPES:
-            current = self.owner.source_of(sink, kind, sink_desc)
+            current = self.graph.source_of(sink, kind, sink_desc)
             if current is not None:
                 if current.source is self and current.source_description == source_desc:
                     continue
                 current.source.drop_link(current)
             link = Connection(self, sink, kind, source_desc, sink_desc)
-            self.owner.add_link(link)
+            self.graph.link(link)
             self.log.info("= connected %s -> %s (%s)", self.id, sink.id, kind)
             self.on_link_added(link)
             self.emit(
@@ -93,15 +103,15 @@ class MediaElement(MediaObject):
         """Stop sending to ``sink``; links that do not exist are ignored."""
         source_desc = source_media_description or "default"
         sink_desc = sink_media_description or "default"
-        for link in self.owner.links(source=self, sink=sink, media_type=media_type):
-            if link.source_description == source_desc and link.sink_description == sink_desc:
+        for kind in [media_type] if media_type else MEDIA_TYPES:
+            link = self.graph.source_of(sink, kind, sink_desc)
+            if link is not None and link.source is self and link.source_description == source_desc:
                 self.drop_link(link)
 
-    def drop_link(self, link: Connection) -> None:
+    def drop_link(self, link: ElementLink) -> None:
         """Remove one of this element's outgoing links and raise ``ElementDisconnected``."""
-        self.owner.remove_link(link)
+        self.graph.unlink(link)
         self.log.info("= disconnected %s -> %s (%s)", self.id, link.sink.id, link.media_type)
-        self.on_link_removed(link)
         link.sink.on_source_removed(link)
         self.emit(
             "ElementDisconnected",
@@ -111,19 +121,12 @@ class MediaElement(MediaObject):
             sinkMediaDescription=link.sink_description,
         )
 
-    def on_link_added(self, link: Connection) -> None:
-        """Route the media type to the new sink; its video starts with a keyframe."""
-        self.outputs.setdefault(link.media_type, []).append(link.sink)
+    def on_link_added(self, link: ElementLink) -> None:
+        """A new sink: its video starts with a keyframe."""
         if link.media_type == "VIDEO":
             link.sink.video_source_changed()
 
-    def on_link_removed(self, link: Connection) -> None:
-        """Stop routing the media type to the sink."""
-        sinks = self.outputs.get(link.media_type, [])
-        if link.sink in sinks:
-            sinks.remove(link.sink)
-
-    def on_source_removed(self, link: Connection) -> None:
+    def on_source_removed(self, link: ElementLink) -> None:
         """The link feeding this element was removed (endpoints stop transcoding for it)."""
 
     # -- transcoding -----------------------------------------------------------------------------
@@ -134,7 +137,7 @@ class MediaElement(MediaObject):
         """This sink starts or stops receiving transcoded media. As in KMS, where the source
         element's agnosticbin transcodes, the element feeding the sink reports it."""
         if active:
-            link = self.owner.source_of(self, media_type, "default")
+            link = self.graph.source_of(self, media_type)
             source = link.source if link is not None else self
             self._transcoded_by[media_type] = source
         else:
@@ -167,8 +170,12 @@ class MediaElement(MediaObject):
 
     def forward(self, media_type: str, packet: Any) -> None:
         """Hand a media packet to every sink of that type."""
-        for sink in self.outputs.get(media_type, ()):
+        for sink in self._sinks.get(media_type, ()):
             sink.receive_media(media_type, packet)
+
+    def has_sinks(self, media_type: str) -> bool:
+        """Whether any element receives this media type from this one."""
+        return media_type in self._sinks
 
     def receive_media(self, media_type: str, packet: Any) -> None:
         """A packet from the source of this element: elements without media of their own
@@ -176,7 +183,7 @@ class MediaElement(MediaObject):
         if self._busy:
             return  # a cycle of pass-through elements: each packet crosses it once
         self.mark_flow("in", media_type, True)
-        if self.outputs.get(media_type):
+        if media_type in self._sinks:
             self.mark_flow("out", media_type, True)
         self._busy = True
         try:
@@ -196,7 +203,7 @@ class MediaElement(MediaObject):
             return  # a cycle of pass-through elements
         self._busy = True
         try:
-            for sink in self.outputs.get("VIDEO", ()):
+            for sink in self._sinks.get("VIDEO", ()):
                 sink.video_source_changed()
         finally:
             self._busy = False
@@ -208,7 +215,7 @@ class MediaElement(MediaObject):
 
     def ask_keyframe(self, media_type: str) -> None:
         """Ask whoever feeds this element for a keyframe (a PLI towards the producer)."""
-        link = self.owner.source_of(self, media_type, "default")
+        link = self.graph.source_of(self, media_type)
         if link is None or self._busy:
             return
         self._busy = True
@@ -233,7 +240,7 @@ class MediaElement(MediaObject):
 
     def sink_video_limits(self) -> list[int]:
         """The video bitrate each VIDEO sink can take (sinks that do not know are left out)."""
-        limits = (sink.video_send_limit() for sink in self.outputs.get("VIDEO", ()))
+        limits = (sink.video_send_limit() for sink in self._sinks.get("VIDEO", ()))
         return [limit for limit in limits if limit is not None]
 
     def mark_flow(self, direction: str, media_type: str, flowing: bool) -> None:
@@ -249,11 +256,12 @@ class MediaElement(MediaObject):
         self.emit(event, state=state, padName="default", mediaType=media_type)
 
     async def on_release(self) -> None:
-        """Drop every link in and out of this element."""
-        for link in list(self.owner.links(source=self)):
+        """Drop every link in and out of this element, and leave the graph."""
+        for link in self.graph.links_from(self):
             self.drop_link(link)
-        for link in list(self.owner.links(sink=self)):
+        for link in self.graph.links_into(self):
             link.source.drop_link(link)
+        self.graph.remove(self)
         await super().on_release()
 
     def get_source_connections(
@@ -262,7 +270,7 @@ class MediaElement(MediaObject):
         """Links feeding this element, filtered by type and by this element's pad description."""
         return [
             link.to_kmd()
-            for link in self.owner.links(sink=self, media_type=media_type)
+            for link in self.graph.links_into(self, media_type)
             if description is None or link.sink_description == description
         ]
 
@@ -272,7 +280,7 @@ class MediaElement(MediaObject):
         """Links leaving this element, filtered by type and by this element's pad description."""
         return [
             link.to_kmd()
-            for link in self.owner.links(source=self, media_type=media_type)
+            for link in self.graph.links_from(self, media_type)
             if description is None or link.source_description == description
         ]
 
@@ -322,7 +330,7 @@ class MediaElement(MediaObject):
         """A DOT graph of this element and its links."""
         lines = [f'digraph "{self.id}" {{', "  rankdir=LR;"]
         lines.append(f'  "{self.id}" [label="{self.TYPE}\\n{self.name}", shape=box];')
-        for link in [*self.owner.links(source=self), *self.owner.links(sink=self)]:
+        for link in [*self.graph.links_from(self), *self.graph.links_into(self)]:
             lines.append(f'  "{link.source.id}" -> "{link.sink.id}" [label="{link.media_type}"];')
         lines.append("}")
         return "\n".join(lines) + "\n"
@@ -330,6 +338,10 @@ class MediaElement(MediaObject):
     def dump_gstreamer_dot(self, details: str | None = None) -> None:
         """Write the DOT graph as KMS does (see ``write_dot``)."""
         write_dot(self, self.get_gstreamer_dot(details))
+
+
+ElementLink: TypeAlias = Connection[MediaElement]
+"""A link between two elements of a pipeline."""
 
 
 class PassThrough(MediaElement):

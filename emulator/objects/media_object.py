@@ -11,14 +11,12 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
+from emulator.media.services import MediaServices
+from emulator.settings import Settings
 from protocol.errors import MediaObjectTagKeyNotFound
 from protocol.types import TypeRegistry, complex_value
-
-if TYPE_CHECKING:
-    from emulator.objects.media_pipeline import MediaPipeline
-    from emulator.settings import Settings
 
 EventEmitter = Callable[["MediaObject", str, dict[str, Any]], None]
 
@@ -30,8 +28,8 @@ class ObjectServices:
     types: TypeRegistry
     settings: Settings
     emit: EventEmitter
-    extras: dict[str, Any]
-    """Named services added by later layers (the media plane's port range, ...)."""
+    media_services: MediaServices
+    """The media plane's shared resources: port range, certificate, transcoders, capture."""
 
 
 class ObjectLogger(logging.LoggerAdapter[logging.Logger]):
@@ -78,12 +76,12 @@ class MediaObject:
         )
 
     @property
-    def pipeline(self) -> MediaPipeline | None:
+    def pipeline(self) -> MediaObject | None:
         """The pipeline this object belongs to (a pipeline is its own)."""
         node: MediaObject | None = self
         while node is not None:
             if node.TYPE == "MediaPipeline":
-                return node  # type: ignore[return-value]
+                return node
             node = node.parent
         return None
 

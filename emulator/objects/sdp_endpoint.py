@@ -12,10 +12,9 @@ from typing import Any, ClassVar, Protocol, TypeVar
 from emulator.media.bitrate import receive_target, send_limit
 from emulator.media.capture import PcapWriter
 from emulator.media.rtp_session import SessionTimeouts
-from emulator.media.services import MEDIA_SERVICE, MediaServices, StreamMedia
+from emulator.media.services import MediaServices, StreamMedia
 from emulator.media.transcoding import SinkTranscoding
-from emulator.objects.media_element import Endpoint
-from emulator.objects.media_pipeline import Connection
+from emulator.objects.media_element import ElementLink, Endpoint
 from protocol.types import complex_value
 
 M = TypeVar("M", bound=StreamMedia)
@@ -128,7 +127,7 @@ class BaseRtpEndpoint(SdpEndpoint):
     def video_sink_ready(self) -> None:
         """Our media can send video now (transport up, PBX answered): whatever the source sent
         before never reached the peer, so it starts with a keyframe."""
-        if self.media is not None and self.owner.source_of(self, "VIDEO", "default") is not None:
+        if self.media is not None and self.graph.source_of(self, "VIDEO") is not None:
             self.media.await_keyframe("the transport came up")
 
     def keyframe_wanted(self, media_type: str) -> None:
@@ -139,7 +138,7 @@ class BaseRtpEndpoint(SdpEndpoint):
         """KMD requestKeyframe: ask the upstream producer for a video keyframe."""
         self.ask_keyframe("VIDEO")
 
-    def on_source_removed(self, link: Connection) -> None:
+    def on_source_removed(self, link: ElementLink) -> None:
         """No more media of that type from the link: leave its transcoder, stop waiting for a
         keyframe."""
         if self.media is not None:
@@ -213,8 +212,7 @@ class BaseRtpEndpoint(SdpEndpoint):
     @property
     def media_services(self) -> MediaServices:
         """The media resources shared by every endpoint of the server."""
-        services: MediaServices = self.services.extras[MEDIA_SERVICE]
-        return services
+        return self.services.media_services
 
     def remote_video_remb(self) -> int | None:
         """The last REMB (bps) from the remote receiver of our video: 0 before any, None when

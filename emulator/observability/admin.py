@@ -17,20 +17,16 @@ fault API lets anyone who reaches it break the server.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import http
 import json
 import logging
-from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from emulator.faults import FaultController
-from emulator.media.services import MEDIA_SERVICE
 from emulator.observability.metrics import ServerMetrics
 from emulator.settings import Settings
-from emulator.transport.server import EmulatorServer
 
 logger = logging.getLogger(__name__)
 
@@ -49,28 +45,43 @@ def admin_host(settings: Settings) -> str:
     return "127.0.0.1" if settings.fault_injection else "0.0.0.0"
 
 
-class AdminServer:
-    """Metrics, fault injection and the admin listener of one emulator server.
+class ServerControl(Protocol):
+    """What the admin API asks of the server it serves (``emulator.app.App``)."""
 
-    Raises:
-        FaultError: ``settings.faults`` holds an invalid rule (at construction).
+    @property
+    def server_id(self) -> str:
+        """The current ``serverId``."""
+
+    def not_ready(self) -> str | None:
+        """Why the server is not ready for clients, or None when it is."""
+
+    async def restart(self) -> None:
+        """Drop every object and session and take a new server id."""
+
+
+class AdminListener:
+    """The admin HTTP listener of one emulator server: health, readiness, metrics, faults.
+
+    Args:
+        faults: the server's fault rules, changed through ``/faults`` (with ``fault_injection``).
     """
 
-    def __init__(self, emulator: EmulatorServer, settings: Settings) -> None:
-        self.emulator = emulator
+    def __init__(
+        self,
+        settings: Settings,
+        server: ServerControl,
+        metrics: ServerMetrics,
+        faults: FaultController | None,
+    ) -> None:
         self.settings = settings
-        self.faults: FaultController | None = None
-        if settings.fault_injection or settings.faults:
-            media = emulator.media_set.services.extras[MEDIA_SERVICE]
-            self.faults = FaultController(media, settings.fault_seed, settings.faults)
-            emulator.dispatcher.faults = self.faults
-        self.metrics = ServerMetrics(emulator, self.faults)
+        self.server = server
+        self.metrics = metrics
+        self.faults = faults
         self._server: asyncio.Server | None = None
 
     async def start(self) -> None:
-        """Open the listener (unless ``admin_port`` is None)."""
-        if self.settings.admin_port is None:
-            return
+        """Open the listener on ``admin_port``."""
+        assert self.settings.admin_port is not None, "the admin listener is off"
         host = admin_host(self.settings)
         self._server = await asyncio.start_server(self._handle, host, self.settings.admin_port)
         api = " and the fault API" if self.settings.fault_injection else ""
@@ -131,12 +142,10 @@ class AdminServer:
             return 200, TEXT, b"ok\n"
         if path == "/readyz":
             _allow(method, "GET", "HEAD")
-            pool = self.emulator.pool
-            if pool is not None and not pool.ready:
-                return 503, TEXT, b"a media worker is not running\n"
-            if self.emulator.accepting:
-                return 200, TEXT, b"ready\n"
-            return 503, TEXT, b"not accepting: starting or shutting down\n"
+            reason = self.server.not_ready()
+            if reason is not None:
+                return 503, TEXT, f"{reason}\n".encode()
+            return 200, TEXT, b"ready\n"
         if path == "/metrics":
             _allow(method, "GET", "HEAD")
             return 200, CONTENT_TYPE_LATEST, self.metrics.exposition()
@@ -154,9 +163,9 @@ class AdminServer:
             )
         if path == "/restart":
             _allow(method, "POST")
-            old = self.emulator.server_id
-            await self.emulator.restart_state()
-            return 200, JSON, _json({"oldServerId": old, "serverId": self.emulator.server_id})
+            old = self.server.server_id
+            await self.server.restart()
+            return 200, JSON, _json({"oldServerId": old, "serverId": self.server.server_id})
         if path == "/faults":
             _allow(method, "GET", "POST", "DELETE")
             if method == "POST":
@@ -216,14 +225,3 @@ async def _read_request(reader: asyncio.StreamReader) -> tuple[str, str, bytes]:
         raise _HttpError(413, f"body over {MAX_BODY} bytes")
     body = await reader.readexactly(length) if length else b""
     return method, target.split("?", 1)[0], body
-
-
-@contextlib.asynccontextmanager
-async def running_admin(emulator: EmulatorServer, settings: Settings) -> AsyncIterator[AdminServer]:
-    """Attach metrics and faults to a server, open the admin listener, always close it."""
-    admin = AdminServer(emulator, settings)
-    await admin.start()
-    try:
-        yield admin
-    finally:
-        await admin.stop()

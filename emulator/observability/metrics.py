@@ -3,23 +3,23 @@
 Nothing here runs on the packet path: RTP and SRTP figures are read from the counters that the
 streams and transports keep anyway (``MediaServices.totals``), object and session counts from the
 MediaSet, port usage from the PortRange. Only the RPC latency histogram is updated per request, by
-the dispatcher's observer. Each server has its own ``CollectorRegistry`` (tests run several).
+the RPC dispatcher's observer (``RpcMetrics``, made before the dispatcher and given to it). Each
+server has its own ``CollectorRegistry`` (tests run several).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from emulator import __version__
-from emulator.media.services import MEDIA_SERVICE, MediaServices
-
-if TYPE_CHECKING:
-    from emulator.faults import FaultController
-    from emulator.transport.server import EmulatorServer
+from emulator.dispatch import ServerIdentity
+from emulator.faults import FaultController
+from emulator.media.services import MediaServices
+from emulator.registry import MediaSet
+from emulator.transport.server import WebSocketListener
 
 RPC_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -27,24 +27,35 @@ RPC_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 
 class EmulatorCollector:
     """Gauges and counters read from the live server at scrape time."""
 
-    def __init__(self, server: EmulatorServer, faults: FaultController | None) -> None:
-        self.server = server
+    def __init__(
+        self,
+        identity: ServerIdentity,
+        listener: WebSocketListener,
+        media_set: MediaSet,
+        media_services: MediaServices,
+        faults: FaultController | None,
+    ) -> None:
+        self.identity = identity
+        self.listener = listener
+        self.media_set = media_set
+        self.media_services = media_services
         self.faults = faults
 
     def collect(self) -> Iterable[Metric]:
         """Every figure of the server, as Prometheus metric families."""
-        server = self.server
-        media_set = server.media_set
+        media_set = self.media_set
         info = GaugeMetricFamily(
             "kurento_emulator_info", "Version and server id", labels=["version", "server_id"]
         )
-        info.add_metric([__version__, server.server_id], 1)
+        info.add_metric([__version__, self.identity.id], 1)
         yield info
         yield GaugeMetricFamily(
-            "kurento_ready", "1 while the WebSocket listeners accept", value=int(server.accepting)
+            "kurento_ready",
+            "1 while the WebSocket listeners accept",
+            value=int(self.listener.accepting),
         )
         yield GaugeMetricFamily(
-            "kurento_connections", "Open WebSocket connections", value=len(server.links)
+            "kurento_connections", "Open WebSocket connections", value=len(self.listener.links)
         )
         yield GaugeMetricFamily(
             "kurento_sessions",
@@ -64,8 +75,7 @@ class EmulatorCollector:
         yield CounterMetricFamily(
             "kurento_events_sent", "onEvent notifications delivered", value=media_set.events_sent
         )
-        media: MediaServices = media_set.services.extras[MEDIA_SERVICE]
-        usage = media.ports.usage()
+        usage = self.media_services.ports.usage()
         ports = GaugeMetricFamily(
             "kurento_media_ports",
             f"UDP ports of the media range {usage.low}-{usage.high}",
@@ -74,7 +84,7 @@ class EmulatorCollector:
         ports.add_metric(["in_use"], usage.in_use)
         ports.add_metric(["free"], usage.free)
         yield ports
-        totals = media.totals()
+        totals = self.media_services.totals()
         packets = CounterMetricFamily(
             "kurento_rtp_packets", "RTP packets by direction and kind", labels=["direction", "kind"]
         )
@@ -114,35 +124,42 @@ class EmulatorCollector:
             yield rtp
 
 
-class ServerMetrics:
-    """The registry of one server: the collector plus the RPC histogram fed by the dispatcher."""
+class RpcMetrics:
+    """Time to reply and errors by JSON-RPC method: the RPC dispatcher's observer."""
 
-    def __init__(self, server: EmulatorServer, faults: FaultController | None = None) -> None:
-        self.registry = CollectorRegistry()
-        self.registry.register(EmulatorCollector(server, faults))
-        self.methods = frozenset(server.dispatcher.handlers)
-        self.rpc_duration = Histogram(
+    def __init__(self, methods: Iterable[str]) -> None:
+        self.methods = frozenset(methods)
+        self.duration = Histogram(
             "kurento_rpc_duration_seconds",
             "Time from request to reply, by JSON-RPC method",
             ["method"],
-            registry=self.registry,
+            registry=None,
             buckets=RPC_BUCKETS,
         )
-        self.rpc_errors = Counter(
+        self.errors = Counter(
             "kurento_rpc_errors",
             "Requests answered with an error, by method and code",
             ["method", "code"],
-            registry=self.registry,
+            registry=None,
         )
-        server.dispatcher.observer = self.observe_rpc
 
-    def observe_rpc(self, method: str, seconds: float, code: int | None) -> None:
-        """Dispatcher observer: one request answered."""
+    def observe(self, method: str, seconds: float, code: int | None) -> None:
+        """One request answered."""
         # Method names come from clients: unknown ones share a label, to bound cardinality.
         label = method if method in self.methods else "other"
-        self.rpc_duration.labels(label).observe(seconds)
+        self.duration.labels(label).observe(seconds)
         if code is not None:
-            self.rpc_errors.labels(label, str(code)).inc()
+            self.errors.labels(label, str(code)).inc()
+
+
+class ServerMetrics:
+    """The registry of one server: the live figures and the RPC metrics."""
+
+    def __init__(self, collector: EmulatorCollector, rpc: RpcMetrics) -> None:
+        self.registry = CollectorRegistry()
+        self.registry.register(collector)
+        self.registry.register(rpc.duration)
+        self.registry.register(rpc.errors)
 
     def exposition(self) -> bytes:
         """The text exposition format of every metric."""

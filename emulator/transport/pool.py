@@ -319,14 +319,20 @@ async def place_calls(
 
 async def demo(interval: float) -> None:
     """Three in-process servers; one stops after a few calls and comes back on the same port."""
+    # Imported here: the pool itself is client code; only the demo builds servers.
+    from emulator.app import App
     from emulator.settings import Settings
-    from emulator.transport.server import EmulatorServer
 
     def settings(port: int) -> Settings:
-        values: dict[str, Any] = {"host": "127.0.0.1", "port": port, "secure_port": None}
+        values: dict[str, Any] = {
+            "host": "127.0.0.1",
+            "port": port,
+            "secure_port": None,
+            "admin_port": None,
+        }
         return Settings(**values)
 
-    servers = [EmulatorServer(settings(0)) for _ in range(3)]
+    servers = [App(settings(0)) for _ in range(3)]
     for server in servers:
         await server.start()
     urls = [server.urls["ws"] for server in servers]
@@ -334,12 +340,12 @@ async def demo(interval: float) -> None:
     try:
         async with pool:
             await place_calls(pool, 6, interval)
-            port = servers[1].port("ws")
+            port = servers[1].listener.port("ws")
             logger.info("demo: stopping %s", urls[1])
             await servers[1].stop()
             await place_calls(pool, 6, interval)
             logger.info("demo: starting %s again (a new serverId, as a KMS restart)", urls[1])
-            servers[1] = EmulatorServer(settings(port))
+            servers[1] = App(settings(port))
             await servers[1].start()
             await pool.wait_until(urls[1], up=True, timeout=30)
             await place_calls(pool, 6, interval)

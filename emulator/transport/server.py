@@ -4,40 +4,40 @@ HTTP behaviour copies KMS (websocketpp) because tools depend on it: an upgrade r
 ``Sec-WebSocket-Key`` (the Docker healthcheck) gets HTTP 500, a plain GET gets 426, a wrong path is
 accepted and then closed with 1002 "Invalid path", and the query string is ignored.
 Frames of one connection are handled one after another, in order; connections do not wait for each
-other.
+other. The listener only pumps: the request handler (the RPC dispatcher) and the session bindings
+(where each session's events go) are given to it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hmac
 import http
 import logging
 import urllib.parse
-import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request
 from websockets.http11 import Response as HttpResponse
 
-from emulator.dispatch import Dispatcher
-from emulator.media.services import MEDIA_SERVICE, MediaServices
-from emulator.registry import MediaSet
-from emulator.routing import RoutingDispatcher
 from emulator.settings import Settings
 from emulator.transport.tls import TlsMaterial, load_tls
-from emulator.workers import WorkerPool, worker_count
-from protocol.modules import default_registry
+from protocol.jsonrpc import Request as RpcRequest
 from protocol.server import ServerConnection as ProtocolConnection
 
 logger = logging.getLogger(__name__)
 
 SERVER_HEADER = "kurento-emulator (WebSocket++/0.8.1 compatible)"
+
+
+class RequestHandler(Protocol):
+    """Runs one JSON-RPC request and queues its reply on the connection (the RPC dispatcher)."""
+
+    async def handle(self, request: RpcRequest, conn: ProtocolConnection) -> None:
+        """Execute the request."""
 
 
 @dataclass(eq=False)
@@ -56,34 +56,63 @@ class ClientLink:
             self.outbox.put_nowait(text)
 
 
-class EmulatorServer:
-    """A running emulator: listeners, the MediaSet, the dispatcher and the session collector."""
+class SessionBindings:
+    """Which connection each session's events go to: the last one that used the session."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self) -> None:
+        self._links: dict[str, ClientLink] = {}
+
+    def bind(self, link: ClientLink) -> None:
+        """Bind the connection's current session to it."""
+        session_id = link.protocol.session_id
+        if session_id is None or self._links.get(session_id) is link:
+            return
+        self._links[session_id] = link
+        logger.debug("= session %s bound to %s", session_id, link.peer)
+
+    def unbind(self, link: ClientLink) -> None:
+        """A connection closed: its sessions have no connection any more."""
+        for session_id, bound in list(self._links.items()):
+            if bound is link:
+                del self._links[session_id]
+
+    def clear(self) -> None:
+        """Forget every binding (a simulated restart)."""
+        self._links.clear()
+
+    def session_ids(self) -> list[str]:
+        """Sessions that have a connection."""
+        return list(self._links)
+
+    def deliver(self, session_id: str, params: dict[str, Any]) -> None:
+        """Send an ``onEvent`` to the session's connection; dropped when it has none."""
+        link = self._links.get(session_id)
+        if link is None:
+            return
+        link.protocol.send_event(params)
+        link.flush()
+
+
+class WebSocketListener:
+    """The ws:// and wss:// listeners: pump each connection's frames through ``protocol/`` into
+    the request handler, in order, and its replies and events back out.
+
+    Args:
+        handler: runs the requests (the RPC dispatcher).
+        bindings: where each session's events go; this listener binds sessions to connections.
+    """
+
+    def __init__(
+        self, settings: Settings, handler: RequestHandler, bindings: SessionBindings
+    ) -> None:
         self.settings = settings
-        self.types = default_registry()
-        self.server_id = str(uuid.uuid4())
-        self.media = MediaServices.from_settings(settings)
-        self.media_set = MediaSet(
-            self.types, settings, self._deliver, extras={MEDIA_SERVICE: self.media}
-        )
-        self.pool = WorkerPool(settings) if worker_count(settings) > 1 else None
-        self.dispatcher = (
-            Dispatcher(self.media_set, settings, self.server_id)
-            if self.pool is None
-            else RoutingDispatcher(
-                self.media_set, settings, self.server_id, self.pool, self._deliver
-            )
-        )
+        self.handler = handler
+        self.bindings = bindings
         self.links: set[ClientLink] = set()
-        self.bindings: dict[str, ClientLink] = {}
         self.tls: TlsMaterial | None = None
         self._servers: dict[str, Server] = {}
-        self._tasks: list[asyncio.Task[None]] = []
         self.accepting = False
         self.stopping = False
-        self.collector_passes = 0
-        self._collected = asyncio.Condition()
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -91,10 +120,8 @@ class EmulatorServer:
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Open the configured listeners and start the session collector."""
+        """Open the configured listeners."""
         settings = self.settings
-        if self.pool is not None:
-            await self.pool.start()
         common: dict[str, Any] = {
             "process_request": self._process_request,
             "compression": None,
@@ -115,22 +142,14 @@ class EmulatorServer:
                 self._handle, settings.host, settings.secure_port, ssl=self.tls.context, **common
             )
         self.accepting = True
-        self._tasks.append(asyncio.create_task(self._collector(), name="session-collector"))
         for scheme, url in self.urls.items():
             logger.info("listening on %s (%s)", url, scheme)
-        logger.info("server id %s", self.server_id)
 
     async def stop(self, drain_timeout: float = 5.0) -> None:
-        """Stop accepting, answer the requests in flight, close connections (1001), release every
-        object. Requests that arrive meanwhile are not run; ``drain_timeout`` bounds the wait."""
+        """Stop accepting, answer the requests in flight, close connections (1001). Requests
+        that arrive meanwhile are not run; ``drain_timeout`` bounds the wait."""
         self.accepting = False
         self.stopping = True
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks.clear()
         for server in self._servers.values():
             server.server.close()  # no new connections; open ones get their answers first
         try:
@@ -151,26 +170,14 @@ class EmulatorServer:
         for server in self._servers.values():
             await server.wait_closed()
         self._servers.clear()
-        await self.dispatcher.close()
-        if self.pool is not None:
-            await self.pool.stop(drain_timeout)
-        await self.media_set.release_all()
-        self.media.transcoders.close()  # none should be left once every element is released
 
-    async def restart_state(self) -> None:
-        """Drop every object and session and take a new server id, like a KMS restart."""
-        await self.media_set.release_all()
-        if self.pool is not None:  # the workers' objects go with their processes
-            await self.dispatcher.close()
-            await self.pool.stop(self.settings.shutdown_timeout)
-            await self.pool.start()
-        self.server_id = str(uuid.uuid4())
-        self.dispatcher.server_id = self.server_id
+    async def drop_sessions(self) -> None:
+        """Close every connection with 1001 and forget which session each one used (a
+        simulated restart: clients must connect again, and their old sessions are gone)."""
         self.bindings.clear()
         for link in list(self.links):
             link.protocol.session_id = None
             await link.websocket.close(1001, "server restarted")
-        logger.warning("= state dropped as by a restart: new server id %s", self.server_id)
 
     def port(self, scheme: str) -> int:
         """The bound port of a listener (``ws`` or ``wss``)."""
@@ -234,9 +241,7 @@ class EmulatorServer:
             pass
         finally:
             self.links.discard(link)
-            for session_id, bound in list(self.bindings.items()):
-                if bound is link:
-                    del self.bindings[session_id]
+            self.bindings.unbind(link)
             link.outbox.put_nowait(None)
             await writer
             code = websocket.close_code
@@ -260,8 +265,8 @@ class EmulatorServer:
         link.protocol.receive_text(text)
         for event in link.protocol.events_received():
             logger.debug("< %s %s", link.peer, event.request.method)
-            await self.dispatcher.handle(event.request, link.protocol)
-            self._bind(link)
+            await self.handler.handle(event.request, link.protocol)
+            self.bindings.bind(link)
             link.flush()
         link.flush()
 
@@ -274,42 +279,6 @@ class EmulatorServer:
                 await link.websocket.send(text)
             except ConnectionClosed:
                 return
-
-    def _bind(self, link: ClientLink) -> None:
-        session_id = link.protocol.session_id
-        if session_id is None or self.bindings.get(session_id) is link:
-            return
-        self.bindings[session_id] = link
-        logger.debug("= session %s bound to %s", session_id, link.peer)
-
-    def _deliver(self, session_id: str, params: dict[str, Any]) -> None:
-        link = self.bindings.get(session_id)
-        if link is None:
-            return
-        link.protocol.send_event(params)
-        link.flush()
-
-    # -- sessions --------------------------------------------------------------------------------
-
-    async def _collector(self) -> None:
-        """Mark bound sessions in use every period/4 and run the collector every period."""
-        quarter = self.settings.gc_period / 4
-        tick = 0
-        while True:
-            await asyncio.sleep(quarter)
-            self.media_set.activity.touch_all(self.bindings)
-            tick += 1
-            if tick % 4 == 0:
-                await self.dispatcher.sessions_gone(await self.media_set.collect_garbage())
-                async with self._collected:
-                    self.collector_passes += 1
-                    self._collected.notify_all()
-
-    async def wait_for_collector_passes(self, count: int) -> None:
-        """Wait until the collector has run ``count`` more passes (for tests and probes)."""
-        async with self._collected:
-            target = self.collector_passes + count
-            await self._collected.wait_for(lambda: self.collector_passes >= target)
 
 
 def access_refusal(
@@ -339,14 +308,3 @@ def _peer(websocket: ServerConnection) -> str:
     if isinstance(address, tuple) and len(address) >= 2:
         return f"{address[0]}:{address[1]}"
     return str(address)
-
-
-@contextlib.asynccontextmanager
-async def running_emulator(settings: Settings) -> AsyncIterator[EmulatorServer]:
-    """Start a server, yield it, always stop it (tests: ``settings`` with port 0)."""
-    server = EmulatorServer(settings)
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()

@@ -9,9 +9,9 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from emulator.__main__ import parse_args
+from emulator.app import App, running_emulator
 from emulator.config import load_settings
 from emulator.transport.client import KurentoClient
-from emulator.transport.server import EmulatorServer, running_emulator
 from tests.conftest import make_settings
 from tests.emulator.test_transport import _http
 from tests.wire import RawPeer
@@ -45,7 +45,7 @@ async def test_access_token_required_when_set(caplog: pytest.LogCaptureFixture) 
         assert status.startswith("HTTP/1.1 500")
 
 
-async def test_no_access_control_by_default(server: EmulatorServer) -> None:
+async def test_no_access_control_by_default(server: App) -> None:
     """As KMS: any Origin, any query string."""
     url = server.urls["ws"] + "?access_token=whatever"
     async with RawPeer.open(url, origin="http://anywhere.example") as peer:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from emulator.transport.server import EmulatorServer, running_emulator
+from emulator.app import App, running_emulator
 from tests.conftest import make_settings
 from tests.wire import RawPeer
 
@@ -263,7 +263,7 @@ async def test_oversized_message_rejected_connection_kept() -> None:
         assert (await raw.result("ping"))["value"] == "pong"
 
 
-async def test_bad_input_leaves_other_sessions_untouched(server: EmulatorServer) -> None:
+async def test_bad_input_leaves_other_sessions_untouched(server: App) -> None:
     """Garbage on one connection does not disturb another session's objects and events."""
     url = server.urls["ws"]
     async with RawPeer.open(url) as good, RawPeer.open(url) as bad:
@@ -274,7 +274,7 @@ async def test_bad_input_leaves_other_sessions_untouched(server: EmulatorServer)
         assert (await good.result("describe", {"object": pipeline}))["type"] == "MediaPipeline"
 
 
-async def test_client_disconnecting_mid_request_loses_nothing(server: EmulatorServer) -> None:
+async def test_client_disconnecting_mid_request_loses_nothing(server: App) -> None:
     """A client that leaves while its request runs does not disturb the server."""
     url = server.urls["ws"]
     async with RawPeer.open(url) as leaving:

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
+from emulator.app import App, running_emulator
 from emulator.transport.client import KurentoClient
-from emulator.transport.server import EmulatorServer, running_emulator
 from protocol.errors import MediaObjectNotFound, MediaObjectTypeNotFound, RpcError
 from tests.conftest import make_settings
 
@@ -38,7 +38,7 @@ async def test_client_event_stream_iterates(client: KurentoClient) -> None:
     await stream.close()
 
 
-async def test_client_resumes_session_after_socket_drop(server: EmulatorServer) -> None:
+async def test_client_resumes_session_after_socket_drop(server: App) -> None:
     """After a dropped socket the client reconnects and keeps its session and events."""
     async with await KurentoClient.connect(server.urls["ws"]) as client:
         pipeline = await client.create("MediaPipeline")
@@ -46,7 +46,7 @@ async def test_client_resumes_session_after_socket_drop(server: EmulatorServer) 
         b = await pipeline.create("PassThrough")
         events = await a.subscribe("ElementConnected")
         session = client.session_id
-        for link in list(server.links):
+        for link in list(server.listener.links):
             await link.websocket.close(1001, "test drops the socket")
         resumed = await asyncio.wait_for(client.reconnections.get(), 10)
         assert resumed.same_session and resumed.session_id == session

@@ -13,9 +13,9 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from emulator.app import running_emulator
 from emulator.config import ENV_FIELDS
 from emulator.healthcheck import check, probe_url
-from emulator.transport.server import running_emulator
 from tests.conftest import make_settings
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from emulator.transport.server import EmulatorServer
+from emulator.app import App
 from tests.wire import RawPeer
 
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
@@ -144,7 +144,7 @@ async def test_keep_alive_known_and_unknown_session(raw: RawPeer) -> None:
     }
 
 
-async def test_connect_resume_known_session(server: EmulatorServer, raw: RawPeer) -> None:
+async def test_connect_resume_known_session(server: App, raw: RawPeer) -> None:
     """connect with a known session returns it with this process's serverId."""
     await _pipeline(raw)
     session = (await raw.result("ping"))["sessionId"]
@@ -152,7 +152,7 @@ async def test_connect_resume_known_session(server: EmulatorServer, raw: RawPeer
     assert result == {"serverId": server.server_id, "sessionId": session}
 
 
-async def test_connect_without_params_creates_session(server: EmulatorServer, raw: RawPeer) -> None:
+async def test_connect_without_params_creates_session(server: App, raw: RawPeer) -> None:
     """connect without params starts a new session."""
     result = await raw.result("connect")
     assert result["serverId"] == server.server_id

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
+from emulator.app import App, running_emulator
 from emulator.transport.client import KurentoClient
 from emulator.transport.pool import NoServerAvailable, ServerPool
-from emulator.transport.server import EmulatorServer, running_emulator
 from protocol.errors import InvalidSession, MediaObjectNotFound
 from tests.conftest import make_settings
 
@@ -32,16 +32,16 @@ DECISIONS = "emulator.transport.pool"
 
 
 @contextlib.asynccontextmanager
-async def three_servers() -> AsyncIterator[list[EmulatorServer]]:
+async def three_servers() -> AsyncIterator[list[App]]:
     """Three servers on ephemeral ports; whichever are running at the end are stopped."""
-    servers = [EmulatorServer(make_settings()) for _ in range(3)]
+    servers = [App(make_settings()) for _ in range(3)]
     try:
         for server in servers:
             await server.start()
         yield servers
     finally:
         for server in servers:
-            if server.accepting:
+            if server.listener.accepting:
                 await server.stop()
 
 
@@ -66,7 +66,7 @@ async def test_pool_fails_over_and_takes_a_restarted_server_back(
             await pool.wait_until(urls[1], up=False, timeout=5)
             assert f"= pool: server {urls[1]} down (" in caplog.text
 
-            servers[1] = EmulatorServer(make_settings(port=port))
+            servers[1] = App(make_settings(port=port))
             await servers[1].start()
             await pool.wait_until(urls[1], up=True, timeout=10)
             assert pool.server_ids[urls[1]] == servers[1].server_id != old_server_id
@@ -169,7 +169,7 @@ async def test_pool_demo_prints_failover_and_return() -> None:
 
 async def test_client_rebuilds_after_a_server_restart() -> None:
     """After a restart (new serverId) the old session answers 40007 and the client rebuilds."""
-    first = EmulatorServer(make_settings())
+    first = App(make_settings())
     await first.start()
     port = first.port("ws")
     async with await KurentoClient.connect(first.urls["ws"]) as client:

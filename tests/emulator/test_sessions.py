@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
+from emulator.app import App, running_emulator
 from emulator.transport.client import KurentoClient
-from emulator.transport.server import EmulatorServer, running_emulator
 from tests.conftest import make_settings
 from tests.wire import RawPeer
 
 
-async def test_events_follow_the_session_to_a_new_connection(server: EmulatorServer) -> None:
+async def test_events_follow_the_session_to_a_new_connection(server: App) -> None:
     """connect with the session on a second socket moves event delivery there."""
     url = server.urls["ws"]
     async with RawPeer.open(url) as first, RawPeer.open(url) as second:
@@ -87,7 +87,7 @@ async def test_session_with_open_connection_survives_collection() -> None:
         RawPeer.open(server.urls["ws"]) as owner,
     ):
         pipeline = (await owner.result("create", {"type": "MediaPipeline"}))["value"]
-        await asyncio.wait_for(server.wait_for_collector_passes(3), timeout=5)
+        await asyncio.wait_for(server.session_collector.wait_for_passes(3), timeout=5)
         assert "result" in await owner.call("describe", {"object": pipeline})
 
 

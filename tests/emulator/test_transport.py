@@ -11,7 +11,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from emulator.transport.server import EmulatorServer, running_emulator
+from emulator.app import App, running_emulator
 from emulator.transport.tls import fingerprint, self_signed_pem
 from tests.conftest import make_settings
 from tests.wire import RawPeer
@@ -27,7 +27,7 @@ async def _http(port: int, request: bytes) -> str:
     return status.decode()
 
 
-async def test_docker_healthcheck_request_gets_500(server: EmulatorServer) -> None:
+async def test_docker_healthcheck_request_gets_500(server: App) -> None:
     """The KMS image's healthchecker.sh request (upgrade without key) is answered 500."""
     port = server.port("ws")
     status = await _http(
@@ -38,13 +38,13 @@ async def test_docker_healthcheck_request_gets_500(server: EmulatorServer) -> No
     assert status.startswith("HTTP/1.1 500")
 
 
-async def test_plain_get_gets_426(server: EmulatorServer) -> None:
+async def test_plain_get_gets_426(server: App) -> None:
     """A plain GET on /kurento is answered 426 Upgrade Required."""
     status = await _http(server.port("ws"), b"GET /kurento HTTP/1.1\r\nHost: x\r\n\r\n")
     assert status.startswith("HTTP/1.1 426")
 
 
-async def test_wrong_path_closed_with_1002(server: EmulatorServer) -> None:
+async def test_wrong_path_closed_with_1002(server: App) -> None:
     """A wrong path completes the handshake, then closes with 1002 Invalid path."""
     url = server.urls["ws"].replace("/kurento", "/other")
     async with connect(url) as ws:
@@ -54,7 +54,7 @@ async def test_wrong_path_closed_with_1002(server: EmulatorServer) -> None:
     assert (info.value.rcvd.code, info.value.rcvd.reason) == (1002, "Invalid path")
 
 
-async def test_query_string_ignored_for_path(server: EmulatorServer) -> None:
+async def test_query_string_ignored_for_path(server: App) -> None:
     """The official client's ?access_token= does not change the path."""
     async with RawPeer.open(server.urls["ws"] + "?access_token=abc") as raw:
         assert (await raw.result("ping"))["value"] == "pong"
@@ -69,8 +69,8 @@ async def test_wss_with_generated_certificate(caplog: pytest.LogCaptureFixture) 
         context.verify_mode = ssl.CERT_NONE
         async with RawPeer.open(server.urls["wss"], ssl=context) as raw:
             assert (await raw.result("ping"))["value"] == "pong"
-        assert server.tls is not None
-        assert server.tls.fingerprint in caplog.text
+        assert server.listener.tls is not None
+        assert server.listener.tls.fingerprint in caplog.text
 
 
 async def test_wss_with_given_pem(tmp_path: Path) -> None:
@@ -84,7 +84,9 @@ async def test_wss_with_given_pem(tmp_path: Path) -> None:
         context.check_hostname = False
         async with RawPeer.open(server.urls["wss"], ssl=context) as raw:
             assert (await raw.result("ping"))["value"] == "pong"
-        assert server.tls is not None and server.tls.fingerprint == fingerprint(pem)
+        assert server.listener.tls is not None and server.listener.tls.fingerprint == fingerprint(
+            pem
+        )
 
 
 async def test_pipelined_requests_answered_in_order(raw: RawPeer) -> None:
@@ -104,7 +106,7 @@ async def test_pipelined_requests_answered_in_order(raw: RawPeer) -> None:
     assert [r["id"] for r in replies] == ids
 
 
-async def test_slow_request_does_not_delay_other_connections(server: EmulatorServer) -> None:
+async def test_slow_request_does_not_delay_other_connections(server: App) -> None:
     """A slow request on one connection leaves another connection's replies immediate."""
     url = server.urls["ws"]
     async with RawPeer.open(url) as slow, RawPeer.open(url) as fast:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 
-from emulator.transport.server import EmulatorServer, running_emulator
+from emulator.app import App, running_emulator
 from protocol.sdp import SessionDescription
 from tests.conftest import make_settings
 from tests.interop.node_client import NodeScenario
 
 
-async def test_js_client_basic_flow(server: EmulatorServer) -> None:
+async def test_js_client_basic_flow(server: App) -> None:
     """Connect (strict module check), getInfo, pipeline, elements, events, tags, release."""
     async with NodeScenario.run(server.urls["ws"], "basic") as node:
         await node.step("connected")
@@ -55,11 +55,11 @@ async def test_js_client_reconnects_after_server_restart() -> None:
                 assert await node.finish() == 0
 
 
-async def test_js_client_keeps_session_across_socket_drop(server: EmulatorServer) -> None:
+async def test_js_client_keeps_session_across_socket_drop(server: App) -> None:
     """A dropped socket reconnects with connect(sessionId) and keeps the session's objects."""
     async with NodeScenario.run(server.urls["ws"], "reconnect") as node:
         ready = await node.step("ready")
-        for link in list(server.links):
+        for link in list(server.listener.links):
             await link.websocket.close(1001, "test drops the socket")
         await node.command("dropped")
         reconnected = await node.step("reconnected")
@@ -77,7 +77,7 @@ PBX_OFFER = (
 )
 
 
-async def test_js_client_builds_the_pbx_leg(server: EmulatorServer) -> None:
+async def test_js_client_builds_the_pbx_leg(server: App) -> None:
     """RtpEndpoint with an SDES complex type offers SRTP; a plain one answers a PBX's SDP."""
     async with NodeScenario.run(server.urls["ws"], "pbx") as node:
         secure = SessionDescription.parse((await node.step("secure-offer"))["sdp"])

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from emulator.transport.server import EmulatorServer
+from emulator.app import App
 from tests.interop.node_client import NodeScenario
 from tests.media.peers import ClientPeer, client_peer, loopback_peers
 
@@ -30,7 +30,7 @@ async def _trickle_until_done(node: NodeScenario, peer: ClientPeer) -> None:
         await peer.add_candidate({"candidate": report["candidate"]})
 
 
-async def test_js_client_peer_offers(server: EmulatorServer) -> None:
+async def test_js_client_peer_offers(server: App) -> None:
     """Node app (kurento-client) + aiortc peer offering: media loops back, flow is reported."""
     async with NodeScenario.run(server.urls["ws"], "webrtc") as node, client_peer() as peer:
         await node.step("ready")
@@ -50,7 +50,7 @@ async def test_js_client_peer_offers(server: EmulatorServer) -> None:
         assert await node.finish() == 0
 
 
-async def test_js_client_server_offers(server: EmulatorServer) -> None:
+async def test_js_client_server_offers(server: App) -> None:
     """Node app generates the offer; the aiortc peer answers; media loops back."""
     async with (
         NodeScenario.run(server.urls["ws"], "webrtc-server-offer") as node,

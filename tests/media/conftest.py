@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
+from emulator.app import App, running_emulator
 from emulator.transport.client import KurentoClient
-from emulator.transport.server import EmulatorServer, running_emulator
 from tests.conftest import make_settings
 from tests.media.peers import loopback_peers
 
@@ -23,7 +23,7 @@ def _loopback_peers() -> Iterator[None]:
 
 
 @pytest.fixture
-async def media_server() -> AsyncIterator[EmulatorServer]:
+async def media_server() -> AsyncIterator[App]:
     """A server gathering on loopback, media ports 42000-42999."""
     settings = make_settings(
         min_port=MEDIA_PORTS[0], max_port=MEDIA_PORTS[1], network_interfaces="lo"
@@ -33,7 +33,7 @@ async def media_server() -> AsyncIterator[EmulatorServer]:
 
 
 @pytest.fixture
-async def media_client(media_server: EmulatorServer) -> AsyncIterator[KurentoClient]:
+async def media_client(media_server: App) -> AsyncIterator[KurentoClient]:
     """The project's client on ``media_server``."""
     async with await KurentoClient.connect(media_server.urls["ws"], reconnect=False) as client:
         yield client

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from playwright.async_api import Page, Route, async_playwright
 
+from emulator.app import running_emulator
 from emulator.transport.client import EventStream, KurentoClient, RemoteObject
-from emulator.transport.server import running_emulator
 from tests.conftest import make_settings
 
 CHROMIUM = Path("/usr/bin/chromium")

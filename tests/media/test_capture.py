@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
+from emulator.app import running_emulator
 from emulator.media.capture import CaptureBudget, PcapWriter, udp_datagram
 from emulator.transport.client import KurentoClient, RemoteObject
-from emulator.transport.server import running_emulator
 from tests.conftest import make_settings
 from tests.media.conftest import MEDIA_PORTS
 from tests.media.peers import client_peer, negotiate

@@ -6,8 +6,8 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
+from emulator.app import running_emulator
 from emulator.transport.client import KurentoClient
-from emulator.transport.server import running_emulator
 from protocol.sdp import SessionDescription
 from tests.conftest import make_settings
 from tests.media.conftest import MEDIA_PORTS

@@ -8,22 +8,21 @@ from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import Any
 
+from emulator.app import App
 from emulator.faults import FaultController
 from emulator.media.impairment import Impairment
 from emulator.media.services import MediaOwnerIds, MediaServices
-from emulator.observability.admin import AdminServer
 from emulator.transport.client import KurentoClient
-from emulator.transport.server import EmulatorServer
-from tests.conftest import make_settings
+from tests.conftest import make_settings, server_and_client
 from tests.media.conftest import MEDIA_PORTS
 from tests.media.peers import client_peer, negotiate
-from tests.observability.admin_http import metric, server_with_admin
+from tests.observability.admin_http import metric
 
 
 @contextlib.asynccontextmanager
 async def faulty_lab(
     **overrides: Any,
-) -> AsyncIterator[tuple[EmulatorServer, AdminServer, KurentoClient]]:
+) -> AsyncIterator[tuple[App, KurentoClient]]:
     """A media server with fault injection (no admin listener: the controller is used directly)."""
     settings = make_settings(
         min_port=MEDIA_PORTS[0],
@@ -33,14 +32,15 @@ async def faulty_lab(
         fault_injection=True,
         **overrides,
     )
-    async with server_with_admin(settings) as lab:
+    async with server_and_client(settings) as lab:
         yield lab
 
 
 def _drops(seed: int, packets: int = 2000) -> list[int]:
     """Indexes of the packets an rtp loss rule of 5% drops for the first endpoint."""
-    media = MediaServices.from_settings(make_settings(min_port=40000, max_port=40009))
-    controller = FaultController(media, seed, [{"kind": "rtp", "media": "AUDIO", "loss": 0.05}])
+    media_services = MediaServices.from_settings(make_settings(min_port=40000, max_port=40009))
+    rule = {"kind": "rtp", "media": "AUDIO", "loss": 0.05}
+    controller = FaultController(media_services, seed, [rule])
     fake: Any = SimpleNamespace(impairments=None)
     controller._impair(fake, MediaOwnerIds("endpoint", "pipeline", 0))
     assert set(fake.impairments) == {"audio"}
@@ -77,7 +77,7 @@ async def test_fault_lose_audio_at_the_sending_side() -> None:
     the far peer sees the loss."""
     async with faulty_lab(
         fault_seed=5, faults=[{"kind": "rtp", "media": "AUDIO", "loss": 0.3}]
-    ) as (_, admin, client):
+    ) as (server, client):
         pipeline = await client.create("MediaPipeline")
         endpoint = await pipeline.create("WebRtcEndpoint")
         await endpoint.connect(endpoint)
@@ -86,9 +86,9 @@ async def test_fault_lose_audio_at_the_sending_side() -> None:
             await peer.wait_for(lambda p: p.frames.get("audio", 0) > 60, timeout=30)
             stats = await endpoint.invoke("getStats", mediaType="AUDIO")
             audio_out = next(s for s in stats.values() if s["type"] == "outboundrtp")
-            assert admin.faults is not None
-            assert admin.faults.injected["rtp"] == 1  # one endpoint, audio
-            dropped = admin.faults.impairments.dropped
+            assert server.faults is not None
+            assert server.faults.injected["rtp"] == 1  # one endpoint, audio
+            dropped = server.faults.impairments.dropped
             assert 0.15 < dropped / audio_out["packetsSent"] < 0.45
             report = await peer.pc.getStats()
             lost = [
@@ -97,7 +97,7 @@ async def test_fault_lose_audio_at_the_sending_side() -> None:
                 if s.type == "inbound-rtp" and s.kind == "audio"
             ]
             assert lost and lost[0] > 0
-            text = admin.metrics.exposition().decode()
+            text = server.metrics.exposition().decode()
             assert metric(text, "kurento_fault_rtp_packets_total", action="dropped") == dropped
             assert metric(text, "kurento_rtp_packets_total", direction="out", kind="video") > 0
             assert metric(text, "kurento_rtp_packets_total", direction="in", kind="audio") > 0
@@ -105,7 +105,7 @@ async def test_fault_lose_audio_at_the_sending_side() -> None:
 
 async def test_fault_ice_blackhole_keeps_the_next_endpoint_from_connecting() -> None:
     """With an ice_blackhole rule (count 1) the next endpoint never connects; the one after does."""
-    async with faulty_lab(faults=[{"kind": "ice_blackhole", "count": 1}]) as (_, admin, client):
+    async with faulty_lab(faults=[{"kind": "ice_blackhole", "count": 1}]) as (server, client):
         pipeline = await client.create("MediaPipeline")
         dark = await pipeline.create("WebRtcEndpoint")
         lit = await pipeline.create("WebRtcEndpoint")
@@ -121,6 +121,6 @@ async def test_fault_ice_blackhole_keeps_the_next_endpoint_from_connecting() -> 
                 states.append(dark_ice.queue.get_nowait()["state"])
             assert "CONNECTED" not in states
             assert dark_peer.frames == {}
-            assert admin.faults is not None
-            assert admin.faults.injected["ice_blackhole"] == 1
-            assert admin.faults.rules == []
+            assert server.faults is not None
+            assert server.faults.injected["ice_blackhole"] == 1
+            assert server.faults.rules == []

@@ -65,7 +65,7 @@ async def test_relay_only_policy_without_turn_gathers_nothing() -> None:
     settings = make_settings(min_port=42800, max_port=42899, ice_relay_only=True)
     async with server_and_client(settings) as (server, client):
         assert await _candidates(await _endpoint(client)) == []
-        assert server.media.ports.usage().in_use == 0
+        assert server.media_services.ports.usage().in_use == 0
 
 
 async def test_stun_and_turn_properties_have_kms_defaults(media_client: KurentoClient) -> None:

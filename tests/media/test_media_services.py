@@ -5,16 +5,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+from emulator.app import App, running_emulator
 from emulator.media.aiortc_adapter import connection_protocols, ice_connection
 from emulator.media.ice import RangedConnection
 from emulator.transport.client import KurentoClient, RemoteObject
-from emulator.transport.server import EmulatorServer, running_emulator
 from tests.conftest import make_settings
 from tests.media.peers import ClientPeer, negotiate
 
 
 async def _loopback_call(
-    server: EmulatorServer, stack: contextlib.AsyncExitStack
+    server: App, stack: contextlib.AsyncExitStack
 ) -> tuple[RemoteObject, ClientPeer, RangedConnection]:
     """A WebRtcEndpoint connected to itself and a client peer, media flowing both ways."""
     client = await stack.enter_async_context(
@@ -62,7 +62,10 @@ async def test_two_servers_in_one_process_keep_their_own_batching_and_consent_ti
         fast_endpoint, fast_peer, fast_ice = await _loopback_call(fast, stack)
         slow_endpoint, slow_peer, slow_ice = await _loopback_call(slow, stack)
 
-        fast_poller, slow_poller = fast.media.pollers.of(loop), slow.media.pollers.of(loop)
+        fast_poller, slow_poller = (
+            fast.media_services.pollers.of(loop),
+            slow.media_services.pollers.of(loop),
+        )
         assert (fast_poller.interval, slow_poller.interval) == (0.0025, 0)
         assert fast_poller.datagrams > 0 and slow_poller.datagrams > 0  # each read its own media
         assert (fast_ice.consent_interval, fast_ice.consent_failures) == (0.2, 3)

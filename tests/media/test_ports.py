@@ -88,7 +88,7 @@ async def test_every_media_socket_inside_range_and_freed() -> None:
         for pipeline in pipelines:
             await pipeline.release()
         assert not [p for p in udp_ports_of_this_process() if 43000 <= p <= 43099]
-        assert server.media.ports.usage().in_use == 0
+        assert server.media_services.ports.usage().in_use == 0
 
 
 async def test_exhausted_range_is_40009_and_others_untouched() -> None:
@@ -110,5 +110,5 @@ async def test_exhausted_range_is_40009_and_others_untouched() -> None:
         assert "a=candidate" in sdp["value"]
         await first.release()
         third = await _gathered_endpoint(client)
-        assert server.media.ports.usage().in_use > 0
+        assert server.media_services.ports.usage().in_use > 0
         await third.release()

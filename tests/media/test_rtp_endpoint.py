@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from emulator.app import App
 from emulator.transport.client import KurentoClient, RemoteObject
-from emulator.transport.server import EmulatorServer
 from protocol.errors import (
     MediaObjectIllegalParamError,
     NotEnoughResources,
@@ -123,11 +123,11 @@ async def test_rtp_endpoint_plain_media_both_ways(media_client: KurentoClient) -
 
 
 async def test_rtp_legs_are_read_by_the_servers_media_poller(
-    media_server: EmulatorServer, media_client: KurentoClient
+    media_server: App, media_client: KurentoClient
 ) -> None:
     """Plain RTP comes in through the same door as WebRTC: the server's MediaPoller reads the
     legs' sockets (one wakeup per batch), not one asyncio callback per datagram."""
-    poller = media_server.media.pollers.of(asyncio.get_running_loop())
+    poller = media_server.media_services.pollers.of(asyncio.get_running_loop())
     before = poller.datagrams
     _, endpoint = await _rtp_endpoint(media_client)
     await endpoint.connect(endpoint)
@@ -283,7 +283,7 @@ async def test_rtp_endpoint_crypto_parameter_checked(media_client: KurentoClient
 
 
 @pytest.fixture
-async def rtp_range_client() -> AsyncIterator[tuple[EmulatorServer, KurentoClient]]:
+async def rtp_range_client() -> AsyncIterator[tuple[App, KurentoClient]]:
     """A server whose RtpEndpoints use their own sub-range of two ports (one pair)."""
     settings = make_settings(
         min_port=MEDIA_PORTS[0],
@@ -297,7 +297,7 @@ async def rtp_range_client() -> AsyncIterator[tuple[EmulatorServer, KurentoClien
 
 
 async def test_rtp_endpoint_own_port_range(
-    rtp_range_client: tuple[EmulatorServer, KurentoClient],
+    rtp_range_client: tuple[App, KurentoClient],
 ) -> None:
     """RtpEndpoints bind inside rtp_min_port..rtp_max_port; an exhausted range answers 40009."""
     _, client = rtp_range_client

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from aioice import Connection
 
+from emulator.app import App, running_emulator
 from emulator.media.aiortc_adapter import connection_protocols, ice_connection, nominated_pairs
 from emulator.transport.client import KurentoClient, RemoteObject
-from emulator.transport.server import EmulatorServer, running_emulator
 from tests.conftest import make_settings
 from tests.media.peers import ClientPeer, client_peer, negotiate
 
@@ -34,14 +34,14 @@ async def _connected(client: KurentoClient, peer: ClientPeer) -> tuple[RemoteObj
     return pipeline, endpoint
 
 
-def _server_media(server: EmulatorServer, endpoint: RemoteObject) -> Any:
+def _server_media(server: App, endpoint: RemoteObject) -> Any:
     media = server.media_set.objects[endpoint.id].media  # type: ignore[attr-defined]
     assert media is not None
     return media
 
 
 async def test_media_from_unvalidated_address_dropped(
-    media_server: EmulatorServer, media_client: KurentoClient, caplog: pytest.LogCaptureFixture
+    media_server: App, media_client: KurentoClient, caplog: pytest.LogCaptureFixture
 ) -> None:
     """RTP sent to the endpoint's port from an address ICE never validated is dropped."""
     caplog.set_level(logging.WARNING)
@@ -58,7 +58,7 @@ async def test_media_from_unvalidated_address_dropped(
 
 
 async def test_srtp_authentication_failures_counted(
-    media_server: EmulatorServer, media_client: KurentoClient
+    media_server: App, media_client: KurentoClient
 ) -> None:
     """Garbage SRTP from the validated peer fails authentication, is dropped and counted."""
     async with client_peer() as peer:
@@ -118,6 +118,6 @@ async def test_vanished_peer_fails_ice_and_disconnects() -> None:
                 states.append((await ice.get(timeout=15))["state"])
             assert (await connection.get(timeout=15))["newState"] == "DISCONNECTED"
             await endpoint.release()
-            assert server.media.ports.usage().in_use == 0
+            assert server.media_services.ports.usage().in_use == 0
         finally:
             await peer.close()

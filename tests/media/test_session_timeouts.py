@@ -6,11 +6,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from emulator.app import running_emulator
 from emulator.media.rtp import RtpView
 from emulator.media.rtp_session import RtpSession, SessionTimeouts
 from emulator.media.streams import InboundStream
 from emulator.transport.client import KurentoClient
-from emulator.transport.server import running_emulator
 from tests.conftest import make_settings
 
 

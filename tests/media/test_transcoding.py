@@ -20,6 +20,7 @@ from aiortc.codecs import H264Encoder, Vp8Encoder, h264_depayload, vp8_depayload
 from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, MediaStreamTrack
 from aiortc.rtp import RtpPacket
 
+from emulator.app import App
 from emulator.media.rtp import RtpView, parse_rtp
 from emulator.media.transcoding import (
     SinkTranscoding,
@@ -28,7 +29,6 @@ from emulator.media.transcoding import (
     Transcoders,
 )
 from emulator.transport.client import EventStream, KurentoClient, RemoteObject
-from emulator.transport.server import EmulatorServer
 from protocol.sdp import Codec
 from tests.media.peers import ClientPeer, negotiate
 
@@ -507,7 +507,7 @@ async def _states(events: EventStream, count: int) -> list[tuple[str, str]]:
 
 
 async def test_opus_source_reaches_pcmu_peer_as_the_tone(
-    media_client: KurentoClient, media_server: EmulatorServer
+    media_client: KurentoClient, media_server: App
 ) -> None:
     """A PCMU-only peer receives payload type 0 carrying the Opus sender's 440 Hz tone; the
     source element reports MediaTranscodingStateChanged and isMediaTranscoding."""
@@ -524,18 +524,18 @@ async def test_opus_source_reaches_pcmu_peer_as_the_tone(
         assert listener.payload_types["audio"] == {0}
         heard = np.concatenate(listener.heard[-40:])  # the last 0.8 s at 8 kHz
         assert abs(_dominant(heard, 8000) - TONE) < 10
-        assert media_server.media.transcoders.live == 1
+        assert media_server.media_services.transcoders.live == 1
         await source.invoke("disconnect", sink=sink, mediaType="AUDIO")
         assert await _states(events, 1) == [("NOT_TRANSCODING", "AUDIO")]
         assert await source.invoke("isMediaTranscoding", mediaType="AUDIO") is False
-        assert media_server.media.transcoders.live == 0
+        assert media_server.media_services.transcoders.live == 0
 
 
 async def test_two_pcmu_sinks_share_one_transcoder(
-    media_client: KurentoClient, media_server: EmulatorServer
+    media_client: KurentoClient, media_server: App
 ) -> None:
     """Two PCMU sinks of one Opus source use one transcoder; it stops with the last sink."""
-    transcoders = media_server.media.transcoders
+    transcoders = media_server.media_services.transcoders
     pipeline = await media_client.create("MediaPipeline")
     sinks = [ListeningPeer(audio=True, video=False, only=["PCMU"]) for _ in range(2)]
     async with _endpoints(pipeline, _tone_peer(), *sinks) as (source, first, second):
@@ -557,9 +557,7 @@ async def test_two_pcmu_sinks_share_one_transcoder(
         assert transcoders.live == 0
 
 
-async def test_vp8_source_reaches_h264_peer(
-    media_client: KurentoClient, media_server: EmulatorServer
-) -> None:
+async def test_vp8_source_reaches_h264_peer(media_client: KurentoClient, media_server: App) -> None:
     """A VP8 sender's video reaches an H264-only peer as H264 frames that decode."""
     pipeline = await media_client.create("MediaPipeline")
     viewer = ListeningPeer(audio=False, video=True, only=["H264"])
@@ -568,7 +566,7 @@ async def test_vp8_source_reaches_h264_peer(
         await src.connect(sink, "VIDEO")
         assert await _states(events, 1) == [("TRANSCODING", "VIDEO")]
         await viewer.wait_for(lambda p: p.frames.get("video", 0) > 10, timeout=30)
-        (running,) = media_server.media.transcoders.running()
+        (running,) = media_server.media_services.transcoders.running()
         assert (running.source.name, running.target.name) == ("VP8", "H264")
         h264 = {
             c.payload_type

@@ -62,6 +62,6 @@ async def test_turn_relay_only_media_flows(turn_server: tuple[str, int]) -> None
         assert relayed and all(" typ relay " in c for c in relayed)
         relay_port = int(relayed[0].split()[5])
         assert TURN_RELAY_PORTS[0] <= relay_port <= TURN_RELAY_PORTS[1]
-        assert server.media.ports.usage().in_use >= 1
+        assert server.media_services.ports.usage().in_use >= 1
         ours = [p for p in udp_ports_of_this_process() if 42900 <= p <= 42999]
         assert ours

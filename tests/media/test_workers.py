@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from emulator.app import App, running_emulator
 from emulator.transport.client import KurentoClient, RemoteObject
-from emulator.transport.server import EmulatorServer, running_emulator
 from emulator.workers import worker_settings
 from protocol.errors import MediaObjectNotFound, UnexpectedError
 from protocol.sdp import SessionDescription
@@ -28,7 +28,7 @@ def _both(peer: ClientPeer) -> bool:
 
 
 @pytest.fixture
-async def two_workers() -> AsyncIterator[EmulatorServer]:
+async def two_workers() -> AsyncIterator[App]:
     """A server with two media workers, media ports 43000-43999 split between them."""
     settings = make_settings(
         media_workers=2, min_port=PORTS[0], max_port=PORTS[1], network_interfaces="lo"
@@ -38,7 +38,7 @@ async def two_workers() -> AsyncIterator[EmulatorServer]:
 
 
 @pytest.fixture
-async def client(two_workers: EmulatorServer) -> AsyncIterator[KurentoClient]:
+async def client(two_workers: App) -> AsyncIterator[KurentoClient]:
     """The project's client on the server with workers."""
     async with await KurentoClient.connect(two_workers.urls["ws"], reconnect=False) as connected:
         yield connected
@@ -120,7 +120,7 @@ async def test_unknown_objects_and_closed_sessions_answer_as_without_workers(
         await endpoint.invoke("getName")
 
 
-async def test_official_client_through_workers(two_workers: EmulatorServer) -> None:
+async def test_official_client_through_workers(two_workers: App) -> None:
     """kurento-client 7.3.0 and an aiortc peer, through the control plane to a worker."""
     async with (
         NodeScenario.run(two_workers.urls["ws"], "webrtc") as node,
@@ -141,7 +141,7 @@ async def test_official_client_through_workers(two_workers: EmulatorServer) -> N
 
 
 async def test_a_dead_worker_fails_its_pipelines_only(
-    two_workers: EmulatorServer, client: KurentoClient
+    two_workers: App, client: KurentoClient
 ) -> None:
     """Requests for a dead worker's pipeline get 40003 naming it; the other worker goes on."""
     doomed, survivor = [await client.create("MediaPipeline") for _ in range(2)]
@@ -158,12 +158,12 @@ async def test_a_dead_worker_fails_its_pipelines_only(
     assert await third.invoke("getName") == third.id
 
 
-async def test_restart_drops_every_workers_objects(two_workers: EmulatorServer) -> None:
+async def test_restart_drops_every_workers_objects(two_workers: App) -> None:
     """The admin /restart (fault injection) restarts the workers: old ids are gone, new work
     goes on."""
     async with await KurentoClient.connect(two_workers.urls["ws"], reconnect=False) as before:
         old = await before.create("MediaPipeline")
-        await two_workers.restart_state()
+        await two_workers.restart()
     assert two_workers.pool is not None and two_workers.pool.ready
     async with await KurentoClient.connect(two_workers.urls["ws"], reconnect=False) as after:
         with pytest.raises(MediaObjectNotFound):

@@ -8,20 +8,21 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from emulator.observability.admin import AdminServer, running_admin
+from emulator.app import App, running_emulator
+from emulator.observability.admin import AdminListener
 from emulator.settings import Settings
 from emulator.transport.client import KurentoClient
-from emulator.transport.server import EmulatorServer, running_emulator
 
 
 @contextlib.asynccontextmanager
 async def server_with_admin(
     settings: Settings,
-) -> AsyncIterator[tuple[EmulatorServer, AdminServer, KurentoClient]]:
-    """A server, its admin listener (as ``settings`` say) and a connected client."""
+) -> AsyncIterator[tuple[App, AdminListener, KurentoClient]]:
+    """A server with its admin listener (``settings.admin_port`` set) and a connected client."""
     async with contextlib.AsyncExitStack() as stack:
         server = await stack.enter_async_context(running_emulator(settings))
-        admin = await stack.enter_async_context(running_admin(server, settings))
+        admin = server.admin
+        assert admin is not None, "set admin_port"
         client = await KurentoClient.connect(server.urls["ws"], reconnect=False)
         await stack.enter_async_context(client)
         yield server, admin, client

@@ -11,17 +11,17 @@ from typing import Any
 import pytest
 
 from emulator.__main__ import parse_args
+from emulator.app import App
 from emulator.config import load_settings
-from emulator.observability.admin import AdminServer, admin_host, running_admin
+from emulator.observability.admin import AdminListener, admin_host
 from emulator.transport.client import KurentoClient
-from emulator.transport.server import EmulatorServer, running_emulator
 from protocol.errors import (
     InvalidSession,
     MediaObjectNotFound,
     NotEnoughResources,
     SdpParseError,
 )
-from tests.conftest import make_settings
+from tests.conftest import make_settings, server_and_client
 from tests.observability.admin_http import http, metric, server_with_admin
 from tests.wire import RawPeer
 
@@ -29,7 +29,7 @@ from tests.wire import RawPeer
 @contextlib.asynccontextmanager
 async def admin_lab(
     **overrides: Any,
-) -> AsyncIterator[tuple[EmulatorServer, AdminServer, KurentoClient]]:
+) -> AsyncIterator[tuple[App, AdminListener, KurentoClient]]:
     """A server, its admin listener on an ephemeral loopback port, and a connected client."""
     settings = make_settings(admin_port=0, admin_host="127.0.0.1", **overrides)
     async with server_with_admin(settings) as lab:
@@ -38,11 +38,13 @@ async def admin_lab(
 
 async def test_admin_health_and_readiness_follow_the_listeners() -> None:
     """healthz is 200 throughout; readyz is 200 while serving and 503 once stopping."""
-    settings = make_settings(admin_port=0, admin_host="127.0.0.1")
-    server = EmulatorServer(settings)
-    async with running_admin(server, settings) as admin:
+    server = App(make_settings(admin_port=0, admin_host="127.0.0.1"))
+    admin = server.admin
+    assert admin is not None
+    await server.open_admin()
+    try:
         assert (await http(admin.url, "/readyz"))[0] == 503
-        await server.start()
+        await server.serve()
         assert await http(admin.url, "/healthz") == (200, "ok\n")
         assert await http(admin.url, "/readyz") == (200, "ready\n")
         await server.stop()
@@ -51,6 +53,9 @@ async def test_admin_health_and_readiness_follow_the_listeners() -> None:
         assert (await http(admin.url, "/healthz"))[0] == 200
         assert (await http(admin.url, "/nowhere"))[0] == 404
         assert (await http(admin.url, "/healthz", method="POST"))[0] == 405
+    finally:
+        await server.stop()
+        await server.close()
 
 
 async def test_admin_metrics_count_objects_sessions_rpc_and_events() -> None:
@@ -101,12 +106,17 @@ def test_admin_binds_loopback_only_with_the_fault_api() -> None:
 
 
 async def test_admin_listener_can_be_turned_off() -> None:
-    """admin_port None opens nothing (metrics still attach)."""
-    settings = make_settings(admin_port=None)
-    async with running_emulator(settings) as server, running_admin(server, settings) as admin:
-        with pytest.raises(AssertionError, match="off"):
-            _ = admin.port
-        assert server.dispatcher.observer is not None
+    """admin_port None opens nothing; the metrics still count requests."""
+    async with server_and_client(make_settings(admin_port=None)) as (server, client):
+        assert server.admin is None
+
+        def pings() -> float:
+            text = server.metrics.exposition().decode()
+            return metric(text, "kurento_rpc_duration_seconds_count", method="ping")
+
+        before = pings()
+        await client.ping()
+        assert pings() == before + 1
 
 
 def test_admin_options_from_command_line_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -176,7 +186,7 @@ async def test_fault_rpc_delay_holds_the_reply() -> None:
         await client.ping()
         assert loop.time() - started >= 0.3
         await client.create("MediaPipeline")
-        assert server.dispatcher.faults is not None
+        assert server.faults is not None
 
 
 async def test_fault_rules_are_validated() -> None:

@@ -5,13 +5,10 @@ from __future__ import annotations
 import base64
 import secrets
 
-from emulator.observability.admin import running_admin
-from emulator.transport.client import KurentoClient
-from emulator.transport.server import running_emulator
 from protocol.sdp import SessionDescription
 from tests.conftest import make_settings
 from tests.media.rtp_peers import RtpSender, peer_sdp, udp_peer
-from tests.observability.admin_http import http, metric
+from tests.observability.admin_http import http, metric, server_with_admin
 
 PACKETS = 20
 SDES = {"__module__": "kurento", "__type__": "SDES", "crypto": "AES_128_CM_HMAC_SHA1_80"}
@@ -30,11 +27,7 @@ async def test_rtp_endpoint_counted_in_metrics_and_impaired_by_faults() -> None:
         fault_injection=True,
         faults=[{"kind": "rtp", "media": "AUDIO", "delay": 0.02}],
     )
-    async with (
-        running_emulator(settings) as server,
-        running_admin(server, settings) as admin,
-        await KurentoClient.connect(server.urls["ws"], reconnect=False) as client,
-    ):
+    async with server_with_admin(settings) as (_, admin, client):
         pipeline = await client.create("MediaPipeline")
         echo = await pipeline.create("RtpEndpoint")
         await echo.connect(echo, "AUDIO")

@@ -13,9 +13,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from emulator.media.services import MEDIA_SERVICE
+from emulator.app import running_emulator
 from emulator.transport.client import KurentoClient, RemoteObject
-from emulator.transport.server import running_emulator
 from tests.conftest import make_settings
 from tests.observability.admin_http import http, metric
 
@@ -142,11 +141,11 @@ async def test_shutdown_stop_closes_every_media_socket() -> None:
     async with running_emulator(settings) as server:
         client = await KurentoClient.connect(server.urls["ws"], reconnect=False)
         await gathered_endpoint(client)
-        ports = server.media_set.services.extras[MEDIA_SERVICE].ports
+        ports = server.media_services.ports
         assert ports.usage().in_use > 0
         await server.stop()
         assert ports.usage().in_use == 0
-        assert server.links == set()
+        assert server.listener.links == set()
         assert server.media_set.pipelines() == []
         await client.close()
 

@@ -1,0 +1,265 @@
+"""The composition root: one emulator server built from its Settings, and run until a signal.
+
+``App`` makes every part in dependency order and hands each what it uses through its
+constructor; nothing is patched on afterwards. Reading ``App.__init__`` shows the whole house:
+
+    Settings -> MediaServices (ports, certificate, transcoders, capture) -> FaultController
+    -> MediaSet (objects, sessions; events go out through the SessionBindings)
+    -> RpcDispatcher, or RoutingRpcDispatcher over a WorkerPool (with faults and RPC metrics)
+    -> WebSocketListener (pumps frames into the dispatcher) -> SessionCollector
+    -> ServerMetrics and the AdminListener (health, readiness, metrics, /faults, /restart)
+
+The console script (``emulator.__main__``) parses options and calls ``run``; a media worker is
+this module run as a program (``python -m emulator.app``, the command the WorkerPool is given),
+with its settings in ``KURENTO_EMULATOR_WORKER``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+
+from emulator.dispatch import RPC_METHODS, RpcDispatcher, ServerIdentity
+from emulator.faults import FaultController, FaultError
+from emulator.media.services import MediaServices
+from emulator.observability.admin import AdminListener
+from emulator.observability.metrics import EmulatorCollector, RpcMetrics, ServerMetrics
+from emulator.registry import MediaSet, SessionCollector
+from emulator.routing import RoutingRpcDispatcher
+from emulator.settings import Settings
+from emulator.transport.server import SessionBindings, WebSocketListener
+from emulator.workers import SETTINGS_ENV, WorkerPool, worker_count
+from protocol.modules import default_registry
+
+logger = logging.getLogger(__name__)
+
+WORKER_COMMAND = (sys.executable, "-m", "emulator.app")
+"""How the WorkerPool starts a media worker: through this root, like the server itself."""
+
+
+class App:
+    """One emulator server: its parts, built here, and their lifecycle.
+
+    Raises:
+        FaultError: ``settings.faults`` holds an invalid rule (at construction).
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.identity = ServerIdentity()
+        self.media_services = MediaServices.from_settings(settings)
+        self.faults = _fault_controller(settings, self.media_services)
+        self.bindings = SessionBindings()
+        self.media_set = MediaSet(
+            default_registry(), settings, self.bindings.deliver, self.media_services
+        )
+        self.pool = WorkerPool(settings, WORKER_COMMAND) if worker_count(settings) > 1 else None
+        rpc_metrics = RpcMetrics(RPC_METHODS)
+        self.dispatcher = self._rpc_dispatcher(rpc_metrics)
+        self.listener = WebSocketListener(settings, self.dispatcher, self.bindings)
+        self.session_collector = SessionCollector(
+            self.media_set,
+            settings.gc_period,
+            self.bindings.session_ids,
+            self.dispatcher.sessions_gone,
+        )
+        live_figures = EmulatorCollector(
+            self.identity, self.listener, self.media_set, self.media_services, self.faults
+        )
+        self.metrics = ServerMetrics(live_figures, rpc_metrics)
+        self.admin = (
+            AdminListener(settings, self, self.metrics, self.faults)
+            if settings.admin_port is not None
+            else None
+        )
+
+    def _rpc_dispatcher(self, rpc_metrics: RpcMetrics) -> RpcDispatcher:
+        """Requests run here, or, with media workers, on the worker of their pipeline."""
+        if self.pool is None:
+            return RpcDispatcher(
+                self.media_set,
+                self.settings,
+                self.identity,
+                faults=self.faults,
+                observer=rpc_metrics.observe,
+            )
+        return RoutingRpcDispatcher(
+            self.media_set,
+            self.settings,
+            self.identity,
+            self.pool,
+            self.bindings.deliver,
+            faults=self.faults,
+            observer=rpc_metrics.observe,
+        )
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the admin listener (readiness says 503 meanwhile), then serve."""
+        await self.open_admin()
+        try:
+            await self.serve()
+        except BaseException:
+            await self.close()
+            raise
+
+    async def open_admin(self) -> None:
+        """Open the admin listener, when there is one."""
+        if self.admin is not None:
+            await self.admin.start()
+
+    async def serve(self) -> None:
+        """Start the media workers, the WebSocket listeners and the session collector."""
+        if self.pool is not None:
+            await self.pool.start()
+        await self.listener.start()
+        self.session_collector.start()
+        logger.info("server id %s", self.identity.id)
+
+    async def stop(self, drain_timeout: float = 5.0) -> None:
+        """Stop serving: stop accepting, answer the requests in flight (within
+        ``drain_timeout``), close connections (1001), stop the workers, release every object.
+        The admin listener stays open, answering 503 on /readyz, until ``close``."""
+        await self.listener.stop(drain_timeout)  # first: readiness turns 503 at once
+        await self.session_collector.stop()
+        await self.dispatcher.close()
+        if self.pool is not None:
+            await self.pool.stop(drain_timeout)
+        await self.media_set.release_all()
+        self.media_services.transcoders.close()  # none should be left once every element is gone
+
+    async def close(self) -> None:
+        """Close the admin listener."""
+        if self.admin is not None:
+            await self.admin.stop()
+
+    async def restart(self) -> None:
+        """Drop every object and session and take a new server id, like a KMS restart."""
+        await self.media_set.release_all()
+        if self.pool is not None:  # the workers' objects go with their processes
+            await self.dispatcher.close()
+            await self.pool.stop(self.settings.shutdown_timeout)
+            await self.pool.start()
+        self.identity.renew()
+        await self.listener.drop_sessions()
+        logger.warning("= state dropped as by a restart: new server id %s", self.identity.id)
+
+    # -- state -----------------------------------------------------------------------------------
+
+    @property
+    def server_id(self) -> str:
+        """The ``serverId`` clients see."""
+        return self.identity.id
+
+    @property
+    def urls(self) -> dict[str, str]:
+        """``{"ws": "ws://host:port/kurento", "wss": ...}`` for the open listeners."""
+        return self.listener.urls
+
+    def port(self, scheme: str) -> int:
+        """The bound port of a WebSocket listener (``ws`` or ``wss``)."""
+        return self.listener.port(scheme)
+
+    def not_ready(self) -> str | None:
+        """Why clients cannot be served now (/readyz answers 503 with it), None when they can."""
+        if self.pool is not None and not self.pool.ready:
+            return "a media worker is not running"
+        if not self.listener.accepting:
+            return "not accepting: starting or shutting down"
+        return None
+
+
+def _fault_controller(settings: Settings, media_services: MediaServices) -> FaultController | None:
+    """The fault rules, when fault injection or rules from the start are configured."""
+    if not (settings.fault_injection or settings.faults):
+        return None
+    faults = FaultController(media_services, settings.fault_seed, settings.faults)
+    # New endpoint media meets the rules as it is adopted. MediaServices.from_settings takes no
+    # hook yet, so it is set here, before anything runs, and nowhere else.
+    media_services.on_new_media = faults.media_adopted
+    return faults
+
+
+@contextlib.asynccontextmanager
+async def running_emulator(settings: Settings) -> AsyncIterator[App]:
+    """Start a server, yield it, always stop and close it (tests: ``settings`` with port 0)."""
+    app = App(settings)
+    await app.start()
+    try:
+        yield app
+    finally:
+        await app.stop()
+        await app.close()
+
+
+# -- running as a program ------------------------------------------------------------------------
+
+
+def run(settings: Settings) -> int:
+    """Serve until SIGTERM or SIGINT, then shut down in order within ``shutdown_timeout``.
+
+    Returns:
+        0 after a clean stop, 1 when the shutdown overran its time and was cut short, 2 when
+        the fault rules given at start are invalid.
+    """
+    try:
+        return asyncio.run(_serve_until_signalled(settings))
+    except FaultError as exc:
+        logger.error("! invalid fault rule in 'faults': %s", exc)
+        return 2
+
+
+async def _serve_until_signalled(settings: Settings) -> int:
+    app = App(settings)
+    await app.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, _on_signal, sig, stop)
+    await stop.wait()
+    timeout = settings.shutdown_timeout
+    logger.info("stopping: answering requests in flight, then releasing every object")
+    status = 0
+    try:
+        async with asyncio.timeout(timeout):
+            await app.stop(drain_timeout=timeout / 2)
+    except TimeoutError:
+        logger.error("! shutdown took over %.1f s (shutdown_timeout): exiting anyway", timeout)
+        status = 1
+    await app.close()
+    logger.info("Kurento emulator stopped")
+    return status
+
+
+def _on_signal(sig: signal.Signals, stop: asyncio.Event) -> None:
+    if stop.is_set():
+        logger.warning("! %s again: already stopping", sig.name)
+    else:
+        logger.info("= %s received", sig.name)
+    stop.set()
+
+
+def log_to_stdout(settings: Settings) -> None:
+    """Log lines to stdout at the configured level (a worker's are relayed by its server)."""
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stdout,
+    )
+
+
+def run_worker() -> int:
+    """A media worker: the settings its server gave it, served until SIGTERM."""
+    settings = Settings.model_validate_json(os.environ[SETTINGS_ENV])
+    log_to_stdout(settings)
+    return run(settings)
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_worker())
