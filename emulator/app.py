@@ -26,7 +26,7 @@ from collections.abc import AsyncIterator
 
 from emulator.dispatch import RPC_METHODS, RpcDispatcher, ServerIdentity
 from emulator.faults import FaultController, FaultError
-from emulator.media.services import MediaServices
+from emulator.media.services import MediaOwnerIds, MediaServices, StreamMedia
 from emulator.observability.admin import AdminListener
 from emulator.observability.metrics import EmulatorCollector, RpcMetrics, ServerMetrics
 from emulator.registry import MediaSet, SessionCollector
@@ -52,8 +52,11 @@ class App:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.identity = ServerIdentity()
-        self.media_services = MediaServices.from_settings(settings)
-        self.faults = _fault_controller(settings, self.media_services)
+        live_media: dict[StreamMedia, MediaOwnerIds] = {}
+        self.faults = _fault_controller(settings, live_media)
+        self.media_services = MediaServices.from_settings(
+            settings, live_media, self.faults.media_adopted if self.faults else None
+        )
         self.bindings = SessionBindings()
         self.media_set = MediaSet(
             default_registry(), settings, self.bindings.deliver, self.media_services
@@ -175,15 +178,13 @@ class App:
         return None
 
 
-def _fault_controller(settings: Settings, media_services: MediaServices) -> FaultController | None:
+def _fault_controller(
+    settings: Settings, live_media: dict[StreamMedia, MediaOwnerIds]
+) -> FaultController | None:
     """The fault rules, when fault injection or rules from the start are configured."""
     if not (settings.fault_injection or settings.faults):
         return None
-    faults = FaultController(media_services, settings.fault_seed, settings.faults)
-    # New endpoint media meets the rules as it is adopted. MediaServices.from_settings takes no
-    # hook yet, so it is set here, before anything runs, and nowhere else.
-    media_services.on_new_media = faults.media_adopted
-    return faults
+    return FaultController(live_media, settings.fault_seed, settings.faults)
 
 
 @contextlib.asynccontextmanager

@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from emulator.media.impairment import Impairment, ImpairmentCounters
-from emulator.media.services import MediaOwnerIds, MediaServices, StreamMedia
+from emulator.media.services import MediaOwnerIds, StreamMedia
 from emulator.media.webrtc import WebRtcMedia
 from protocol.errors import RpcError, error_class_for_code
 
@@ -161,9 +161,13 @@ class FaultController:
     ``before_reply``) and to endpoints' media (``media_adopted``, the media services' hook)."""
 
     def __init__(
-        self, media_services: MediaServices, seed: int = 0, rules: Iterable[Any] = ()
+        self,
+        live_media: Mapping[StreamMedia, MediaOwnerIds],
+        seed: int = 0,
+        rules: Iterable[Any] = (),
     ) -> None:
-        self.media_services = media_services
+        self.live_media = live_media
+        """Every endpoint's media now (the media services' registry, shared at construction)."""
         self.seed = seed
         self.rules: list[FaultRule] = []
         self.impairments = ImpairmentCounters()
@@ -267,7 +271,7 @@ class FaultController:
         self._impair(media, ids)
 
     def _reapply(self) -> None:
-        for media, ids in self.media_services.live.items():
+        for media, ids in self.live_media.items():
             self._impair(media, ids)
 
     def _impair(self, media: StreamMedia, ids: MediaOwnerIds) -> None:

@@ -116,8 +116,15 @@ class MediaServices:
         self.pollers = MediaPollers(self.settings.media_batch_ms / 1000)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> MediaServices:
-        """The port range and the certificate (loaded, or generated now)."""
+    def from_settings(
+        cls,
+        settings: Settings,
+        live: dict[StreamMedia, MediaOwnerIds] | None = None,
+        on_new_media: MediaHook | None = None,
+    ) -> MediaServices:
+        """The port range and the certificate (loaded, or generated now); ``live`` is the
+        registry of endpoint media (shared with fault injection) and ``on_new_media`` is called
+        for each media adopted into it."""
         certificate = (
             load_certificate(settings.pem_certificate)
             if settings.pem_certificate
@@ -137,7 +144,15 @@ class MediaServices:
         if settings.rtp_min_port is not None and settings.rtp_max_port is not None:
             rtp_ports = PortRange(settings.rtp_min_port, settings.rtp_max_port, "RtpEndpoint")
             logger.info("RtpEndpoint UDP port range %d-%d", rtp_ports.low, rtp_ports.high)
-        services = cls(ports, certificate, settings, capture, rtp_ports=rtp_ports)
+        services = cls(
+            ports,
+            certificate,
+            settings,
+            capture,
+            live={} if live is None else live,
+            on_new_media=on_new_media,
+            rtp_ports=rtp_ports,
+        )
         services.log_advertised_addresses()
         return services
 

@@ -40,7 +40,7 @@ def _drops(seed: int, packets: int = 2000) -> list[int]:
     """Indexes of the packets an rtp loss rule of 5% drops for the first endpoint."""
     media_services = MediaServices.from_settings(make_settings(min_port=40000, max_port=40009))
     rule = {"kind": "rtp", "media": "AUDIO", "loss": 0.05}
-    controller = FaultController(media_services, seed, [rule])
+    controller = FaultController(media_services.live, seed, [rule])
     fake: Any = SimpleNamespace(impairments=None)
     controller._impair(fake, MediaOwnerIds("endpoint", "pipeline", 0))
     assert set(fake.impairments) == {"audio"}
