@@ -19,6 +19,9 @@ class NodeScenario:
     def __init__(self, process: asyncio.subprocess.Process) -> None:
         self.process = process
         self.reports: list[dict[str, Any]] = []
+        self.unread: list[dict[str, Any]] = []
+        """Reports read while waiting for another step, kept for the step that wants them (the
+        server's candidates may reach Node before its ``answered`` report)."""
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -49,7 +52,11 @@ class NodeScenario:
         return await self.step_any((name,), timeout)
 
     async def step_any(self, names: tuple[str, ...], timeout: float = 20.0) -> dict[str, Any]:
-        """Wait for the next report of any of these steps."""
+        """Wait for the next report of any of these steps (reports of other steps that arrive
+        meanwhile are kept for them, in order)."""
+        for index, report in enumerate(self.unread):
+            if report["step"] in names:
+                return dict(self.unread.pop(index))
         assert self.process.stdout is not None
         while True:
             line = await asyncio.wait_for(self.process.stdout.readline(), timeout)
@@ -65,6 +72,7 @@ class NodeScenario:
                 raise AssertionError(f"scenario failed: {report['error']}")
             if report["step"] in names:
                 return dict(report)
+            self.unread.append(report)
 
     async def command(self, word: str) -> None:
         """Send a command line to the scenario."""
