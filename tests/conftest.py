@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -11,12 +11,29 @@ import pytest
 from emulator.settings import Settings
 from emulator.transport.client import KurentoClient
 from emulator.transport.server import EmulatorServer, running_emulator
+from tests.ports import allocator, free_port_range
 from tests.wire import RawPeer
+
+MEDIA_BLOCK = 100
+"""Media ports of a test server unless it asks for its own range: room for 25 endpoints that
+gather on every interface, or 50 on loopback only."""
+
+
+@pytest.fixture(autouse=True)
+def _port_blocks() -> Iterator[None]:
+    """The port blocks a test takes (tests/ports.py) are given back when it ends, after every
+    other fixture of it has closed its servers."""
+    with allocator().releasing():
+        yield
 
 
 def make_settings(**overrides: Any) -> Settings:
-    """Settings for in-process servers: loopback, ephemeral ports, no wss unless asked."""
+    """Settings for in-process servers: loopback, ephemeral ports, no wss unless asked, and a
+    media range of its own from the allocator unless ``min_port``/``max_port`` are given."""
     values: dict[str, Any] = {"host": "127.0.0.1", "port": 0, "secure_port": None}
+    if "min_port" not in overrides and "max_port" not in overrides:
+        block = free_port_range(MEDIA_BLOCK)
+        values.update(min_port=block.low, max_port=block.high)
     values.update(overrides)
     return Settings(**values)
 
