@@ -38,6 +38,13 @@ def make_settings(**overrides: Any) -> Settings:
     return Settings(**values)
 
 
+def restart_port() -> int:
+    """A ws:// port for a server that a test stops and starts again on it: reserved for the test
+    and outside the ephemeral range, so that no other socket takes it while the server is down
+    (port 0 would hand out a port the OS may give the next connection anywhere)."""
+    return free_port_range(1).low
+
+
 @pytest.fixture
 async def server() -> AsyncIterator[EmulatorServer]:
     """A running emulator on an ephemeral ws:// port."""

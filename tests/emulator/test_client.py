@@ -9,7 +9,7 @@ import pytest
 from emulator.transport.client import KurentoClient
 from emulator.transport.server import EmulatorServer, running_emulator
 from protocol.errors import MediaObjectNotFound, MediaObjectTypeNotFound, RpcError
-from tests.conftest import make_settings
+from tests.conftest import make_settings, restart_port
 
 
 async def test_client_raises_typed_errors(client: KurentoClient) -> None:
@@ -57,7 +57,7 @@ async def test_client_resumes_session_after_socket_drop(server: EmulatorServer) 
 
 async def test_client_learns_session_lost_after_restart() -> None:
     """After a server restart the client gets a new session (40007 on resume)."""
-    async with running_emulator(make_settings()) as first:
+    async with running_emulator(make_settings(port=restart_port())) as first:
         port = first.port("ws")
         async with await KurentoClient.connect(first.urls["ws"]) as client:
             pipeline = await client.create("MediaPipeline")

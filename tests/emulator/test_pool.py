@@ -19,7 +19,7 @@ from emulator.transport.client import KurentoClient
 from emulator.transport.pool import NoServerAvailable, ServerPool
 from emulator.transport.server import EmulatorServer, running_emulator
 from protocol.errors import InvalidSession, MediaObjectNotFound
-from tests.conftest import make_settings
+from tests.conftest import make_settings, restart_port
 
 FAST = {
     "ping_interval": 0.5,
@@ -33,8 +33,9 @@ DECISIONS = "emulator.transport.pool"
 
 @contextlib.asynccontextmanager
 async def three_servers() -> AsyncIterator[list[EmulatorServer]]:
-    """Three servers on ephemeral ports; whichever are running at the end are stopped."""
-    servers = [EmulatorServer(make_settings()) for _ in range(3)]
+    """Three servers on ports reserved for the test (one of them restarts); whichever are running
+    at the end are stopped."""
+    servers = [EmulatorServer(make_settings(port=restart_port())) for _ in range(3)]
     try:
         for server in servers:
             await server.start()
@@ -169,7 +170,7 @@ async def test_pool_demo_prints_failover_and_return() -> None:
 
 async def test_client_rebuilds_after_a_server_restart() -> None:
     """After a restart (new serverId) the old session answers 40007 and the client rebuilds."""
-    first = EmulatorServer(make_settings())
+    first = EmulatorServer(make_settings(port=restart_port()))
     await first.start()
     port = first.port("ws")
     async with await KurentoClient.connect(first.urls["ws"]) as client:

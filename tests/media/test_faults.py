@@ -15,7 +15,6 @@ from emulator.observability.admin import AdminServer
 from emulator.transport.client import KurentoClient
 from emulator.transport.server import EmulatorServer
 from tests.conftest import make_settings
-from tests.media.conftest import MEDIA_PORTS
 from tests.media.peers import client_peer, negotiate
 from tests.observability.admin_http import metric, server_with_admin
 
@@ -26,8 +25,6 @@ async def faulty_lab(
 ) -> AsyncIterator[tuple[EmulatorServer, AdminServer, KurentoClient]]:
     """A media server with fault injection (no admin listener: the controller is used directly)."""
     settings = make_settings(
-        min_port=MEDIA_PORTS[0],
-        max_port=MEDIA_PORTS[1],
         network_interfaces="lo",
         admin_port=None,
         fault_injection=True,
@@ -39,7 +36,7 @@ async def faulty_lab(
 
 def _drops(seed: int, packets: int = 2000) -> list[int]:
     """Indexes of the packets an rtp loss rule of 5% drops for the first endpoint."""
-    media = MediaServices.from_settings(make_settings(min_port=40000, max_port=40009))
+    media = MediaServices.from_settings(make_settings())
     controller = FaultController(media, seed, [{"kind": "rtp", "media": "AUDIO", "loss": 0.05}])
     fake: Any = SimpleNamespace(impairments=None)
     controller._impair(fake, MediaOwnerIds("endpoint", "pipeline", 0))

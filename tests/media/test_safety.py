@@ -94,8 +94,6 @@ async def _plis_sent(endpoint: RemoteObject) -> int:
 async def test_vanished_peer_fails_ice_and_disconnects() -> None:
     """A peer whose sockets vanish fails consent: ICE FAILED, connection DISCONNECTED."""
     settings = make_settings(
-        min_port=42500,
-        max_port=42599,
         network_interfaces="lo",
         ice_consent_interval=0.2,
         ice_consent_failures=3,
