@@ -7,12 +7,18 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from emulator.settings import Settings
 from emulator.transport.client import KurentoClient
 from emulator.transport.server import EmulatorServer, running_emulator
 from tests.ports import allocator, free_port_range
 from tests.wire import RawPeer
+
+# Hypothesis's 200 ms deadline per example is wall-clock time, which tests running side by side
+# on a busy machine do not get reliably; the fuzz tests check what a parser raises, not its speed.
+hypothesis_settings.register_profile("side-by-side", deadline=None)
+hypothesis_settings.load_profile("side-by-side")
 
 MEDIA_BLOCK = 100
 """Media ports of a test server unless it asks for its own range: room for 25 endpoints that
