@@ -70,3 +70,30 @@ async def test_client_learns_session_lost_after_restart() -> None:
                 assert resumed.server_id == second.server_id
                 with pytest.raises(MediaObjectNotFound):
                     await pipeline.invoke("getName")
+
+
+async def test_client_close_keeps_the_callers_cancellation(server: EmulatorServer) -> None:
+    """A task cancelled while close() waits for the reader ends cancelled: ServerPool.close()
+    cancels its watch tasks and waits for them, and hung when one was closing a client."""
+    client = await KurentoClient.connect(server.urls["ws"], reconnect=False)
+    ws, reader = client._ws, client._reader
+    assert ws is not None and reader is not None
+    await ws.close()
+    await reader
+    unclosed = ws.close()
+    with pytest.raises(StopIteration):  # closing a closed socket does not wait: close() goes
+        unclosed.send(None)  # straight on to the reader
+    gate = asyncio.get_running_loop().create_future()
+    closing = asyncio.create_task(client.close())
+
+    async def draining() -> None:
+        # runs after close() has started waiting for it (tasks start in creation order)
+        closing.cancel()
+        await gate
+
+    client._reader = asyncio.create_task(draining())
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(asyncio.shield(closing), timeout=5)
+    assert closing.cancelled()
+    gate.set_result(None)
+    await client._reader

@@ -188,3 +188,26 @@ async def test_client_rebuilds_after_a_server_restart() -> None:
                 await old_pipeline.invoke("getName")
             rebuilt = await client.create("MediaPipeline")
             assert [p.id for p in second.media_set.pipelines()] == [rebuilt.id]
+
+
+async def test_pool_close_ends_a_watch_that_lost_its_cancellation(
+    server: EmulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """close() returns even when a watch task's cancellation is lost on the way, as Python
+    3.11's wait_for loses one when the awaited future completes in the same turn (gh-86296)."""
+    monitor = ServerPool._monitor
+    lost: list[str] = []
+
+    async def deaf(self: ServerPool, client: KurentoClient) -> str:
+        try:
+            return await monitor(self, client)
+        except asyncio.CancelledError:
+            lost.append("cancellation")
+            return "the cancellation was dropped"
+
+    monkeypatch.setattr(ServerPool, "_monitor", deaf)
+    pool = ServerPool([{"url": server.urls["ws"]}], **FAST)
+    await pool.start()
+    assert pool.is_up(server.urls["ws"])
+    await asyncio.wait_for(pool.close(), 5)
+    assert lost == ["cancellation"]
