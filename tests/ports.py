@@ -153,7 +153,10 @@ class PortAllocator:
         for step in range(count):
             low = window.low + (first + step) % count * SLAB
             slab = PortBlock(low, low + SLAB - 1)
-            lock = (leases / f"{slab}.lock").open("wb")
+            try:
+                lock = (leases / f"{slab}.lock").open("wb")
+            except PermissionError:  # another user's lock file: theirs
+                continue
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
