@@ -2,7 +2,8 @@
 
 Servers listen on port 0, but some numbers must be written down before anything binds: a media
 range (``min_port..max_port``), coturn's listening port and relay range, the port an ffmpeg
-receiver is told to bind, a PBX address in an SDP. Each of them comes from ``free_port_range(n)``.
+receiver is told to bind, a PBX address in an SDP, the ws:// port of a server a test restarts.
+Each of them comes from ``free_port_range(n)``.
 
 - The window: ports the emulator accepts (1..65535) from 10000 up to just below the kernel's
   ephemeral range (``/proc/sys/net/ipv4/ip_local_port_range``; above it when that gap is
@@ -14,9 +15,10 @@ receiver is told to bind, a PBX address in an SDP. Each of them comes from ``fre
   never share a slab, and the lease ends with the process however it ends.
 - Blocks: within its slab a process hands out blocks with a cursor, wrapping around. A block
   never overlaps one still held by this process, starts on an even port (RTP/RTCP pairs), and is
-  checked free by binding each of its ports (UDP and TCP, IPv4 and IPv6 wildcards), which skips
-  whatever else on the machine holds one. The blocks taken during a test are given back when the
-  test ends (``tests/conftest.py``); blocks taken outside a test are kept for the process's life.
+  checked free by binding each of its ports (UDP on the IPv4 and IPv6 wildcards, TCP as a
+  listener would), which skips whatever else on the machine holds one. The blocks taken during a
+  test are given back when it ends (``tests/conftest.py``); blocks taken outside a test are kept
+  for the process's life.
 """
 
 from __future__ import annotations
