@@ -58,8 +58,12 @@ lint: install-test
 typecheck: install-test
 	$(BIN)/mypy
 
+## unit: the suite on one pytest-xdist worker per CPU this process may run on (nproc counts the
+## affinity mask, as a CPU-pinned container sets it; `-n auto` counts the host's physical cores);
+## override with `make unit WORKERS=4`, or WORKERS=0 for one process
+WORKERS ?= $(shell nproc)
 unit: install-test js-deps media-deps browser-deps rtp-deps
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(WORKERS)
 
 ## test: install the test extras and everything the tests need, then ruff, mypy and pytest
 test: install-test js-deps lint typecheck unit

@@ -3,28 +3,58 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from emulator.app import App, running_emulator
 from emulator.settings import Settings
 from emulator.transport.client import KurentoClient
+from tests.ports import allocator, free_port_range
 from tests.wire import RawPeer
+
+# Hypothesis's 200 ms deadline per example is wall-clock time, which tests running side by side
+# on a busy machine do not get reliably; the fuzz tests check what a parser raises, not its speed.
+hypothesis_settings.register_profile("side-by-side", deadline=None)
+hypothesis_settings.load_profile("side-by-side")
+
+MEDIA_BLOCK = 100
+"""Media ports of a test server unless it asks for its own range: room for 25 endpoints that
+gather on every interface, or 50 on loopback only."""
+
+
+@pytest.fixture(autouse=True)
+def _port_blocks() -> Iterator[None]:
+    """The port blocks a test takes (tests/ports.py) are given back when it ends, after every
+    other fixture of it has closed its servers."""
+    with allocator().releasing():
+        yield
 
 
 def make_settings(**overrides: Any) -> Settings:
     """Settings for in-process servers: loopback, ephemeral ports, no wss and no admin listener
-    unless asked."""
+    unless asked, and a media range of its own from the allocator unless ``min_port``/``max_port``
+    are given."""
     values: dict[str, Any] = {
         "host": "127.0.0.1",
         "port": 0,
         "secure_port": None,
         "admin_port": None,
     }
+    if "min_port" not in overrides and "max_port" not in overrides:
+        block = free_port_range(MEDIA_BLOCK)
+        values.update(min_port=block.low, max_port=block.high)
     values.update(overrides)
     return Settings(**values)
+
+
+def restart_port() -> int:
+    """A ws:// port for a server that a test stops and starts again on it: reserved for the test
+    and outside the ephemeral range, so that no other socket takes it while the server is down
+    (port 0 would hand out a port the OS may give the next connection anywhere)."""
+    return free_port_range(1).low
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ restart, when the objects are gone).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import ssl
 from collections.abc import AsyncIterator, Callable
@@ -308,8 +307,11 @@ class KurentoClient:
         if self._ws is not None:
             await self._ws.close()
         if self._reader is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+            # asyncio.wait, not suppress(CancelledError): the reader may end cancelled, but a
+            # cancellation of the caller must go on (ServerPool.close() waits for its tasks)
+            await asyncio.wait([self._reader])
+            if not self._reader.cancelled():
+                self._reader.result()
         self._fail_pending(ConnectionLost("client closed"))
 
 

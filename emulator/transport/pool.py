@@ -110,6 +110,7 @@ class ServerPool:
         self._tasks: list[asyncio.Task[None]] = []
         self._tried: set[str] = set()
         self._changed = asyncio.Condition()
+        self._closing = False
 
     @classmethod
     def from_file(cls, path: str | Path, **options: Any) -> ServerPool:
@@ -141,6 +142,9 @@ class ServerPool:
 
     async def close(self) -> None:
         """Stop watching and close every connection (calls are not released)."""
+        # The watch loops also end on this flag: a cancellation can be lost on the way (Python
+        # 3.11's wait_for drops it when the awaited future completes in the same turn, gh-86296)
+        self._closing = True
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -247,7 +251,7 @@ class ServerPool:
     # -- one task per server ---------------------------------------------------------------------
 
     async def _watch(self, entry: ServerEntry) -> None:
-        """Connect, watch while up, retry with backoff while down; forever."""
+        """Connect, watch while up, retry with backoff while down; until the pool closes."""
         url = entry.url
         while True:
             try:
@@ -271,13 +275,15 @@ class ServerPool:
                     reason = await self._monitor(client)
                 self.clients.pop(url, None)
                 await client.close()
-                if self.plan.health(url).up:
+                if self.plan.health(url).up and not self._closing:
                     await self._down(url, reason)
+            if self._closing:
+                return
             await asyncio.sleep(self.plan.retry_delay(url, self._now()))
 
     async def _monitor(self, client: KurentoClient) -> str:
         """Return why the server stopped being usable: socket closed or ping unanswered."""
-        while True:
+        while not self._closing:
             try:
                 await asyncio.wait_for(client.wait_closed(), self.ping_interval)
             except TimeoutError:
@@ -290,6 +296,7 @@ class ServerPool:
                 return f"no answer to ping within {self.ping_timeout:g} s"
             except (RpcError, ConnectionLost) as exc:
                 return f"ping failed: {describe_failure(exc, self.ping_timeout)}"
+        return "pool closed"
 
 
 # -- command line: watch round-robin and failover on a lab ----------------------------------------

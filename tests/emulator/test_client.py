@@ -9,7 +9,7 @@ import pytest
 from emulator.app import App, running_emulator
 from emulator.transport.client import KurentoClient
 from protocol.errors import MediaObjectNotFound, MediaObjectTypeNotFound, RpcError
-from tests.conftest import make_settings
+from tests.conftest import make_settings, restart_port
 
 
 async def test_client_raises_typed_errors(client: KurentoClient) -> None:
@@ -57,7 +57,7 @@ async def test_client_resumes_session_after_socket_drop(server: App) -> None:
 
 async def test_client_learns_session_lost_after_restart() -> None:
     """After a server restart the client gets a new session (40007 on resume)."""
-    async with running_emulator(make_settings()) as first:
+    async with running_emulator(make_settings(port=restart_port())) as first:
         port = first.port("ws")
         async with await KurentoClient.connect(first.urls["ws"]) as client:
             pipeline = await client.create("MediaPipeline")
@@ -70,3 +70,30 @@ async def test_client_learns_session_lost_after_restart() -> None:
                 assert resumed.server_id == second.server_id
                 with pytest.raises(MediaObjectNotFound):
                     await pipeline.invoke("getName")
+
+
+async def test_client_close_keeps_the_callers_cancellation(server: App) -> None:
+    """A task cancelled while close() waits for the reader ends cancelled: ServerPool.close()
+    cancels its watch tasks and waits for them, and hung when one was closing a client."""
+    client = await KurentoClient.connect(server.urls["ws"], reconnect=False)
+    ws, reader = client._ws, client._reader
+    assert ws is not None and reader is not None
+    await ws.close()
+    await reader
+    unclosed = ws.close()
+    with pytest.raises(StopIteration):  # closing a closed socket does not wait: close() goes
+        unclosed.send(None)  # straight on to the reader
+    gate = asyncio.get_running_loop().create_future()
+    closing = asyncio.create_task(client.close())
+
+    async def draining() -> None:
+        # runs after close() has started waiting for it (tasks start in creation order)
+        closing.cancel()
+        await gate
+
+    client._reader = asyncio.create_task(draining())
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(asyncio.shield(closing), timeout=5)
+    assert closing.cancelled()
+    gate.set_result(None)
+    await client._reader

@@ -74,7 +74,9 @@ def healthcheck_cmd() -> list[str]:
 
 
 def image_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
-    """The container's environment: the Dockerfile's ENV, loopback and the image's config."""
+    """The container's environment: the Dockerfile's ENV, loopback and the image's config; the
+    admin listener on a port of the OS's choosing (the image's 8890 is one port for every test
+    running beside this one)."""
     env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path)}
     for inst, rest in dockerfile_instructions():
         if inst == "ENV":
@@ -87,6 +89,7 @@ def image_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
         KURENTO_CONF_FILE=str(tmp_path / "kurento.conf.json"),  # absent: defaults
         KURENTO_MODULES_CONFIG_PATH=str(tmp_path / "modules"),
         KURENTO_EMULATOR_HOST="127.0.0.1",
+        KURENTO_EMULATOR_ADMIN_PORT="0",
     )
     env.update(overrides)
     return env

@@ -19,7 +19,7 @@ from emulator.app import App, running_emulator
 from emulator.transport.client import KurentoClient
 from emulator.transport.pool import NoServerAvailable, ServerPool
 from protocol.errors import InvalidSession, MediaObjectNotFound
-from tests.conftest import make_settings
+from tests.conftest import make_settings, restart_port
 
 FAST = {
     "ping_interval": 0.5,
@@ -33,8 +33,9 @@ DECISIONS = "emulator.transport.pool"
 
 @contextlib.asynccontextmanager
 async def three_servers() -> AsyncIterator[list[App]]:
-    """Three servers on ephemeral ports; whichever are running at the end are stopped."""
-    servers = [App(make_settings()) for _ in range(3)]
+    """Three servers on ports reserved for the test (one of them restarts); whichever are running
+    at the end are stopped."""
+    servers = [App(make_settings(port=restart_port())) for _ in range(3)]
     try:
         for server in servers:
             await server.start()
@@ -169,7 +170,7 @@ async def test_pool_demo_prints_failover_and_return() -> None:
 
 async def test_client_rebuilds_after_a_server_restart() -> None:
     """After a restart (new serverId) the old session answers 40007 and the client rebuilds."""
-    first = App(make_settings())
+    first = App(make_settings(port=restart_port()))
     await first.start()
     port = first.port("ws")
     async with await KurentoClient.connect(first.urls["ws"]) as client:
@@ -187,3 +188,26 @@ async def test_client_rebuilds_after_a_server_restart() -> None:
                 await old_pipeline.invoke("getName")
             rebuilt = await client.create("MediaPipeline")
             assert [p.id for p in second.media_set.pipelines()] == [rebuilt.id]
+
+
+async def test_pool_close_ends_a_watch_that_lost_its_cancellation(
+    server: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """close() returns even when a watch task's cancellation is lost on the way, as Python
+    3.11's wait_for loses one when the awaited future completes in the same turn (gh-86296)."""
+    monitor = ServerPool._monitor
+    lost: list[str] = []
+
+    async def deaf(self: ServerPool, client: KurentoClient) -> str:
+        try:
+            return await monitor(self, client)
+        except asyncio.CancelledError:
+            lost.append("cancellation")
+            return "the cancellation was dropped"
+
+    monkeypatch.setattr(ServerPool, "_monitor", deaf)
+    pool = ServerPool([{"url": server.urls["ws"]}], **FAST)
+    await pool.start()
+    assert pool.is_up(server.urls["ws"])
+    await asyncio.wait_for(pool.close(), 5)
+    assert lost == ["cancellation"]

@@ -6,8 +6,9 @@ import json
 
 from emulator.app import App, running_emulator
 from protocol.sdp import SessionDescription
-from tests.conftest import make_settings
+from tests.conftest import make_settings, restart_port
 from tests.interop.node_client import NodeScenario
+from tests.ports import free_port_range
 
 
 async def test_js_client_basic_flow(server: App) -> None:
@@ -38,7 +39,7 @@ async def test_js_client_basic_flow(server: App) -> None:
 
 async def test_js_client_reconnects_after_server_restart() -> None:
     """After a restart the client reconnects, learns its session is gone, and rebuilds."""
-    async with running_emulator(make_settings()) as first:
+    async with running_emulator(make_settings(port=restart_port())) as first:
         port = first.port("ws")
         async with NodeScenario.run(first.urls["ws"], "reconnect") as node:
             ready = await node.step("ready")
@@ -72,9 +73,11 @@ async def test_js_client_keeps_session_across_socket_drop(server: App) -> None:
 
 PBX_OFFER = (
     "v=0\r\no=pbx 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
-    "m=audio 40000 RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\n"
+    "m=audio {port} RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\n"
     "a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=sendrecv\r\n"
 )
+"""A PBX whose port nothing listens on: ``port`` is reserved for the test (tests/ports.py), so
+the endpoint's RTCP reaches no other test's peer."""
 
 
 async def test_js_client_builds_the_pbx_leg(server: App) -> None:
@@ -85,7 +88,8 @@ async def test_js_client_builds_the_pbx_leg(server: App) -> None:
         assert all(
             m.cryptos and m.cryptos[0].suite == "AES_CM_128_HMAC_SHA1_80" for m in secure.media
         )
-        await node.command(json.dumps({"sdp": PBX_OFFER}))
+        pbx = PBX_OFFER.format(port=free_port_range(2).low)
+        await node.command(json.dumps({"sdp": pbx}))
         answer = SessionDescription.parse((await node.step("answer"))["sdp"])
         (audio,) = [m for m in answer.media if not m.rejected]
         assert audio.proto == "RTP/AVP" and [c.name for c in audio.codecs][:1] == ["PCMA"]

@@ -1,10 +1,11 @@
-"""Media fixtures: a server whose media sockets live in a known range, on loopback."""
+"""Media fixtures: a server whose media sockets live in its own range, on loopback; coturn."""
 
 from __future__ import annotations
 
 import asyncio
 import shutil
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -12,8 +13,7 @@ from emulator.app import App, running_emulator
 from emulator.transport.client import KurentoClient
 from tests.conftest import make_settings
 from tests.media.peers import loopback_peers
-
-MEDIA_PORTS = (42000, 42999)
+from tests.ports import PortBlock, free_port_range
 
 
 @pytest.fixture(autouse=True)
@@ -24,10 +24,9 @@ def _loopback_peers() -> Iterator[None]:
 
 @pytest.fixture
 async def media_server() -> AsyncIterator[App]:
-    """A server gathering on loopback, media ports 42000-42999."""
-    settings = make_settings(
-        min_port=MEDIA_PORTS[0], max_port=MEDIA_PORTS[1], network_interfaces="lo"
-    )
+    """A server gathering on loopback; its media range comes from the allocator (read it back
+    from ``media_server.settings``)."""
+    settings = make_settings(network_interfaces="lo")
     async with running_emulator(settings) as running:
         yield running
 
@@ -39,25 +38,34 @@ async def media_client(media_server: App) -> AsyncIterator[KurentoClient]:
         yield client
 
 
-TURN_PORT = 34780
-TURN_RELAY_PORTS = (44000, 44099)
 TURN_USER = ("kurento", "secret")
 
 
 @pytest.fixture
-async def turn_server() -> AsyncIterator[tuple[str, int]]:
+def turn_relay_ports() -> PortBlock:
+    """The ports coturn relays from (``turn_server``)."""
+    return free_port_range(100)
+
+
+@pytest.fixture
+async def turn_server(
+    turn_relay_ports: PortBlock, tmp_path: Path
+) -> AsyncIterator[tuple[str, int]]:
     """Debian's coturn on loopback (STUN and TURN, long-term credentials kurento:secret)."""
     binary = shutil.which("turnserver")
     if binary is None:
         pytest.skip("coturn is not installed (make media-deps installs it)")
+    # coturn also listens on the port above its listening port (RFC 5780's alternate port)
+    listening = free_port_range(2)
     process = await asyncio.create_subprocess_exec(
         binary,
         "-n",
         "--listening-ip=127.0.0.1",
-        f"--listening-port={TURN_PORT}",
+        f"--listening-port={listening.low}",
+        f"--alt-listening-port={listening.high}",
         "--relay-ip=127.0.0.1",
-        f"--min-port={TURN_RELAY_PORTS[0]}",
-        f"--max-port={TURN_RELAY_PORTS[1]}",
+        f"--min-port={turn_relay_ports.low}",
+        f"--max-port={turn_relay_ports.high}",
         "--lt-cred-mech",
         f"--user={':'.join(TURN_USER)}",
         "--realm=lab",
@@ -67,8 +75,8 @@ async def turn_server() -> AsyncIterator[tuple[str, int]]:
         "--no-cli",
         "--log-file=stdout",
         "--simple-log",
-        "--pidfile=/tmp/kurento-emulator-turn.pid",
-        "--userdb=/tmp/kurento-emulator-turndb",
+        f"--pidfile={tmp_path / 'turnserver.pid'}",
+        f"--userdb={tmp_path / 'turndb'}",
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
@@ -78,7 +86,7 @@ async def turn_server() -> AsyncIterator[tuple[str, int]]:
             while b"Total General servers" not in await process.stdout.readline():
                 pass
         drain = asyncio.create_task(_drain(process.stdout))
-        yield ("127.0.0.1", TURN_PORT)
+        yield ("127.0.0.1", listening.low)
         drain.cancel()
     finally:
         process.terminate()

@@ -17,6 +17,7 @@ from playwright.async_api import Page, Route, async_playwright
 from emulator.app import running_emulator
 from emulator.transport.client import EventStream, KurentoClient, RemoteObject
 from tests.conftest import make_settings
+from tests.ports import free_port_range
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -34,7 +35,6 @@ PAGE = Path(__file__).with_name("browser_page.html")
 # getUserMedia needs a secure context; http://127.0.0.1 is one without TLS. Playwright answers
 # the request itself (page.route), so nothing listens on port 80.
 PAGE_URL = "http://127.0.0.1/hello-world.html"
-PORTS = (45100, 45199)
 MEDIA_TIMEOUT = 20.0
 
 pytestmark = pytest.mark.skipif(
@@ -87,7 +87,8 @@ async def _flowing(flow_in: EventStream, media_type: str, timeout: float) -> lis
 
 async def test_browser_hello_world_receives_audio_and_decodes_video() -> None:
     """Chromium's own getStats shows inbound audio and decoded video from a looped endpoint."""
-    settings = make_settings(min_port=PORTS[0], max_port=PORTS[1])
+    ports = free_port_range(100)
+    settings = make_settings(min_port=ports.low, max_port=ports.high)
     browser_candidates: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
     browser_states: dict[str, list[str]] = {"ice": [], "connection": []}
     server_candidates: list[dict[str, Any]] = []
@@ -145,7 +146,7 @@ async def test_browser_hello_world_receives_audio_and_decodes_video() -> None:
             assert stats["audio"]["bytesReceived"] > 0, seen
             assert stats["video"] is not None and stats["video"]["framesDecoded"] > 0, seen
             assert stats["video"]["packetsReceived"] > 0, seen
-            assert PORTS[0] <= stats["pair"]["remotePort"] <= PORTS[1], seen
+            assert stats["pair"]["remotePort"] in ports, seen
             assert browser_states["connection"] == ["connecting", "connected"], seen
             flow = await _flowing(flow_in, "VIDEO", timeout=5)
             assert flow[-1] == "VIDEO FLOWING", flow

@@ -16,7 +16,6 @@ from emulator.app import running_emulator
 from emulator.media.capture import CaptureBudget, PcapWriter, udp_datagram
 from emulator.transport.client import KurentoClient, RemoteObject
 from tests.conftest import make_settings
-from tests.media.conftest import MEDIA_PORTS
 from tests.media.peers import client_peer, negotiate
 
 TSHARK = shutil.which("tshark")
@@ -26,8 +25,6 @@ needs_tshark = pytest.mark.skipif(TSHARK is None, reason="make media-deps instal
 @contextlib.asynccontextmanager
 async def _capturing_client(folder: Path, **settings: Any) -> AsyncIterator[KurentoClient]:
     options = make_settings(
-        min_port=MEDIA_PORTS[0],
-        max_port=MEDIA_PORTS[1],
         network_interfaces="lo",
         capture_dir=folder,
         **settings,

@@ -10,15 +10,12 @@ from emulator.app import running_emulator
 from emulator.transport.client import KurentoClient
 from protocol.sdp import SessionDescription
 from tests.conftest import make_settings
-from tests.media.conftest import MEDIA_PORTS
 from tests.media.peers import client_peer
 
 
 @contextlib.asynccontextmanager
 async def _client(**settings: Any) -> AsyncIterator[KurentoClient]:
-    options = make_settings(
-        min_port=MEDIA_PORTS[0], max_port=MEDIA_PORTS[1], network_interfaces="lo", **settings
-    )
+    options = make_settings(network_interfaces="lo", **settings)
     async with (
         running_emulator(options) as server,
         await KurentoClient.connect(server.urls["ws"], reconnect=False) as client,

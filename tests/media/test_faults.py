@@ -14,7 +14,6 @@ from emulator.media.impairment import Impairment
 from emulator.media.services import MediaOwnerIds, MediaServices
 from emulator.transport.client import KurentoClient
 from tests.conftest import make_settings, server_and_client
-from tests.media.conftest import MEDIA_PORTS
 from tests.media.peers import client_peer, negotiate
 from tests.observability.admin_http import metric
 
@@ -25,8 +24,6 @@ async def faulty_lab(
 ) -> AsyncIterator[tuple[App, KurentoClient]]:
     """A media server with fault injection (no admin listener: the controller is used directly)."""
     settings = make_settings(
-        min_port=MEDIA_PORTS[0],
-        max_port=MEDIA_PORTS[1],
         network_interfaces="lo",
         admin_port=None,
         fault_injection=True,
@@ -38,7 +35,7 @@ async def faulty_lab(
 
 def _drops(seed: int, packets: int = 2000) -> list[int]:
     """Indexes of the packets an rtp loss rule of 5% drops for the first endpoint."""
-    media_services = MediaServices.from_settings(make_settings(min_port=40000, max_port=40009))
+    media_services = MediaServices.from_settings(make_settings())
     rule = {"kind": "rtp", "media": "AUDIO", "loss": 0.05}
     controller = FaultController(media_services.live, seed, [rule])
     fake: Any = SimpleNamespace(impairments=None)

@@ -39,9 +39,7 @@ async def test_external_ipv4_replaces_host_address(media_client: KurentoClient) 
 
 async def test_no_ipv6_policy_gathers_ipv4_only() -> None:
     """With IPv6 candidates off (candkillipv6), only IPv4 host candidates are gathered."""
-    settings = make_settings(
-        min_port=42600, max_port=42699, network_interfaces="lo", ice_ipv6=False
-    )
+    settings = make_settings(network_interfaces="lo", ice_ipv6=False)
     async with server_and_client(settings) as (_, client):
         candidates = await _candidates(await _endpoint(client))
     assert candidates and all(":" not in c.split()[4] for c in candidates)
@@ -49,7 +47,7 @@ async def test_no_ipv6_policy_gathers_ipv4_only() -> None:
 
 async def test_network_interfaces_selects_addresses() -> None:
     """networkInterfaces limits host candidates to the named interfaces."""
-    settings = make_settings(min_port=42700, max_port=42799)
+    settings = make_settings()
     async with server_and_client(settings) as (_, client):
         endpoint = await _endpoint(client)
         await endpoint.invoke("setNetworkInterfaces", networkInterfaces="lo")
@@ -62,7 +60,7 @@ async def test_network_interfaces_selects_addresses() -> None:
 
 async def test_relay_only_policy_without_turn_gathers_nothing() -> None:
     """With relay-only (candonlyturn) and no TURN server there is no candidate at all."""
-    settings = make_settings(min_port=42800, max_port=42899, ice_relay_only=True)
+    settings = make_settings(ice_relay_only=True)
     async with server_and_client(settings) as (server, client):
         assert await _candidates(await _endpoint(client)) == []
         assert server.media_services.ports.usage().in_use == 0

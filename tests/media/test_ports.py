@@ -10,6 +10,7 @@ import pytest
 from emulator.transport.client import KurentoClient, RemoteObject
 from protocol.errors import NotEnoughResources
 from tests.conftest import make_settings, server_and_client
+from tests.ports import free_port_range
 
 OFFER = "\r\n".join(
     [
@@ -77,32 +78,34 @@ async def _gathered_endpoint(client: KurentoClient) -> RemoteObject:
 
 async def test_every_media_socket_inside_range_and_freed() -> None:
     """Twenty gathered endpoints hold sockets only inside the range; none remain after release."""
-    settings = make_settings(min_port=43000, max_port=43099, network_interfaces="lo")
+    block = free_port_range(100)
+    settings = make_settings(min_port=block.low, max_port=block.high, network_interfaces="lo")
     async with server_and_client(settings) as (server, client):
         before = udp_ports_of_this_process()
         pipelines = [await _gathered_endpoint(client) for _ in range(20)]
         during = udp_ports_of_this_process()
         new = sorted(set(during) - set(before))
         assert len(new) >= 20
-        assert all(43000 <= port <= 43099 for port in during), during
+        assert all(port in block for port in during), during
         for pipeline in pipelines:
             await pipeline.release()
-        assert not [p for p in udp_ports_of_this_process() if 43000 <= p <= 43099]
+        assert not [p for p in udp_ports_of_this_process() if p in block]
         assert server.media_services.ports.usage().in_use == 0
 
 
 async def test_exhausted_range_is_40009_and_others_untouched() -> None:
     """When no port is left, gatherCandidates fails with 40009 naming the range; others go on."""
-    settings = make_settings(min_port=43100, max_port=43102, network_interfaces="lo")
+    block = free_port_range(3)
+    settings = make_settings(min_port=block.low, max_port=block.high, network_interfaces="lo")
     async with server_and_client(settings) as (server, client):
         first = await _gathered_endpoint(client)
         pipeline = await client.create("MediaPipeline")
         second = await pipeline.create("WebRtcEndpoint")
         await second.invoke("processOffer", offer=OFFER)
-        with pytest.raises(NotEnoughResources, match="43100-43102") as info:
+        with pytest.raises(NotEnoughResources, match=str(block)) as info:
             await second.invoke("gatherCandidates")
         assert info.value.code == 40009
-        assert all(43100 <= p <= 43102 for p in udp_ports_of_this_process())
+        assert all(p in block for p in udp_ports_of_this_process())
         endpoint = (await first.invoke("getChildren"))[0]
         sdp = await client.call(
             "invoke", {"object": endpoint, "operation": "getLocalSessionDescriptor"}

@@ -13,7 +13,6 @@ import pytest
 from emulator.transport.client import KurentoClient, RemoteObject
 from protocol.sdp import SessionDescription
 from tests.conftest import make_settings, server_and_client
-from tests.media.conftest import MEDIA_PORTS
 from tests.media.rtp_peers import RtpSender, peer_sdp, udp_peer
 
 TSHARK = shutil.which("tshark")
@@ -97,8 +96,6 @@ async def test_capture_holds_decrypted_rtp_of_both_legs(tmp_path: Path) -> None:
     """The name filter captures one SRTP endpoint, the tag the other; tshark finds the clear
     RTP each sent and received, with the real ports, in files named by pipeline and element."""
     settings = make_settings(
-        min_port=MEDIA_PORTS[0],
-        max_port=MEDIA_PORTS[1],
         network_interfaces="lo",
         capture="^pbx-",
         capture_dir=tmp_path,
@@ -128,8 +125,6 @@ async def test_capture_stops_growing_at_the_disk_budget(tmp_path: Path) -> None:
     report from the endpoint's timer may take one of the places)."""
     record = 16 + 20 + 8 + 12 + 160
     settings = make_settings(
-        min_port=MEDIA_PORTS[0],
-        max_port=MEDIA_PORTS[1],
         network_interfaces="lo",
         capture_dir=tmp_path,
         capture_max_bytes=24 + 5 * record + 10,

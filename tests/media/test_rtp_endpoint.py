@@ -23,11 +23,19 @@ from protocol.errors import (
 )
 from protocol.sdp import SessionDescription
 from tests.conftest import make_settings, server_and_client
-from tests.media.conftest import MEDIA_PORTS
 from tests.media.rtp_peers import RtpSender, dtmf_payload, peer_sdp, udp_peer
+from tests.ports import PortBlock, free_port_range
 
 PBX_OFFER_AUDIO = "0 PCMU/8000, 8 PCMA/8000, 9 G722/8000, 107 opus/48000/2"
 AUDIO_ONLY = {"__module__": "kurento", "__type__": "OfferOptions", "offerToReceiveVideo": False}
+
+
+@pytest.fixture
+def nowhere() -> int:
+    """A PBX's even port where nothing listens (audio RTP, RTCP, video RTP, RTCP from it on):
+    reserved for this test and outside the ephemeral range, so what the endpoint sends there
+    reaches no other test's peer."""
+    return free_port_range(4).low
 
 
 def _target(sdp: str, index: int = 0) -> tuple[str, int]:
@@ -42,16 +50,18 @@ async def _rtp_endpoint(client: KurentoClient, **params: Any) -> tuple[RemoteObj
     return pipeline, await pipeline.create("RtpEndpoint", **params)
 
 
-async def test_rtp_endpoint_answers_a_pbx_offer(media_client: KurentoClient) -> None:
+async def test_rtp_endpoint_answers_a_pbx_offer(
+    media_server: App, media_client: KurentoClient, nowhere: int
+) -> None:
     """The answer keeps the offer's codec order, DTMF and video, on an even port with RTCP +1."""
     _, endpoint = await _rtp_endpoint(media_client)
     offer = peer_sdp(
-        40000, audio=PBX_OFFER_AUDIO, mux=False, video="99 H264/90000", video_port=40002
+        nowhere, audio=PBX_OFFER_AUDIO, mux=False, video="99 H264/90000", video_port=nowhere + 2
     )
     answer = SessionDescription.parse(await endpoint.invoke("processOffer", offer=offer))
     audio, video = answer.media
     assert audio.proto == "RTP/AVP" and audio.port % 2 == 0
-    assert MEDIA_PORTS[0] <= audio.port <= MEDIA_PORTS[1]
+    assert media_server.settings.min_port <= audio.port <= media_server.settings.max_port
     assert [c.name for c in audio.codecs] == ["PCMU", "PCMA", "G722", "opus", "telephone-event"]
     assert [c.payload_type for c in audio.codecs] == [0, 8, 9, 107, 101]
     assert audio.rtcp == (audio.port + 1, "127.0.0.1") and not audio.rtcp_mux
@@ -63,7 +73,7 @@ async def test_rtp_endpoint_answers_a_pbx_offer(media_client: KurentoClient) -> 
     assert state == "CONNECTED"
 
 
-async def test_rtp_endpoint_sdp_errors_match_kms(media_client: KurentoClient) -> None:
+async def test_rtp_endpoint_sdp_errors_match_kms(media_client: KurentoClient, nowhere: int) -> None:
     """Empty or unacceptable offers, answers without offers and missing descriptors: 402xx."""
     _, endpoint = await _rtp_endpoint(media_client)
     with pytest.raises(SdpEndPointNoLocalSdpError):
@@ -73,15 +83,15 @@ async def test_rtp_endpoint_sdp_errors_match_kms(media_client: KurentoClient) ->
     with pytest.raises(SdpParseError, match="Empty offer not valid"):
         await endpoint.invoke("processOffer", offer="")
     with pytest.raises(SdpParseError, match="needs RTP/AVP"):
-        await endpoint.invoke("processOffer", offer=peer_sdp(40000, proto="RTP/SAVP"))
+        await endpoint.invoke("processOffer", offer=peer_sdp(nowhere, proto="RTP/SAVP"))
     with pytest.raises(SdpEndPointNotOfferGenerated):
-        await endpoint.invoke("processAnswer", answer=peer_sdp(40000))
+        await endpoint.invoke("processAnswer", answer=peer_sdp(nowhere))
     await endpoint.invoke("generateOffer", options=AUDIO_ONLY)
     with pytest.raises(SdpEndPointAlreadyNegotiated):
-        await endpoint.invoke("processOffer", offer=peer_sdp(40000))
-    await endpoint.invoke("processAnswer", answer=peer_sdp(40000, audio="8 PCMA/8000"))
+        await endpoint.invoke("processOffer", offer=peer_sdp(nowhere))
+    await endpoint.invoke("processAnswer", answer=peer_sdp(nowhere, audio="8 PCMA/8000"))
     with pytest.raises(SdpEndPointAnswerAlreadyProccesed):
-        await endpoint.invoke("processAnswer", answer=peer_sdp(40000))
+        await endpoint.invoke("processAnswer", answer=peer_sdp(nowhere))
 
 
 async def test_rtp_endpoint_offer_lists_pbx_codecs(media_client: KurentoClient) -> None:
@@ -165,16 +175,14 @@ async def test_rtp_endpoint_drops_and_counts_foreign_sources(media_client: Kuren
         assert stranger.rtp.empty()
 
 
-async def test_rtp_endpoint_latching_follows_the_source() -> None:
+async def test_rtp_endpoint_latching_follows_the_source(nowhere: int) -> None:
     """With latching on, the first source is accepted and media goes back to it."""
-    settings = make_settings(
-        min_port=MEDIA_PORTS[0], max_port=MEDIA_PORTS[1], network_interfaces="lo", rtp_latching=True
-    )
+    settings = make_settings(network_interfaces="lo", rtp_latching=True)
     async with server_and_client(settings) as (_, client):
         _, endpoint = await _rtp_endpoint(client)
         await endpoint.connect(endpoint)
         async with udp_peer() as natted:
-            answer = await endpoint.invoke("processOffer", offer=peer_sdp(40000))
+            answer = await endpoint.invoke("processOffer", offer=peer_sdp(nowhere))
             natted.send(RtpSender(0).packet(), _target(answer))
             assert (await natted.next_rtp()).payload_type == 0
 
@@ -283,33 +291,37 @@ async def test_rtp_endpoint_crypto_parameter_checked(media_client: KurentoClient
 
 
 @pytest.fixture
-async def rtp_range_client() -> AsyncIterator[tuple[App, KurentoClient]]:
+def rtp_pair() -> PortBlock:
+    """Two ports (one RTP/RTCP pair) for ``rtp_range_client``'s RtpEndpoints."""
+    return free_port_range(2)
+
+
+@pytest.fixture
+async def rtp_range_client(
+    rtp_pair: PortBlock,
+) -> AsyncIterator[tuple[App, KurentoClient]]:
     """A server whose RtpEndpoints use their own sub-range of two ports (one pair)."""
     settings = make_settings(
-        min_port=MEDIA_PORTS[0],
-        max_port=MEDIA_PORTS[1],
-        network_interfaces="lo",
-        rtp_min_port=43100,
-        rtp_max_port=43101,
+        network_interfaces="lo", rtp_min_port=rtp_pair.low, rtp_max_port=rtp_pair.high
     )
     async with server_and_client(settings) as running:
         yield running
 
 
 async def test_rtp_endpoint_own_port_range(
-    rtp_range_client: tuple[App, KurentoClient],
+    rtp_range_client: tuple[App, KurentoClient], rtp_pair: PortBlock, nowhere: int
 ) -> None:
     """RtpEndpoints bind inside rtp_min_port..rtp_max_port; an exhausted range answers 40009."""
     _, client = rtp_range_client
     _, first = await _rtp_endpoint(client)
-    answer = await first.invoke("processOffer", offer=peer_sdp(40000))
-    assert _target(answer)[1] == 43100
+    answer = await first.invoke("processOffer", offer=peer_sdp(nowhere))
+    assert _target(answer)[1] == rtp_pair.low
     _, second = await _rtp_endpoint(client)
-    with pytest.raises(NotEnoughResources, match="RtpEndpoint port range 43100-43101"):
-        await second.invoke("processOffer", offer=peer_sdp(40000))
+    with pytest.raises(NotEnoughResources, match=f"RtpEndpoint port range {rtp_pair}"):
+        await second.invoke("processOffer", offer=peer_sdp(nowhere))
     await first.release()
-    answer = await second.invoke("processOffer", offer=peer_sdp(40000))
-    assert _target(answer)[1] == 43100
+    answer = await second.invoke("processOffer", offer=peer_sdp(nowhere))
+    assert _target(answer)[1] == rtp_pair.low
 
 
 async def test_rtp_endpoint_separate_rtcp_ports(media_client: KurentoClient) -> None:

@@ -21,7 +21,6 @@ import numpy as np
 import pytest
 from aiortc import RTCRtpSender
 
-from emulator.media.ports import PortRange
 from emulator.media.rtp import is_rtcp, parse_rtp
 from emulator.transport.client import KurentoClient
 from protocol.sdp import SessionDescription
@@ -35,11 +34,10 @@ from tests.media.rtp_peers import (
     spy_received,
     udp_peer,
 )
+from tests.ports import free_port_range
 
 FFMPEG = shutil.which("ffmpeg")
 pytestmark = pytest.mark.skipif(FFMPEG is None, reason="ffmpeg missing (make rtp-deps)")
-PEER_PORTS = PortRange(45000, 45999, "ffmpeg peer")
-"""Ports handed to ffmpeg: outside the server's range (the OS cannot pick them for an SDP file)."""
 
 
 def read_wav(path: Path) -> tuple[np.ndarray[Any, Any], int]:
@@ -50,12 +48,9 @@ def read_wav(path: Path) -> tuple[np.ndarray[Any, Any], int]:
 
 
 def free_pair() -> int:
-    """An even port with its +1 free right now, for an ffmpeg receiver."""
-    rtp, rtcp = PEER_PORTS.bind_pair("127.0.0.1")
-    port = int(rtp.getsockname()[1])
-    rtp.close()
-    rtcp.close()
-    return port
+    """An even port and its +1 for an ffmpeg receiver, reserved for this test: ffmpeg binds what
+    its SDP file says, so the OS cannot pick them (tests/ports.py)."""
+    return free_port_range(2).low
 
 
 class Processes:

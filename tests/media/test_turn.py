@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from emulator.transport.client import KurentoClient
 from tests.conftest import make_settings, server_and_client
-from tests.media.conftest import TURN_RELAY_PORTS, TURN_USER
+from tests.media.conftest import TURN_USER
 from tests.media.peers import client_peer, negotiate
 from tests.media.test_ports import OFFER, udp_ports_of_this_process
+from tests.ports import PortBlock, free_port_range
 
 
 async def _gather(client: KurentoClient, **properties: object) -> list[str]:
@@ -35,13 +36,16 @@ async def test_stun_server_gives_server_reflexive_candidate(
     assert any(" typ srflx " in c for c in candidates), candidates
 
 
-async def test_turn_relay_only_media_flows(turn_server: tuple[str, int]) -> None:
+async def test_turn_relay_only_media_flows(
+    turn_server: tuple[str, int], turn_relay_ports: PortBlock
+) -> None:
     """Relay-only with turnUrl: only relay candidates, media loops back through coturn, and the
     TURN client socket is inside the port range."""
     host, port = turn_server
+    media = free_port_range(100)
     settings = make_settings(
-        min_port=42900,
-        max_port=42999,
+        min_port=media.low,
+        max_port=media.high,
         network_interfaces="lo",
         ice_relay_only=True,
         turn_url=f"{TURN_USER[0]}:{TURN_USER[1]}@{host}:{port}?transport=udp",
@@ -61,7 +65,7 @@ async def test_turn_relay_only_media_flows(turn_server: tuple[str, int]) -> None
             relayed.append(found.queue.get_nowait()["candidate"]["candidate"])
         assert relayed and all(" typ relay " in c for c in relayed)
         relay_port = int(relayed[0].split()[5])
-        assert TURN_RELAY_PORTS[0] <= relay_port <= TURN_RELAY_PORTS[1]
+        assert relay_port in turn_relay_ports
         assert server.media_services.ports.usage().in_use >= 1
-        ours = [p for p in udp_ports_of_this_process() if 42900 <= p <= 42999]
+        ours = [p for p in udp_ports_of_this_process() if p in media]
         assert ours

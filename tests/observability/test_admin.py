@@ -23,6 +23,7 @@ from protocol.errors import (
 )
 from tests.conftest import make_settings, server_and_client
 from tests.observability.admin_http import http, metric, server_with_admin
+from tests.ports import free_port_range
 from tests.wire import RawPeer
 
 
@@ -60,7 +61,8 @@ async def test_admin_health_and_readiness_follow_the_listeners() -> None:
 
 async def test_admin_metrics_count_objects_sessions_rpc_and_events() -> None:
     """/metrics reports sessions, pipelines, elements by type, ports, RPC latency and events."""
-    async with admin_lab(min_port=43100, max_port=43149) as (_, admin, client):
+    ports = free_port_range(50)
+    async with admin_lab(min_port=ports.low, max_port=ports.high) as (_, admin, client):
         pipeline = await client.create("MediaPipeline")
         first = await pipeline.create("PassThrough")
         second = await pipeline.create("PassThrough")
@@ -74,7 +76,7 @@ async def test_admin_metrics_count_objects_sessions_rpc_and_events() -> None:
         assert metric(text, "kurento_elements", type="PassThrough") == 2
         assert metric(text, "kurento_elements", type="MediaPipeline") == 1
         assert metric(text, "kurento_media_ports", state="in_use") == 0
-        assert metric(text, "kurento_media_ports", state="free") == 50
+        assert metric(text, "kurento_media_ports", state="free") == len(ports)
         assert metric(text, "kurento_rpc_duration_seconds_count", method="create") == 3
         assert metric(text, "kurento_rpc_duration_seconds_count", method="invoke") == 1
         assert metric(text, "kurento_events_sent_total") >= 1

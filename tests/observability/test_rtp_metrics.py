@@ -19,8 +19,6 @@ async def test_rtp_endpoint_counted_in_metrics_and_impaired_by_faults() -> None:
     out (and keeps counting them once the endpoint is released), an ``rtp`` delay rule delays
     what it sends, and an SDES endpoint's authentication failures reach the SRTP counter."""
     settings = make_settings(
-        min_port=43200,
-        max_port=43249,
         network_interfaces="lo",
         admin_port=0,
         admin_host="127.0.0.1",

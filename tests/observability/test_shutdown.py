@@ -17,6 +17,7 @@ from emulator.app import running_emulator
 from emulator.transport.client import KurentoClient, RemoteObject
 from tests.conftest import make_settings
 from tests.observability.admin_http import http, metric
+from tests.ports import free_port_range
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -107,9 +108,12 @@ async def test_shutdown_signal_answers_in_flight_releases_and_exits_zero(
 ) -> None:
     """A signal turns readyz 503, the request in flight still gets its answer, every object is
     released and the process exits 0 well within shutdown_timeout."""
-    low = 43200 if sig == signal.SIGTERM else 43300
+    ports = free_port_range(100)
     async with emulator_process(
-        f"--min-port={low}", f"--max-port={low + 99}", "--fault-injection", "--shutdown-timeout=8"
+        f"--min-port={ports.low}",
+        f"--max-port={ports.high}",
+        "--fault-injection",
+        "--shutdown-timeout=8",
     ) as server:
         client = await KurentoClient.connect(server.ws_url, reconnect=False)
         await gathered_endpoint(client)
@@ -137,7 +141,7 @@ async def test_shutdown_signal_answers_in_flight_releases_and_exits_zero(
 
 async def test_shutdown_stop_closes_every_media_socket() -> None:
     """After stop(), no socket of the port range is held and no connection is open."""
-    settings = make_settings(min_port=43400, max_port=43499, network_interfaces="lo")
+    settings = make_settings(network_interfaces="lo")
     async with running_emulator(settings) as server:
         client = await KurentoClient.connect(server.urls["ws"], reconnect=False)
         await gathered_endpoint(client)

@@ -75,8 +75,10 @@ async function webrtc(serverOffers) {
       await call(endpoint, 'gatherCandidates');
     } else if (verb === 'answer') {
       await call(endpoint, 'processAnswer', argument.sdp);
-      await call(endpoint, 'gatherCandidates');
+      // before gatherCandidates, as 'answer' above: the candidates it brings may arrive ahead of
+      // its reply, and a test waiting for 'answered' would pass over them
       report('answered');
+      await call(endpoint, 'gatherCandidates');
     } else if (verb === 'candidate') {
       const candidate = kurento.getComplexType('IceCandidate')(argument);
       await call(endpoint, 'addIceCandidate', candidate);
