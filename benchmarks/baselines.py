@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 RECEIVE_SIZE = 4096
-"""As the emulator's media sockets (emulator/media/ice.py): asyncio's 256 KiB default read costs
-about 16 us per datagram (performance.md B1)."""
+"""As the emulator's media sockets (emulator/media/net/poller.py): asyncio's 256 KiB default read
+costs about 16 us per datagram (performance.md B1)."""
 RECEIVE_BUFFER = 4 * 1024 * 1024
 
 

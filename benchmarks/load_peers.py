@@ -50,7 +50,7 @@ from aiortc import (
     RTCIceTransport,
 )
 
-from emulator.media.aiortc_adapter import (
+from emulator.media.legs.aiortc_adapter import (
     gatherer_connection,
     nominated_pairs,
     set_dtls_role,

@@ -28,7 +28,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from emulator.media.impairment import Impairment, ImpairmentCounters
+from emulator.media.lab.impairment import Impairment, ImpairmentCounters
 from emulator.media.services import MediaOwnerIds, StreamMedia
 from emulator.media.webrtc import WebRtcMedia
 from protocol.errors import RpcError, error_class_for_code

@@ -16,8 +16,8 @@ import aioice.ice
 import pytest
 from aioice import Connection
 
-from emulator.media import aiortc_adapter
-from emulator.media.aiortc_adapter import INTERNALS, Internal, consent_loop
+from emulator.media.legs import aiortc_adapter
+from emulator.media.legs.aiortc_adapter import INTERNALS, Internal, consent_loop
 
 ROOT = Path(__file__).resolve().parents[1]
 ADAPTER = Path(aiortc_adapter.__file__).resolve()
@@ -203,7 +203,7 @@ def _derived_classes(trees: dict[Path, ast.Module]) -> set[str]:
     for tree in trees.values():
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and (
-                _library_module(node.module) or node.module == "emulator.media.aiortc_adapter"
+                _library_module(node.module) or node.module == "emulator.media.legs.aiortc_adapter"
             ):
                 derived.update(alias.asname or alias.name for alias in node.names)
     classes = [n for tree in trees.values() for n in ast.walk(tree) if isinstance(n, ast.ClassDef)]
@@ -281,7 +281,7 @@ def test_the_layering_check_sees_reads_imports_and_overrides() -> None:
     source = textwrap.dedent(
         """
         from aioice.ice import StunProtocol
-        from emulator.media.aiortc_adapter import DtlsTransportSeam
+        from emulator.media.legs.aiortc_adapter import DtlsTransportSeam
 
         class Mine(DtlsTransportSeam):
             def _setup_srtp(self): ...

@@ -23,8 +23,21 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # A Kurento client over WebSocket, and TLS material: protocol/ on a socket, no server inside.
     # Low because the routing dispatcher talks to its media workers as a client.
     ("wire", ("emulator.transport", "emulator.transport.client", "emulator.transport.tls")),
-    # The media plane: sockets, ICE, DTLS-SRTP, RTP, transcoders; knows no Kurento object.
-    ("media", ("emulator.media.*",)),
+    # The media plane knows no Kurento object. Its folders are layers of their own, lowest first:
+    # sockets and polling; RTP packets and stream state; the seam (what flows between elements);
+    # codecs and transcoding; SDP offer/answer (and SDES keys); lab tools (capture, impairment);
+    # the legs (ICE, DTLS-SRTP, the aiortc/aioice adapter); the RTP session; the media behind each
+    # element kind; the services every endpoint shares.
+    ("media: net", ("emulator.media", "emulator.media.net.*")),
+    ("media: rtp", ("emulator.media.rtp.*",)),
+    ("media: flow", ("emulator.media.flow",)),
+    ("media: codecs", ("emulator.media.codecs.*",)),
+    ("media: sdp", ("emulator.media.sdp.*",)),
+    ("media: lab", ("emulator.media.lab.*",)),
+    ("media: legs", ("emulator.media.legs.*",)),
+    ("media: session", ("emulator.media.session.*",)),
+    ("media: elements", ("emulator.media.webrtc", "emulator.media.plain_rtp")),
+    ("media: services", ("emulator.media.services",)),
     # Kurento's classes (KMD): pipelines own the connection graph, endpoints drive their media.
     ("objects", ("emulator.objects.*",)),
     # Server-wide state over the objects and the media: the MediaSet and the fault rules.
@@ -272,10 +285,10 @@ def test_layers_import_graph_reads_type_checking_and_function_imports(tmp_path: 
         "if TYPE_CHECKING:\n"
         "    from emulator.app import App\n"
         "def f():\n"
-        "    import emulator.media.ports\n"
+        "    import emulator.media.net.ports\n"
         "from . import hub\n",
         encoding="utf-8",
     )
-    known = {"emulator.app", "emulator.media.ports", "emulator.objects.hub"}
+    known = {"emulator.app", "emulator.media.net.ports", "emulator.objects.hub"}
     found = imported_modules(source, "emulator.objects.media_element", known)
     assert found == known

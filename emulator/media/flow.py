@@ -18,8 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from emulator.media.rtp import RtpView
-from emulator.media.streams import InboundStream
+from emulator.media.rtp.packet import RtpView
+from emulator.media.rtp.streams import InboundStream
 from protocol.sdp import Codec
 
 

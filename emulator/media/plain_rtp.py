@@ -27,17 +27,17 @@ from typing import Any, Protocol
 
 from aiortc.rtp import RtcpByePacket
 
-from emulator.media import plain_sdp
-from emulator.media.negotiation import LocalPolicy, MediaLine, new_session_id, parse_description
-from emulator.media.offer_answer import OfferAnswer
-from emulator.media.plain_sdp import LocalPorts, PlainLine
-from emulator.media.poller import MediaPollers, PolledSocket, limit_reads
-from emulator.media.ports import PortRange
-from emulator.media.rtp import RtpView, is_rtcp, parse_rtp
-from emulator.media.rtp_session import MediaOwner, RtpSession, SessionTimeouts
-from emulator.media.sdes import SdesConfig, SrtpPair
-from emulator.media.streams import OutboundStream
-from emulator.media.transcoding import Transcoders
+from emulator.media.codecs.transcoding import Transcoders
+from emulator.media.net.poller import MediaPollers, PolledSocket, limit_reads
+from emulator.media.net.ports import PortRange
+from emulator.media.rtp.packet import RtpView, is_rtcp, parse_rtp
+from emulator.media.rtp.streams import OutboundStream
+from emulator.media.sdp import plain as plain_sdp
+from emulator.media.sdp.negotiation import LocalPolicy, MediaLine, new_session_id, parse_description
+from emulator.media.sdp.offer_answer import OfferAnswer
+from emulator.media.sdp.plain import LocalPorts, PlainLine
+from emulator.media.sdp.sdes import SdesConfig, SrtpPair
+from emulator.media.session.rtp import MediaOwner, RtpSession, SessionTimeouts
 from protocol.errors import SdpParseError
 
 logger = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ class PlainRtpConfig:
 
 class LegTap(Protocol):
     """Sees every clear RTP/RTCP packet of an endpoint, with the addresses of its leg
-    (``emulator.media.capture.PcapWriter`` is one)."""
+    (``emulator.media.lab.capture.PcapWriter`` is one)."""
 
     def packet(self, outgoing: bool, data: bytes, local: Address, remote: Address) -> None:
         """One packet, in the clear, with the real addresses it travelled between."""

@@ -16,15 +16,15 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from emulator.media.capture import CaptureBudget, CaptureService
-from emulator.media.ice import IcePolicy
-from emulator.media.impairment import Impairment
-from emulator.media.negotiation import LocalPolicy
-from emulator.media.peer import TurnServer, parse_turn_url
-from emulator.media.poller import MediaPollers
-from emulator.media.ports import PortRange
-from emulator.media.streams import InboundStream, OutboundStream
-from emulator.media.transcoding import Transcoders
+from emulator.media.codecs.transcoding import Transcoders
+from emulator.media.lab.capture import CaptureBudget, CaptureService
+from emulator.media.lab.impairment import Impairment
+from emulator.media.legs.ice import IcePolicy
+from emulator.media.legs.peer import TurnServer, parse_turn_url
+from emulator.media.net.poller import MediaPollers
+from emulator.media.net.ports import PortRange
+from emulator.media.rtp.streams import InboundStream, OutboundStream
+from emulator.media.sdp.negotiation import LocalPolicy
 from emulator.settings import Settings
 
 logger = logging.getLogger(__name__)

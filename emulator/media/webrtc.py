@@ -13,14 +13,14 @@ from typing import Any
 
 from aiortc import RTCDataChannel
 
+from emulator.media.codecs.transcoding import Transcoders
 from emulator.media.flow import MediaLeg
-from emulator.media.negotiation import MediaLine
-from emulator.media.peer import PeerConfig, PeerTransport, WebRtcPeer
-from emulator.media.rtp import RtpView
-from emulator.media.rtp_session import KINDS, MediaOwner, RtpSession, SessionTimeouts
-from emulator.media.rtp_stats import ChannelCounters, ConnectionView, connection_stats
-from emulator.media.streams import OutboundStream
-from emulator.media.transcoding import Transcoders
+from emulator.media.legs.peer import PeerConfig, PeerTransport, WebRtcPeer
+from emulator.media.rtp.packet import RtpView
+from emulator.media.rtp.streams import OutboundStream
+from emulator.media.sdp.negotiation import MediaLine
+from emulator.media.session.rtp import KINDS, MediaOwner, RtpSession, SessionTimeouts
+from emulator.media.session.stats import ChannelCounters, ConnectionView, connection_stats
 
 logger = logging.getLogger(__name__)
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from emulator.media.capture import PcapWriter
 from emulator.media.flow import MediaPacket
+from emulator.media.lab.capture import PcapWriter
 from emulator.media.plain_rtp import PlainRtpConfig, PlainRtpMedia
-from emulator.media.sdes import SdesConfig, sdes_from_param
+from emulator.media.sdp.sdes import SdesConfig, sdes_from_param
 from emulator.objects.sdp_endpoint import BaseRtpEndpoint
 
 

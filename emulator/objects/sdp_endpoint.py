@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Protocol, TypeVar
 
-from emulator.media.bitrate import receive_target, send_limit
-from emulator.media.capture import PcapWriter
-from emulator.media.rtp_session import SessionTimeouts
+from emulator.media.codecs.transcoding import SinkTranscoding
+from emulator.media.lab.capture import PcapWriter
+from emulator.media.rtp.bitrate import receive_target, send_limit
 from emulator.media.services import MediaServices, StreamMedia
-from emulator.media.transcoding import SinkTranscoding
+from emulator.media.session.rtp import SessionTimeouts
 from emulator.objects.media_element import ElementLink, Endpoint
 from protocol.types import complex_value
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from emulator.media.capture import PcapWriter, endpoint_tap
 from emulator.media.flow import MediaPacket
-from emulator.media.peer import PeerConfig, parse_turn_url
+from emulator.media.lab.capture import PcapWriter, endpoint_tap
+from emulator.media.legs.peer import PeerConfig, parse_turn_url
 from emulator.media.webrtc import WebRtcMedia
 from emulator.objects.sdp_endpoint import BaseRtpEndpoint
 from protocol.errors import (

@@ -15,7 +15,7 @@ from aiortc import RTCRtpSender
 from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, MediaStreamTrack
 from av import AudioFrame
 
-from emulator.media.rtp import RtpView, is_rtcp, parse_rtp
+from emulator.media.rtp.packet import RtpView, is_rtcp, parse_rtp
 from tests.media.peers import ClientPeer
 
 Address = tuple[str, int]

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from emulator.app import running_emulator
-from emulator.media.capture import CaptureBudget, PcapWriter, udp_datagram
+from emulator.media.lab.capture import CaptureBudget, PcapWriter, udp_datagram
 from emulator.transport.client import KurentoClient, RemoteObject
 from tests.conftest import make_settings
 from tests.media.peers import client_peer, negotiate

@@ -10,7 +10,7 @@ from typing import Any
 
 from emulator.app import App
 from emulator.faults import FaultController
-from emulator.media.impairment import Impairment
+from emulator.media.lab.impairment import Impairment
 from emulator.media.services import MediaOwnerIds, MediaServices
 from emulator.transport.client import KurentoClient
 from tests.conftest import make_settings, server_and_client

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import struct
 
-from emulator.media.fragmentation import MAX_PAYLOAD, sized_for_leg, split_video
-from emulator.media.rtp import RtpView, parse_rtp
-from emulator.media.streams import OutboundStream
+from emulator.media.rtp.fragmentation import MAX_PAYLOAD, sized_for_leg, split_video
+from emulator.media.rtp.packet import RtpView, parse_rtp
+from emulator.media.rtp.streams import OutboundStream
 
 
 def packet(payload: bytes, marker: bool = True, sequence: int = 10) -> RtpView:

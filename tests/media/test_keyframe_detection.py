@@ -14,7 +14,7 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from hypothesis import given
 from hypothesis import strategies as st
 
-from emulator.media.keyframes import (
+from emulator.media.rtp.keyframes import (
     h264_keyframe,
     keyframe_detector,
     vp8_keyframe,

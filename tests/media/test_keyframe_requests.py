@@ -59,7 +59,7 @@ async def test_phone_source_gets_fir_until_a_keyframe(
     """A WebRTC viewer watches a video phone that sends only interframes: the server sends the
     phone FIR (it negotiated no PLI) with a new sequence number each time, about twice a second,
     counts them in firCount and logs the sink that still has no keyframe after a second."""
-    caplog.set_level(logging.INFO, logger="emulator.media.rtp_session")
+    caplog.set_level(logging.INFO, logger="emulator.media.session.rtp")
     pipeline = await media_client.create("MediaPipeline")
     rtp = await pipeline.create("RtpEndpoint")
     sink = await pipeline.create("WebRtcEndpoint")

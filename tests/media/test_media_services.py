@@ -6,8 +6,8 @@ import asyncio
 import contextlib
 
 from emulator.app import App, running_emulator
-from emulator.media.aiortc_adapter import connection_protocols, ice_connection
-from emulator.media.ice import RangedConnection
+from emulator.media.legs.aiortc_adapter import connection_protocols, ice_connection
+from emulator.media.legs.ice import RangedConnection
 from emulator.transport.client import KurentoClient, RemoteObject
 from tests.conftest import make_settings
 from tests.media.peers import ClientPeer, negotiate

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from emulator.media.offer_answer import OfferAnswer
+from emulator.media.sdp.offer_answer import OfferAnswer
 from protocol.errors import RpcError
 
 

@@ -6,9 +6,9 @@ import base64
 
 import pytest
 
-from emulator.media import plain_sdp
-from emulator.media.negotiation import LocalPolicy, plan_answer
-from emulator.media.sdes import SUITES, SdesConfig, sdes_from_param
+from emulator.media.sdp import plain as plain_sdp
+from emulator.media.sdp.negotiation import LocalPolicy, plan_answer
+from emulator.media.sdp.sdes import SUITES, SdesConfig, sdes_from_param
 from protocol.errors import MediaObjectIllegalParamError
 from protocol.sdp import SessionDescription
 from tests.media.rtp_peers import peer_sdp

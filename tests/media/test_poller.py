@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from emulator.media.poller import BATCH_LIMIT, MediaPoller, MediaPollers
+from emulator.media.net.poller import BATCH_LIMIT, MediaPoller, MediaPollers
 
 
 @pytest.fixture

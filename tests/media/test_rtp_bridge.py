@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from aiortc import RTCRtpSender, RTCSessionDescription
 
-from emulator.media.rtp import RtpView
+from emulator.media.rtp.packet import RtpView
 from emulator.transport.client import KurentoClient
 from protocol.sdp import SessionDescription
 from tests.media.peers import ClientPeer, negotiate, trickle

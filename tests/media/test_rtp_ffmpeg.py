@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from aiortc import RTCRtpSender
 
-from emulator.media.rtp import is_rtcp, parse_rtp
+from emulator.media.rtp.packet import is_rtcp, parse_rtp
 from emulator.transport.client import KurentoClient
 from protocol.sdp import SessionDescription
 from tests.media.peers import ClientPeer, negotiate

@@ -12,8 +12,8 @@ import pytest
 from aioice import Connection
 
 from emulator.app import App, running_emulator
-from emulator.media.aiortc_adapter import connection_protocols, ice_connection, nominated_pairs
-from emulator.media.rtp_session import KEYFRAME_REQUEST_GAP
+from emulator.media.legs.aiortc_adapter import connection_protocols, ice_connection, nominated_pairs
+from emulator.media.session.rtp import KEYFRAME_REQUEST_GAP
 from emulator.transport.client import KurentoClient, RemoteObject
 from tests.conftest import make_settings
 from tests.media.peers import ClientPeer, client_peer, negotiate

@@ -7,9 +7,9 @@ import time
 from typing import Any
 
 from emulator.app import running_emulator
-from emulator.media.rtp import RtpView
-from emulator.media.rtp_session import RtpSession, SessionTimeouts
-from emulator.media.streams import InboundStream
+from emulator.media.rtp.packet import RtpView
+from emulator.media.rtp.streams import InboundStream
+from emulator.media.session.rtp import RtpSession, SessionTimeouts
 from emulator.transport.client import KurentoClient
 from tests.conftest import make_settings
 

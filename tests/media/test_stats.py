@@ -9,7 +9,7 @@ from typing import Any
 from aiortc import RTCRtpSender
 from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, unpack_remb_fci
 
-from emulator.media.bitrate import receive_target, send_limit
+from emulator.media.rtp.bitrate import receive_target, send_limit
 from emulator.transport.client import KurentoClient, RemoteObject
 from tests.media.peers import ClientPeer, client_peer, negotiate
 

@@ -21,13 +21,13 @@ from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, MediaStreamT
 from aiortc.rtp import RtpPacket
 
 from emulator.app import App
-from emulator.media.rtp import RtpView, parse_rtp
-from emulator.media.transcoding import (
+from emulator.media.codecs.transcoding import (
     SinkTranscoding,
     TranscodedPacket,
     Transcoder,
     Transcoders,
 )
+from emulator.media.rtp.packet import RtpView, parse_rtp
 from emulator.transport.client import EventStream, KurentoClient, RemoteObject
 from protocol.sdp import Codec
 from tests.media.peers import ClientPeer, negotiate

@@ -12,7 +12,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from emulator.media.codecs import SUPPORTED, CodecSpec, find_spec, is_dtmf, served
+from emulator.media.codecs.served import SUPPORTED, CodecSpec, find_spec, is_dtmf, served
 from protocol.errors import SdpParseError
 from protocol.sdp import Attribute, Codec, MediaSection, Origin, SessionDescription, effective
 

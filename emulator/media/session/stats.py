@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from emulator.media.streams import InboundStream, OutboundStream
+from emulator.media.rtp.streams import InboundStream, OutboundStream
 from protocol.sdp import IceCandidateLine
 
 KINDS = {"audio": "AUDIO", "video": "VIDEO"}

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import struct
 
-from emulator.media.rtp import RtpView
+from emulator.media.rtp.packet import RtpView
 
 logger = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from aiortc.rtp import RtcpReceiverInfo
 
-from emulator.media.rtp import RtpView, sequence_delta
+from emulator.media.rtp.packet import RtpView, sequence_delta
 
 NTP_EPOCH_OFFSET = 2208988800
 RETRANSMIT_BUFFER = 512
@@ -179,7 +179,7 @@ class OutboundStream:
 
     def split_packet(self) -> None:
         """The current source's packet was split: its next piece, and every later packet of
-        that source, takes one more sequence number (``emulator/media/fragmentation.py``)."""
+        that source, takes one more sequence number (``emulator/media/rtp/fragmentation.py``)."""
         if self.offsets is not None:
             self.offsets.seq_offset = (self.offsets.seq_offset + 1) & 0xFFFF
 

@@ -14,7 +14,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from emulator.media.negotiation import MediaLine
+from emulator.media.sdp.negotiation import MediaLine
 
 Sender = Callable[[MediaLine, bytes], bool]
 

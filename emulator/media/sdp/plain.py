@@ -11,14 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from emulator.media.negotiation import (
+from emulator.media.sdp.negotiation import (
     LocalPolicy,
     MediaLine,
     _choose_codecs,
     intersect_direction,
     plan_offer,
 )
-from emulator.media.sdes import SdesConfig, choose_crypto
+from emulator.media.sdp.sdes import SdesConfig, choose_crypto
 from protocol.errors import SdpParseError
 from protocol.sdp import Crypto, MediaSection, SessionDescription
 

@@ -30,7 +30,7 @@ from typing import Any
 import ifaddr
 from aioice import Candidate, TransportPolicy
 
-from emulator.media.aiortc_adapter import (
+from emulator.media.legs.aiortc_adapter import (
     CandidatePair,
     IceConnectionSeam,
     StunProtocol,
@@ -41,8 +41,8 @@ from emulator.media.aiortc_adapter import (
     relay_candidate,
     server_reflexive,
 )
-from emulator.media.poller import MediaPoller, MediaPollers, PolledSocket, limit_reads
-from emulator.media.ports import PortRange
+from emulator.media.net.poller import MediaPoller, MediaPollers, PolledSocket, limit_reads
+from emulator.media.net.ports import PortRange
 
 logger = logging.getLogger(__name__)
 

@@ -61,10 +61,10 @@ from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from av.audio.codeccontext import AudioCodecContext
 
-from emulator.media.codecs import is_dtmf
+from emulator.media.codecs.served import is_dtmf
 from emulator.media.flow import FrameSink
-from emulator.media.rtp import FIXED_HEADER, RtpView
-from emulator.media.streams import InboundStream
+from emulator.media.rtp.packet import FIXED_HEADER, RtpView
+from emulator.media.rtp.streams import InboundStream
 from protocol.sdp import Codec
 
 logger = logging.getLogger(__name__)

@@ -40,16 +40,16 @@ from aiortc.rtp import (
     unpack_remb_fci,
 )
 
-from emulator.media.codecs import is_dtmf
+from emulator.media.codecs.served import is_dtmf
+from emulator.media.codecs.transcoding import SinkTranscoding, TranscodedPacket, Transcoders
 from emulator.media.flow import MediaLeg, MediaPacket
-from emulator.media.fragmentation import MAX_PAYLOAD, sized_for_leg
-from emulator.media.impairment import Impairment
-from emulator.media.keyframes import keyframe_detector
-from emulator.media.negotiation import MediaLine
-from emulator.media.rtp import ExtensionMap, RtpView, rewrite_rtp
-from emulator.media.rtp_stats import LatencyMeter, inbound_stats, outbound_stats
-from emulator.media.streams import InboundStream, OutboundStream, middle_ntp, ntp_now
-from emulator.media.transcoding import SinkTranscoding, TranscodedPacket, Transcoders
+from emulator.media.lab.impairment import Impairment
+from emulator.media.rtp.fragmentation import MAX_PAYLOAD, sized_for_leg
+from emulator.media.rtp.keyframes import keyframe_detector
+from emulator.media.rtp.packet import ExtensionMap, RtpView, rewrite_rtp
+from emulator.media.rtp.streams import InboundStream, OutboundStream, middle_ntp, ntp_now
+from emulator.media.sdp.negotiation import MediaLine
+from emulator.media.session.stats import LatencyMeter, inbound_stats, outbound_stats
 from protocol.sdp import Codec
 
 REPORT_INTERVAL = 1.0
@@ -307,7 +307,7 @@ class RtpSession:
 
     def send_media(self, packet: MediaPacket) -> bool:
         """Send a pipeline packet to the remote peer, rewritten for this leg; transcoded when
-        the peer did not negotiate its codec (``emulator/media/transcoding.py``)."""
+        the peer did not negotiate its codec (``emulator/media/codecs/transcoding.py``)."""
         line = self.sending_line(packet.kind)
         stream = self.outbound.get(packet.kind)
         if line is None or stream is None:

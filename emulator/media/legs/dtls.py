@@ -13,10 +13,10 @@ import logging
 import pylibsrtp
 from aiortc import RTCCertificate, RTCIceTransport
 
-from emulator.media.aiortc_adapter import DtlsTransportSeam
-from emulator.media.capture import PacketTap
-from emulator.media.ice import RangedConnection
-from emulator.media.rtp import is_rtcp
+from emulator.media.lab.capture import PacketTap
+from emulator.media.legs.aiortc_adapter import DtlsTransportSeam
+from emulator.media.legs.ice import RangedConnection
+from emulator.media.rtp.packet import is_rtcp
 
 logger = logging.getLogger(__name__)
 

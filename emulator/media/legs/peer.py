@@ -34,15 +34,15 @@ from aiortc import (
     RTCSctpTransport,
 )
 
-from emulator.media import negotiation
-from emulator.media.aiortc_adapter import dtls_role, ice_transport_over, set_dtls_role
-from emulator.media.capture import Address, PacketTap
-from emulator.media.dtls import MediaDtlsTransport
-from emulator.media.ice import IcePolicy, RangedConnection
-from emulator.media.negotiation import LineTransport, LocalPolicy, MediaLine
-from emulator.media.offer_answer import OfferAnswer
-from emulator.media.ports import PortRange
-from emulator.media.rtp import RtpView, parse_rtp
+from emulator.media.lab.capture import Address, PacketTap
+from emulator.media.legs.aiortc_adapter import dtls_role, ice_transport_over, set_dtls_role
+from emulator.media.legs.dtls import MediaDtlsTransport
+from emulator.media.legs.ice import IcePolicy, RangedConnection
+from emulator.media.net.ports import PortRange
+from emulator.media.rtp.packet import RtpView, parse_rtp
+from emulator.media.sdp import negotiation
+from emulator.media.sdp.negotiation import LineTransport, LocalPolicy, MediaLine
+from emulator.media.sdp.offer_answer import OfferAnswer
 from protocol.errors import IceAddCandidateError, SdpParseError
 from protocol.sdp import IceCandidateLine, MediaSection, SessionDescription
 
