@@ -2,7 +2,7 @@
 
 A sink that joins a running stream (a new connection, a switched source, a transcoder's first
 output) cannot decode until a keyframe reaches it; the sink keeps asking its source until one has
-been sent to it (``rtp_session.KeyframeWait``). This module answers "was that the keyframe?" per
+been sent to it (``session.rtp.KeyframeWait``). This module answers "was that the keyframe?" per
 packet, from the payload formats: VP8 (RFC 7741 4.2 and 4.3, RFC 6386 9.1), VP9 (RFC 9628 4.2)
 and H264 (RFC 6184 5.6 to 5.8: an IDR slice or a sequence parameter set, which senders put first).
 Codecs it cannot read (H265, AV1) count every packet as a keyframe: waiting for one that is never
