@@ -22,7 +22,13 @@ from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
 from emulator.transport.client import KurentoClient, RemoteObject
-from tests.media.peers import ClientPeer, negotiate, trickle, watch_keyframe_requests
+from tests.media.peers import (
+    ClientPeer,
+    negotiate,
+    negotiate_connected,
+    trickle,
+    watch_keyframe_requests,
+)
 from tests.media.rtp_peers import UdpPeer, peer_sdp, udp_peer
 
 AIORTC_BITRATE_KBPS = 500
@@ -62,15 +68,6 @@ async def _flowing_source(pipeline: RemoteObject) -> AsyncIterator[tuple[RemoteO
         yield source, peer
     finally:
         await peer.close()
-
-
-async def _connected(endpoint: RemoteObject, peer: ClientPeer) -> None:
-    """Negotiate and wait until the endpoint's transport is up (it could receive media)."""
-    states = await endpoint.subscribe("ConnectionStateChanged")
-    await negotiate(endpoint, peer)
-    async with asyncio.timeout(20):
-        while (await states.get(timeout=20))["newState"] != "CONNECTED":
-            pass
 
 
 async def _pli_count(source: RemoteObject) -> int:
@@ -126,7 +123,7 @@ async def test_lost_keyframe_requests_are_repeated(media_client: KurentoClient) 
         sink = await pipeline.create("WebRtcEndpoint")
         viewer = ClientPeer(asks_keyframes=False)
         try:
-            await _connected(sink, viewer)
+            await negotiate_connected(sink, viewer)
             before = await _pli_count(source)
             requests = watch_keyframe_requests(sender, ignore=2)
             await source.connect(sink)
@@ -148,7 +145,7 @@ async def test_switched_source_starts_with_a_keyframe(media_client: KurentoClien
         sink = await pipeline.create("WebRtcEndpoint")
         viewer = ClientPeer(asks_keyframes=False)
         try:
-            await _connected(sink, viewer)
+            await negotiate_connected(sink, viewer)
             await first.connect(sink)
             await viewer.wait_for(lambda p: _video(p) > 5, timeout=10)
             watch_keyframe_requests(second_peer, ignore=1)
@@ -241,7 +238,7 @@ async def test_transcoded_late_sink_starts_with_a_keyframe(media_client: Kurento
             [c for c in RTCRtpSender.getCapabilities("video").codecs if c.name == "H264"]
         )
         try:
-            await _connected(sink, viewer)
+            await negotiate_connected(sink, viewer)
             await source.connect(sink)
             await viewer.wait_for(lambda p: _video(p) > 0, timeout=15)
             assert await sink.invoke("isMediaTranscoding", mediaType="VIDEO") is False
