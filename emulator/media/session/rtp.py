@@ -21,6 +21,7 @@ import logging
 import random
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -367,7 +368,7 @@ class RtpSession:
             codec,
             matching_payload_type(line, codec),
             _extension_map(extensions, line),
-            leg,
+            leg.send_rtp,
         )
         self._routes[key] = route
         return route
@@ -397,7 +398,7 @@ class RtpSession:
         impairments = self.impairments
         impairment = impairments.get(line.kind) if impairments is not None else None
         if impairment is None:
-            if not route.leg.send_rtp(data):
+            if not route.send(data):
                 return False
         elif not impairment.send(self._send_late, line, data):
             return False
@@ -620,8 +621,8 @@ class SendRoute:
     codec: Codec
     payload_type: int | None
     extensions: ExtensionMap
-    leg: MediaLeg
-    """Protects and sends an RTP packet on the line's transport (fixed once negotiated)."""
+    send: Callable[[bytes], bool]
+    """The line's ``MediaLeg.send_rtp``, bound once: protects and sends an RTP packet."""
 
 
 NO_EXTENSIONS: dict[int, str] = {}
