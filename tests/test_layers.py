@@ -1,6 +1,8 @@
 """The layering rules, read from the source with ast (imports inside functions and under
 TYPE_CHECKING count): protocol/ is pure, only emulator/media/ imports the media libraries, no
-module imports itself back through others, and no module imports a layer above its own."""
+module imports itself back through others, and no module imports a layer above its own. The
+rule that only ``emulator/media/legs/aiortc_adapter.py`` names aiortc's and aioice's internals is
+checked beside the adapter's own checks, in ``tests/test_aiortc_adapter.py``."""
 
 from __future__ import annotations
 
