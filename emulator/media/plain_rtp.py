@@ -30,6 +30,7 @@ from aiortc.rtp import RtcpByePacket
 from emulator.media.codecs.transcoding import Transcoders
 from emulator.media.net.poller import MediaPollers, PolledSocket, limit_reads
 from emulator.media.net.ports import PortRange
+from emulator.media.rtp.fragmentation import MAX_PAYLOAD
 from emulator.media.rtp.packet import RtpView, is_rtcp, parse_rtp
 from emulator.media.rtp.streams import OutboundStream
 from emulator.media.sdp import plain as plain_sdp
@@ -152,8 +153,9 @@ class PlainRtpMedia(RtpSession):
         name: str,
         transcoders: Transcoders | None = None,
         timeouts: SessionTimeouts | None = None,
+        mtu: int = MAX_PAYLOAD,
     ) -> None:
-        super().__init__(owner, name, transcoders, timeouts)
+        super().__init__(owner, name, transcoders, timeouts, mtu)
         self.config = config
         self.lines: list[PlainLine] = []
         self.legs: dict[int, RtpLeg] = {}

@@ -16,6 +16,7 @@ from aiortc import RTCDataChannel
 from emulator.media.codecs.transcoding import Transcoders
 from emulator.media.flow import MediaLeg
 from emulator.media.legs.peer import PeerConfig, PeerTransport, WebRtcPeer
+from emulator.media.rtp.fragmentation import MAX_PAYLOAD
 from emulator.media.rtp.packet import RtpView
 from emulator.media.rtp.streams import OutboundStream
 from emulator.media.sdp.negotiation import MediaLine
@@ -35,8 +36,9 @@ class WebRtcMedia(RtpSession):
         name: str,
         transcoders: Transcoders | None = None,
         timeouts: SessionTimeouts | None = None,
+        mtu: int = MAX_PAYLOAD,
     ) -> None:
-        super().__init__(owner, name, transcoders, timeouts)
+        super().__init__(owner, name, transcoders, timeouts, mtu)
         self.peer = WebRtcPeer(config, self, name)
         self.channels: dict[int, RTCDataChannel] = {}
         self.channels_opened = 0

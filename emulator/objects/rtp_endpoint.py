@@ -33,9 +33,8 @@ class RtpEndpoint(BaseRtpEndpoint):
     def _media(self) -> PlainRtpMedia:
         if self.media is None:
             transcoders = self.media_services.transcoders
-            media = PlainRtpMedia(
-                self._config(), self, self.id, transcoders, self.session_timeouts()
-            )
+            timeouts, mtu = self.session_timeouts(), int(self.properties["mtu"])
+            media = PlainRtpMedia(self._config(), self, self.id, transcoders, timeouts, mtu)
             self.media = self.adopted(media)
         return self.media
 

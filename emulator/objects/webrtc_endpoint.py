@@ -59,7 +59,12 @@ class WebRtcEndpoint(BaseRtpEndpoint):
         if self.media is None:
             transcoders = self.media_services.transcoders
             media = WebRtcMedia(
-                self._peer_config(), self, self.id, transcoders, self.session_timeouts()
+                self._peer_config(),
+                self,
+                self.id,
+                transcoders,
+                self.session_timeouts(),
+                int(self.properties["mtu"]),
             )
             self.media = self.adopted(media)
         return self.media

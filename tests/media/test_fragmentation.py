@@ -73,3 +73,12 @@ def test_pieces_take_consecutive_sequence_numbers_and_later_packets_follow() -> 
         numbers.append(stream.next_numbers(source, piece, 0.0)[0])
     following = stream.next_numbers(source, packet(b"\x41", sequence=11), 0.0)[0]
     assert [*numbers, following] == [501, 502, 503, 504]
+
+
+def test_the_sinks_mtu_bounds_every_piece() -> None:
+    """A smaller ``mtu`` gives more, smaller pieces of the same NAL unit."""
+    nal = b"\x65" + bytes(range(256)) * 8
+    pieces = split_video(packet(nal), "H264", max_payload=300)
+    assert pieces is not None and len(pieces) == 7
+    assert all(len(p.payload) <= 300 for p in pieces)
+    assert reassemble_fu_a(pieces) == nal

@@ -223,3 +223,29 @@ async def test_webrtc_vp8_reaches_video_phone(media_client: KurentoClient) -> No
         assert await webrtc.invoke("isMediaTranscoding", mediaType="VIDEO") is False
     finally:
         await peer.close()
+
+
+async def test_the_endpoints_mtu_sizes_the_video_it_sends(media_client: KurentoClient) -> None:
+    """``mtu`` (KMD BaseRtpEndpoint, set before negotiation) is the largest payload the endpoint
+    sends: aiortc's VP8 reaches a video phone cut to 200-byte payloads, frames spread over
+    several packets (marker on the last of each)."""
+    pipeline = await media_client.create("MediaPipeline")
+    webrtc = await pipeline.create("WebRtcEndpoint")
+    rtp = await pipeline.create("RtpEndpoint")
+    await rtp.invoke("setMtu", mtu=200)
+    await webrtc.connect(rtp, "VIDEO")
+    peer = ClientPeer(audio=False, video=True)
+    (transceiver,) = peer.pc.getTransceivers()
+    transceiver.setCodecPreferences(
+        [c for c in RTCRtpSender.getCapabilities("video").codecs if c.name == "VP8"]
+    )
+    try:
+        async with udp_peer() as audio, udp_peer() as phone:
+            offer = peer_sdp(audio.port, dtmf=None, video="97 VP8/90000", video_port=phone.port)
+            await rtp.invoke("processOffer", offer=offer)
+            await negotiate(webrtc, peer)
+            views = [await phone.next_rtp(timeout=15) for _ in range(60)]
+    finally:
+        await peer.close()
+    assert max(len(v.payload) for v in views) <= 200
+    assert any(not v.marker for v in views)  # at least one frame was cut into pieces

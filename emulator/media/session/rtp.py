@@ -140,10 +140,13 @@ class RtpSession:
         name: str,
         transcoders: Transcoders | None,
         timeouts: SessionTimeouts | None = None,
+        mtu: int = MAX_PAYLOAD,
     ) -> None:
         self.owner = owner
         self.name = name
         self.timeouts = timeouts or SessionTimeouts()
+        self.max_payload = mtu
+        """The endpoint's ``mtu``: larger video payloads are split for this leg."""
         self.inbound: dict[int, InboundStream] = {}
         self.outbound: dict[str, OutboundStream] = {}
         self.line_of_ssrc: dict[int, int] = {}
@@ -324,10 +327,12 @@ class RtpSession:
                 return False
             self.transcoding.stop(packet.kind)  # the source now sends a codec the peer takes
         view, source = packet.view, packet.source
-        if len(view.data) - view.header_end <= MAX_PAYLOAD:  # the common case, without a list
+        max_payload = self.max_payload
+        if len(view.data) - view.header_end <= max_payload:  # the common case, without a list
             return self._send(stream, view, source, route, packet.arrival)
         sent = False
-        for index, piece in enumerate(sized_for_leg(view, packet.codec.name, self.name)):
+        pieces = sized_for_leg(view, packet.codec.name, self.name, max_payload)
+        for index, piece in enumerate(pieces):
             if index:
                 stream.split_packet()
             sent = self._send(stream, piece, source, route, packet.arrival) or sent
