@@ -39,7 +39,6 @@ from emulator.media.sdp.offer_answer import OfferAnswer
 from emulator.media.sdp.plain import LocalPorts, PlainLine
 from emulator.media.sdp.sdes import SdesConfig, SrtpPair
 from emulator.media.session.rtp import MediaOwner, RtpSession, SessionTimeouts
-from protocol.errors import SdpParseError
 
 logger = logging.getLogger(__name__)
 
@@ -185,14 +184,15 @@ class PlainRtpMedia(RtpSession):
 
         Raises:
             SdpEndPointAlreadyNegotiated: 40208 while a local offer waits for its answer.
-            SdpParseError: 40201 for an empty, invalid or unacceptable offer.
+            SdpParseError: 40201 for an empty or invalid offer.
         """
         self.negotiation.check_new_offer()
         offer = parse_description(text, "offer")
         lines = plain_sdp.plan_answer(offer, self.config.policy, self.config.sdes)
         if not any(line.media.accepted for line in lines):
+            # As KMS's SDP agent: the answer refuses every m-line (port 0); it is not an error.
             reasons = "; ".join(f"m-line {x.media.index}: {x.media.reason}" for x in lines)
-            raise SdpParseError(f"Offer has no m-line the endpoint can accept ({reasons})")
+            logger.warning("! %s refused every m-line of the offer: %s", self.name, reasons)
         await self._install(lines)
         answer = self._describe()
         self.negotiation.offer_answered(text, answer)

@@ -88,15 +88,27 @@ def served(kind: str, configured: tuple[str, ...] = ()) -> list[CodecSpec]:
     return chosen + [s for s in specs if is_dtmf(s.as_codec()) and s not in chosen]
 
 
+H264_MODES = ("0", "1")
+"""RFC 6184 packetization modes taken: single NAL unit (0, the default without fmtp, as old
+Android and SIP phones offer it) and non-interleaved (1, browsers); interleaved (2) is refused, as
+GStreamer's payloaders do."""
+
+
 def find_spec(kind: str, codec: Codec) -> CodecSpec | None:
-    """The served codec matching an offered one (H264 also needs packetization-mode 1)."""
+    """The served codec matching an offered one by name, clock rate and channels (H264 in
+    packetization mode 0 or 1)."""
     for spec in SUPPORTED.get(kind, ()):
         if spec.key != codec.key:
             continue
-        if spec.name == "H264" and codec.parameters().get("packetization-mode", "0") != "1":
+        if spec.name == "H264" and h264_mode(codec) not in H264_MODES:
             continue
         return spec
     return None
+
+
+def h264_mode(codec: Codec) -> str:
+    """An H264 codec's packetization-mode (RFC 6184 8.1: 0 when the fmtp does not say)."""
+    return codec.parameters().get("packetization-mode", "0")
 
 
 def is_dtmf(codec: Codec) -> bool:

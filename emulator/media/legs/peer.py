@@ -43,7 +43,7 @@ from emulator.media.rtp.packet import RtpView, parse_rtp
 from emulator.media.sdp import negotiation
 from emulator.media.sdp.negotiation import LineTransport, LocalPolicy, MediaLine
 from emulator.media.sdp.offer_answer import OfferAnswer
-from protocol.errors import IceAddCandidateError, SdpParseError
+from protocol.errors import IceAddCandidateError
 from protocol.sdp import IceCandidateLine, MediaSection, SessionDescription
 
 logger = logging.getLogger(__name__)
@@ -186,7 +186,9 @@ class WebRtcPeer:
         offer = negotiation.parse_description(offer_text, "offer")
         self.lines = negotiation.plan_answer(offer, self.config.policy)
         if not any(line.accepted for line in self.lines):
-            raise SdpParseError("Offer has no m-line the endpoint can accept")
+            # As KMS's SDP agent: the answer refuses every m-line (port 0); it is not an error.
+            reasons = "; ".join(f"m-line {x.index}: {x.reason}" for x in self.lines)
+            logger.warning("! %s refused every m-line of the offer: %s", self.name, reasons)
         self._create_transports(controlling=offer.ice_lite)
         self._apply_remote(offer, answering=True)
         answer = self.describe()

@@ -41,7 +41,7 @@ from aiortc.rtp import (
     unpack_remb_fci,
 )
 
-from emulator.media.codecs.served import is_dtmf
+from emulator.media.codecs.served import h264_mode, is_dtmf
 from emulator.media.codecs.transcoding import SinkTranscoding, TranscodedPacket, Transcoders
 from emulator.media.flow import MediaLeg, MediaPacket
 from emulator.media.lab.impairment import Impairment
@@ -635,11 +635,16 @@ NO_EXTENSIONS: dict[int, str] = {}
 
 
 def matching_payload_type(line: MediaLine, codec: Codec) -> int | None:
-    """This line's payload type for the source's codec (telephone-event included), or None."""
-    for candidate in [*line.codecs, *([line.dtmf] if line.dtmf else [])]:
-        if candidate.key == codec.key:
-            return candidate.payload_type
-    return None
+    """This line's payload type for the source's codec (telephone-event included), or None.
+
+    An H264 sink that negotiated several payload types gets the one in the source's
+    packetization mode when there is one (FU-A and STAP-A are mode 1 only)."""
+    candidates = [c for c in [*line.codecs, *([line.dtmf] if line.dtmf else [])]]
+    same = [c for c in candidates if c.key == codec.key]
+    if len(same) > 1 and codec.name.lower() == "h264":
+        mode = h264_mode(codec)
+        same = [c for c in same if h264_mode(c) == mode] or same
+    return same[0].payload_type if same else None
 
 
 def _extension_map(source: dict[int, str], line: MediaLine) -> ExtensionMap:
