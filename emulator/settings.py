@@ -103,6 +103,11 @@ class Settings(BaseSettings):
         description="media worker processes, each pipeline in one of them (0: one per core; "
         "1: media in the server's own process)",
     )
+    default_path: str = Field(
+        "file:///var/lib/kurento/",
+        description="where a PlayerEndpoint/RecorderEndpoint URI without a scheme is taken from "
+        "(UriEndpoint.conf.ini defaultPath)",
+    )
     media_flow_timeout: float = Field(
         2.0,
         gt=0,
