@@ -45,6 +45,11 @@ INI_FIELDS: dict[str, dict[str, str]] = {
         "maxEncoderBitrate": "max_encoder_bitrate",
     },
     "UriEndpoint": {"defaultPath": "default_path"},
+    "HttpEndpoint": {
+        "serverAddress": "http_endpoint_address",
+        "serverPort": "http_endpoint_port",
+        "announcedAddress": "http_endpoint_announced_address",
+    },
     "WebRtcEndpoint": {
         "networkInterfaces": "network_interfaces",
         "stunServerAddress": "stun_server_address",
