@@ -1,4 +1,4 @@
-"""UriEndpoint (KMD core): the base of PlayerEndpoint and RecorderEndpoint; HttpPostEndpoint.
+"""UriEndpoint (KMD core): the base of PlayerEndpoint and RecorderEndpoint.
 
 A UriEndpoint reads or writes one URI. What they share, as KMS's ``UriEndpointImpl``: the ``uri``
 (a path without a scheme is relative to ``UriEndpoint.conf.ini``'s ``defaultPath``, setting
@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from emulator.objects.media_element import Endpoint
-from emulator.objects.sdp_endpoint import SessionEndpoint
 from protocol.errors import UriPathFileNotFound
 
 STATES = ("STOP", "START", "PAUSE")
@@ -143,16 +142,3 @@ class RecorderEndpoint(UriEndpoint):
 
     TYPE = "RecorderEndpoint"
     NOT_YET = "recording to files is not supported by kurento-emulator"
-
-
-class HttpEndpoint(SessionEndpoint):
-    """Abstract: media over HTTP."""
-
-    TYPE = "HttpEndpoint"
-    NOT_YET = "HTTP media endpoints are not supported by kurento-emulator"
-
-
-class HttpPostEndpoint(HttpEndpoint):
-    """Receives media uploaded with HTTP POST."""
-
-    TYPE = "HttpPostEndpoint"
