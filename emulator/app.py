@@ -4,6 +4,7 @@
 constructor; nothing is patched on afterwards. Reading ``App.__init__`` shows the whole house:
 
     Settings -> MediaServices (ports, certificate, transcoders, capture) -> FaultController
+    -> HttpEndpointListener (HttpPostEndpoints' upload URLs; binds at the first registration)
     -> MediaSet (objects, sessions; events go out through the SessionBindings)
     -> RpcDispatcher, or RoutingRpcDispatcher over a WorkerPool (with faults and RPC metrics)
     -> WebSocketListener (pumps frames into the dispatcher) -> SessionCollector
@@ -32,6 +33,7 @@ from emulator.observability.metrics import EmulatorCollector, RpcMetrics, Server
 from emulator.registry import MediaSet, SessionCollector
 from emulator.routing import RoutingRpcDispatcher
 from emulator.settings import Settings
+from emulator.transport.http_endpoint import HttpEndpointListener
 from emulator.transport.server import SessionBindings, WebSocketListener
 from emulator.workers import SETTINGS_ENV, WorkerPool, worker_count
 from protocol.modules import default_registry
@@ -58,8 +60,13 @@ class App:
             settings, live_media, self.faults.media_adopted if self.faults else None
         )
         self.bindings = SessionBindings()
+        self.http_endpoints = HttpEndpointListener(settings, self._local_addresses)
         self.media_set = MediaSet(
-            default_registry(), settings, self.bindings.deliver, self.media_services
+            default_registry(),
+            settings,
+            self.bindings.deliver,
+            self.media_services,
+            self.http_endpoints,
         )
         self.pool = WorkerPool(settings, WORKER_COMMAND) if worker_count(settings) > 1 else None
         rpc_metrics = RpcMetrics(RPC_METHODS)
@@ -80,6 +87,10 @@ class App:
             if settings.admin_port is not None
             else None
         )
+
+    def _local_addresses(self) -> list[str]:
+        """This host's addresses, for upload URLs when no address is configured."""
+        return self.media_services.ice_policy("", ipv6=False).addresses()
 
     def _rpc_dispatcher(self, rpc_metrics: RpcMetrics) -> RpcDispatcher:
         """Requests run here, or, with media workers, on the worker of their pipeline."""
@@ -135,6 +146,7 @@ class App:
         if self.pool is not None:
             await self.pool.stop(drain_timeout)
         await self.media_set.release_all()
+        await self.http_endpoints.stop()  # after the elements: they unregister their URLs
         self.media_services.transcoders.close()  # none should be left once every element is gone
 
     async def close(self) -> None:

@@ -44,6 +44,12 @@ INI_FIELDS: dict[str, dict[str, str]] = {
         "minEncoderBitrate": "min_encoder_bitrate",
         "maxEncoderBitrate": "max_encoder_bitrate",
     },
+    "UriEndpoint": {"defaultPath": "default_path"},
+    "HttpEndpoint": {
+        "serverAddress": "http_endpoint_address",
+        "serverPort": "http_endpoint_port",
+        "announcedAddress": "http_endpoint_announced_address",
+    },
     "WebRtcEndpoint": {
         "networkInterfaces": "network_interfaces",
         "stunServerAddress": "stun_server_address",

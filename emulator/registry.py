@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+from emulator.media.http_post import HttpEndpoints
 from emulator.media.services import MediaServices
 from emulator.objects.media_object import MediaObject, ObjectServices
 from emulator.objects.media_pipeline import MediaPipeline
@@ -64,10 +65,11 @@ class MediaSet:
         settings: Settings,
         deliver: EventDelivery,
         media_services: MediaServices,
+        http_endpoints: HttpEndpoints,
     ) -> None:
         self.types = types
         self.deliver = deliver
-        self.services = ObjectServices(types, settings, self._emit, media_services)
+        self.services = ObjectServices(types, settings, self._emit, media_services, http_endpoints)
         self.objects: dict[str, MediaObject] = {}
         self.session_refs: dict[str, dict[str, MediaObject]] = {}
         self.object_sessions: dict[str, set[str]] = {}

@@ -103,6 +103,26 @@ class Settings(BaseSettings):
         description="media worker processes, each pipeline in one of them (0: one per core; "
         "1: media in the server's own process)",
     )
+    default_path: str = Field(
+        "file:///var/lib/kurento/",
+        description="where a PlayerEndpoint/RecorderEndpoint URI without a scheme is taken from "
+        "(UriEndpoint.conf.ini defaultPath)",
+    )
+    http_endpoint_address: str = Field(
+        "",
+        description="address the HTTP endpoint listener (HttpPostEndpoint uploads) binds; empty "
+        "= all (HttpEndpoint.conf.ini serverAddress)",
+    )
+    http_endpoint_port: int = Field(
+        9091,
+        description="port of the HTTP endpoint listener, opened at the first HttpPostEndpoint; "
+        "0 picks a free port (HttpEndpoint.conf.ini serverPort)",
+    )
+    http_endpoint_announced_address: str = Field(
+        "",
+        description="host written in getUrl; empty = http_endpoint_address, else the first "
+        "non-loopback IPv4 address (HttpEndpoint.conf.ini announcedAddress)",
+    )
     media_flow_timeout: float = Field(
         2.0,
         gt=0,
@@ -174,7 +194,7 @@ class Settings(BaseSettings):
     def _strip_path(cls, value: str) -> str:
         return value.strip("/")
 
-    @field_validator("port", "secure_port", "admin_port")
+    @field_validator("port", "secure_port", "admin_port", "http_endpoint_port")
     @classmethod
     def _check_port(cls, value: int | None) -> int | None:
         if value is not None and not 0 <= value <= 65535:

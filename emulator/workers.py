@@ -51,6 +51,7 @@ def worker_settings(settings: Settings, index: int, count: int) -> Settings:
         "port": 0,
         "secure_port": None,
         "admin_port": None,
+        "http_endpoint_port": 0,  # each worker serves its own uploads: getUrl names its port
         "media_workers": 1,
         "min_port": low,
         "max_port": high,

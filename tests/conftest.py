@@ -42,6 +42,7 @@ def make_settings(**overrides: Any) -> Settings:
         "port": 0,
         "secure_port": None,
         "admin_port": None,
+        "http_endpoint_port": 0,
     }
     if "min_port" not in overrides and "max_port" not in overrides:
         block = free_port_range(MEDIA_BLOCK)

@@ -38,7 +38,10 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("media: lab", ("emulator.media.lab.*",)),
     ("media: legs", ("emulator.media.legs.*",)),
     ("media: session", ("emulator.media.session.*",)),
-    ("media: elements", ("emulator.media.webrtc", "emulator.media.plain_rtp")),
+    (
+        "media: elements",
+        ("emulator.media.webrtc", "emulator.media.plain_rtp", "emulator.media.http_post"),
+    ),
     ("media: services", ("emulator.media.services",)),
     # Kurento's classes (KMD): pipelines own the connection graph, endpoints drive their media.
     ("objects", ("emulator.objects.*",)),
@@ -48,8 +51,9 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("dispatch", ("emulator.dispatch",)),
     # Media worker processes, and the dispatcher that relays requests to them.
     ("workers", ("emulator.workers", "emulator.routing")),
-    # The WebSocket listeners: they pump frames into a dispatcher they are given.
-    ("listener", ("emulator.transport.server",)),
+    # The WebSocket listeners: they pump frames into a dispatcher they are given; the HTTP
+    # endpoint listener feeds uploads to the targets registered with it.
+    ("listener", ("emulator.transport.server", "emulator.transport.http_endpoint")),
     # Admin HTTP listener and metrics: they read the parts they are given.
     ("observability", ("emulator.observability.*",)),
     # The composition root: builds every part above from Settings, and runs the server.

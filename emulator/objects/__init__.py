@@ -9,6 +9,7 @@ from emulator.objects.filters import (
     OpenCVFilter,
     ZBarFilter,
 )
+from emulator.objects.http_post_endpoint import HttpEndpoint, HttpPostEndpoint
 from emulator.objects.hub import (
     AlphaBlending,
     Composite,
@@ -24,13 +25,7 @@ from emulator.objects.media_pipeline import MediaPipeline
 from emulator.objects.rtp_endpoint import RtpEndpoint
 from emulator.objects.sdp_endpoint import BaseRtpEndpoint, SdpEndpoint, SessionEndpoint
 from emulator.objects.server_manager import ServerManager
-from emulator.objects.uri_endpoint import (
-    HttpEndpoint,
-    HttpPostEndpoint,
-    PlayerEndpoint,
-    RecorderEndpoint,
-    UriEndpoint,
-)
+from emulator.objects.uri_endpoint import PlayerEndpoint, RecorderEndpoint, UriEndpoint
 from emulator.objects.webrtc_endpoint import WebRtcEndpoint
 
 CLASSES: dict[str, type[MediaObject]] = {

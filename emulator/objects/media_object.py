@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from emulator.media.http_post import HttpEndpoints
 from emulator.media.services import MediaServices
 from emulator.settings import Settings
 from protocol.errors import MediaObjectTagKeyNotFound
@@ -30,6 +31,8 @@ class ObjectServices:
     emit: EventEmitter
     media_services: MediaServices
     """The media plane's shared resources: port range, certificate, transcoders, capture."""
+    http_endpoints: HttpEndpoints
+    """The HTTP endpoint listener: HttpPostEndpoints register their upload URLs there."""
 
 
 class ObjectLogger(logging.LoggerAdapter[logging.Logger]):

@@ -1,26 +1,133 @@
-"""UriEndpoint, PlayerEndpoint, RecorderEndpoint and HttpPostEndpoint (KMD core and elements).
+"""UriEndpoint (KMD core): the base of PlayerEndpoint and RecorderEndpoint.
 
-The emulator keeps their control-plane state (uri, state) but does not play, record or accept HTTP
-uploads: those operations answer 40006 NOT_IMPLEMENTED naming what is missing.
+A UriEndpoint reads or writes one URI. What they share, as KMS's ``UriEndpointImpl``: the ``uri``
+(a path without a scheme is relative to ``UriEndpoint.conf.ini``'s ``defaultPath``, setting
+``default_path``), the ``state`` (``STOP``, ``START``, ``PAUSE``) with ``UriEndpointStateChanged``
+on every change, ``pause``/``stop``, and KMS's ``Error`` event for what fails after the call
+returned (``RESOURCE_ERROR_OPEN``, ``STREAM_ERROR_DECODE``...). Subclasses do the media work in
+``on_start``, ``on_pause`` and ``on_stop``.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import urllib.parse
+from pathlib import Path
+from typing import Any, ClassVar
 
 from emulator.objects.media_element import Endpoint
-from emulator.objects.sdp_endpoint import SessionEndpoint
+from protocol.errors import UriPathFileNotFound
+
+STATES = ("STOP", "START", "PAUSE")
+SCHEMES = ("file", "http", "https", "rtsp")
+ERROR_CODES = {
+    "RESOURCE_ERROR_OPEN": 6,
+    "RESOURCE_ERROR_READ": 5,
+    "RESOURCE_ERROR_WRITE": 10,
+    "RESOURCE_ERROR_NO_SPACE_LEFT": 16,
+    "STREAM_ERROR_DECODE": 6,
+    "STREAM_ERROR_FAILED": 1,
+    "UNEXPECTED_ELEMENT_ERROR": 1,
+}
+"""GStreamer's error codes that KMS reports as ``errorCode`` with each ``Error`` type."""
+
+
+def resolve_uri(uri: str, default_path: str) -> str:
+    """The absolute URI: one without a scheme is taken relative to ``default_path``.
+
+    Raises:
+        UriPathFileNotFound: 40600 for an empty URI or a scheme the endpoints cannot use.
+    """
+    text = uri.strip()
+    if not text:
+        raise UriPathFileNotFound("URI is empty: give file://, http(s):// or rtsp:// URI")
+    scheme = urllib.parse.urlsplit(text).scheme.lower()
+    if not scheme:
+        return default_path.rstrip("/") + "/" + text.lstrip("/")
+    if scheme not in SCHEMES:
+        raise UriPathFileNotFound(
+            f"URI scheme {scheme!r} is not supported in {text!r}: use {', '.join(SCHEMES)}"
+        )
+    return text
+
+
+def file_path(uri: str) -> Path | None:
+    """The local path of a ``file://`` URI (percent-decoded), None for other schemes."""
+    parts = urllib.parse.urlsplit(uri)
+    if parts.scheme.lower() != "file":
+        return None
+    return Path(urllib.parse.unquote(parts.netloc + parts.path))
 
 
 class UriEndpoint(Endpoint):
     """Abstract: an endpoint reading or writing a URI."""
 
     TYPE = "UriEndpoint"
+    STATE_EVENT: ClassVar[str] = "UriEndpointStateChanged"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.properties["uri"] = self.params.get("uri", "")
+        default_path = self.services.settings.default_path
+        self.properties["uri"] = resolve_uri(str(self.params.get("uri", "")), default_path)
         self.properties["state"] = "STOP"
+
+    @property
+    def uri(self) -> str:
+        """The absolute URI this endpoint reads or writes."""
+        return str(self.properties["uri"])
+
+    @property
+    def state(self) -> str:
+        """``STOP``, ``START`` or ``PAUSE``."""
+        return str(self.properties["state"])
+
+    def set_uri_state(self, state: str) -> None:
+        """Change the state and raise ``UriEndpointStateChanged`` (nothing when unchanged)."""
+        assert state in STATES
+        if self.properties["state"] == state:
+            return
+        self.log.info("= state %s -> %s", self.properties["state"], state)
+        self.properties["state"] = state
+        self.emit(self.STATE_EVENT, state=state)
+
+    def raise_error(self, error_type: str, description: str) -> None:
+        """KMS's ``Error`` event on this element: ``type`` names the error, ``description``
+        says what failed; the element stops, nothing else is disturbed."""
+        self.log.warning("! %s: %s", error_type, description)
+        self.emit(
+            "Error",
+            description=description,
+            errorCode=ERROR_CODES.get(error_type, 1),
+            type=error_type,
+        )
+
+    # -- KMD operations ----------------------------------------------------------------------
+
+    async def pause(self) -> None:
+        """KMD pause: hold playing or recording where it is."""
+        if self.state == "START":
+            await self.on_pause()
+            self.set_uri_state("PAUSE")
+
+    async def stop(self) -> None:
+        """KMD stop: end playing or recording (a recording's file is complete afterwards)."""
+        if self.state != "STOP":
+            await self.on_stop()
+            self.set_uri_state("STOP")
+
+    async def on_release(self) -> None:
+        """Stop what runs before the element goes (a recording is finished, not lost)."""
+        if self.state != "STOP":
+            await self.on_stop()
+            self.properties["state"] = "STOP"
+        await super().on_release()
+
+    # -- what subclasses do ------------------------------------------------------------------
+
+    async def on_pause(self) -> None:
+        """Hold the media work (subclasses)."""
+
+    async def on_stop(self) -> None:
+        """End the media work and free what it holds (subclasses)."""
 
 
 class PlayerEndpoint(UriEndpoint):
@@ -35,16 +142,3 @@ class RecorderEndpoint(UriEndpoint):
 
     TYPE = "RecorderEndpoint"
     NOT_YET = "recording to files is not supported by kurento-emulator"
-
-
-class HttpEndpoint(SessionEndpoint):
-    """Abstract: media over HTTP."""
-
-    TYPE = "HttpEndpoint"
-    NOT_YET = "HTTP media endpoints are not supported by kurento-emulator"
-
-
-class HttpPostEndpoint(HttpEndpoint):
-    """Receives media uploaded with HTTP POST."""
-
-    TYPE = "HttpPostEndpoint"
