@@ -46,9 +46,7 @@ def sized_for_leg(
     return pieces
 
 
-def split_video(
-    view: RtpView, codec: str, max_payload: int = MAX_PAYLOAD
-) -> list[RtpView] | None:
+def split_video(view: RtpView, codec: str, max_payload: int = MAX_PAYLOAD) -> list[RtpView] | None:
     """The packet cut into pieces of at most ``max_payload`` payload bytes, or None when the
     codec (or its payload structure) cannot be split: the caller drops the packet.
 
