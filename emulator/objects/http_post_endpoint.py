@@ -29,8 +29,6 @@ from emulator.media.http_post import DemuxError, HttpPostMedia, UploadRefused, U
 from emulator.objects.sdp_endpoint import SessionEndpoint
 from protocol.errors import HttpEndPointRegistrationError
 
-ERROR_CODES = {"STREAM_ERROR_TYPE_NOT_FOUND": 4, "STREAM_ERROR_DEMUX": 9}
-"""GStreamer's ``GstStreamError`` codes, sent as ``errorCode`` with each ``Error`` type."""
 MEDIA_TYPES = {"audio": "AUDIO", "video": "VIDEO"}
 
 
@@ -107,11 +105,8 @@ class HttpPostEndpoint(HttpEndpoint):
     def media_failed(self, error: DemuxError) -> None:
         """Not media, or broken off: KMS's ``Error`` event; the URL waits for another try."""
         error_type = "STREAM_ERROR_DEMUX" if error.opened else "STREAM_ERROR_TYPE_NOT_FOUND"
-        self.log.warning("! %s: %s", error_type, error)
         self._stop_flowing()
-        self.emit(
-            "Error", description=str(error), errorCode=ERROR_CODES[error_type], type=error_type
-        )
+        self.raise_error(error_type, str(error))
         self._arm_expiry()
 
     # -- keyframes -------------------------------------------------------------------------------

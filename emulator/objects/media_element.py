@@ -25,6 +25,20 @@ from emulator.objects.media_pipeline import (
 )
 from protocol.errors import ConnectError
 
+ERROR_CODES = {
+    "RESOURCE_ERROR_OPEN": 6,
+    "RESOURCE_ERROR_READ": 9,
+    "RESOURCE_ERROR_WRITE": 10,
+    "RESOURCE_ERROR_NO_SPACE_LEFT": 14,
+    "STREAM_ERROR_TYPE_NOT_FOUND": 4,
+    "STREAM_ERROR_DECODE": 7,
+    "STREAM_ERROR_DEMUX": 9,
+    "STREAM_ERROR_FAILED": 1,
+    "UNEXPECTED_ELEMENT_ERROR": 1,
+}
+"""GStreamer's ``GstResourceError``/``GstStreamError`` numbers that KMS reports as ``errorCode``
+with each ``Error`` type (KMS's own example: RESOURCE_ERROR_OPEN, 6, a file it cannot write)."""
+
 
 class MediaElement(MediaObject):
     """An element that sends and receives media through connections."""
@@ -190,6 +204,17 @@ class MediaElement(MediaObject):
             self.forward(media_type, packet)
         finally:
             self._busy = False
+
+    def raise_error(self, error_type: str, description: str) -> None:
+        """KMS's ``Error`` event on this element: ``type`` names the error (``errorCode`` is its
+        GStreamer number), ``description`` says what failed; nothing else is disturbed."""
+        self.log.warning("! %s: %s", error_type, description)
+        self.emit(
+            "Error",
+            description=description,
+            errorCode=ERROR_CODES.get(error_type, 1),
+            type=error_type,
+        )
 
     def video_source_changed(self) -> None:
         """The video this element receives comes from another source now: what it sends on

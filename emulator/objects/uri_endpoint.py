@@ -3,9 +3,9 @@
 A UriEndpoint reads or writes one URI. What they share, as KMS's ``UriEndpointImpl``: the ``uri``
 (a path without a scheme is relative to ``UriEndpoint.conf.ini``'s ``defaultPath``, setting
 ``default_path``), the ``state`` (``STOP``, ``START``, ``PAUSE``) with ``UriEndpointStateChanged``
-on every change, ``pause``/``stop``, and KMS's ``Error`` event for what fails after the call
-returned (``RESOURCE_ERROR_OPEN``, ``STREAM_ERROR_DECODE``...). Subclasses do the media work in
-``on_start``, ``on_pause`` and ``on_stop``.
+on every change, ``pause``/``stop``; what fails after the call returned is KMS's ``Error`` event
+(``MediaElement.raise_error``: ``RESOURCE_ERROR_OPEN``, ``STREAM_ERROR_DECODE``...). Subclasses do
+the media work in ``on_pause`` and ``on_stop``.
 """
 
 from __future__ import annotations
@@ -19,16 +19,6 @@ from protocol.errors import UriPathFileNotFound
 
 STATES = ("STOP", "START", "PAUSE")
 SCHEMES = ("file", "http", "https", "rtsp")
-ERROR_CODES = {
-    "RESOURCE_ERROR_OPEN": 6,
-    "RESOURCE_ERROR_READ": 5,
-    "RESOURCE_ERROR_WRITE": 10,
-    "RESOURCE_ERROR_NO_SPACE_LEFT": 16,
-    "STREAM_ERROR_DECODE": 6,
-    "STREAM_ERROR_FAILED": 1,
-    "UNEXPECTED_ELEMENT_ERROR": 1,
-}
-"""GStreamer's error codes that KMS reports as ``errorCode`` with each ``Error`` type."""
 
 
 def resolve_uri(uri: str, default_path: str) -> str:
@@ -88,17 +78,6 @@ class UriEndpoint(Endpoint):
         self.log.info("= state %s -> %s", self.properties["state"], state)
         self.properties["state"] = state
         self.emit(self.STATE_EVENT, state=state)
-
-    def raise_error(self, error_type: str, description: str) -> None:
-        """KMS's ``Error`` event on this element: ``type`` names the error, ``description``
-        says what failed; the element stops, nothing else is disturbed."""
-        self.log.warning("! %s: %s", error_type, description)
-        self.emit(
-            "Error",
-            description=description,
-            errorCode=ERROR_CODES.get(error_type, 1),
-            type=error_type,
-        )
 
     # -- KMD operations ----------------------------------------------------------------------
 
