@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import ipaddress
 import ssl
 import tempfile
 from dataclasses import dataclass
@@ -70,12 +71,21 @@ def fingerprint(pem_bytes: bytes) -> str:
     return ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
 
 
+def _general_name(host: str) -> x509.GeneralName:
+    """An IP address SAN for an address (clients check ``wss://127.0.0.1`` against it), else a
+    DNS name."""
+    try:
+        return x509.IPAddress(ipaddress.ip_address(host))
+    except ValueError:
+        return x509.DNSName(host)
+
+
 def self_signed_pem(hostnames: list[str]) -> bytes:
     """A fresh ECDSA P-256 certificate and key, valid for a year, as one PEM."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kurento-emulator")])
     now = datetime.datetime.now(datetime.UTC)
-    names: list[x509.GeneralName] = [x509.DNSName(h) for h in hostnames]
+    names = [_general_name(h) for h in hostnames]
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -25,8 +26,11 @@ class NodeScenario:
 
     @classmethod
     @contextlib.asynccontextmanager
-    async def run(cls, url: str, scenario: str) -> AsyncIterator[NodeScenario]:
-        """Start ``node scenario.js url scenario``; kill it at the end if still running."""
+    async def run(
+        cls, url: str, scenario: str, env: dict[str, str] | None = None
+    ) -> AsyncIterator[NodeScenario]:
+        """Start ``node scenario.js url scenario`` (with ``env`` added to the environment); kill
+        it at the end if still running."""
         if not (JS_DIR / "node_modules" / "kurento-client").is_dir():
             raise RuntimeError("kurento-client is not installed: run `make js-deps`")
         process = await asyncio.create_subprocess_exec(
@@ -38,6 +42,7 @@ class NodeScenario:
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, **(env or {})},
         )
         running = cls(process)
         try:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from emulator.app import App, running_emulator
+from emulator.transport.tls import self_signed_pem
 from protocol.sdp import SessionDescription
 from tests.conftest import make_settings, restart_port
 from tests.interop.node_client import NodeScenario
@@ -34,6 +36,23 @@ async def test_js_client_basic_flow(server: App) -> None:
         await node.step("released")
         after = await node.step("after-release")
         assert after["error"]["code"] == 40101
+        assert await node.finish() == 0
+
+
+async def test_js_client_over_wss_trusting_the_certificate(tmp_path: Path) -> None:
+    """The official client over ``wss://``: Node trusts the server's certificate (the kind the
+    server generates, here written to a file and given as both), and the basic flow runs."""
+    pem = tmp_path / "server.pem"
+    pem.write_bytes(self_signed_pem(["localhost", "127.0.0.1"]))
+    settings = make_settings(port=None, secure_port=0, certificate=pem)
+    async with (
+        running_emulator(settings) as server,
+        NodeScenario.run(server.urls["wss"], "basic", {"NODE_EXTRA_CA_CERTS": str(pem)}) as node,
+    ):
+        await node.step("connected")
+        info = await node.step("info")
+        assert info["version"] == "7.3.0"
+        await node.step("released")
         assert await node.finish() == 0
 
 
