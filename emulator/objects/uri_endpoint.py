@@ -138,13 +138,6 @@ class PlayerEndpoint(UriEndpoint):
     NOT_YET = "playing media files and streams is not supported by kurento-emulator"
 
 
-class RecorderEndpoint(UriEndpoint):
-    """Records what it receives to a URI."""
-
-    TYPE = "RecorderEndpoint"
-    NOT_YET = "recording to files is not supported by kurento-emulator"
-
-
 class HttpEndpoint(SessionEndpoint):
     """Abstract: media over HTTP."""
 
