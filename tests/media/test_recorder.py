@@ -19,10 +19,13 @@ import av
 import numpy as np
 import pytest
 from aiortc import RTCRtpSender
+from aiortc.mediastreams import VideoStreamTrack
 from av.audio.frame import AudioFrame
 
+from emulator.media.recorder import _Track
 from emulator.transport.client import KurentoClient, RemoteObject
 from protocol.errors import RpcError
+from tests.conftest import make_settings, server_and_client
 from tests.media.peers import ClientPeer, negotiate_connected
 from tests.media.rtp_peers import ToneTrack, dominant_frequency
 
@@ -312,3 +315,144 @@ async def test_recorder_profiles_not_recorded_are_refused_with_40006(
         with pytest.raises(RpcError) as caught:
             await pipeline.create("RecorderEndpoint", uri="file:///tmp/x", mediaProfile=profile)
         assert caught.value.code == 40006 and profile in str(caught.value)
+
+
+def decodes_cleanly(path: Path) -> tuple[int, set[tuple[int, int]]]:
+    """Every video packet of the file decodes: (frames, picture sizes)."""
+    sizes: set[tuple[int, int]] = set()
+    frames = 0
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            frames += 1
+            sizes.add((frame.width, frame.height))
+    return frames, sizes
+
+
+async def test_recorder_keeps_a_valid_file_across_a_source_switch(
+    media_client: KurentoClient, tmp_path: Path
+) -> None:
+    """Connecting another source mid-recording goes on at its first keyframe: one valid file
+    holding both feeds."""
+    target = tmp_path / "switched.webm"
+    async with recording_peer() as first, recording_peer() as second:
+        pipeline, recorder = await fed_recorder(media_client, first, target.as_uri())
+        other = await pipeline.create("WebRtcEndpoint")
+        await negotiate_connected(other, second)
+        elapsed = await record_for(recorder, first, 1.5)
+        switched = time.monotonic()
+        await other.connect(recorder)
+        await second.tone.send_seconds(1.5)
+        elapsed += time.monotonic() - switched
+        await recorder.invoke("stopAndWait")
+    info = probe(target)
+    assert codecs(info) == {"video": "vp8", "audio": "opus"}
+    assert 2.9 <= float(info["format"]["duration"]) <= elapsed + 0.1
+    frames, _ = decodes_cleanly(target)
+    assert frames >= 30
+
+
+class ResizingVideo(VideoStreamTrack):
+    """aiortc's paced video whose picture grows from 320x240 to 640x480 after ``switch_after``
+    frames (a camera changing resolution)."""
+
+    def __init__(self, switch_after: int = 30) -> None:
+        super().__init__()
+        self.count = 0
+        self.switch_after = switch_after
+
+    async def recv(self) -> av.VideoFrame:
+        pts, time_base = await self.next_timestamp()
+        self.count += 1
+        width, height = (320, 240) if self.count <= self.switch_after else (640, 480)
+        picture = np.full((height, width, 3), self.count % 255, np.uint8)
+        frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
+        frame.pts, frame.time_base = pts, time_base
+        return frame
+
+
+@dataclass
+class ResizingPeer(TonePeerVideo):
+    """A TonePeerVideo whose video changes resolution."""
+
+    def __post_init__(self) -> None:
+        self.video = False
+        super().__post_init__()
+        self.pc.addTrack(ResizingVideo())
+
+
+@pytest.mark.parametrize(
+    ("profile", "suffix", "video"), [("WEBM", "webm", "vp8"), ("MP4", "mp4", "h264")]
+)
+async def test_recorder_keeps_a_valid_file_when_the_resolution_changes(
+    media_client: KurentoClient, tmp_path: Path, profile: str, suffix: str, video: str
+) -> None:
+    """A source that changes resolution mid-recording: muxed as received the file holds both
+    sizes, transcoded it is scaled to the first; every frame decodes either way."""
+    target = tmp_path / f"resized.{suffix}"
+    peer = ResizingPeer()
+    try:
+        _, recorder = await fed_recorder(media_client, peer, target.as_uri(), profile)
+        elapsed = await record_for(recorder, peer, SECONDS)
+        await recorder.invoke("stopAndWait")
+    finally:
+        await peer.close()
+    assert_complete(target, {"video": video, "audio": "opus" if video == "vp8" else "aac"}, elapsed)
+    frames, sizes = decodes_cleanly(target)
+    assert frames >= 30
+    assert sizes == ({(320, 240), (640, 480)} if video == "vp8" else {(320, 240)})
+
+
+async def test_recorder_server_stop_finishes_the_file(tmp_path: Path) -> None:
+    """Stopping the server while recording leaves a complete file."""
+    target = tmp_path / "shutdown.mp4"
+    settings = make_settings(network_interfaces="lo")
+    async with recording_peer() as peer, server_and_client(settings) as (_, client):
+        _, recorder = await fed_recorder(client, peer, target.as_uri(), "MP4")
+        elapsed = await record_for(recorder, peer, SECONDS)
+    assert_complete(target, {"video": "h264", "audio": "aac"}, elapsed)
+
+
+@dataclass
+class H264Peer(TonePeerVideo):
+    """A TonePeerVideo whose video is H264."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        video = next(t for t in self.pc.getTransceivers() if t.kind == "video")
+        codecs = RTCRtpSender.getCapabilities("video").codecs
+        video.setCodecPreferences([c for c in codecs if c.mimeType == "video/H264"])
+
+
+@pytest.mark.parametrize(
+    ("profile", "suffix", "expected"),
+    [
+        ("MP4", "mp4", {"video": "h264", "audio": "aac"}),
+        ("MKV", "mkv", {"video": "h264", "audio": "aac"}),
+        ("FLV", "flv", {"video": "h264", "audio": "aac"}),
+        ("MP4_VIDEO_ONLY", "mp4", {"video": "h264"}),
+    ],
+)
+async def test_recorder_h264_source_is_muxed_into_the_h264_profiles(
+    media_client: KurentoClient, tmp_path: Path, profile: str, suffix: str, expected: dict[str, str]
+) -> None:
+    """An H264 source is muxed as received into MP4, MKV and FLV (its Opus encoded to AAC)."""
+    target = tmp_path / f"h264.{suffix}"
+    peer = H264Peer()
+    try:
+        _, recorder = await fed_recorder(media_client, peer, target.as_uri(), profile)
+        elapsed = await record_for(recorder, peer, SECONDS)
+        await recorder.invoke("stopAndWait")
+    finally:
+        await peer.close()
+    assert_complete(target, expected, elapsed)
+    frames, sizes = decodes_cleanly(target)
+    assert frames >= 30 and sizes == {(640, 480)}
+
+
+@pytest.mark.parametrize(("gaps_fix", "after_gap"), [(False, 2040), (True, 40)])
+def test_recorder_gaps_fix_genpts_closes_gaps(gaps_fix: bool, after_gap: int) -> None:
+    """NONE keeps a 2 s hole in a 50 fps audio stream; GENPTS puts the next frame right after
+    the last one (RecorderEndpoint.conf.ini gapsFix)."""
+    track = _Track("audio", gaps_fix)
+    places = [track.place(ts, 48000, 0.0, 0.0) for ts in (0, 960, 960 + 96960, 960 + 97920)]
+    assert places == [0, 20, after_gap, after_gap + 20]
