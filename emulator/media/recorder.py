@@ -61,6 +61,8 @@ GAP_MS = 250
 VIDEO_BITRATE = 1_000_000
 AUDIO_BITRATE = 64_000
 UPLOAD_CHUNK = 64 * 1024
+NEW_SEGMENT = "new segment"
+"""Queued on resume: every track starts a new segment at the next packet."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,7 +188,7 @@ class Recorder:
         self.listener = listener
         self.dropped = 0
         self._loop = asyncio.get_running_loop()
-        self._queue: collections.deque[_Item | None] = collections.deque()
+        self._queue: collections.deque[_Item | str | None] = collections.deque()
         self._wake = threading.Condition()
         self._paused_at: float | None = None
         self._paused_total = 0.0
@@ -216,8 +218,8 @@ class Recorder:
             time.monotonic() - self._paused_total,
         )
         with self._wake:
-            if len(self._queue) >= QUEUE_LIMIT:
-                self._queue.popleft()
+            if len(self._queue) >= QUEUE_LIMIT and isinstance(self._queue[0], _Item):
+                self._queue.popleft()  # never a segment marker: that would merge two segments
                 self.dropped += 1
             self._queue.append(item)
             self._wake.notify()
@@ -232,7 +234,10 @@ class Recorder:
         if self._paused_at is not None:
             self._paused_total += time.monotonic() - self._paused_at
             self._paused_at = None
-            self._writer.new_segment = True
+            # Through the queue: packets queued before the pause still belong to the old segment.
+            with self._wake:
+                self._queue.append(NEW_SEGMENT)
+                self._wake.notify()
 
     async def finish(self) -> None:
         """End the recording: the file is complete (and uploaded) when this returns (at once
@@ -261,6 +266,9 @@ class Recorder:
                 item = self._queue.popleft()
             if item is None:
                 return
+            if isinstance(item, str):
+                self._writer.new_segment = True
+                continue
             yield item
 
     def _run(self) -> None:
