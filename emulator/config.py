@@ -44,6 +44,7 @@ INI_FIELDS: dict[str, dict[str, str]] = {
         "minEncoderBitrate": "min_encoder_bitrate",
         "maxEncoderBitrate": "max_encoder_bitrate",
     },
+    "RecorderEndpoint": {"gapsFix": "gaps_fix"},
     "UriEndpoint": {"defaultPath": "default_path"},
     "HttpEndpoint": {
         "serverAddress": "http_endpoint_address",

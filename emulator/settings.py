@@ -7,7 +7,7 @@ so that tests shorten it instead of patching constants.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -122,6 +122,11 @@ class Settings(BaseSettings):
         "",
         description="host written in getUrl; empty = http_endpoint_address, else the first "
         "non-loopback IPv4 address (HttpEndpoint.conf.ini announcedAddress)",
+    )
+    gaps_fix: Literal["NONE", "GENPTS", "FILL_IF_TRANSCODING"] = Field(
+        "NONE",
+        description="how RecorderEndpoint fixes timestamp gaps in what it records "
+        "(RecorderEndpoint.conf.ini gapsFix)",
     )
     media_flow_timeout: float = Field(
         2.0,

@@ -40,7 +40,12 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("media: session", ("emulator.media.session.*",)),
     (
         "media: elements",
-        ("emulator.media.webrtc", "emulator.media.plain_rtp", "emulator.media.http_post"),
+        (
+            "emulator.media.webrtc",
+            "emulator.media.plain_rtp",
+            "emulator.media.http_post",
+            "emulator.media.recorder",
+        ),
     ),
     ("media: services", ("emulator.media.services",)),
     # Kurento's classes (KMD): pipelines own the connection graph, endpoints drive their media.

@@ -114,10 +114,3 @@ class PlayerEndpoint(UriEndpoint):
 
     TYPE = "PlayerEndpoint"
     NOT_YET = "playing media files and streams is not supported by kurento-emulator"
-
-
-class RecorderEndpoint(UriEndpoint):
-    """Records what it receives to a URI."""
-
-    TYPE = "RecorderEndpoint"
-    NOT_YET = "recording to files is not supported by kurento-emulator"
