@@ -36,7 +36,10 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("media: lab", ("emulator.media.lab.*",)),
     ("media: legs", ("emulator.media.legs.*",)),
     ("media: session", ("emulator.media.session.*",)),
-    ("media: elements", ("emulator.media.webrtc", "emulator.media.plain_rtp")),
+    (
+        "media: elements",
+        ("emulator.media.webrtc", "emulator.media.plain_rtp", "emulator.media.player"),
+    ),
     ("media: services", ("emulator.media.services",)),
     # Kurento's classes (KMD): pipelines own the connection graph, endpoints drive their media.
     ("objects", ("emulator.objects.*",)),

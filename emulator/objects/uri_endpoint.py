@@ -131,13 +131,6 @@ class UriEndpoint(Endpoint):
         """End the media work and free what it holds (subclasses)."""
 
 
-class PlayerEndpoint(UriEndpoint):
-    """Plays a URI into the pipeline."""
-
-    TYPE = "PlayerEndpoint"
-    NOT_YET = "playing media files and streams is not supported by kurento-emulator"
-
-
 class RecorderEndpoint(UriEndpoint):
     """Records what it receives to a URI."""
 
