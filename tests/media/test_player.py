@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import functools
 import http.server
+import struct
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -353,3 +354,155 @@ async def test_two_pbx_sinks_share_one_player_and_one_transcoder(
             assert (await pbx.next_rtp(timeout=10)).payload_type == 8
         assert media_server.media_services.transcoders.live == 1
         assert len(player_threads()) == 1
+
+
+async def test_player_reencodes_vp9_vorbis_mkv_into_vp8_and_opus(
+    media_client: KurentoClient, tmp_path: Path
+) -> None:
+    """VP9/Vorbis Matroska: the player decodes both and encodes VP8 and Opus once; the VP8
+    peer decodes the pattern and hears the 330 Hz tone."""
+    clip = await make_clip(
+        tmp_path / "clip.mkv", *tone(330, 3), *pattern(3),
+        "-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8", "-c:a", "libvorbis",
+    )  # fmt: skip
+    async with listener(mime="audio/opus", video_mime="video/VP8") as peer:
+        player, _ = await player_into_peer(media_client, clip.as_uri(), peer)
+        await player.invoke("play")
+        await peer.wait_for(lambda p: p.frames.get("video", 0) >= 30 and p.heard_seconds(1.5)(p))
+        assert abs(dominant_frequency(peer.last_heard(1.0), peer.heard_rate) - 330) < 10
+        for kind in ("AUDIO", "VIDEO"):
+            assert await player.invoke("isMediaTranscoding", mediaType=kind) is True
+
+
+def pcma_tone(hz: int, packets: int) -> list[bytes]:
+    """``packets`` PCMA payloads of 20 ms (160 samples) of a sine tone."""
+    encoder = av.CodecContext.create("pcm_alaw", "w")
+    encoder.sample_rate, encoder.layout, encoder.format = 8000, "mono", "s16"
+    t = np.arange(160 * packets) / 8000
+    samples = (np.sin(2 * np.pi * hz * t) * 8000).astype("<i2")
+    payloads = []
+    for index in range(packets):
+        frame = av.AudioFrame.from_ndarray(
+            samples[index * 160 : (index + 1) * 160].reshape(1, -1), format="s16", layout="mono"
+        )
+        frame.sample_rate = 8000
+        payloads += [bytes(p) for p in encoder.encode(frame)]
+    return payloads
+
+
+RTSP_SDP = (
+    "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=tone\r\nc=IN IP4 0.0.0.0\r\nt=0 0\r\n"
+    "m=audio 0 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\na=control:track1\r\n"
+)
+
+
+class RtspSource:
+    """A minimal RTSP server (RFC 2326) for one live PCMA tone, RTP interleaved in the TCP
+    connection; ``refuse`` answers DESCRIBE with 404. ffmpeg cannot serve RTSP to a client (its
+    RTSP muxer only pushes to a server), so the test serves it."""
+
+    def __init__(self, refuse: bool = False) -> None:
+        self.refuse = refuse
+        self.senders: list[asyncio.Task[None]] = []
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            while request := await reader.readuntil(b"\r\n\r\n"):
+                method, headers = _rtsp_request(request.decode())
+                if method == "PLAY":
+                    self.senders.append(asyncio.create_task(self._send(writer)))
+                writer.write(self._answer(method, headers).encode())
+                await writer.drain()
+        writer.close()
+
+    def _answer(self, method: str, headers: dict[str, str]) -> str:
+        extra = ""
+        status = "200 OK"
+        if method == "OPTIONS":
+            extra = "Public: OPTIONS, DESCRIBE, SETUP, PLAY, TEARDOWN\r\n"
+        elif method == "DESCRIBE" and self.refuse:
+            status = "404 Not Found"
+        elif method == "DESCRIBE":
+            extra = f"Content-Type: application/sdp\r\nContent-Length: {len(RTSP_SDP)}\r\n"
+        elif method == "SETUP" and "interleaved" not in headers.get("transport", ""):
+            status = "461 Unsupported Transport"
+        elif method == "SETUP":
+            extra = "Transport: RTP/AVP/TCP;unicast;interleaved=0-1\r\nSession: 12345678\r\n"
+        elif method in ("PLAY", "TEARDOWN"):
+            extra = "Session: 12345678\r\n"
+        body = RTSP_SDP if extra.startswith("Content-Type") else ""
+        return f"RTSP/1.0 {status}\r\nCSeq: {headers.get('cseq', '0')}\r\n{extra}\r\n{body}"
+
+    async def _send(self, writer: asyncio.StreamWriter) -> None:
+        # A live source: one 20 ms packet every 20 ms, as a camera's audio.
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        for index, payload in enumerate(pcma_tone(440, 1500)):
+            head = struct.pack(
+                "!BBHII", 0x80, 8 | (0x80 if index == 0 else 0), index, index * 160, 7
+            )
+            packet = head + payload
+            writer.write(b"$\x00" + struct.pack("!H", len(packet)) + packet)
+            await asyncio.sleep(max(0.0, start + (index + 1) * 0.02 - loop.time()))
+
+    async def close(self) -> None:
+        for task in self.senders:
+            task.cancel()
+        await asyncio.gather(*self.senders, return_exceptions=True)
+
+
+def _rtsp_request(text: str) -> tuple[str, dict[str, str]]:
+    lines = text.split("\r\n")
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return lines[0].split(" ", 1)[0], headers
+
+
+@contextlib.asynccontextmanager
+async def rtsp_source(refuse: bool = False) -> AsyncIterator[str]:
+    """An RtspSource on loopback (port 0); its URL."""
+    source = RtspSource(refuse)
+    server = await asyncio.start_server(source.handle, "127.0.0.1", 0)
+    try:
+        yield f"rtsp://127.0.0.1:{server.sockets[0].getsockname()[1]}/tone"
+    finally:
+        await source.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_player_plays_a_live_rtsp_source_to_a_pbx(media_client: KurentoClient) -> None:
+    """An rtsp:// live PCMA source reaches a PCMA PBX (the 440 Hz tone); it is not seekable:
+    getVideoInfo says so and setPosition answers 40700."""
+    async with rtsp_source() as url:
+        pipeline = await media_client.create("MediaPipeline")
+        player = await pipeline.create("PlayerEndpoint", uri=url, networkCache=200)
+        rtp = await pipeline.create("RtpEndpoint")
+        await player.connect(rtp, "AUDIO")
+        async with udp_peer() as pbx:
+            await rtp.invoke("processOffer", offer=peer_sdp(pbx.port, audio="8 PCMA/8000"))
+            await player.invoke("play")
+            decoder = av.CodecContext.create("pcm_alaw", "r")
+            decoder.sample_rate, decoder.layout = 8000, "mono"
+            samples: list[np.ndarray[Any, Any]] = []
+            while sum(len(s) for s in samples) < 12000:
+                view = await pbx.next_rtp(timeout=10)
+                samples += [
+                    f.to_ndarray().reshape(-1) for f in decoder.decode(av.Packet(view.payload))
+                ]
+        assert abs(dominant_frequency(np.concatenate(samples)[-8000:], 8000) - 440) < 10
+        info = await player.invoke("getVideoInfo")
+        assert info["isSeekable"] is False
+        with pytest.raises(RpcError) as caught:
+            await player.invoke("setPosition", position=1000)
+        assert caught.value.code == 40700 and "not seekable" in str(caught.value)
+        await player.release()
+
+
+async def test_refused_rtsp_session_raises_error(media_client: KurentoClient) -> None:
+    """An RTSP server that answers DESCRIBE with 404: Error RESOURCE_ERROR_OPEN naming it."""
+    async with rtsp_source(refuse=True) as url:
+        event = await expect_error(media_client, url, "RESOURCE_ERROR_OPEN", url)
+    assert "404" in event["description"] or "not found" in event["description"].lower()
