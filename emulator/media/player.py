@@ -405,7 +405,7 @@ class MediaPlayer:
             return self.info
         try:
             return await asyncio.wait_for(asyncio.shield(self._opened), timeout)
-        except (TimeoutError, av.error.FFmpegError, OSError):
+        except TimeoutError:
             return NO_INFO
 
     def seek(self, position_ms: int) -> None:
@@ -443,6 +443,8 @@ class MediaPlayer:
             await asyncio.to_thread(self._thread.join)
 
     def _deliver(self, kind: str, payloads: list[_Payload]) -> None:
+        if self._stopping:
+            return  # posted before stop: nothing leaves a stopped player
         output = self._outputs[kind]
         now = time.monotonic()
         for payload, at, marker in payloads:
@@ -464,14 +466,11 @@ class MediaPlayer:
         with contextlib.suppress(RuntimeError):
             self._loop.call_soon_threadsafe(callback, *args)
 
-    def _set_opened(self, info: MediaInfo | None, error: Exception | None) -> None:
+    def _set_opened(self, info: MediaInfo | None) -> None:
+        """The source opened (with what it says of itself) or failed to (None)."""
         self.info = info
         if not self._opened.done():
-            if error is not None:
-                self._opened.set_exception(error)
-                self._opened.exception()  # retrieved: nobody may be waiting
-            elif info is not None:
-                self._opened.set_result(info)
+            self._opened.set_result(info or NO_INFO)
 
     # -- worker thread --------------------------------------------------------------------------
 
@@ -492,17 +491,17 @@ class MediaPlayer:
                 timeout=(OPEN_TIMEOUT, READ_TIMEOUT),
             )
         except (av.error.FFmpegError, OSError) as exc:
-            self._post(self._set_opened, None, exc)
+            self._post(self._set_opened, None)
             self._post(self.owner.player_failed, *open_error(self.uri, exc))
             return
         with container:
             self._tracks = self._select(container)
             if not self._tracks:
-                self._post(self._set_opened, None, SeekFailed("no stream"))
+                self._post(self._set_opened, None)
                 description = f"{self.uri} has no audio or video stream"
                 self._post(self.owner.player_failed, "STREAM_ERROR_DECODE", description)
                 return
-            self._post(self._set_opened, _media_info(self.uri, container), None)
+            self._post(self._set_opened, _media_info(self.uri, container))
             for track in self._tracks.values():
                 if track.reencodes:
                     self._post(self.owner.player_reencoding, track.kind.upper(), True,

@@ -56,7 +56,7 @@ class PlayerEndpoint(UriEndpoint):
         """KMD position: milliseconds into the source of what was last sent (0 when stopped)."""
         return self.media.position if self.media is not None else 0
 
-    def set_position(self, position: int) -> None:
+    async def set_position(self, position: int) -> None:
         """KMD setPosition: seek (to the keyframe at or before ``position`` ms).
 
         Raises:
@@ -64,6 +64,7 @@ class PlayerEndpoint(UriEndpoint):
         """
         if self.media is None:
             raise PlayerSeekFail(f"cannot seek {self.uri}: it is not playing (call play first)")
+        await self.media.media_info()  # right after play(), the source may still be opening
         try:
             self.media.seek(position)
         except SeekFailed as exc:
