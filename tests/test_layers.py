@@ -45,6 +45,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "emulator.media.plain_rtp",
             "emulator.media.http_post",
             "emulator.media.recorder",
+            "emulator.media.player",
         ),
     ),
     ("media: services", ("emulator.media.services",)),

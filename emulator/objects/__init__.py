@@ -22,11 +22,12 @@ from emulator.objects.hub import (
 from emulator.objects.media_element import Endpoint, Filter, MediaElement, PassThrough
 from emulator.objects.media_object import MediaObject
 from emulator.objects.media_pipeline import MediaPipeline
+from emulator.objects.player_endpoint import PlayerEndpoint
 from emulator.objects.recorder_endpoint import RecorderEndpoint
 from emulator.objects.rtp_endpoint import RtpEndpoint
 from emulator.objects.sdp_endpoint import BaseRtpEndpoint, SdpEndpoint, SessionEndpoint
 from emulator.objects.server_manager import ServerManager
-from emulator.objects.uri_endpoint import PlayerEndpoint, UriEndpoint
+from emulator.objects.uri_endpoint import UriEndpoint
 from emulator.objects.webrtc_endpoint import WebRtcEndpoint
 
 CLASSES: dict[str, type[MediaObject]] = {

@@ -107,10 +107,3 @@ class UriEndpoint(Endpoint):
 
     async def on_stop(self) -> None:
         """End the media work and free what it holds (subclasses)."""
-
-
-class PlayerEndpoint(UriEndpoint):
-    """Plays a URI into the pipeline."""
-
-    TYPE = "PlayerEndpoint"
-    NOT_YET = "playing media files and streams is not supported by kurento-emulator"

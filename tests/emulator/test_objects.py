@@ -161,10 +161,9 @@ async def test_gstreamer_dot_shows_elements_and_links(client: KurentoClient) -> 
 async def test_pending_media_operation_is_40006(client: KurentoClient) -> None:
     """Operations whose media is not available answer 40006 naming what is missing."""
     pipeline = await client.create("MediaPipeline")
-    player = await client.create("PlayerEndpoint", mediaPipeline=pipeline, uri="file:///x.webm")
-    with pytest.raises(KurentoNotImplemented, match=r"PlayerEndpoint\.play .*playing"):
-        await player.invoke("play")
-    assert await player.invoke("getUri") == "file:///x.webm"
+    faces = await client.create("FaceOverlayFilter", mediaPipeline=pipeline)
+    with pytest.raises(KurentoNotImplemented, match=r"FaceOverlayFilter\.unsetOverlayedImage "):
+        await faces.invoke("unsetOverlayedImage")
 
 
 async def test_get_stats_has_element_entry(client: KurentoClient) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -115,4 +116,23 @@ async def test_js_client_builds_the_pbx_leg(server: App) -> None:
         state = await node.step("state")
         assert state["connectionState"] == "CONNECTED"
         assert state["transcoding"] is False and state["stats"]
+        assert await node.finish() == 0
+
+
+async def test_js_client_plays_a_file(server: App, tmp_path: Path) -> None:
+    """The official client plays a 1 s Ogg/Opus file: getVideoInfo, play, EndOfStream (with its
+    type), getPosition near the end, state START; a bad scheme is refused with 40600."""
+    clip = tmp_path / "tone.ogg"
+    process = await asyncio.create_subprocess_exec(
+        "ffmpeg", "-hide_banner", "-loglevel", "error", "-f", "lavfi",
+        "-i", "sine=frequency=440:duration=1", "-c:a", "libopus", str(clip),
+    )  # fmt: skip
+    assert await process.wait() == 0
+    async with NodeScenario.run(server.urls["ws"], "player") as node:
+        await node.command(clip.as_uri())
+        ended = await node.step("ended")
+        assert ended["type"] == "EndOfStream" and ended["state"] == "START"
+        assert ended["info"]["isSeekable"] is True and 900 <= ended["info"]["duration"] <= 1100
+        assert ended["position"] >= 900 and ended["states"] == ["START"]
+        assert (await node.step("bad-uri"))["error"]["code"] == 40600
         assert await node.finish() == 0

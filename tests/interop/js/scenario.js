@@ -183,6 +183,33 @@ const scenarios = {
     client.close();
     report('done');
   },
+
+  // A PlayerEndpoint as an application drives it: the file's URI comes from the test.
+  async player() {
+    const client = await connectClient();
+    const pipeline = await call(client, 'create', 'MediaPipeline');
+    const uri = await nextCommand();
+    const player = await call(pipeline, 'create', 'PlayerEndpoint', { uri });
+    const states = [];
+    player.on('UriEndpointStateChanged', (event) => states.push(event.state));
+    const ended = once(player, 'EndOfStream', 15000);
+    const info = await call(player, 'getVideoInfo');
+    await call(player, 'play');
+    const [event] = await ended;
+    report('ended', {
+      info, type: event.type, position: await call(player, 'getPosition'),
+      state: await call(player, 'getState'), states,
+    });
+    try {
+      await call(pipeline, 'create', 'PlayerEndpoint', { uri: 'ftp://host/x.webm' });
+      report('bad-uri', { error: null });
+    } catch (error) {
+      report('bad-uri', { error: describeError(error) });
+    }
+    await call(pipeline, 'release');
+    client.close();
+    report('done');
+  },
 };
 
 scenarios[scenario]().then(
