@@ -11,7 +11,7 @@ import pytest
 from aiortc import RTCRtpSender, RTCSessionDescription
 
 from emulator.media.rtp.packet import RtpView
-from emulator.transport.client import KurentoClient
+from emulator.transport.client import KurentoClient, RemoteObject
 from protocol.sdp import SessionDescription
 from tests.media.peers import ClientPeer, negotiate, trickle
 from tests.media.rtp_peers import (
@@ -197,12 +197,17 @@ async def test_dtmf_from_webrtc_reaches_pbx_retimed(
         await peer.close()
 
 
-async def test_webrtc_vp8_reaches_video_phone(media_client: KurentoClient) -> None:
-    """aiortc's VP8 reaches a video phone that negotiated VP8 as 97: forwarded (no
-    transcoding) with the phone's payload type, one SSRC, no WebRTC header extensions."""
-    pipeline = await media_client.create("MediaPipeline")
+async def _vp8_at_video_phone(
+    client: KurentoClient, packets: int, mtu: int | None = None
+) -> tuple[list[RtpView], RemoteObject, SessionDescription]:
+    """aiortc's VP8 sent through a WebRtcEndpoint to an RtpEndpoint answered by a video phone
+    that negotiated VP8 as 97 (with the RtpEndpoint's ``mtu`` set first when given): the first
+    ``packets`` RTP packets the phone receives, the WebRtcEndpoint and the RtpEndpoint's answer."""
+    pipeline = await client.create("MediaPipeline")
     webrtc = await pipeline.create("WebRtcEndpoint")
     rtp = await pipeline.create("RtpEndpoint")
+    if mtu is not None:
+        await rtp.invoke("setMtu", mtu=mtu)
     await webrtc.connect(rtp, "VIDEO")
     peer = ClientPeer(audio=False, video=True)
     (transceiver,) = peer.pc.getTransceivers()
@@ -213,39 +218,29 @@ async def test_webrtc_vp8_reaches_video_phone(media_client: KurentoClient) -> No
         async with udp_peer() as audio, udp_peer() as phone:
             offer = peer_sdp(audio.port, dtmf=None, video="97 VP8/90000", video_port=phone.port)
             answer = SessionDescription.parse(await rtp.invoke("processOffer", offer=offer))
-            assert [c.name for c in answer.media[1].codecs] == ["VP8"]
             await negotiate(webrtc, peer)
-            views = [await phone.next_rtp(timeout=15) for _ in range(30)]
-        assert {v.payload_type for v in views} == {97}
-        assert all(v.ext_start < 0 for v in views)
-        assert len({v.ssrc for v in views}) == 1
-        assert sum(v.marker for v in views) >= 1
-        assert await webrtc.invoke("isMediaTranscoding", mediaType="VIDEO") is False
+            views = [await phone.next_rtp(timeout=15) for _ in range(packets)]
     finally:
         await peer.close()
+    return views, webrtc, answer
+
+
+async def test_webrtc_vp8_reaches_video_phone(media_client: KurentoClient) -> None:
+    """aiortc's VP8 reaches a video phone that negotiated VP8 as 97: forwarded (no
+    transcoding) with the phone's payload type, one SSRC, no WebRTC header extensions."""
+    views, webrtc, answer = await _vp8_at_video_phone(media_client, 30)
+    assert [c.name for c in answer.media[1].codecs] == ["VP8"]
+    assert {v.payload_type for v in views} == {97}
+    assert all(v.ext_start < 0 for v in views)
+    assert len({v.ssrc for v in views}) == 1
+    assert sum(v.marker for v in views) >= 1
+    assert await webrtc.invoke("isMediaTranscoding", mediaType="VIDEO") is False
 
 
 async def test_the_endpoints_mtu_sizes_the_video_it_sends(media_client: KurentoClient) -> None:
     """``mtu`` (KMD BaseRtpEndpoint, set before negotiation) is the largest payload the endpoint
     sends: aiortc's VP8 reaches a video phone cut to 200-byte payloads, frames spread over
     several packets (marker on the last of each)."""
-    pipeline = await media_client.create("MediaPipeline")
-    webrtc = await pipeline.create("WebRtcEndpoint")
-    rtp = await pipeline.create("RtpEndpoint")
-    await rtp.invoke("setMtu", mtu=200)
-    await webrtc.connect(rtp, "VIDEO")
-    peer = ClientPeer(audio=False, video=True)
-    (transceiver,) = peer.pc.getTransceivers()
-    transceiver.setCodecPreferences(
-        [c for c in RTCRtpSender.getCapabilities("video").codecs if c.name == "VP8"]
-    )
-    try:
-        async with udp_peer() as audio, udp_peer() as phone:
-            offer = peer_sdp(audio.port, dtmf=None, video="97 VP8/90000", video_port=phone.port)
-            await rtp.invoke("processOffer", offer=offer)
-            await negotiate(webrtc, peer)
-            views = [await phone.next_rtp(timeout=15) for _ in range(60)]
-    finally:
-        await peer.close()
+    views, _, _ = await _vp8_at_video_phone(media_client, 60, mtu=200)
     assert max(len(v.payload) for v in views) <= 200
     assert any(not v.marker for v in views)  # at least one frame was cut into pieces
