@@ -5,9 +5,10 @@ FFmpeg reads), demuxes the first audio and the first video stream, waits until e
 by the file's timestamps (real time, as KMS's ``uridecodebin`` with a synced sink) and turns it
 into RTP payloads, which the event loop wraps in ``MediaPacket``s for the element to forward:
 
-- codecs the pipeline carries are packetised without decoding: VP8 (RFC 7741) and H264 (RFC 6184,
-  length-prefixed MP4 samples turned into Annex B first) with aiortc's packetisers, Opus
-  (RFC 7587) one packet per RTP packet, so packet sizes follow the file, not the peer's ptime;
+- codecs the pipeline carries are packetised without decoding by ``codecs/packetize.py`` (shared
+  with the HttpPostEndpoint): VP8 (RFC 7741) and H264 (RFC 6184, length-prefixed MP4 samples
+  turned into Annex B first) with aiortc's packetisers, Opus (RFC 7587) one packet per RTP
+  packet, so packet sizes follow the file, not the peer's ptime;
 - other codecs (AAC, MP3, Vorbis, PCM, FLAC...; VP9 and other video) are decoded here and
   encoded once into Opus (20 ms) or VP8, which every sink takes or the transcoders turn into
   what it negotiated: one decode per player however many sinks it has.
@@ -22,8 +23,6 @@ import asyncio
 import contextlib
 import fractions
 import logging
-import random
-import struct
 import threading
 import time
 import urllib.parse
@@ -32,19 +31,21 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import av
-from aiortc.codecs.h264 import H264Encoder
 from aiortc.codecs.vpx import Vp8Encoder
 
+from emulator.media.codecs.packetize import (
+    OPUS,
+    VP8,
+    RtpPayload,
+    RtpStamper,
+    StreamPacketizer,
+    forwarded,
+    video_payloads,
+)
 from emulator.media.flow import MediaPacket
-from emulator.media.rtp.packet import FIXED_HEADER, RtpView
-from emulator.media.rtp.streams import InboundStream
-from protocol.sdp import Codec
 
 logger = logging.getLogger(__name__)
 
-OPUS = Codec(111, "opus", 48000, 2, "minptime=10;useinbandfec=1")
-VP8 = Codec(96, "VP8", 90000)
-H264 = Codec(102, "H264", 90000, None, "packetization-mode=1;profile-level-id=42e01f")
 OPUS_FRAME = 960
 """Samples of one re-encoded Opus packet (20 ms at 48 kHz)."""
 OPEN_TIMEOUT = 10.0
@@ -52,8 +53,6 @@ READ_TIMEOUT = 10.0
 """Seconds FFmpeg may wait for a network source before the open or a read fails."""
 SEEK_REWIND = 0.04
 """Seconds between the last timestamp sent and the first after a seek or a restart."""
-
-_HEADER = struct.Struct("!BBHII")
 
 
 class PlayerOwner(Protocol):
@@ -96,9 +95,6 @@ class MediaInfo:
 
 NO_INFO = MediaInfo(False, 0)
 
-_Payload = tuple[bytes, float, bool]
-"""An RTP payload, its media time in seconds, and its marker bit."""
-
 
 class _Track:
     """One demuxed stream turned into RTP payloads of one codec (worker-thread side)."""
@@ -113,7 +109,7 @@ class _Track:
         self.time_base = stream.time_base or fractions.Fraction(1, 1000)
         self.fresh = True
 
-    def payloads(self, packet: Any) -> list[_Payload]:
+    def payloads(self, packet: Any) -> list[RtpPayload]:
         """The RTP payloads of one demuxed packet."""
         raise NotImplementedError
 
@@ -129,53 +125,21 @@ class _Track:
         return float((pts or 0) * self.time_base)
 
 
-class _OpusTrack(_Track):
-    """Opus forwarded: one RTP packet per Opus packet (RFC 7587)."""
+class _ForwardedTrack(_Track):
+    """A codec the pipeline carries, sent as encoded (``codecs/packetize.py``)."""
 
-    def payloads(self, packet: Any) -> list[_Payload]:
-        marker, self.fresh = self.fresh, False
-        return [(bytes(packet), self.seconds(packet.pts), marker)]
-
-
-class _Vp8Track(_Track):
-    """VP8 forwarded, packetised with aiortc's RFC 7741 packetiser."""
-
-    kind = "video"
-    codec = VP8
-
-    def __init__(self, stream: Any) -> None:
+    def __init__(self, stream: Any, packetizer: StreamPacketizer) -> None:
         super().__init__(stream)
-        self.packetiser = Vp8Encoder()
+        self.packetizer = packetizer
+        self.kind = packetizer.kind
+        self.codec = packetizer.codec
 
-    def payloads(self, packet: Any) -> list[_Payload]:
-        parts, _ = self.packetiser.pack(packet)
-        at = self.seconds(packet.pts)
-        return [(part, at, index == len(parts) - 1) for index, part in enumerate(parts)]
+    def payloads(self, packet: Any) -> list[RtpPayload]:
+        return self.packetizer.payloads(packet)
 
-
-class _H264Track(_Track):
-    """H264 forwarded, packetised with aiortc's RFC 6184 packetiser (STAP-A, FU-A); MP4's
-    length-prefixed samples become Annex B first, with SPS/PPS before each keyframe."""
-
-    kind = "video"
-    codec = H264
-
-    def __init__(self, stream: Any) -> None:
-        super().__init__(stream)
-        self.packetiser = H264Encoder()
-        extradata = bytes(stream.codec_context.extradata or b"")
-        self.annexb: Any = None
-        if extradata[:1] == b"\x01":  # avcC (ISO 14496-15): MP4/MKV samples are length-prefixed
-            self.annexb = av.bitstream.BitStreamFilterContext("h264_mp4toannexb", stream)
-
-    def payloads(self, packet: Any) -> list[_Payload]:
-        packets = self.annexb.filter(packet) if self.annexb is not None else [packet]
-        out: list[_Payload] = []
-        for annexb in packets:
-            parts, _ = self.packetiser.pack(annexb)
-            at = self.seconds(annexb.pts if annexb.pts is not None else packet.pts)
-            out += [(part, at, index == len(parts) - 1) for index, part in enumerate(parts)]
-        return out
+    def restart(self) -> None:
+        super().restart()
+        self.packetizer.restart()
 
 
 class _AudioReencoding(_Track):
@@ -195,8 +159,8 @@ class _AudioReencoding(_Track):
         with contextlib.suppress(av.error.FFmpegError):
             self.decoder.flush_buffers()
 
-    def payloads(self, packet: Any) -> list[_Payload]:
-        out: list[_Payload] = []
+    def payloads(self, packet: Any) -> list[RtpPayload]:
+        out: list[RtpPayload] = []
         for frame in self.decoder.decode(packet):
             if self.encoder is None:
                 self._open(self.seconds(frame.pts) if frame.pts is not None else 0.0)
@@ -216,9 +180,9 @@ class _AudioReencoding(_Track):
         self.resampler = av.AudioResampler("s16", "stereo", 48000, frame_size=OPUS_FRAME)
         self.next_time = start
 
-    def _encode(self, chunk: Any) -> list[_Payload]:
+    def _encode(self, chunk: Any) -> list[RtpPayload]:
         chunk.pts = None
-        out: list[_Payload] = []
+        out: list[RtpPayload] = []
         for encoded in self.encoder.encode(chunk):
             marker, self.fresh = self.fresh, False
             out.append((bytes(encoded), self.next_time, marker))
@@ -248,39 +212,27 @@ class _VideoReencoding(_Track):
     def request_keyframe(self) -> None:
         self.force_keyframe = True
 
-    def payloads(self, packet: Any) -> list[_Payload]:
-        out: list[_Payload] = []
+    def payloads(self, packet: Any) -> list[RtpPayload]:
+        out: list[RtpPayload] = []
         for frame in self.decoder.decode(packet):
             at = self.seconds(frame.pts)
             keyframe, self.force_keyframe = self.force_keyframe, False
             parts, _ = self.encoder.encode(frame, keyframe)
-            out += [(part, at, index == len(parts) - 1) for index, part in enumerate(parts)]
+            out += video_payloads(parts, at)
         return out
 
 
 def _track_for(stream: Any) -> _Track | None:
     """How a stream is sent: forwarded when its codec has an RTP form sinks take, else
     re-encoded; None for what is neither audio nor video."""
-    name = stream.codec_context.name
+    packetizer = forwarded(stream)
+    if packetizer is not None:
+        return _ForwardedTrack(stream, packetizer)
     if stream.type == "audio":
-        return _OpusTrack(stream) if name == "opus" else _AudioReencoding(stream)
+        return _AudioReencoding(stream)
     if stream.type == "video":
-        if name == "vp8":
-            return _Vp8Track(stream)
-        if name == "h264":
-            return _H264Track(stream)
         return _VideoReencoding(stream)
     return None
-
-
-@dataclass(slots=True)
-class _Output:
-    """The RTP identity of one media kind the player sends."""
-
-    codec: Codec
-    stream: InboundStream
-    sequence: int
-    timestamp_base: int
 
 
 class _Clock:
@@ -371,7 +323,7 @@ class MediaPlayer:
         self._at_end = False
         self._seek_to: float | None = None
         self._tracks: dict[int, _Track] = {}
-        self._outputs: dict[str, _Output] = {}
+        self._outputs: dict[str, RtpStamper] = {}
         self._shift = 0.0
         self._last_time = 0.0
         self._failed = False
@@ -442,23 +394,10 @@ class MediaPlayer:
             await self._ended.wait()
             await asyncio.to_thread(self._thread.join)
 
-    def _deliver(self, kind: str, payloads: list[_Payload]) -> None:
+    def _deliver(self, kind: str, payloads: list[RtpPayload]) -> None:
         if self._stopping:
             return  # posted before stop: nothing leaves a stopped player
-        output = self._outputs[kind]
-        now = time.monotonic()
-        for payload, at, marker in payloads:
-            output.sequence = (output.sequence + 1) & 0xFFFF
-            timestamp = (output.timestamp_base + round(at * output.codec.clock_rate)) & 0xFFFFFFFF
-            second = (0x80 if marker else 0) | output.codec.payload_type
-            ssrc = output.stream.ssrc
-            data = _HEADER.pack(0x80, second, output.sequence, timestamp, ssrc) + payload
-            view = RtpView(
-                data, output.codec.payload_type, marker, output.sequence, timestamp, ssrc,
-                FIXED_HEADER, -1,
-            )  # fmt: skip
-            output.stream.received(view, now)
-            packet = MediaPacket(kind, view, output.codec, output.stream, {}, now)
+        for packet in self._outputs[kind].packets(payloads, time.monotonic()):
             self.owner.player_packet(kind.upper(), packet)
 
     def _post(self, callback: Callable[..., None], *args: Any) -> None:
@@ -522,12 +461,7 @@ class MediaPlayer:
             if track is None:
                 continue
             tracks[track.stream.index] = track
-            self._outputs[kind] = _Output(
-                track.codec,
-                InboundStream(random.getrandbits(32), track.codec.clock_rate, kind),
-                random.getrandbits(16),
-                random.getrandbits(32),
-            )
+            self._outputs[kind] = RtpStamper(kind, track.codec)
         return tracks
 
     def _pump(self, container: Any) -> None:
