@@ -100,6 +100,7 @@ class HttpPostEndpoint(HttpEndpoint):
         self.log.info("= end of stream")
         self._stop_flowing()
         self.emit("EndOfStream")
+        self.end_of_stream()
         self._arm_expiry()
 
     def media_failed(self, error: DemuxError) -> None:

@@ -115,6 +115,7 @@ class PlayerEndpoint(UriEndpoint):
         self.log.info("= end of stream")
         self._not_flowing()
         self.emit("EndOfStream")
+        self.end_of_stream()
 
     def player_failed(self, error_type: str, description: str) -> None:
         """KMS's Error event: the source could not be opened, read or decoded."""

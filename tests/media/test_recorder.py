@@ -230,6 +230,52 @@ async def test_recorder_pause_leaves_the_paused_time_out(
     assert 1.9 <= float(info["format"]["duration"]) <= elapsed + 0.1
 
 
+def make_clip(path: Path, seconds: float) -> Path:
+    """A WebM of a 30 fps test pattern (VP8) and the 440 Hz tone (Opus), made by ffmpeg."""
+    subprocess.run(
+        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y",
+         "-f", "lavfi", "-i", f"testsrc=size=320x240:rate=30:duration={seconds}",
+         "-f", "lavfi", "-i", f"sine=frequency={TONE:g}:sample_rate=48000:duration={seconds}",
+         "-c:v", "libvpx", "-g", "30", "-b:v", "500k", "-c:a", "libopus", str(path)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return path
+
+
+async def test_recorder_stop_on_end_of_stream_finishes_the_file(
+    media_client: KurentoClient, tmp_path: Path
+) -> None:
+    """PlayerEndpoint -> PassThrough -> RecorderEndpoint with stopOnEndOfStream: the player's
+    end reaches the recorder through the PassThrough; it stops by itself (Stopped, state STOP)
+    and the file holds the whole clip. A recorder without the flag keeps recording."""
+    clip = make_clip(tmp_path / "clip.webm", SECONDS)
+    target, other = tmp_path / "eos.webm", tmp_path / "other.webm"
+    pipeline = await media_client.create("MediaPipeline")
+    player = await pipeline.create("PlayerEndpoint", uri=clip.as_uri())
+    middle = await pipeline.create("PassThrough")
+    recorder = await pipeline.create(
+        "RecorderEndpoint", uri=target.as_uri(), mediaProfile="WEBM", stopOnEndOfStream=True
+    )
+    keeps = await pipeline.create("RecorderEndpoint", uri=other.as_uri(), mediaProfile="WEBM")
+    await player.connect(middle)
+    await middle.connect(recorder)
+    await player.connect(keeps)
+    stopped = await recorder.subscribe("Stopped")
+    ended = await player.subscribe("EndOfStream")
+    await recorder.invoke("record")
+    await keeps.invoke("record")
+    await player.invoke("play")
+    assert await ended.get(timeout=15) is not None
+    assert await stopped.get(timeout=10) is not None
+    assert await recorder.invoke("getState") == "STOP"
+    assert await keeps.invoke("getState") == "START"
+    info = probe(target)
+    assert codecs(info) == {"video": "vp8", "audio": "opus"}
+    assert abs(float(info["format"]["duration"]) - SECONDS) < 0.3, info["format"]
+    assert abs(tone_of(target) - TONE) < 15
+    await pipeline.release()
+
+
 class _Store(http.server.BaseHTTPRequestHandler):
     """Keeps each POSTed body (chunked, as KMS sends it) by path."""
 
