@@ -23,11 +23,14 @@ import asyncio
 import contextlib
 import fractions
 import logging
+import os
+import ssl
 import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import av
@@ -255,13 +258,61 @@ class _Clock:
             self.anchor = (self.anchor[0] + seconds, self.anchor[1])
 
 
-def open_options(uri: str, network_cache_ms: int) -> dict[str, str]:
-    """FFmpeg options for a source: ``networkCache`` is the RTSP jitter buffer (KMS passes it
-    to rtspsrc's ``latency``); FFmpeg calls it ``max_delay``, in microseconds."""
-    scheme = urllib.parse.urlsplit(uri).scheme.lower()
-    if scheme == "rtsp":
-        return {"max_delay": str(max(network_cache_ms, 0) * 1000)}
-    return {}
+SYSTEM_CA_FILES = (
+    "/etc/ssl/certs/ca-certificates.crt",  # Debian, Ubuntu, Alpine
+    "/etc/pki/tls/certs/ca-bundle.crt",  # Fedora, RHEL
+    "/etc/ssl/cert.pem",
+    "/etc/pki/tls/cert.pem",
+)
+
+
+def system_ca_file() -> str | None:
+    """The system's CA bundle: ``SSL_CERT_FILE`` or OpenSSL's, else the first known path.
+
+    FFmpeg's TLS (GnuTLS in PyAV's wheels) would look only where it was built to look
+    (``/etc/pki/tls/cert.pem``), which most distributions lack: the file is named to it.
+    """
+    paths = ssl.get_default_verify_paths()
+    for candidate in (paths.cafile, paths.openssl_cafile, *SYSTEM_CA_FILES):
+        if candidate and os.path.isfile(candidate):
+            return candidate
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class SourceOptions:
+    """How the player opens its sources (from the element's parameters and Settings)."""
+
+    network_cache_ms: int = 2000
+    """``networkCache``: the RTSP jitter buffer."""
+    ca_file: Path | None = None
+    """The CAs trusted for https:// (``player_ca_file``); None: the system's bundle."""
+
+    def for_uri(self, uri: str) -> dict[str, str]:
+        """FFmpeg options for a source. ``networkCache`` is the RTSP jitter buffer (KMS passes
+        it to rtspsrc's ``latency``); FFmpeg calls it ``max_delay``, in microseconds. https://
+        is verified (certificate chain and host name), as KMS's souphttpsrc (``ssl-strict``)
+        does; FFmpeg would not by default."""
+        scheme = urllib.parse.urlsplit(uri).scheme.lower()
+        if scheme == "rtsp":
+            return {"max_delay": str(max(self.network_cache_ms, 0) * 1000)}
+        if scheme == "https":
+            ca_file = str(self.ca_file) if self.ca_file is not None else system_ca_file()
+            return {"tls_verify": "1", **({"ca_file": ca_file} if ca_file else {})}
+        return {}
+
+    def open_error(self, uri: str, exc: Exception) -> tuple[str, str]:
+        """KMS's Error type and a description for a source that would not open."""
+        if isinstance(exc, av.error.InvalidDataError):
+            return "STREAM_ERROR_DECODE", f"{uri} holds no media FFmpeg can read: {exc}"
+        description = f"cannot open {uri}: {exc}"
+        if urllib.parse.urlsplit(uri).scheme.lower() == "https":
+            trusted = self.for_uri(uri).get("ca_file", "FFmpeg's built-in CA path")
+            description += (
+                f" (the TLS connection failed: is the server's certificate, for this host name,"
+                f" signed by a CA in {trusted}? set player_ca_file to trust another)"
+            )
+        return "RESOURCE_ERROR_OPEN", description
 
 
 def source_name(uri: str) -> str:
@@ -272,19 +323,12 @@ def source_name(uri: str) -> str:
     return uri
 
 
-def open_error(uri: str, exc: Exception) -> tuple[str, str]:
-    """KMS's Error type and a description for a source that would not open."""
-    if isinstance(exc, av.error.InvalidDataError):
-        return "STREAM_ERROR_DECODE", f"{uri} holds no media FFmpeg can read: {exc}"
-    return "RESOURCE_ERROR_OPEN", f"cannot open {uri}: {exc}"
-
-
-def probe(uri: str, network_cache_ms: int) -> MediaInfo:
+def probe(uri: str, options: SourceOptions) -> MediaInfo:
     """Open the source only to read what it says of itself (blocking: call from a thread)."""
     try:
         with av.open(
             source_name(uri),
-            options=open_options(uri, network_cache_ms),
+            options=options.for_uri(uri),
             timeout=(OPEN_TIMEOUT, READ_TIMEOUT),
         ) as container:
             return _media_info(uri, container)
@@ -306,11 +350,11 @@ class MediaPlayer:
     jumps, ``close()`` ends the thread and waits for it.
     """
 
-    def __init__(self, uri: str, owner: PlayerOwner, name: str, network_cache_ms: int) -> None:
+    def __init__(self, uri: str, owner: PlayerOwner, name: str, options: SourceOptions) -> None:
         self.uri = uri
         self.owner = owner
         self.name = name
-        self.network_cache_ms = network_cache_ms
+        self.options = options
         self.info: MediaInfo | None = None
         self.position = 0
         """Milliseconds into the source of the last packet sent."""
@@ -426,12 +470,12 @@ class MediaPlayer:
         try:
             container = av.open(
                 source_name(self.uri),
-                options=open_options(self.uri, self.network_cache_ms),
+                options=self.options.for_uri(self.uri),
                 timeout=(OPEN_TIMEOUT, READ_TIMEOUT),
             )
         except (av.error.FFmpegError, OSError) as exc:
             self._post(self._set_opened, None)
-            self._post(self.owner.player_failed, *open_error(self.uri, exc))
+            self._post(self.owner.player_failed, *self.options.open_error(self.uri, exc))
             return
         with container:
             self._tracks = self._select(container)

@@ -13,7 +13,7 @@ import asyncio
 from typing import Any
 
 from emulator.media.flow import MediaPacket
-from emulator.media.player import MediaPlayer, SeekFailed, probe
+from emulator.media.player import MediaPlayer, SeekFailed, SourceOptions, probe
 from emulator.objects.uri_endpoint import UriEndpoint
 from protocol.errors import PlayerSeekFail
 from protocol.types import complex_value
@@ -40,7 +40,7 @@ class PlayerEndpoint(UriEndpoint):
         """KMD play: start, resume after pause, or play again after EndOfStream."""
         if self.media is None:
             short = self.id.rsplit("/", 1)[-1][:8]
-            self.media = MediaPlayer(self.uri, self, short, self.network_cache)
+            self.media = MediaPlayer(self.uri, self, short, self.source_options)
         self.media.start()
         self.set_uri_state("START")
 
@@ -49,7 +49,7 @@ class PlayerEndpoint(UriEndpoint):
         if self.media is not None:
             info = await self.media.media_info()
         else:  # not playing: KMS prerolls the source to answer; open it once to read it
-            info = await asyncio.to_thread(probe, self.uri, self.network_cache)
+            info = await asyncio.to_thread(probe, self.uri, self.source_options)
         return complex_value("VideoInfo", **info.to_kmd())
 
     def get_position(self) -> int:
@@ -75,6 +75,11 @@ class PlayerEndpoint(UriEndpoint):
         """The ``networkCache`` constructor parameter: milliseconds of buffering for network
         sources (the RTSP jitter buffer)."""
         return int(self.properties["networkCache"])
+
+    @property
+    def source_options(self) -> SourceOptions:
+        """How the source is opened: ``networkCache``, and the CAs trusted for https://."""
+        return SourceOptions(self.network_cache, self.services.settings.player_ca_file)
 
     def produce_keyframe(self, media_type: str) -> None:
         """A sink wants a keyframe: re-encoded video makes one; forwarded video has its next

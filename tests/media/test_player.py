@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import functools
 import http.server
+import ssl
 import struct
 import threading
 import time
@@ -22,7 +23,9 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from emulator.app import App
 from emulator.transport.client import EventStream, KurentoClient, RemoteObject
+from emulator.transport.tls import self_signed_pem
 from protocol.errors import RpcError
+from tests.conftest import make_settings, server_and_client
 from tests.media.peers import ClientPeer, negotiate_connected
 from tests.media.rtp_peers import TonePeer, dominant_frequency, peer_sdp, udp_peer
 from tests.ports import free_port_range
@@ -201,14 +204,21 @@ async def test_music_on_hold_reaches_a_pcma_only_pbx(
 
 
 @contextlib.contextmanager
-def http_server(folder: Path) -> Iterator[str]:
-    """A local HTTP server on loopback (port 0) serving ``folder``; its base URL."""
+def http_server(folder: Path, pem: Path | None = None) -> Iterator[str]:
+    """A local HTTP server on loopback (port 0) serving ``folder``; its base URL. With ``pem``
+    (certificate and key) it serves https://."""
     handler = functools.partial(_QuietHandler, directory=str(folder))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    scheme = "http"
+    if pem is not None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(pem)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+        scheme = "https"
     thread = threading.Thread(target=server.serve_forever, name="test http server")
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
+        yield f"{scheme}://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()
@@ -220,16 +230,50 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         """No request lines on stderr."""
 
 
-async def test_player_plays_ogg_opus_from_http(media_client: KurentoClient, tmp_path: Path) -> None:
-    """An http:// URI (a local server) of an Ogg/Opus file: the peer hears its 880 Hz tone."""
-    await make_clip(tmp_path / "tone.ogg", *tone(880, 3), "-c:a", "libopus")
-    with http_server(tmp_path) as base:
+async def hear_880_hz_from(client: KurentoClient, folder: Path, pem: Path | None = None) -> None:
+    """An Ogg/Opus 880 Hz tone served from ``folder`` over http:// (https:// with ``pem``) is
+    played to a peer, which hears it."""
+    await make_clip(folder / "tone.ogg", *tone(880, 3), "-c:a", "libopus")
+    with http_server(folder, pem) as base:
         async with listener(mime="audio/opus") as peer:
-            player, _ = await player_into_peer(media_client, f"{base}/tone.ogg", peer)
+            player, _ = await player_into_peer(client, f"{base}/tone.ogg", peer)
             await player.invoke("play")
             await peer.wait_for(peer.heard_seconds(1.5))
             assert abs(dominant_frequency(peer.last_heard(1.0), peer.heard_rate) - 880) < 10
             await player.release()
+
+
+async def test_player_plays_ogg_opus_from_http(media_client: KurentoClient, tmp_path: Path) -> None:
+    """An http:// URI (a local server) of an Ogg/Opus file: the peer hears its 880 Hz tone."""
+    await hear_880_hz_from(media_client, tmp_path)
+
+
+def server_pem(folder: Path) -> Path:
+    """A self-signed certificate and key for 127.0.0.1, as the server generates them."""
+    pem = folder / "server.pem"
+    pem.write_bytes(self_signed_pem(["localhost", "127.0.0.1"]))
+    return pem
+
+
+async def test_player_plays_https_trusting_player_ca_file(tmp_path: Path) -> None:
+    """An https:// URI whose certificate ``player_ca_file`` trusts plays: the peer hears it."""
+    pem = server_pem(tmp_path)
+    settings = make_settings(network_interfaces="lo", player_ca_file=pem)
+    async with server_and_client(settings) as (_, client):
+        await hear_880_hz_from(client, tmp_path, pem)
+
+
+async def test_player_refuses_an_untrusted_https_certificate(
+    media_client: KurentoClient, tmp_path: Path
+) -> None:
+    """An https:// server whose certificate no trusted CA signed (FFmpeg alone would accept
+    it): Error RESOURCE_ERROR_OPEN naming the URI and saying the certificate may be why."""
+    await make_clip(tmp_path / "tone.ogg", *tone(880, 1), "-c:a", "libopus")
+    with http_server(tmp_path, server_pem(tmp_path)) as base:
+        event = await expect_error(
+            media_client, f"{base}/tone.ogg", "RESOURCE_ERROR_OPEN", f"{base}/tone.ogg"
+        )
+    assert "certificate" in event["description"] and "player_ca_file" in event["description"]
 
 
 async def test_seek_video_info_states_and_end_of_stream(
