@@ -171,13 +171,24 @@ async def test_player_forwards_h264_and_transcodes_aac_from_mp4(
         tmp_path / "clip.mp4", *tone(550, 3), *pattern(3),
         "-c:v", "libx264", "-g", "30", "-pix_fmt", "yuv420p", "-c:a", "aac",
     )  # fmt: skip
-    async with listener(mime="audio/opus", video_mime="video/H264") as peer:
-        player, _ = await player_into_peer(media_client, clip.as_uri(), peer)
+    transcoding = await play_to_listener(media_client, clip, "video/H264", 550)
+    assert transcoding == {"AUDIO": True, "VIDEO": False}
+
+
+async def play_to_listener(
+    client: KurentoClient, clip: Path, video_mime: str, hz: int
+) -> dict[str, bool]:
+    """Play ``clip`` to a peer taking Opus and ``video_mime``: it decodes 30 frames and hears
+    the ``hz`` tone. The player's isMediaTranscoding per media type, while it plays."""
+    async with listener(mime="audio/opus", video_mime=video_mime) as peer:
+        player, _ = await player_into_peer(client, clip.as_uri(), peer)
         await player.invoke("play")
         await peer.wait_for(lambda p: p.frames.get("video", 0) >= 30 and p.heard_seconds(1.5)(p))
-        assert abs(dominant_frequency(peer.last_heard(1.0), peer.heard_rate) - 550) < 10
-        assert await player.invoke("isMediaTranscoding", mediaType="VIDEO") is False
-        assert await player.invoke("isMediaTranscoding", mediaType="AUDIO") is True
+        assert abs(dominant_frequency(peer.last_heard(1.0), peer.heard_rate) - hz) < 10
+        return {
+            kind: await player.invoke("isMediaTranscoding", mediaType=kind)
+            for kind in ("AUDIO", "VIDEO")
+        }
 
 
 async def test_music_on_hold_reaches_a_pcma_only_pbx(
@@ -186,8 +197,14 @@ async def test_music_on_hold_reaches_a_pcma_only_pbx(
     """A WAV into an RtpEndpoint whose PBX takes PCMA only: it receives payload type 8
     carrying the 440 Hz tone."""
     clip = await make_clip(tmp_path / "hold.wav", *tone(440, 4), "-c:a", "pcm_s16le")
-    pipeline = await media_client.create("MediaPipeline")
-    player = await pipeline.create("PlayerEndpoint", uri=clip.as_uri())
+    await play_to_pcma_pbx(media_client, clip.as_uri())
+
+
+async def play_to_pcma_pbx(client: KurentoClient, uri: str, **params: Any) -> RemoteObject:
+    """A PlayerEndpoint (``params`` added) -> RtpEndpoint whose PBX takes PCMA only, playing:
+    the PBX receives payload type 8 carrying the 440 Hz tone (1.5 s of it). The player."""
+    pipeline = await client.create("MediaPipeline")
+    player = await pipeline.create("PlayerEndpoint", uri=uri, **params)
     rtp = await pipeline.create("RtpEndpoint")
     await player.connect(rtp, "AUDIO")
     async with udp_peer() as pbx:
@@ -201,6 +218,7 @@ async def test_music_on_hold_reaches_a_pcma_only_pbx(
             assert view.payload_type == 8
             samples += [f.to_ndarray().reshape(-1) for f in decoder.decode(av.Packet(view.payload))]
     assert abs(dominant_frequency(np.concatenate(samples)[-8000:], 8000) - 440) < 10
+    return player
 
 
 @contextlib.contextmanager
@@ -409,13 +427,8 @@ async def test_player_reencodes_vp9_vorbis_mkv_into_vp8_and_opus(
         tmp_path / "clip.mkv", *tone(330, 3), *pattern(3),
         "-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8", "-c:a", "libvorbis",
     )  # fmt: skip
-    async with listener(mime="audio/opus", video_mime="video/VP8") as peer:
-        player, _ = await player_into_peer(media_client, clip.as_uri(), peer)
-        await player.invoke("play")
-        await peer.wait_for(lambda p: p.frames.get("video", 0) >= 30 and p.heard_seconds(1.5)(p))
-        assert abs(dominant_frequency(peer.last_heard(1.0), peer.heard_rate) - 330) < 10
-        for kind in ("AUDIO", "VIDEO"):
-            assert await player.invoke("isMediaTranscoding", mediaType=kind) is True
+    transcoding = await play_to_listener(media_client, clip, "video/VP8", 330)
+    assert transcoding == {"AUDIO": True, "VIDEO": True}
 
 
 def pcma_tone(hz: int, packets: int) -> list[bytes]:
@@ -521,22 +534,7 @@ async def test_player_plays_a_live_rtsp_source_to_a_pbx(media_client: KurentoCli
     """An rtsp:// live PCMA source reaches a PCMA PBX (the 440 Hz tone); it is not seekable:
     getVideoInfo says so and setPosition answers 40700."""
     async with rtsp_source() as url:
-        pipeline = await media_client.create("MediaPipeline")
-        player = await pipeline.create("PlayerEndpoint", uri=url, networkCache=200)
-        rtp = await pipeline.create("RtpEndpoint")
-        await player.connect(rtp, "AUDIO")
-        async with udp_peer() as pbx:
-            await rtp.invoke("processOffer", offer=peer_sdp(pbx.port, audio="8 PCMA/8000"))
-            await player.invoke("play")
-            decoder = av.CodecContext.create("pcm_alaw", "r")
-            decoder.sample_rate, decoder.layout = 8000, "mono"
-            samples: list[np.ndarray[Any, Any]] = []
-            while sum(len(s) for s in samples) < 12000:
-                view = await pbx.next_rtp(timeout=10)
-                samples += [
-                    f.to_ndarray().reshape(-1) for f in decoder.decode(av.Packet(view.payload))
-                ]
-        assert abs(dominant_frequency(np.concatenate(samples)[-8000:], 8000) - 440) < 10
+        player = await play_to_pcma_pbx(media_client, url, networkCache=200)
         info = await player.invoke("getVideoInfo")
         assert info["isSeekable"] is False
         with pytest.raises(RpcError) as caught:

@@ -171,15 +171,34 @@ async def test_recorder_webm_remuxes_vp8_and_opus(
     assert_complete(target, {"video": "vp8", "audio": "opus"}, elapsed)
 
 
+async def record_peer(
+    client: KurentoClient,
+    target: Path,
+    profile: str = "WEBM",
+    release: bool = False,
+    peer_type: type[TonePeerVideo] = TonePeerVideo,
+) -> float:
+    """Record ``SECONDS`` of a peer's video and tone into ``target``, then ``stopAndWait`` (or
+    release the pipeline); the longest span the file can hold."""
+    peer = peer_type()
+    try:
+        pipeline, recorder = await fed_recorder(client, peer, target.as_uri(), profile)
+        elapsed = await record_for(recorder, peer, SECONDS)
+        if release:
+            await pipeline.release()
+        else:
+            await recorder.invoke("stopAndWait")
+    finally:
+        await peer.close()
+    return elapsed
+
+
 async def test_recorder_mp4_transcodes_to_h264_and_aac(
     media_client: KurentoClient, tmp_path: Path
 ) -> None:
     """MP4 from a VP8 + Opus source: video encoded to H264, audio to AAC."""
     target = tmp_path / "call.mp4"
-    async with recording_peer() as peer:
-        _, recorder = await fed_recorder(media_client, peer, target.as_uri(), "MP4")
-        elapsed = await record_for(recorder, peer, SECONDS)
-        await recorder.invoke("stopAndWait")
+    elapsed = await record_peer(media_client, target, "MP4")
     assert_complete(target, {"video": "h264", "audio": "aac"}, elapsed)
 
 
@@ -188,10 +207,7 @@ async def test_recorder_audio_only_profile_keeps_one_track(
 ) -> None:
     """WEBM_AUDIO_ONLY records the audio of an audio+video source only."""
     target = tmp_path / "call.webm"
-    async with recording_peer() as peer:
-        _, recorder = await fed_recorder(media_client, peer, target.as_uri(), "WEBM_AUDIO_ONLY")
-        elapsed = await record_for(recorder, peer, SECONDS)
-        await recorder.invoke("stopAndWait")
+    elapsed = await record_peer(media_client, target, "WEBM_AUDIO_ONLY")
     assert_complete(target, {"audio": "opus"}, elapsed)
 
 
@@ -200,10 +216,7 @@ async def test_recorder_release_while_recording_finishes_the_file(
 ) -> None:
     """Releasing the pipeline while recording leaves a complete, playable file."""
     target = tmp_path / "released.webm"
-    async with recording_peer() as peer:
-        pipeline, recorder = await fed_recorder(media_client, peer, target.as_uri())
-        elapsed = await record_for(recorder, peer, SECONDS)
-        await pipeline.release()
+    elapsed = await record_peer(media_client, target, release=True)
     assert_complete(target, {"video": "vp8", "audio": "opus"}, elapsed)
 
 
@@ -450,13 +463,7 @@ async def test_recorder_keeps_a_valid_file_when_the_resolution_changes(
     """A source that changes resolution mid-recording: muxed as received the file holds both
     sizes, transcoded it is scaled to the first; every frame decodes either way."""
     target = tmp_path / f"resized.{suffix}"
-    peer = ResizingPeer()
-    try:
-        _, recorder = await fed_recorder(media_client, peer, target.as_uri(), profile)
-        elapsed = await record_for(recorder, peer, SECONDS)
-        await recorder.invoke("stopAndWait")
-    finally:
-        await peer.close()
+    elapsed = await record_peer(media_client, target, profile, peer_type=ResizingPeer)
     assert_complete(target, {"video": video, "audio": "opus" if video == "vp8" else "aac"}, elapsed)
     frames, sizes = decodes_cleanly(target)
     assert frames >= 30
@@ -498,13 +505,7 @@ async def test_recorder_h264_source_is_muxed_into_the_h264_profiles(
 ) -> None:
     """An H264 source is muxed as received into MP4, MKV and FLV (its Opus encoded to AAC)."""
     target = tmp_path / f"h264.{suffix}"
-    peer = H264Peer()
-    try:
-        _, recorder = await fed_recorder(media_client, peer, target.as_uri(), profile)
-        elapsed = await record_for(recorder, peer, SECONDS)
-        await recorder.invoke("stopAndWait")
-    finally:
-        await peer.close()
+    elapsed = await record_peer(media_client, target, profile, peer_type=H264Peer)
     assert_complete(target, expected, elapsed)
     frames, sizes = decodes_cleanly(target)
     assert frames >= 30 and sizes == {(640, 480)}
