@@ -299,6 +299,13 @@ class MediaElement(MediaObject):
         self.log.info("= media flow %s %s: %s", direction, media_type, state)
         self.emit(event, state=state, padName="default", mediaType=media_type)
 
+    def stop_flowing_out(self) -> None:
+        """This element's own media stopped (a source paused, ended or failed): raise
+        MediaFlowOutStateChanged NOT_FLOWING at once for what was flowing."""
+        for media_type in ("AUDIO", "VIDEO"):
+            if self.flowing_out.get((media_type, "default")):
+                self.mark_flow("out", media_type, False)
+
     async def on_release(self) -> None:
         """Drop every link in and out of this element, and leave the graph."""
         for link in self.graph.links_from(self):

@@ -18,8 +18,6 @@ from emulator.objects.uri_endpoint import UriEndpoint
 from protocol.errors import PlayerSeekFail
 from protocol.types import complex_value
 
-MEDIA_KINDS = ("AUDIO", "VIDEO")
-
 
 class PlayerEndpoint(UriEndpoint):
     """Plays a URI into the pipeline."""
@@ -93,19 +91,14 @@ class PlayerEndpoint(UriEndpoint):
         """Hold the source where it is."""
         if self.media is not None:
             self.media.pause()
-        self._not_flowing()
+        self.stop_flowing_out()
 
     async def on_stop(self) -> None:
         """End playing: the thread ends, the next play starts from the beginning."""
         media, self.media = self.media, None
         if media is not None:
             await media.close()
-        self._not_flowing()
-
-    def _not_flowing(self) -> None:
-        for kind in MEDIA_KINDS:
-            if self.flowing_out.get((kind, "default")):
-                self.mark_flow("out", kind, False)
+        self.stop_flowing_out()
 
     # -- PlayerOwner (the media's callbacks, on the event loop) --------------------------------
 
@@ -118,13 +111,13 @@ class PlayerEndpoint(UriEndpoint):
     def player_ended(self) -> None:
         """KMD EndOfStream: the source is over (play() starts it again)."""
         self.log.info("= end of stream")
-        self._not_flowing()
+        self.stop_flowing_out()
         self.emit("EndOfStream")
         self.end_of_stream()
 
     def player_failed(self, error_type: str, description: str) -> None:
         """KMS's Error event: the source could not be opened, read or decoded."""
-        self._not_flowing()
+        self.stop_flowing_out()
         self.raise_error(error_type, description)
 
     def player_reencoding(self, media_type: str, active: bool, reason: str) -> None:
