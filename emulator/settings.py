@@ -123,6 +123,11 @@ class Settings(BaseSettings):
         description="host written in getUrl; empty = http_endpoint_address, else the first "
         "non-loopback IPv4 address (HttpEndpoint.conf.ini announcedAddress)",
     )
+    player_ca_file: Path | None = Field(
+        None,
+        description="PEM of the certificate authorities a PlayerEndpoint trusts for https:// "
+        "sources; unset = the system's bundle (KMS's souphttpsrc verifies too)",
+    )
     gaps_fix: Literal["NONE", "GENPTS", "FILL_IF_TRANSCODING"] = Field(
         "NONE",
         description="how RecorderEndpoint fixes timestamp gaps in what it records "

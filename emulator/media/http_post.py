@@ -1,15 +1,14 @@
 """The media of an HttpPostEndpoint: an uploaded WebM/MP4 body, demuxed as it streams in, paced by
 its timestamps and sent into the pipeline as RTP.
 
-Three parts, each usable alone (the PlayerEndpoint needs the first two as they are):
+Two parts, each usable alone:
 
 - ``Demuxer``: PyAV over any readable file-like object (no seeking: a body that streams in). It
-  yields ``DemuxedFrame``s: the stream kind, the RTP ``Codec``, the frame's RTP payloads (VP8 per
-  RFC 7741, H.264 per RFC 6184 with the MP4/Matroska length prefixes turned into Annex B, Opus per
-  RFC 7587: one frame per packet), its RTP timestamp and its time in seconds. Streams of other
-  codecs are skipped (logged once).
-- ``RtpPacketizer``: payloads -> complete RTP packets (own SSRC, sequence numbers, marker on a
-  video frame's last packet) wrapped as pipeline ``MediaPacket``s.
+  yields ``DemuxedFrame``s: the stream kind, the RTP ``Codec``, the frame's RTP payloads, its RTP
+  timestamp and its time in seconds. Packetising (VP8 per RFC 7741, H.264 per RFC 6184 with the
+  MP4/Matroska length prefixes turned into Annex B, Opus per RFC 7587: one frame per packet) and
+  the RTP packets themselves (``RtpStamper``) are ``emulator/media/codecs/packetize.py``, shared
+  with the PlayerEndpoint. Streams of other codecs are skipped (logged once).
 - ``BodyPipe`` and ``HttpPostMedia``: the upload seam. The HTTP listener writes the body into the
   pipe (``UploadSink``: ``write``, ``finish``, ``abort``); a worker thread reads it through the
   ``Demuxer``, waits for each frame's time and hands its packets to the event loop. The pipe is
@@ -25,21 +24,16 @@ import asyncio
 import collections
 import contextlib
 import logging
-import random
-import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import av
-from aiortc.codecs import get_encoder
-from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
+from emulator.media.codecs.packetize import RtpPayload, RtpStamper, StreamPacketizer, forwarded
 from emulator.media.flow import MediaPacket
-from emulator.media.rtp.packet import parse_rtp
-from emulator.media.rtp.streams import InboundStream
 from protocol.sdp import Codec
 
 logger = logging.getLogger(__name__)
@@ -47,19 +41,6 @@ logger = logging.getLogger(__name__)
 PIPE_LIMIT = 512 * 1024
 """Body bytes buffered ahead of the demuxer before the upload waits (about 1-2 s of media)."""
 READ_SIZE = 64 * 1024
-
-VP8 = Codec(96, "VP8", 90000)
-H264 = Codec(
-    103,
-    "H264",
-    90000,
-    None,
-    "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f",
-)
-OPUS = Codec(111, "opus", 48000, 2, "minptime=10;useinbandfec=1")
-CODECS = {"vp8": VP8, "h264": H264, "opus": OPUS}
-"""Codecs of the container that are sent as they are (PyAV codec name -> RTP codec)."""
-_RTP_HEADER = struct.Struct("!BBHII")
 
 
 class DemuxError(Exception):
@@ -78,7 +59,8 @@ class DemuxedFrame:
     kind: str
     """``audio`` or ``video``."""
     codec: Codec
-    payloads: list[bytes]
+    payloads: list[RtpPayload]
+    """Each with its marker bit, and its time in the stream's own timeline."""
     timestamp: int
     """In the codec's RTP clock, from the stream's start."""
     seconds: float
@@ -104,11 +86,11 @@ class Demuxer:
         except (av.FFmpegError, ValueError, OSError) as exc:
             raise DemuxError(f"not a media container: {exc}", opened=False) from exc
         self.format = str(self.container.format.name)
-        self._streams: dict[int, tuple[str, Codec, _Packer]] = {}
+        self._streams: dict[int, StreamPacketizer] = {}
         for stream in self.container.streams:
-            name = stream.codec_context.name if stream.type in ("audio", "video") else None
-            codec = CODECS.get(name or "")
-            if codec is None:
+            packetizer = forwarded(stream)
+            if packetizer is None:
+                name = stream.codec_context.name if stream.type in ("audio", "video") else None
                 logger.warning(
                     "! %s stream %d (%s) is skipped: not VP8, H.264 or Opus",
                     self.format,
@@ -116,7 +98,7 @@ class Demuxer:
                     name or stream.type,
                 )
                 continue
-            self._streams[stream.index] = (stream.type, codec, _Packer(stream, codec))
+            self._streams[stream.index] = packetizer
         if not self._streams:
             self.container.close()
             raise DemuxError(
@@ -126,7 +108,7 @@ class Demuxer:
     @property
     def kinds(self) -> list[str]:
         """The kinds of the streams that are sent (``audio``, ``video``)."""
-        return sorted({kind for kind, _, _ in self._streams.values()})
+        return sorted({packetizer.kind for packetizer in self._streams.values()})
 
     def frames(self) -> Iterator[DemuxedFrame]:
         """Every frame in container order, until the end of the body.
@@ -135,21 +117,29 @@ class Demuxer:
             DemuxError: the container broke off (truncated or corrupt body).
         """
         start: float | None = None
+        first: dict[int, float] = {}
         try:
             for packet in self.container.demux():
-                entry = self._streams.get(packet.stream.index)
-                if entry is None or packet.size == 0 or packet.time_base is None:
+                packetizer = self._streams.get(packet.stream.index)
+                if packetizer is None or packet.size == 0 or packet.time_base is None:
                     continue
-                kind, codec, packer = entry
                 position = packet.dts if packet.dts is not None else packet.pts
                 if position is None:
                     continue
-                seconds = float(position * packet.time_base)
+                seconds = packetizer.seconds(position)
                 if start is None:
                     start = seconds
-                for payloads, timestamp, keyframe in packer.pack(packet):
+                for frame in packetizer.frames(packet):
+                    # RTP timestamps of each stream count from its first frame
+                    zero = first.setdefault(packet.stream.index, frame.seconds)
+                    rate = packetizer.codec.clock_rate
                     yield DemuxedFrame(
-                        kind, codec, payloads, timestamp, max(seconds - start, 0.0), keyframe
+                        packetizer.kind,
+                        packetizer.codec,
+                        frame.payloads,
+                        round((frame.seconds - zero) * rate) & 0xFFFFFFFF,
+                        max(seconds - start, 0.0),
+                        frame.keyframe,
                     )
         except av.FFmpegError as exc:
             raise DemuxError(f"the {self.format} body is damaged: {exc}", opened=True) from exc
@@ -168,80 +158,6 @@ class _Unseekable:
     def read(self, size: int) -> bytes:
         data: bytes = self._read(size)
         return data
-
-
-class _Packer:
-    """One stream's frames -> RTP payloads and timestamps (aiortc's packetisers for video)."""
-
-    def __init__(self, stream: Any, codec: Codec) -> None:
-        self.codec = codec
-        self.filter: Any = None
-        self.encoder: Any = None
-        self.first: int | None = None
-        if codec.name in ("VP8", "H264"):
-            parameters = RTCRtpCodecParameters(
-                mimeType=f"video/{codec.name}",
-                clockRate=codec.clock_rate,
-                payloadType=codec.payload_type,
-                parameters=dict(codec.parameters()),
-            )
-            self.encoder = get_encoder(parameters)  # used for its pack() only: nothing is encoded
-        extradata = stream.codec_context.extradata or b""
-        if codec.name == "H264" and extradata[:1] == b"\x01":
-            # avcC (MP4, Matroska): NAL units carry length prefixes, and SPS/PPS sit in the
-            # extradata; RFC 6184 wants them as NAL units in the stream, before each keyframe.
-            self.filter = av.bitstream.BitStreamFilterContext("h264_mp4toannexb", stream)
-
-    def pack(self, packet: Any) -> Iterator[tuple[list[bytes], int, bool]]:
-        """The RTP payloads, timestamp and keyframe flag of each frame in ``packet``."""
-        packets = self.filter.filter(packet) if self.filter is not None else [packet]
-        for item in packets:
-            if item.pts is None:
-                continue
-            keyframe = bool(item.is_keyframe)
-            if self.encoder is not None:
-                payloads, timestamp = self.encoder.pack(item)
-            else:
-                timestamp = int(item.pts * item.time_base * self.codec.clock_rate)
-                payloads = [bytes(item)]
-            if self.first is None:
-                self.first = timestamp
-            yield payloads, (timestamp - self.first) & 0xFFFFFFFF, keyframe
-
-
-@dataclass
-class RtpPacketizer:
-    """RTP packets of one stream of frames: own SSRC, continuous sequence numbers, marker on the
-    last packet of each video frame (RFC 7741 4.1, RFC 6184 5.1); the payload type is the codec's
-    (each sink rewrites SSRC, numbers and payload type for itself)."""
-
-    kind: str
-    codec: Codec
-    ssrc: int = field(default_factory=lambda: random.getrandbits(32))
-    sequence: int = field(default_factory=lambda: random.getrandbits(16))
-    base: int = field(default_factory=lambda: random.getrandbits(32))
-    source: InboundStream = field(init=False)
-    """Identifies this stream to the sinks (a new upload is a new source) and counts it."""
-
-    def __post_init__(self) -> None:
-        self.source = InboundStream(self.ssrc, self.codec.clock_rate, self.kind)
-
-    def packets(self, frame: DemuxedFrame, arrival: float) -> list[MediaPacket]:
-        """The frame as pipeline packets."""
-        out = []
-        last = len(frame.payloads) - 1
-        timestamp = (self.base + frame.timestamp) & 0xFFFFFFFF
-        for index, payload in enumerate(frame.payloads):
-            marker = 0x80 if (index == last and self.kind == "video") else 0
-            head = _RTP_HEADER.pack(
-                0x80, marker | self.codec.payload_type, self.sequence, timestamp, self.ssrc
-            )
-            self.sequence = (self.sequence + 1) & 0xFFFF
-            view = parse_rtp(head + payload)
-            assert view is not None
-            self.source.received(view, arrival)
-            out.append(MediaPacket(self.kind, view, self.codec, self.source, {}, arrival))
-        return out
 
 
 # -- the upload seam -------------------------------------------------------------------------------
@@ -439,17 +355,17 @@ class HttpPostMedia:
             self._post(self._end, exc)
             return
         self._post(self._settle, self._opened, None)
-        packetizers: dict[str, RtpPacketizer] = {}
+        stampers: dict[str, RtpStamper] = {}
         start = time.monotonic()
         try:
             for frame in demuxer.frames():
                 if self._stop.wait(max(start + frame.seconds - time.monotonic(), 0.0)):
                     break
-                packetizer = packetizers.get(frame.kind)
-                if packetizer is None:
-                    packetizer = packetizers[frame.kind] = RtpPacketizer(frame.kind, frame.codec)
+                stamper = stampers.get(frame.kind)
+                if stamper is None:
+                    stamper = stampers[frame.kind] = RtpStamper(frame.kind, frame.codec)
                 self.frames += 1
-                self._post(self._deliver, packetizer, frame)
+                self._post(self._deliver, stamper, frame)
         except DemuxError as exc:
             error = exc
         finally:
@@ -468,9 +384,10 @@ class HttpPostMedia:
         if not future.done():
             future.set_result(value)
 
-    def _deliver(self, packetizer: RtpPacketizer, frame: DemuxedFrame) -> None:
+    def _deliver(self, stamper: RtpStamper, frame: DemuxedFrame) -> None:
         if not self._stop.is_set():
-            self.listener.media_packets(frame.kind, packetizer.packets(frame, time.monotonic()))
+            packets = stamper.packets(frame.payloads, time.monotonic())
+            self.listener.media_packets(frame.kind, packets)
 
     def _end(self, error: DemuxError | None) -> None:
         self._settle(self._opened, error)

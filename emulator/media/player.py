@@ -5,9 +5,10 @@ FFmpeg reads), demuxes the first audio and the first video stream, waits until e
 by the file's timestamps (real time, as KMS's ``uridecodebin`` with a synced sink) and turns it
 into RTP payloads, which the event loop wraps in ``MediaPacket``s for the element to forward:
 
-- codecs the pipeline carries are packetised without decoding: VP8 (RFC 7741) and H264 (RFC 6184,
-  length-prefixed MP4 samples turned into Annex B first) with aiortc's packetisers, Opus
-  (RFC 7587) one packet per RTP packet, so packet sizes follow the file, not the peer's ptime;
+- codecs the pipeline carries are packetised without decoding by ``codecs/packetize.py`` (shared
+  with the HttpPostEndpoint): VP8 (RFC 7741) and H264 (RFC 6184, length-prefixed MP4 samples
+  turned into Annex B first) with aiortc's packetisers, Opus (RFC 7587) one packet per RTP
+  packet, so packet sizes follow the file, not the peer's ptime;
 - other codecs (AAC, MP3, Vorbis, PCM, FLAC...; VP9 and other video) are decoded here and
   encoded once into Opus (20 ms) or VP8, which every sink takes or the transcoders turn into
   what it negotiated: one decode per player however many sinks it has.
@@ -22,29 +23,32 @@ import asyncio
 import contextlib
 import fractions
 import logging
-import random
-import struct
+import os
+import ssl
 import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import av
-from aiortc.codecs.h264 import H264Encoder
 from aiortc.codecs.vpx import Vp8Encoder
 
+from emulator.media.codecs.packetize import (
+    OPUS,
+    VP8,
+    RtpPayload,
+    RtpStamper,
+    StreamPacketizer,
+    forwarded,
+    video_payloads,
+)
 from emulator.media.flow import MediaPacket
-from emulator.media.rtp.packet import FIXED_HEADER, RtpView
-from emulator.media.rtp.streams import InboundStream
-from protocol.sdp import Codec
 
 logger = logging.getLogger(__name__)
 
-OPUS = Codec(111, "opus", 48000, 2, "minptime=10;useinbandfec=1")
-VP8 = Codec(96, "VP8", 90000)
-H264 = Codec(102, "H264", 90000, None, "packetization-mode=1;profile-level-id=42e01f")
 OPUS_FRAME = 960
 """Samples of one re-encoded Opus packet (20 ms at 48 kHz)."""
 OPEN_TIMEOUT = 10.0
@@ -52,8 +56,6 @@ READ_TIMEOUT = 10.0
 """Seconds FFmpeg may wait for a network source before the open or a read fails."""
 SEEK_REWIND = 0.04
 """Seconds between the last timestamp sent and the first after a seek or a restart."""
-
-_HEADER = struct.Struct("!BBHII")
 
 
 class PlayerOwner(Protocol):
@@ -96,9 +98,6 @@ class MediaInfo:
 
 NO_INFO = MediaInfo(False, 0)
 
-_Payload = tuple[bytes, float, bool]
-"""An RTP payload, its media time in seconds, and its marker bit."""
-
 
 class _Track:
     """One demuxed stream turned into RTP payloads of one codec (worker-thread side)."""
@@ -113,7 +112,7 @@ class _Track:
         self.time_base = stream.time_base or fractions.Fraction(1, 1000)
         self.fresh = True
 
-    def payloads(self, packet: Any) -> list[_Payload]:
+    def payloads(self, packet: Any) -> list[RtpPayload]:
         """The RTP payloads of one demuxed packet."""
         raise NotImplementedError
 
@@ -129,53 +128,21 @@ class _Track:
         return float((pts or 0) * self.time_base)
 
 
-class _OpusTrack(_Track):
-    """Opus forwarded: one RTP packet per Opus packet (RFC 7587)."""
+class _ForwardedTrack(_Track):
+    """A codec the pipeline carries, sent as encoded (``codecs/packetize.py``)."""
 
-    def payloads(self, packet: Any) -> list[_Payload]:
-        marker, self.fresh = self.fresh, False
-        return [(bytes(packet), self.seconds(packet.pts), marker)]
-
-
-class _Vp8Track(_Track):
-    """VP8 forwarded, packetised with aiortc's RFC 7741 packetiser."""
-
-    kind = "video"
-    codec = VP8
-
-    def __init__(self, stream: Any) -> None:
+    def __init__(self, stream: Any, packetizer: StreamPacketizer) -> None:
         super().__init__(stream)
-        self.packetiser = Vp8Encoder()
+        self.packetizer = packetizer
+        self.kind = packetizer.kind
+        self.codec = packetizer.codec
 
-    def payloads(self, packet: Any) -> list[_Payload]:
-        parts, _ = self.packetiser.pack(packet)
-        at = self.seconds(packet.pts)
-        return [(part, at, index == len(parts) - 1) for index, part in enumerate(parts)]
+    def payloads(self, packet: Any) -> list[RtpPayload]:
+        return self.packetizer.payloads(packet)
 
-
-class _H264Track(_Track):
-    """H264 forwarded, packetised with aiortc's RFC 6184 packetiser (STAP-A, FU-A); MP4's
-    length-prefixed samples become Annex B first, with SPS/PPS before each keyframe."""
-
-    kind = "video"
-    codec = H264
-
-    def __init__(self, stream: Any) -> None:
-        super().__init__(stream)
-        self.packetiser = H264Encoder()
-        extradata = bytes(stream.codec_context.extradata or b"")
-        self.annexb: Any = None
-        if extradata[:1] == b"\x01":  # avcC (ISO 14496-15): MP4/MKV samples are length-prefixed
-            self.annexb = av.bitstream.BitStreamFilterContext("h264_mp4toannexb", stream)
-
-    def payloads(self, packet: Any) -> list[_Payload]:
-        packets = self.annexb.filter(packet) if self.annexb is not None else [packet]
-        out: list[_Payload] = []
-        for annexb in packets:
-            parts, _ = self.packetiser.pack(annexb)
-            at = self.seconds(annexb.pts if annexb.pts is not None else packet.pts)
-            out += [(part, at, index == len(parts) - 1) for index, part in enumerate(parts)]
-        return out
+    def restart(self) -> None:
+        super().restart()
+        self.packetizer.restart()
 
 
 class _AudioReencoding(_Track):
@@ -195,8 +162,8 @@ class _AudioReencoding(_Track):
         with contextlib.suppress(av.error.FFmpegError):
             self.decoder.flush_buffers()
 
-    def payloads(self, packet: Any) -> list[_Payload]:
-        out: list[_Payload] = []
+    def payloads(self, packet: Any) -> list[RtpPayload]:
+        out: list[RtpPayload] = []
         for frame in self.decoder.decode(packet):
             if self.encoder is None:
                 self._open(self.seconds(frame.pts) if frame.pts is not None else 0.0)
@@ -216,9 +183,9 @@ class _AudioReencoding(_Track):
         self.resampler = av.AudioResampler("s16", "stereo", 48000, frame_size=OPUS_FRAME)
         self.next_time = start
 
-    def _encode(self, chunk: Any) -> list[_Payload]:
+    def _encode(self, chunk: Any) -> list[RtpPayload]:
         chunk.pts = None
-        out: list[_Payload] = []
+        out: list[RtpPayload] = []
         for encoded in self.encoder.encode(chunk):
             marker, self.fresh = self.fresh, False
             out.append((bytes(encoded), self.next_time, marker))
@@ -248,39 +215,27 @@ class _VideoReencoding(_Track):
     def request_keyframe(self) -> None:
         self.force_keyframe = True
 
-    def payloads(self, packet: Any) -> list[_Payload]:
-        out: list[_Payload] = []
+    def payloads(self, packet: Any) -> list[RtpPayload]:
+        out: list[RtpPayload] = []
         for frame in self.decoder.decode(packet):
             at = self.seconds(frame.pts)
             keyframe, self.force_keyframe = self.force_keyframe, False
             parts, _ = self.encoder.encode(frame, keyframe)
-            out += [(part, at, index == len(parts) - 1) for index, part in enumerate(parts)]
+            out += video_payloads(parts, at)
         return out
 
 
 def _track_for(stream: Any) -> _Track | None:
     """How a stream is sent: forwarded when its codec has an RTP form sinks take, else
     re-encoded; None for what is neither audio nor video."""
-    name = stream.codec_context.name
+    packetizer = forwarded(stream)
+    if packetizer is not None:
+        return _ForwardedTrack(stream, packetizer)
     if stream.type == "audio":
-        return _OpusTrack(stream) if name == "opus" else _AudioReencoding(stream)
+        return _AudioReencoding(stream)
     if stream.type == "video":
-        if name == "vp8":
-            return _Vp8Track(stream)
-        if name == "h264":
-            return _H264Track(stream)
         return _VideoReencoding(stream)
     return None
-
-
-@dataclass(slots=True)
-class _Output:
-    """The RTP identity of one media kind the player sends."""
-
-    codec: Codec
-    stream: InboundStream
-    sequence: int
-    timestamp_base: int
 
 
 class _Clock:
@@ -303,13 +258,61 @@ class _Clock:
             self.anchor = (self.anchor[0] + seconds, self.anchor[1])
 
 
-def open_options(uri: str, network_cache_ms: int) -> dict[str, str]:
-    """FFmpeg options for a source: ``networkCache`` is the RTSP jitter buffer (KMS passes it
-    to rtspsrc's ``latency``); FFmpeg calls it ``max_delay``, in microseconds."""
-    scheme = urllib.parse.urlsplit(uri).scheme.lower()
-    if scheme == "rtsp":
-        return {"max_delay": str(max(network_cache_ms, 0) * 1000)}
-    return {}
+SYSTEM_CA_FILES = (
+    "/etc/ssl/certs/ca-certificates.crt",  # Debian, Ubuntu, Alpine
+    "/etc/pki/tls/certs/ca-bundle.crt",  # Fedora, RHEL
+    "/etc/ssl/cert.pem",
+    "/etc/pki/tls/cert.pem",
+)
+
+
+def system_ca_file() -> str | None:
+    """The system's CA bundle: ``SSL_CERT_FILE`` or OpenSSL's, else the first known path.
+
+    FFmpeg's TLS (GnuTLS in PyAV's wheels) would look only where it was built to look
+    (``/etc/pki/tls/cert.pem``), which most distributions lack: the file is named to it.
+    """
+    paths = ssl.get_default_verify_paths()
+    for candidate in (paths.cafile, paths.openssl_cafile, *SYSTEM_CA_FILES):
+        if candidate and os.path.isfile(candidate):
+            return candidate
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class SourceOptions:
+    """How the player opens its sources (from the element's parameters and Settings)."""
+
+    network_cache_ms: int = 2000
+    """``networkCache``: the RTSP jitter buffer."""
+    ca_file: Path | None = None
+    """The CAs trusted for https:// (``player_ca_file``); None: the system's bundle."""
+
+    def for_uri(self, uri: str) -> dict[str, str]:
+        """FFmpeg options for a source. ``networkCache`` is the RTSP jitter buffer (KMS passes
+        it to rtspsrc's ``latency``); FFmpeg calls it ``max_delay``, in microseconds. https://
+        is verified (certificate chain and host name), as KMS's souphttpsrc (``ssl-strict``)
+        does; FFmpeg would not by default."""
+        scheme = urllib.parse.urlsplit(uri).scheme.lower()
+        if scheme == "rtsp":
+            return {"max_delay": str(max(self.network_cache_ms, 0) * 1000)}
+        if scheme == "https":
+            ca_file = str(self.ca_file) if self.ca_file is not None else system_ca_file()
+            return {"tls_verify": "1", **({"ca_file": ca_file} if ca_file else {})}
+        return {}
+
+    def open_error(self, uri: str, exc: Exception) -> tuple[str, str]:
+        """KMS's Error type and a description for a source that would not open."""
+        if isinstance(exc, av.error.InvalidDataError):
+            return "STREAM_ERROR_DECODE", f"{uri} holds no media FFmpeg can read: {exc}"
+        description = f"cannot open {uri}: {exc}"
+        if urllib.parse.urlsplit(uri).scheme.lower() == "https":
+            trusted = self.for_uri(uri).get("ca_file", "FFmpeg's built-in CA path")
+            description += (
+                f" (the TLS connection failed: is the server's certificate, for this host name,"
+                f" signed by a CA in {trusted}? set player_ca_file to trust another)"
+            )
+        return "RESOURCE_ERROR_OPEN", description
 
 
 def source_name(uri: str) -> str:
@@ -320,19 +323,12 @@ def source_name(uri: str) -> str:
     return uri
 
 
-def open_error(uri: str, exc: Exception) -> tuple[str, str]:
-    """KMS's Error type and a description for a source that would not open."""
-    if isinstance(exc, av.error.InvalidDataError):
-        return "STREAM_ERROR_DECODE", f"{uri} holds no media FFmpeg can read: {exc}"
-    return "RESOURCE_ERROR_OPEN", f"cannot open {uri}: {exc}"
-
-
-def probe(uri: str, network_cache_ms: int) -> MediaInfo:
+def probe(uri: str, options: SourceOptions) -> MediaInfo:
     """Open the source only to read what it says of itself (blocking: call from a thread)."""
     try:
         with av.open(
             source_name(uri),
-            options=open_options(uri, network_cache_ms),
+            options=options.for_uri(uri),
             timeout=(OPEN_TIMEOUT, READ_TIMEOUT),
         ) as container:
             return _media_info(uri, container)
@@ -354,11 +350,11 @@ class MediaPlayer:
     jumps, ``close()`` ends the thread and waits for it.
     """
 
-    def __init__(self, uri: str, owner: PlayerOwner, name: str, network_cache_ms: int) -> None:
+    def __init__(self, uri: str, owner: PlayerOwner, name: str, options: SourceOptions) -> None:
         self.uri = uri
         self.owner = owner
         self.name = name
-        self.network_cache_ms = network_cache_ms
+        self.options = options
         self.info: MediaInfo | None = None
         self.position = 0
         """Milliseconds into the source of the last packet sent."""
@@ -371,7 +367,7 @@ class MediaPlayer:
         self._at_end = False
         self._seek_to: float | None = None
         self._tracks: dict[int, _Track] = {}
-        self._outputs: dict[str, _Output] = {}
+        self._outputs: dict[str, RtpStamper] = {}
         self._shift = 0.0
         self._last_time = 0.0
         self._failed = False
@@ -442,23 +438,10 @@ class MediaPlayer:
             await self._ended.wait()
             await asyncio.to_thread(self._thread.join)
 
-    def _deliver(self, kind: str, payloads: list[_Payload]) -> None:
+    def _deliver(self, kind: str, payloads: list[RtpPayload]) -> None:
         if self._stopping:
             return  # posted before stop: nothing leaves a stopped player
-        output = self._outputs[kind]
-        now = time.monotonic()
-        for payload, at, marker in payloads:
-            output.sequence = (output.sequence + 1) & 0xFFFF
-            timestamp = (output.timestamp_base + round(at * output.codec.clock_rate)) & 0xFFFFFFFF
-            second = (0x80 if marker else 0) | output.codec.payload_type
-            ssrc = output.stream.ssrc
-            data = _HEADER.pack(0x80, second, output.sequence, timestamp, ssrc) + payload
-            view = RtpView(
-                data, output.codec.payload_type, marker, output.sequence, timestamp, ssrc,
-                FIXED_HEADER, -1,
-            )  # fmt: skip
-            output.stream.received(view, now)
-            packet = MediaPacket(kind, view, output.codec, output.stream, {}, now)
+        for packet in self._outputs[kind].packets(payloads, time.monotonic()):
             self.owner.player_packet(kind.upper(), packet)
 
     def _post(self, callback: Callable[..., None], *args: Any) -> None:
@@ -487,12 +470,12 @@ class MediaPlayer:
         try:
             container = av.open(
                 source_name(self.uri),
-                options=open_options(self.uri, self.network_cache_ms),
+                options=self.options.for_uri(self.uri),
                 timeout=(OPEN_TIMEOUT, READ_TIMEOUT),
             )
         except (av.error.FFmpegError, OSError) as exc:
             self._post(self._set_opened, None)
-            self._post(self.owner.player_failed, *open_error(self.uri, exc))
+            self._post(self.owner.player_failed, *self.options.open_error(self.uri, exc))
             return
         with container:
             self._tracks = self._select(container)
@@ -522,12 +505,7 @@ class MediaPlayer:
             if track is None:
                 continue
             tracks[track.stream.index] = track
-            self._outputs[kind] = _Output(
-                track.codec,
-                InboundStream(random.getrandbits(32), track.codec.clock_rate, kind),
-                random.getrandbits(16),
-                random.getrandbits(32),
-            )
+            self._outputs[kind] = RtpStamper(kind, track.codec)
         return tracks
 
     def _pump(self, container: Any) -> None:

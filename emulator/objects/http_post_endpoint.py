@@ -98,14 +98,15 @@ class HttpPostEndpoint(HttpEndpoint):
     def media_ended(self) -> None:
         """The body has played: ``EndOfStream``, and the URL waits for a reconnection."""
         self.log.info("= end of stream")
-        self._stop_flowing()
+        self.stop_flowing_out()
         self.emit("EndOfStream")
+        self.end_of_stream()
         self._arm_expiry()
 
     def media_failed(self, error: DemuxError) -> None:
         """Not media, or broken off: KMS's ``Error`` event; the URL waits for another try."""
         error_type = "STREAM_ERROR_DEMUX" if error.opened else "STREAM_ERROR_TYPE_NOT_FOUND"
-        self._stop_flowing()
+        self.stop_flowing_out()
         self.raise_error(error_type, str(error))
         self._arm_expiry()
 
@@ -139,11 +140,6 @@ class HttpPostEndpoint(HttpEndpoint):
         if self.url:
             self._endpoints.unregister(self.url)
             self.url = ""
-
-    def _stop_flowing(self) -> None:
-        for media_type in ("AUDIO", "VIDEO"):
-            if self.flowing_out.get((media_type, "default")):
-                self.mark_flow("out", media_type, False)
 
     async def on_release(self) -> None:
         """Stop playing and give the URL back."""

@@ -73,6 +73,9 @@ class HubPort(MediaElement):
         for port in self.hub.targets(self):
             port.video_sinks_restarted()
 
+    def source_ended(self) -> None:
+        """One input of the hub ended: the hub goes on with the others (no EOS leaves it)."""
+
     def produce_keyframe(self, media_type: str) -> None:
         """A sink of this port wants a keyframe: ask the producers of the ports feeding it."""
         for port in self.hub.feeders(self):

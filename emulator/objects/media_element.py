@@ -233,6 +233,25 @@ class MediaElement(MediaObject):
         finally:
             self._busy = False
 
+    def end_of_stream(self) -> None:
+        """This element's media has ended (a player or an upload reached its end): every sink
+        of its links learns it, once, as GStreamer's EOS travels downstream in KMS."""
+        if self._busy:
+            return  # a cycle of pass-through elements
+        self._busy = True
+        try:
+            sinks = {id(sink): sink for links in self._sinks.values() for sink in links}
+            for sink in sinks.values():
+                sink.source_ended()
+        finally:
+            self._busy = False
+
+    def source_ended(self) -> None:
+        """The element feeding this one ended its media: elements without media of their own
+        (PassThrough, filters) pass it on; endpoints ignore it unless it ends their work (a
+        RecorderEndpoint with ``stopOnEndOfStream``)."""
+        self.end_of_stream()
+
     def produce_keyframe(self, media_type: str) -> None:
         """A sink wants a keyframe of what this element sends: elements without media of their
         own ask their source; endpoints ask their remote peer."""
@@ -279,6 +298,13 @@ class MediaElement(MediaObject):
         state = "FLOWING" if flowing else "NOT_FLOWING"
         self.log.info("= media flow %s %s: %s", direction, media_type, state)
         self.emit(event, state=state, padName="default", mediaType=media_type)
+
+    def stop_flowing_out(self) -> None:
+        """This element's own media stopped (a source paused, ended or failed): raise
+        MediaFlowOutStateChanged NOT_FLOWING at once for what was flowing."""
+        for media_type in ("AUDIO", "VIDEO"):
+            if self.flowing_out.get((media_type, "default")):
+                self.mark_flow("out", media_type, False)
 
     async def on_release(self) -> None:
         """Drop every link in and out of this element, and leave the graph."""
@@ -380,6 +406,10 @@ class Endpoint(MediaElement):
 
     TYPE = "Endpoint"
     STATS_TYPE = "EndpointStats"
+
+    def source_ended(self) -> None:
+        """An endpoint's own media does not end with what it receives (a WebRtcEndpoint keeps
+        sending its peer's media): nothing is passed on."""
 
     def element_stats(self) -> dict[str, Any]:
         """``EndpointStats``: the element entry plus end-to-end latency."""

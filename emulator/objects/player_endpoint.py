@@ -13,12 +13,10 @@ import asyncio
 from typing import Any
 
 from emulator.media.flow import MediaPacket
-from emulator.media.player import MediaPlayer, SeekFailed, probe
+from emulator.media.player import MediaPlayer, SeekFailed, SourceOptions, probe
 from emulator.objects.uri_endpoint import UriEndpoint
 from protocol.errors import PlayerSeekFail
 from protocol.types import complex_value
-
-MEDIA_KINDS = ("AUDIO", "VIDEO")
 
 
 class PlayerEndpoint(UriEndpoint):
@@ -40,7 +38,7 @@ class PlayerEndpoint(UriEndpoint):
         """KMD play: start, resume after pause, or play again after EndOfStream."""
         if self.media is None:
             short = self.id.rsplit("/", 1)[-1][:8]
-            self.media = MediaPlayer(self.uri, self, short, self.network_cache)
+            self.media = MediaPlayer(self.uri, self, short, self.source_options)
         self.media.start()
         self.set_uri_state("START")
 
@@ -49,7 +47,7 @@ class PlayerEndpoint(UriEndpoint):
         if self.media is not None:
             info = await self.media.media_info()
         else:  # not playing: KMS prerolls the source to answer; open it once to read it
-            info = await asyncio.to_thread(probe, self.uri, self.network_cache)
+            info = await asyncio.to_thread(probe, self.uri, self.source_options)
         return complex_value("VideoInfo", **info.to_kmd())
 
     def get_position(self) -> int:
@@ -76,6 +74,11 @@ class PlayerEndpoint(UriEndpoint):
         sources (the RTSP jitter buffer)."""
         return int(self.properties["networkCache"])
 
+    @property
+    def source_options(self) -> SourceOptions:
+        """How the source is opened: ``networkCache``, and the CAs trusted for https://."""
+        return SourceOptions(self.network_cache, self.services.settings.player_ca_file)
+
     def produce_keyframe(self, media_type: str) -> None:
         """A sink wants a keyframe: re-encoded video makes one; forwarded video has its next
         one in the file (as in KMS, which cannot make keyframes of encoded media either)."""
@@ -88,19 +91,14 @@ class PlayerEndpoint(UriEndpoint):
         """Hold the source where it is."""
         if self.media is not None:
             self.media.pause()
-        self._not_flowing()
+        self.stop_flowing_out()
 
     async def on_stop(self) -> None:
         """End playing: the thread ends, the next play starts from the beginning."""
         media, self.media = self.media, None
         if media is not None:
             await media.close()
-        self._not_flowing()
-
-    def _not_flowing(self) -> None:
-        for kind in MEDIA_KINDS:
-            if self.flowing_out.get((kind, "default")):
-                self.mark_flow("out", kind, False)
+        self.stop_flowing_out()
 
     # -- PlayerOwner (the media's callbacks, on the event loop) --------------------------------
 
@@ -113,12 +111,13 @@ class PlayerEndpoint(UriEndpoint):
     def player_ended(self) -> None:
         """KMD EndOfStream: the source is over (play() starts it again)."""
         self.log.info("= end of stream")
-        self._not_flowing()
+        self.stop_flowing_out()
         self.emit("EndOfStream")
+        self.end_of_stream()
 
     def player_failed(self, error_type: str, description: str) -> None:
         """KMS's Error event: the source could not be opened, read or decoded."""
-        self._not_flowing()
+        self.stop_flowing_out()
         self.raise_error(error_type, description)
 
     def player_reencoding(self, media_type: str, active: bool, reason: str) -> None:

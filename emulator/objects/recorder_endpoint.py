@@ -38,6 +38,8 @@ class RecorderEndpoint(UriEndpoint):
         self.recorder: Recorder | None = None
         self.finishing: asyncio.Task[None] | None = None
         self.announced = False
+        self.ending: asyncio.Future[None] | None = None
+        """The stop that an end of stream started (kept so that it is not collected)."""
 
     # -- KMD operations ----------------------------------------------------------------------
 
@@ -100,6 +102,15 @@ class RecorderEndpoint(UriEndpoint):
         self.mark_flow("in", media_type, True)
         if self.recorder is not None and self.state == "START":
             self.recorder.feed(media_type.lower(), packet)
+
+    def source_ended(self) -> None:
+        """The source's media ended (a PlayerEndpoint or an upload at EndOfStream): with
+        ``stopOnEndOfStream`` the recording stops and its file is finished (``Stopped``), as
+        KMS's recorder does on EOS; without it, the recorder waits for more."""
+        if not self.stop_on_end_of_stream or self.state == "STOP":
+            return
+        self.log.info("= end of stream from the source: stopping (stopOnEndOfStream)")
+        self.ending = asyncio.ensure_future(self.stop())
 
     def video_source_changed(self) -> None:
         """A new video source: the recording goes on at its first keyframe (asked for now)."""

@@ -119,15 +119,21 @@ async def test_js_client_builds_the_pbx_leg(server: App) -> None:
         assert await node.finish() == 0
 
 
+async def ffmpeg(*args: str) -> None:
+    """Run ffmpeg (quiet) and expect it to succeed."""
+    process = await asyncio.create_subprocess_exec(
+        "ffmpeg", "-hide_banner", "-loglevel", "error", "-y", *args,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, errors = await process.communicate()
+    assert process.returncode == 0, errors.decode()
+
+
 async def test_js_client_plays_a_file(server: App, tmp_path: Path) -> None:
     """The official client plays a 1 s Ogg/Opus file: getVideoInfo, play, EndOfStream (with its
     type), getPosition near the end, state START; a bad scheme is refused with 40600."""
     clip = tmp_path / "tone.ogg"
-    process = await asyncio.create_subprocess_exec(
-        "ffmpeg", "-hide_banner", "-loglevel", "error", "-f", "lavfi",
-        "-i", "sine=frequency=440:duration=1", "-c:a", "libopus", str(clip),
-    )  # fmt: skip
-    assert await process.wait() == 0
+    await ffmpeg("-f", "lavfi", "-i", "sine=frequency=440:duration=1", "-c:a", "libopus", str(clip))
     async with NodeScenario.run(server.urls["ws"], "player") as node:
         await node.command(clip.as_uri())
         ended = await node.step("ended")
@@ -136,3 +142,32 @@ async def test_js_client_plays_a_file(server: App, tmp_path: Path) -> None:
         assert ended["position"] >= 900 and ended["states"] == ["START"]
         assert (await node.step("bad-uri"))["error"]["code"] == 40600
         assert await node.finish() == 0
+
+
+async def test_js_client_records_what_a_player_plays(server: App, tmp_path: Path) -> None:
+    """The official client connects a PlayerEndpoint (a 2 s VP8/Opus WebM) to a WEBM
+    RecorderEndpoint, records, plays, waits for EndOfStream and calls stopAndWait: the file
+    holds both streams and the clip's duration; Recording and Stopped were raised."""
+    clip, target = tmp_path / "clip.webm", tmp_path / "recorded.webm"
+    await ffmpeg(
+        "-f", "lavfi", "-i", "testsrc=size=320x240:rate=30:duration=2",
+        "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=2",
+        "-c:v", "libvpx", "-g", "30", "-b:v", "500k", "-c:a", "libopus", str(clip),
+    )  # fmt: skip
+    async with NodeScenario.run(server.urls["ws"], "player-recorder") as node:
+        await node.command(json.dumps({"clip": clip.as_uri(), "target": target.as_uri()}))
+        assert (await node.step("ended"))["state"] == "START"
+        stopped = await node.step("stopped")
+        assert stopped == {"step": "stopped", "state": "STOP", "events": ["Recording", "Stopped"]}
+        assert await node.finish() == 0
+    process = await asyncio.create_subprocess_exec(
+        "ffprobe", "-v", "error", "-show_streams", "-show_format", "-of", "json", str(target),
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    output, _ = await process.communicate()
+    info = json.loads(output)
+    assert {s["codec_type"]: s["codec_name"] for s in info["streams"]} == {
+        "video": "vp8",
+        "audio": "opus",
+    }
+    assert abs(float(info["format"]["duration"]) - 2.0) < 0.3, info["format"]

@@ -296,7 +296,8 @@ async def test_http_post_listener_port_taken_is_40300(server: App) -> None:
 
 def test_http_post_demuxer_reads_faststart_mp4(tmp_path: Path) -> None:
     """The Demuxer streams a faststart MP4 (H.264 + Opus) without seeking: H.264 payloads are
-    RFC 6184 NAL units (SPS first at a keyframe), timestamps rise from 0 in each clock."""
+    RFC 6184 NAL units (SPS first at a keyframe, marker on a frame's last packet), timestamps
+    rise from 0 in each clock."""
     path = tmp_path / "clip.mp4"
     _ffmpeg(path, "-c:v", "libx264", "-pix_fmt", "yuv420p", "-profile:v", "baseline",
             "-movflags", "+faststart")  # fmt: skip
@@ -309,7 +310,9 @@ def test_http_post_demuxer_reads_faststart_mp4(tmp_path: Path) -> None:
     audio = [f for f in frames if f.kind == "audio"]
     assert (video[0].codec.name, audio[0].codec.name) == ("H264", "opus")
     assert len(video) == 45 and video[0].keyframe and video[0].timestamp == 0
-    assert video[0].payloads[0][0] & 0x1F in (7, 24)  # an SPS, alone or in a STAP-A
+    first, _, _ = video[0].payloads[0]
+    assert first[0] & 0x1F in (7, 24)  # an SPS, alone or in a STAP-A
+    assert [marker for _, _, marker in video[0].payloads][-1]  # marker on the frame's last
     assert video[-1].timestamp == 44 * 6000 and audio[-1].timestamp > 2 * 48000
     assert all(a.seconds <= b.seconds for a, b in itertools.pairwise(frames))
 

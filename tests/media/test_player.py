@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import functools
 import http.server
+import ssl
 import struct
 import threading
 import time
@@ -22,7 +23,9 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from emulator.app import App
 from emulator.transport.client import EventStream, KurentoClient, RemoteObject
+from emulator.transport.tls import self_signed_pem
 from protocol.errors import RpcError
+from tests.conftest import make_settings, server_and_client
 from tests.media.peers import ClientPeer, negotiate_connected
 from tests.media.rtp_peers import TonePeer, dominant_frequency, peer_sdp, udp_peer
 from tests.ports import free_port_range
@@ -168,13 +171,24 @@ async def test_player_forwards_h264_and_transcodes_aac_from_mp4(
         tmp_path / "clip.mp4", *tone(550, 3), *pattern(3),
         "-c:v", "libx264", "-g", "30", "-pix_fmt", "yuv420p", "-c:a", "aac",
     )  # fmt: skip
-    async with listener(mime="audio/opus", video_mime="video/H264") as peer:
-        player, _ = await player_into_peer(media_client, clip.as_uri(), peer)
+    transcoding = await play_to_listener(media_client, clip, "video/H264", 550)
+    assert transcoding == {"AUDIO": True, "VIDEO": False}
+
+
+async def play_to_listener(
+    client: KurentoClient, clip: Path, video_mime: str, hz: int
+) -> dict[str, bool]:
+    """Play ``clip`` to a peer taking Opus and ``video_mime``: it decodes 30 frames and hears
+    the ``hz`` tone. The player's isMediaTranscoding per media type, while it plays."""
+    async with listener(mime="audio/opus", video_mime=video_mime) as peer:
+        player, _ = await player_into_peer(client, clip.as_uri(), peer)
         await player.invoke("play")
         await peer.wait_for(lambda p: p.frames.get("video", 0) >= 30 and p.heard_seconds(1.5)(p))
-        assert abs(dominant_frequency(peer.last_heard(1.0), peer.heard_rate) - 550) < 10
-        assert await player.invoke("isMediaTranscoding", mediaType="VIDEO") is False
-        assert await player.invoke("isMediaTranscoding", mediaType="AUDIO") is True
+        assert abs(dominant_frequency(peer.last_heard(1.0), peer.heard_rate) - hz) < 10
+        return {
+            kind: await player.invoke("isMediaTranscoding", mediaType=kind)
+            for kind in ("AUDIO", "VIDEO")
+        }
 
 
 async def test_music_on_hold_reaches_a_pcma_only_pbx(
@@ -183,8 +197,14 @@ async def test_music_on_hold_reaches_a_pcma_only_pbx(
     """A WAV into an RtpEndpoint whose PBX takes PCMA only: it receives payload type 8
     carrying the 440 Hz tone."""
     clip = await make_clip(tmp_path / "hold.wav", *tone(440, 4), "-c:a", "pcm_s16le")
-    pipeline = await media_client.create("MediaPipeline")
-    player = await pipeline.create("PlayerEndpoint", uri=clip.as_uri())
+    await play_to_pcma_pbx(media_client, clip.as_uri())
+
+
+async def play_to_pcma_pbx(client: KurentoClient, uri: str, **params: Any) -> RemoteObject:
+    """A PlayerEndpoint (``params`` added) -> RtpEndpoint whose PBX takes PCMA only, playing:
+    the PBX receives payload type 8 carrying the 440 Hz tone (1.5 s of it). The player."""
+    pipeline = await client.create("MediaPipeline")
+    player = await pipeline.create("PlayerEndpoint", uri=uri, **params)
     rtp = await pipeline.create("RtpEndpoint")
     await player.connect(rtp, "AUDIO")
     async with udp_peer() as pbx:
@@ -198,17 +218,25 @@ async def test_music_on_hold_reaches_a_pcma_only_pbx(
             assert view.payload_type == 8
             samples += [f.to_ndarray().reshape(-1) for f in decoder.decode(av.Packet(view.payload))]
     assert abs(dominant_frequency(np.concatenate(samples)[-8000:], 8000) - 440) < 10
+    return player
 
 
 @contextlib.contextmanager
-def http_server(folder: Path) -> Iterator[str]:
-    """A local HTTP server on loopback (port 0) serving ``folder``; its base URL."""
+def http_server(folder: Path, pem: Path | None = None) -> Iterator[str]:
+    """A local HTTP server on loopback (port 0) serving ``folder``; its base URL. With ``pem``
+    (certificate and key) it serves https://."""
     handler = functools.partial(_QuietHandler, directory=str(folder))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    scheme = "http"
+    if pem is not None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(pem)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+        scheme = "https"
     thread = threading.Thread(target=server.serve_forever, name="test http server")
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
+        yield f"{scheme}://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()
@@ -220,16 +248,50 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         """No request lines on stderr."""
 
 
-async def test_player_plays_ogg_opus_from_http(media_client: KurentoClient, tmp_path: Path) -> None:
-    """An http:// URI (a local server) of an Ogg/Opus file: the peer hears its 880 Hz tone."""
-    await make_clip(tmp_path / "tone.ogg", *tone(880, 3), "-c:a", "libopus")
-    with http_server(tmp_path) as base:
+async def hear_880_hz_from(client: KurentoClient, folder: Path, pem: Path | None = None) -> None:
+    """An Ogg/Opus 880 Hz tone served from ``folder`` over http:// (https:// with ``pem``) is
+    played to a peer, which hears it."""
+    await make_clip(folder / "tone.ogg", *tone(880, 3), "-c:a", "libopus")
+    with http_server(folder, pem) as base:
         async with listener(mime="audio/opus") as peer:
-            player, _ = await player_into_peer(media_client, f"{base}/tone.ogg", peer)
+            player, _ = await player_into_peer(client, f"{base}/tone.ogg", peer)
             await player.invoke("play")
             await peer.wait_for(peer.heard_seconds(1.5))
             assert abs(dominant_frequency(peer.last_heard(1.0), peer.heard_rate) - 880) < 10
             await player.release()
+
+
+async def test_player_plays_ogg_opus_from_http(media_client: KurentoClient, tmp_path: Path) -> None:
+    """An http:// URI (a local server) of an Ogg/Opus file: the peer hears its 880 Hz tone."""
+    await hear_880_hz_from(media_client, tmp_path)
+
+
+def server_pem(folder: Path) -> Path:
+    """A self-signed certificate and key for 127.0.0.1, as the server generates them."""
+    pem = folder / "server.pem"
+    pem.write_bytes(self_signed_pem(["localhost", "127.0.0.1"]))
+    return pem
+
+
+async def test_player_plays_https_trusting_player_ca_file(tmp_path: Path) -> None:
+    """An https:// URI whose certificate ``player_ca_file`` trusts plays: the peer hears it."""
+    pem = server_pem(tmp_path)
+    settings = make_settings(network_interfaces="lo", player_ca_file=pem)
+    async with server_and_client(settings) as (_, client):
+        await hear_880_hz_from(client, tmp_path, pem)
+
+
+async def test_player_refuses_an_untrusted_https_certificate(
+    media_client: KurentoClient, tmp_path: Path
+) -> None:
+    """An https:// server whose certificate no trusted CA signed (FFmpeg alone would accept
+    it): Error RESOURCE_ERROR_OPEN naming the URI and saying the certificate may be why."""
+    await make_clip(tmp_path / "tone.ogg", *tone(880, 1), "-c:a", "libopus")
+    with http_server(tmp_path, server_pem(tmp_path)) as base:
+        event = await expect_error(
+            media_client, f"{base}/tone.ogg", "RESOURCE_ERROR_OPEN", f"{base}/tone.ogg"
+        )
+    assert "certificate" in event["description"] and "player_ca_file" in event["description"]
 
 
 async def test_seek_video_info_states_and_end_of_stream(
@@ -365,13 +427,8 @@ async def test_player_reencodes_vp9_vorbis_mkv_into_vp8_and_opus(
         tmp_path / "clip.mkv", *tone(330, 3), *pattern(3),
         "-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8", "-c:a", "libvorbis",
     )  # fmt: skip
-    async with listener(mime="audio/opus", video_mime="video/VP8") as peer:
-        player, _ = await player_into_peer(media_client, clip.as_uri(), peer)
-        await player.invoke("play")
-        await peer.wait_for(lambda p: p.frames.get("video", 0) >= 30 and p.heard_seconds(1.5)(p))
-        assert abs(dominant_frequency(peer.last_heard(1.0), peer.heard_rate) - 330) < 10
-        for kind in ("AUDIO", "VIDEO"):
-            assert await player.invoke("isMediaTranscoding", mediaType=kind) is True
+    transcoding = await play_to_listener(media_client, clip, "video/VP8", 330)
+    assert transcoding == {"AUDIO": True, "VIDEO": True}
 
 
 def pcma_tone(hz: int, packets: int) -> list[bytes]:
@@ -477,22 +534,7 @@ async def test_player_plays_a_live_rtsp_source_to_a_pbx(media_client: KurentoCli
     """An rtsp:// live PCMA source reaches a PCMA PBX (the 440 Hz tone); it is not seekable:
     getVideoInfo says so and setPosition answers 40700."""
     async with rtsp_source() as url:
-        pipeline = await media_client.create("MediaPipeline")
-        player = await pipeline.create("PlayerEndpoint", uri=url, networkCache=200)
-        rtp = await pipeline.create("RtpEndpoint")
-        await player.connect(rtp, "AUDIO")
-        async with udp_peer() as pbx:
-            await rtp.invoke("processOffer", offer=peer_sdp(pbx.port, audio="8 PCMA/8000"))
-            await player.invoke("play")
-            decoder = av.CodecContext.create("pcm_alaw", "r")
-            decoder.sample_rate, decoder.layout = 8000, "mono"
-            samples: list[np.ndarray[Any, Any]] = []
-            while sum(len(s) for s in samples) < 12000:
-                view = await pbx.next_rtp(timeout=10)
-                samples += [
-                    f.to_ndarray().reshape(-1) for f in decoder.decode(av.Packet(view.payload))
-                ]
-        assert abs(dominant_frequency(np.concatenate(samples)[-8000:], 8000) - 440) < 10
+        player = await play_to_pcma_pbx(media_client, url, networkCache=200)
         info = await player.invoke("getVideoInfo")
         assert info["isSeekable"] is False
         with pytest.raises(RpcError) as caught:

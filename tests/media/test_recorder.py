@@ -171,15 +171,34 @@ async def test_recorder_webm_remuxes_vp8_and_opus(
     assert_complete(target, {"video": "vp8", "audio": "opus"}, elapsed)
 
 
+async def record_peer(
+    client: KurentoClient,
+    target: Path,
+    profile: str = "WEBM",
+    release: bool = False,
+    peer_type: type[TonePeerVideo] = TonePeerVideo,
+) -> float:
+    """Record ``SECONDS`` of a peer's video and tone into ``target``, then ``stopAndWait`` (or
+    release the pipeline); the longest span the file can hold."""
+    peer = peer_type()
+    try:
+        pipeline, recorder = await fed_recorder(client, peer, target.as_uri(), profile)
+        elapsed = await record_for(recorder, peer, SECONDS)
+        if release:
+            await pipeline.release()
+        else:
+            await recorder.invoke("stopAndWait")
+    finally:
+        await peer.close()
+    return elapsed
+
+
 async def test_recorder_mp4_transcodes_to_h264_and_aac(
     media_client: KurentoClient, tmp_path: Path
 ) -> None:
     """MP4 from a VP8 + Opus source: video encoded to H264, audio to AAC."""
     target = tmp_path / "call.mp4"
-    async with recording_peer() as peer:
-        _, recorder = await fed_recorder(media_client, peer, target.as_uri(), "MP4")
-        elapsed = await record_for(recorder, peer, SECONDS)
-        await recorder.invoke("stopAndWait")
+    elapsed = await record_peer(media_client, target, "MP4")
     assert_complete(target, {"video": "h264", "audio": "aac"}, elapsed)
 
 
@@ -188,10 +207,7 @@ async def test_recorder_audio_only_profile_keeps_one_track(
 ) -> None:
     """WEBM_AUDIO_ONLY records the audio of an audio+video source only."""
     target = tmp_path / "call.webm"
-    async with recording_peer() as peer:
-        _, recorder = await fed_recorder(media_client, peer, target.as_uri(), "WEBM_AUDIO_ONLY")
-        elapsed = await record_for(recorder, peer, SECONDS)
-        await recorder.invoke("stopAndWait")
+    elapsed = await record_peer(media_client, target, "WEBM_AUDIO_ONLY")
     assert_complete(target, {"audio": "opus"}, elapsed)
 
 
@@ -200,10 +216,7 @@ async def test_recorder_release_while_recording_finishes_the_file(
 ) -> None:
     """Releasing the pipeline while recording leaves a complete, playable file."""
     target = tmp_path / "released.webm"
-    async with recording_peer() as peer:
-        pipeline, recorder = await fed_recorder(media_client, peer, target.as_uri())
-        elapsed = await record_for(recorder, peer, SECONDS)
-        await pipeline.release()
+    elapsed = await record_peer(media_client, target, release=True)
     assert_complete(target, {"video": "vp8", "audio": "opus"}, elapsed)
 
 
@@ -228,6 +241,52 @@ async def test_recorder_pause_leaves_the_paused_time_out(
     info = probe(target)
     assert codecs(info) == {"video": "vp8", "audio": "opus"}
     assert 1.9 <= float(info["format"]["duration"]) <= elapsed + 0.1
+
+
+def make_clip(path: Path, seconds: float) -> Path:
+    """A WebM of a 30 fps test pattern (VP8) and the 440 Hz tone (Opus), made by ffmpeg."""
+    subprocess.run(
+        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y",
+         "-f", "lavfi", "-i", f"testsrc=size=320x240:rate=30:duration={seconds}",
+         "-f", "lavfi", "-i", f"sine=frequency={TONE:g}:sample_rate=48000:duration={seconds}",
+         "-c:v", "libvpx", "-g", "30", "-b:v", "500k", "-c:a", "libopus", str(path)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return path
+
+
+async def test_recorder_stop_on_end_of_stream_finishes_the_file(
+    media_client: KurentoClient, tmp_path: Path
+) -> None:
+    """PlayerEndpoint -> PassThrough -> RecorderEndpoint with stopOnEndOfStream: the player's
+    end reaches the recorder through the PassThrough; it stops by itself (Stopped, state STOP)
+    and the file holds the whole clip. A recorder without the flag keeps recording."""
+    clip = make_clip(tmp_path / "clip.webm", SECONDS)
+    target, other = tmp_path / "eos.webm", tmp_path / "other.webm"
+    pipeline = await media_client.create("MediaPipeline")
+    player = await pipeline.create("PlayerEndpoint", uri=clip.as_uri())
+    middle = await pipeline.create("PassThrough")
+    recorder = await pipeline.create(
+        "RecorderEndpoint", uri=target.as_uri(), mediaProfile="WEBM", stopOnEndOfStream=True
+    )
+    keeps = await pipeline.create("RecorderEndpoint", uri=other.as_uri(), mediaProfile="WEBM")
+    await player.connect(middle)
+    await middle.connect(recorder)
+    await player.connect(keeps)
+    stopped = await recorder.subscribe("Stopped")
+    ended = await player.subscribe("EndOfStream")
+    await recorder.invoke("record")
+    await keeps.invoke("record")
+    await player.invoke("play")
+    assert await ended.get(timeout=15) is not None
+    assert await stopped.get(timeout=10) is not None
+    assert await recorder.invoke("getState") == "STOP"
+    assert await keeps.invoke("getState") == "START"
+    info = probe(target)
+    assert codecs(info) == {"video": "vp8", "audio": "opus"}
+    assert abs(float(info["format"]["duration"]) - SECONDS) < 0.3, info["format"]
+    assert abs(tone_of(target) - TONE) < 15
+    await pipeline.release()
 
 
 class _Store(http.server.BaseHTTPRequestHandler):
@@ -404,13 +463,7 @@ async def test_recorder_keeps_a_valid_file_when_the_resolution_changes(
     """A source that changes resolution mid-recording: muxed as received the file holds both
     sizes, transcoded it is scaled to the first; every frame decodes either way."""
     target = tmp_path / f"resized.{suffix}"
-    peer = ResizingPeer()
-    try:
-        _, recorder = await fed_recorder(media_client, peer, target.as_uri(), profile)
-        elapsed = await record_for(recorder, peer, SECONDS)
-        await recorder.invoke("stopAndWait")
-    finally:
-        await peer.close()
+    elapsed = await record_peer(media_client, target, profile, peer_type=ResizingPeer)
     assert_complete(target, {"video": video, "audio": "opus" if video == "vp8" else "aac"}, elapsed)
     frames, sizes = decodes_cleanly(target)
     assert frames >= 30
@@ -452,13 +505,7 @@ async def test_recorder_h264_source_is_muxed_into_the_h264_profiles(
 ) -> None:
     """An H264 source is muxed as received into MP4, MKV and FLV (its Opus encoded to AAC)."""
     target = tmp_path / f"h264.{suffix}"
-    peer = H264Peer()
-    try:
-        _, recorder = await fed_recorder(media_client, peer, target.as_uri(), profile)
-        elapsed = await record_for(recorder, peer, SECONDS)
-        await recorder.invoke("stopAndWait")
-    finally:
-        await peer.close()
+    elapsed = await record_peer(media_client, target, profile, peer_type=H264Peer)
     assert_complete(target, expected, elapsed)
     frames, sizes = decodes_cleanly(target)
     assert frames >= 30 and sizes == {(640, 480)}

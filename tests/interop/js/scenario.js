@@ -210,6 +210,31 @@ const scenarios = {
     client.close();
     report('done');
   },
+
+  // Player -> recorder as an application records a file: the clip's and the target's URIs come
+  // from the test; EndOfStream, then stopAndWait returns once the file is complete.
+  async 'player-recorder'() {
+    const client = await connectClient();
+    const { clip, target } = JSON.parse(await nextCommand());
+    const pipeline = await call(client, 'create', 'MediaPipeline');
+    const player = await call(pipeline, 'create', 'PlayerEndpoint', { uri: clip });
+    const recorder = await call(pipeline, 'create', 'RecorderEndpoint', { uri: target, mediaProfile: 'WEBM' });
+    await call(player, 'connect', recorder);
+    const events = [];
+    for (const name of ['Recording', 'Stopped']) recorder.on(name, (event) => events.push(event.type));
+    const recording = once(recorder, 'Recording', 15000);
+    const ended = once(player, 'EndOfStream', 20000);
+    await call(recorder, 'record');
+    await call(player, 'play');
+    await recording;
+    await ended;
+    report('ended', { state: await call(recorder, 'getState') });
+    await call(recorder, 'stopAndWait');
+    report('stopped', { state: await call(recorder, 'getState'), events });
+    await call(pipeline, 'release');
+    client.close();
+    report('done');
+  },
 };
 
 scenarios[scenario]().then(
