@@ -146,10 +146,10 @@ def plan(quick: bool) -> list[Case]:
             Case("recorders", "transcode", (1, 2)),
         ]
     return [
-        Case("players", "remux", (1, 2, 4, 8, 12, 16, 24, 32, 48, 64)),
-        Case("players", "transcode", (1, 2, 3, 4, 6, 8, 12, 16)),
-        Case("recorders", "remux", (1, 2, 4, 8, 12, 16, 24, 32, 48)),
-        Case("recorders", "transcode", (1, 2, 3, 4, 6, 8, 12, 16)),
+        Case("players", "remux", (1, 2, 4, 8, 16, 24, 32, 48, 64, 96)),
+        Case("players", "transcode", (1, 2, 3, 4, 6, 8, 10, 12, 16)),
+        Case("recorders", "remux", (1, 2, 4, 8, 16, 24, 32, 48, 64, 96)),
+        Case("recorders", "transcode", (1, 2, 3, 4, 6, 8, 10, 12, 16)),
     ]
 
 
