@@ -603,6 +603,8 @@ async def recorders_level(
         stops = list(await asyncio.gather(*(stop(recorder) for recorder, *_ in made)))
     finally:
         sender.clear()
+        if sender.task is not None:
+            sender.task.cancel()
         await _release(pipelines)
         for _, peer, _, _ in made:
             await peer.close()
@@ -751,6 +753,7 @@ def plot(levels: list[Level], target: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
 
     figure, axes = plt.subplots(1, 2, figsize=(12, 4.2))
     metrics = [
@@ -768,6 +771,8 @@ def plot(levels: list[Level], target: Path) -> None:
             for x, y, level in zip(xs, ys, mine, strict=True):
                 axis.plot(x, y, "o", color=color, markerfacecolor=color if level.held else "none")
         axis.set_xscale("log", base=2)
+        axis.xaxis.set_major_formatter(ScalarFormatter())
+        axis.xaxis.set_minor_formatter(NullFormatter())
         axis.set_xlabel("concurrent streams (hollow: real-time pace not held)")
         axis.set_title(label, fontsize=10)
         axis.grid(alpha=0.3)
