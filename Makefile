@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 JS := tests/interop/js
 
-.PHONY: run test install install-test js-deps media-deps browser-deps rtp-deps lint typecheck unit clean bench bench-quick bench-bridged bench-deps bench-throughput
+.PHONY: run test install install-test js-deps media-deps browser-deps rtp-deps lint typecheck unit clean bench bench-quick bench-bridged bench-deps bench-throughput bench-media
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -84,6 +84,10 @@ bench-deps:
 ## bench-throughput: media throughput sweep against the emulator and its baselines
 bench-throughput: install-test
 	$(BIN)/python -m benchmarks.throughput
+
+## bench-media: players into WebRTC sinks and WebRTC sources into recorders, remux and transcode
+bench-media: install-test
+	$(BIN)/python -m benchmarks.media_elements
 
 clean:
 	rm -rf $(VENV) $(JS)/node_modules .mypy_cache .ruff_cache .pytest_cache
