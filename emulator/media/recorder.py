@@ -208,7 +208,7 @@ class Recorder:
         view = packet.view
         item = _Item(
             kind,
-            view.payload,
+            view.media_payload,
             view.timestamp,
             view.sequence,
             view.marker,
@@ -364,6 +364,10 @@ class _Track:
 
     def assemble(self, item: _Item) -> tuple[bytes, bool] | None:
         """Feed one RTP packet; a whole frame (data, keyframe) when it completes one."""
+        if not item.payload:  # padding only (a bandwidth probe): it only takes a number
+            if self.next_sequence == item.sequence:
+                self.next_sequence = (item.sequence + 1) & 0xFFFF
+            return None
         if item.kind == "audio":
             return item.payload, True
         depayload = DEPAYLOADERS.get(item.codec_name)

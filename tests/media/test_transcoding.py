@@ -92,8 +92,12 @@ def _decode(name: str, payloads: list[bytes]) -> np.ndarray:
     return np.concatenate(chunks)
 
 
-def _rtp(payload_type: int, sequence: int, timestamp: int, payload: bytes) -> RtpView:
-    data = struct.pack("!BBHII", 0x80, payload_type, sequence, timestamp, 1234) + payload
+def _rtp(
+    payload_type: int, sequence: int, timestamp: int, payload: bytes, padding: int = 0
+) -> RtpView:
+    first = 0xA0 if padding else 0x80  # RFC 3550 5.1: P bit, the last byte counts the padding
+    pad = bytes(padding - 1) + bytes([padding]) if padding else b""
+    data = struct.pack("!BBHII", first, payload_type, sequence, timestamp, 1234) + payload + pad
     view = parse_rtp(data)
     assert view is not None
     return view
@@ -117,8 +121,11 @@ class _Collector:
                 await self.arrived.wait()
 
 
-async def _transcode(source: Codec, target: Codec, seconds: float = 1.0) -> list[TranscodedPacket]:
-    """Feed a tone in ``source`` through a transcoder; the packets it produced."""
+async def _transcode(
+    source: Codec, target: Codec, seconds: float = 1.0, padding: int = 0
+) -> list[TranscodedPacket]:
+    """Feed a tone in ``source`` (each packet with ``padding`` bytes of RTP padding) through a
+    transcoder; the packets it produced."""
     transcoders = Transcoders()
     transcoder = transcoders.for_pair(source, target, "audio", origin="test")
     collector = _Collector()
@@ -126,7 +133,8 @@ async def _transcode(source: Codec, target: Codec, seconds: float = 1.0) -> list
     step = FORMATS[source.name][3] // 50
     packets = _encode(source.name, seconds)
     for number, payload in enumerate(packets):
-        transcoder.feed(_rtp(source.payload_type, number, 5000 + number * step, payload), "a")
+        view = _rtp(source.payload_type, number, 5000 + number * step, payload, padding)
+        transcoder.feed(view, "a")
     # the output lags by the resampler's and encoder's delay: most packets are enough
     await collector.until(lambda out: len(out) >= len(packets) - 3)
     transcoder.unsubscribe(collector)
@@ -166,6 +174,24 @@ async def test_transcoder_g722_to_opus_keeps_the_tone() -> None:
 async def test_transcoder_pcmu_to_pcma_keeps_the_tone() -> None:
     """Between the two G.711 laws."""
     _check_audio(await _transcode(PCMU, PCMA), PCMA, 160)
+
+
+async def test_transcoder_decodes_padded_packets_without_their_padding() -> None:
+    """RTP padding (a sender's, or SRTP's alignment) is not audio: PCMU packets with 48 bytes of
+    padding become clean 20 ms PCMA packets that carry the tone."""
+    packets = await _transcode(PCMU, PCMA, padding=48)
+    _check_audio(packets, PCMA, 160)
+    # Padding decoded as audio would make every packet longer than its 20 ms of RTP time, and
+    # the encoder would restart its framing (a new marker) at each one.
+    assert sum(p.marker for p in packets) == 1
+
+
+def test_media_payload_leaves_the_padding_out() -> None:
+    """``payload`` is what forwarding copies; ``media_payload`` what a decoder takes."""
+    view = _rtp(0, 1, 160, b"\x01\x02\x03", padding=4)
+    assert view.payload == b"\x01\x02\x03\x00\x00\x00\x04"
+    assert view.media_payload == b"\x01\x02\x03"
+    assert _rtp(0, 2, 320, b"", padding=8).media_payload == b""  # a bandwidth probe
 
 
 async def test_transcoder_retimes_telephone_events_without_decoding() -> None:

@@ -264,6 +264,8 @@ class _AudioCoder:
         position = self.timeline.unwrap(item.timestamp)
         if item.event_clock:
             return [self._event(item, position)]
+        if not item.payload:
+            return []  # padding only: nothing to decode
         try:
             frames = self.decoder.decode(av.Packet(item.payload))
         except av.error.FFmpegError as exc:
@@ -333,6 +335,10 @@ class _VideoCoder:
 
     def process(self, item: _Input) -> list[_Output]:
         """One source RTP packet in; a whole encoded frame's packets out at its last packet."""
+        if not item.payload:  # padding only (a bandwidth probe): it only takes a number
+            if self.next_sequence == item.sequence:
+                self.next_sequence = (item.sequence + 1) & 0xFFFF
+            return []
         position = self.timeline.unwrap(item.timestamp)
         if self.frame_timestamp is not None and position != self.frame_timestamp:
             self._finish()  # the previous frame lost its marker packet
@@ -483,7 +489,12 @@ class Transcoder:
         self._last_fed = fed
         self.fed += 1
         item = _Input(
-            view.payload, view.sequence, view.timestamp, view.marker, time.monotonic(), event_clock
+            view.media_payload,
+            view.sequence,
+            view.timestamp,
+            view.marker,
+            time.monotonic(),
+            event_clock,
         )
         with self._wake:
             if len(self._queue) >= self._limit:

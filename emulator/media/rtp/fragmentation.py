@@ -55,7 +55,7 @@ def split_video(view: RtpView, codec: str, max_payload: int = MAX_PAYLOAD) -> li
         codec: the codec name of its payload type (``H264``, ``VP8``).
         max_payload: the sink's ``mtu`` (at least ``MIN_PAYLOAD``).
     """
-    payload = _unpadded_payload(view)
+    payload = view.media_payload
     name = codec.upper()
     size = max(max_payload, MIN_PAYLOAD)
     if name == "H264":
@@ -86,13 +86,6 @@ def split_video(view: RtpView, codec: str, max_payload: int = MAX_PAYLOAD) -> li
             )
         )
     return views
-
-
-def _unpadded_payload(view: RtpView) -> bytes:
-    data = view.data
-    if data[0] & 0x20 and len(data) > view.header_end:
-        return data[view.header_end : len(data) - data[-1]]
-    return data[view.header_end :]
 
 
 def _chunks(data: bytes, size: int) -> list[bytes]:

@@ -34,8 +34,18 @@ class RtpView:
 
     @property
     def payload(self) -> bytes:
-        """The payload, padding included."""
+        """The payload, padding included (what forwarding copies as it is)."""
         return self.data[self.header_end :]
+
+    @property
+    def media_payload(self) -> bytes:
+        """The payload without RTP padding (RFC 3550 5.1: the last byte counts the padding):
+        what a depacketiser, a decoder or a muxer takes. Empty for a padding-only packet (a
+        sender's bandwidth probe)."""
+        data = self.data
+        if data[0] & 0x20 and len(data) > self.header_end:
+            return data[self.header_end : max(len(data) - data[-1], self.header_end)]
+        return data[self.header_end :]
 
 
 def parse_rtp(data: bytes) -> RtpView | None:
