@@ -236,4 +236,7 @@ class WebRtcMedia(RtpSession):
                 if channel_id in self.channel_counters
             },
             round_trip=max(rtts, default=0.0),
+            ice_state=self.ice_states[-1] if self.ice_states else "NEW",
+            available_outgoing=float(sum(s.remb for s in self.outbound.values())),
+            available_incoming=float(sum(s.remb for s in self.inbound.values())),
         )

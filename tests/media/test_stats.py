@@ -80,6 +80,7 @@ async def test_remote_inbound_rtt_and_connection_entries(media_client: KurentoCl
     assert transport["activeConnection"] is True and transport["bytesReceived"] > 0
     pair = stats[transport["selectedCandidatePairId"]]
     assert pair["__type__"] == "RTCIceCandidatePairStats" and pair["nominated"] is True
+    assert pair["state"] == "succeeded"
     local = stats[pair["localCandidateId"]]
     assert local["type"] == "localcandidate" and local["ipAddress"] == "127.0.0.1"
     assert stats[pair["remoteCandidateId"]]["type"] == "remotecandidate"
@@ -160,6 +161,29 @@ async def test_remb_relays_the_lowest_limit_to_the_source(media_client: KurentoC
         )
     video_in = [i for i in _of_type(stats, "inboundrtp") if i["remb"]]
     assert [i["remb"] for i in video_in] == [250_000]
+
+
+async def test_available_bitrates_are_the_rembs_both_ways(media_client: KurentoClient) -> None:
+    """The selected pair's availableOutgoingBitrate is what the peer's REMB allows us, and its
+    availableIncomingBitrate what our REMB allows the peer (loopback: both exist)."""
+    pipeline = await media_client.create("MediaPipeline")
+    endpoint = await pipeline.create("WebRtcEndpoint")
+    await endpoint.connect(endpoint)
+    async with client_peer() as peer:
+        await negotiate(endpoint, peer)
+
+        def both(stats: Stats) -> bool:
+            pairs = _of_type(stats, "candidatepair")
+            return bool(pairs) and all(
+                pairs[0][k] > 0 for k in ("availableOutgoingBitrate", "availableIncomingBitrate")
+            )
+
+        stats = await _stats_until(endpoint, both)
+    (pair,) = _of_type(stats, "candidatepair")
+    sent = sum(o["remb"] for o in _of_type(stats, "outboundrtp"))
+    asked = sum(i["remb"] for i in _of_type(stats, "inboundrtp"))
+    assert pair["availableOutgoingBitrate"] == sent
+    assert pair["availableIncomingBitrate"] == asked
 
 
 def test_bitrate_policy() -> None:

@@ -113,6 +113,12 @@ class ConnectionView:
     channels: dict[int, tuple[ChannelCounters, str]]
     """Channel id -> (counters, readyState)."""
     round_trip: float
+    ice_state: str = "CONNECTED"
+    """The last IceComponentStateChanged state."""
+    available_outgoing: float = 0.0
+    """What the remote receiver lets us send (its last REMB, bps; 0 before any)."""
+    available_incoming: float = 0.0
+    """What we let the remote sender send (our last REMB, bps; 0 when we send none)."""
 
 
 def inbound_stats(
@@ -232,6 +238,10 @@ def connection_stats(
     return entries
 
 
+PAIR_STATES = {"CONNECTED": "succeeded", "READY": "succeeded", "FAILED": "failed"}
+"""The selected pair's ``state`` (W3C RTCStatsIceCandidatePairState) from the ICE state."""
+
+
 def _pair_entries(
     view: ConnectionView, pair_key: str, bytes_sent: int, bytes_received: int, now_ms: int
 ) -> list[dict[str, Any]]:
@@ -248,16 +258,16 @@ def _pair_entries(
         transportId=stats_id(view.name, "transport"),
         localCandidateId=local_key,
         remoteCandidateId=remote_key,
-        state="succeeded",
+        state=PAIR_STATES.get(view.ice_state, "in-progress"),
         priority=_pair_priority(local.priority, remote.priority),
-        nominated=True,
+        nominated=True,  # the selected pair is the one ICE nominated
         writable=connected,
         readable=connected,
         bytesSent=bytes_sent,
         bytesReceived=bytes_received,
         roundTripTime=view.round_trip,
-        availableOutgoingBitrate=0.0,
-        availableIncomingBitrate=0.0,
+        availableOutgoingBitrate=view.available_outgoing,
+        availableIncomingBitrate=view.available_incoming,
     )
     return [
         pair,
