@@ -90,10 +90,17 @@ async def pipeline_cycle(rpc: Rpc) -> int:
     return 12
 
 
-@contextlib.asynccontextmanager
-async def server_process(extra: list[str] | None = None) -> AsyncIterator[tuple[str, int]]:
-    """Start ``python -m emulator`` on an ephemeral port; yield its URL and pid."""
+async def launch_emulator(
+    extra: list[str] | None = None, prefix: list[str] | None = None, timeout: float = 20
+) -> tuple[asyncio.subprocess.Process, str]:
+    """Start ``python -m emulator`` on an ephemeral port (after ``prefix``, e.g. ``taskset``);
+    the process, its log on stdout, and the ``ws://`` URL it listens on.
+
+    Raises:
+        RuntimeError: the server exited before it listened.
+    """
     process = await asyncio.create_subprocess_exec(
+        *(prefix or []),
         sys.executable,
         "-m",
         "emulator",
@@ -107,15 +114,24 @@ async def server_process(extra: list[str] | None = None) -> AsyncIterator[tuple[
         *(extra or []),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     assert process.stdout is not None
     url = None
     while url is None:
-        line = (await asyncio.wait_for(process.stdout.readline(), 20)).decode()
+        line = (await asyncio.wait_for(process.stdout.readline(), timeout)).decode()
         if not line:
-            raise RuntimeError("server exited before listening")
+            raise RuntimeError("the server exited before listening")
         found = re.search(r"(ws://\S+/kurento)", line)
         url = found.group(1) if found else None
+    return process, url
+
+
+@contextlib.asynccontextmanager
+async def server_process(extra: list[str] | None = None) -> AsyncIterator[tuple[str, int]]:
+    """Start ``python -m emulator`` on an ephemeral port; yield its URL and pid."""
+    process, url = await launch_emulator(extra)
+    assert process.stdout is not None
     # Keep reading the server's log so that a full pipe never blocks it.
     drain = asyncio.create_task(_drain(process.stdout))
     try:

@@ -76,7 +76,7 @@ from aiortc import RTCCertificate
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks.control_plane import machine
+from benchmarks.control_plane import launch_emulator, machine
 from benchmarks.load_peers import (
     OPUS_PT,
     RTP_HEADER,
@@ -194,6 +194,34 @@ class Level:
     frame_ratio_min: float | None = None
 
 
+def _cost(
+    case: Case,
+    streams: int,
+    run: Run,
+    why: list[str],
+    measured: tuple[float, tuple[float, float], float],
+    without: int,
+    server: Server,
+) -> dict[str, Any]:
+    """The fields every case's Level has: whether the level held, CPU, memory, generator."""
+    cpu, rss, generator = measured
+    return {
+        "case": case.key,
+        "streams": streams,
+        "window_seconds": run.window,
+        "held": not why,
+        "why_not": why,
+        "server_cores": round(cpu, 4),
+        "cpu_per_stream": round(cpu / streams, 4),
+        "rss_mb": round(rss[1], 1),
+        "rss_mb_per_stream": round((rss[1] - rss[0]) / streams, 2),
+        "generator_cores": round(generator, 3),
+        "generator_bound": generator > GENERATOR_BOUND * run.generator_cores,
+        "streams_without_media": without,
+        "server_warnings": len(server.warnings),
+    }
+
+
 # -- the server -----------------------------------------------------------------------------------
 
 
@@ -225,32 +253,11 @@ class Server:
 async def server_running(cpu: int | None) -> AsyncIterator[Server]:
     """``python -m emulator`` on an ephemeral port (pinned to ``cpu`` with taskset)."""
     prefix = ["taskset", "-c", str(cpu)] if cpu is not None else []
-    process = await asyncio.create_subprocess_exec(
-        *prefix,
-        sys.executable,
-        "-m",
-        "emulator",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--no-wss",
-        "--network-interfaces",
-        "lo",
-        "--log-level",
-        "INFO",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+    try:
+        process, url = await launch_emulator(["--network-interfaces", "lo"], prefix, timeout=30)
+    except RuntimeError as exc:
+        raise PreconditionFailed(str(exc)) from exc
     assert process.stdout is not None
-    url = None
-    while url is None:
-        line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
-        if not line:
-            raise PreconditionFailed("the server exited before listening")
-        found = re.search(r"(ws://\S+/kurento)", line)
-        url = found.group(1) if found else None
     server = Server(process, url)
     # Keep reading the log (a full pipe would block the server) and keep what went wrong.
     drain = asyncio.create_task(_drain(process.stdout, server.warnings))
@@ -521,19 +528,7 @@ async def players_level(
             f"{expected} for both: the case did not run the path it names"
         )
     return Level(
-        case=case.key,
-        streams=streams,
-        window_seconds=run.window,
-        held=not why,
-        why_not=why,
-        server_cores=round(cpu, 4),
-        cpu_per_stream=round(cpu / streams, 4),
-        rss_mb=round(rss[1], 1),
-        rss_mb_per_stream=round((rss[1] - rss[0]) / streams, 2),
-        generator_cores=round(generator, 3),
-        generator_bound=generator > GENERATOR_BOUND * run.generator_cores,
-        streams_without_media=without,
-        server_warnings=len(server.warnings),
+        **_cost(case, streams, run, why, (cpu, rss, generator), without, server),
         video_fps=fps_mean,
         video_fps_worst=fps_worst,
         audio_pps=pps_mean,
@@ -647,19 +642,7 @@ async def recorders_level(
     if frame_min < RATE_LIMIT:
         why.append(f"a file holds {frame_min:.1%} of the frames sent")
     return Level(
-        case=case.key,
-        streams=streams,
-        window_seconds=run.window,
-        held=not why,
-        why_not=why,
-        server_cores=round(cpu, 4),
-        cpu_per_stream=round(cpu / streams, 4),
-        rss_mb=round(rss[1], 1),
-        rss_mb_per_stream=round((rss[1] - rss[0]) / streams, 2),
-        generator_cores=round(generator, 3),
-        generator_bound=generator > GENERATOR_BOUND * run.generator_cores,
-        streams_without_media=without,
-        server_warnings=len(server.warnings),
+        **_cost(case, streams, run, why, (cpu, rss, generator), without, server),
         stop_seconds_max=round(stops[-1], 3),
         stop_seconds_p50=round(stops[len(stops) // 2], 3),
         dropped_packets=dropped,
