@@ -98,18 +98,31 @@ PROFILES = {
         Profile("MKV_VIDEO_ONLY", "matroska", "h264", None),
         Profile("MKV_AUDIO_ONLY", "matroska", None, "aac"),
         Profile("FLV", "flv", "h264", "aac"),
+        # JPEG_VIDEO_ONLY: every picture encoded as a JPEG image (KMS's jpegenc + jifmux into
+        # the file): the file is the images one after another, as FFmpeg's mjpeg muxer writes.
+        Profile("JPEG_VIDEO_ONLY", "mjpeg", "mjpeg", None),
     )
 }
-UNSUPPORTED = {
-    "JPEG_VIDEO_ONLY": "JPEG_VIDEO_ONLY (a JPEG image sequence) is not recorded by "
-    "kurento-emulator yet: use WEBM_VIDEO_ONLY or MP4_VIDEO_ONLY",
-    "KURENTO_SPLIT_RECORDER": "KURENTO_SPLIT_RECORDER (one file per stream) is not recorded by "
-    "kurento-emulator yet: use WEBM, MKV or MP4",
-}
-"""Profiles refused at ``create`` (KMS type 40006), with what is missing."""
+KSR_REFUSAL = "Kurento Split Recorder not supported"
+"""KMS 7 answers KURENTO_SPLIT_RECORDER with 40107 and this message unless its optional
+``kmsrecorder`` GStreamer plugin is installed, which the open-source builds do not ship."""
 
-ENCODERS = {"vp8": "libvpx", "h264": "libx264", "opus": "libopus", "aac": "aac"}
+ENCODERS = {
+    "vp8": "libvpx",
+    "h264": "libx264",
+    "opus": "libopus",
+    "aac": "aac",
+    "mjpeg": "mjpeg",
+}
 """FFmpeg encoder of each codec a profile writes (when the source has to be transcoded)."""
+PIXEL_FORMATS = {"vp8": "yuv420p", "h264": "yuv420p", "mjpeg": "yuvj420p"}
+"""What each video encoder is fed (JPEG is full-range YUV)."""
+ENCODER_OPTIONS = {
+    "h264": {"preset": "ultrafast", "tune": "zerolatency"},
+    "vp8": {"deadline": "realtime", "cpu-used": "8"},
+    "mjpeg": {"q:v": "4"},
+}
+"""Encoders tuned for real time (JPEG: a fixed quality, as jpegenc's default)."""
 VIDEO_DECODERS = {"vp8": "vp8", "h264": "h264"}
 DEPAYLOADERS: dict[str, Callable[[bytes], bytes]] = {"vp8": vp8_depayload, "h264": h264_depayload}
 RECORDABLE = {"audio": frozenset(AUDIO_FORMATS), "video": frozenset(DEPAYLOADERS)}
@@ -524,14 +537,11 @@ class _Writer:
         assert self.container is not None
         stream: Any = self.container.add_stream(ENCODERS[target], rate=30)
         context = stream.codec_context
-        context.width, context.height, context.pix_fmt = width, height, "yuv420p"
+        context.width, context.height, context.pix_fmt = width, height, PIXEL_FORMATS[target]
         context.time_base = MS
         context.bit_rate = VIDEO_BITRATE
         context.gop_size = 60
-        if target == "h264":
-            context.options = {"preset": "ultrafast", "tune": "zerolatency"}
-        else:
-            context.options = {"deadline": "realtime", "cpu-used": "8"}
+        context.options = ENCODER_OPTIONS[target]
         return stream
 
     def mux(self, track: _Track, frame: _Frame, listener: RecorderListener) -> None:
@@ -660,8 +670,9 @@ def _encode_video(track: _Track, picture: Any, pts: int) -> list[Any]:
     # new source) is scaled to it, so the file stays one valid stream.
     assert track.size is not None
     width, height = track.size
-    if (picture.width, picture.height) != (width, height) or picture.format.name != "yuv420p":
-        picture = picture.reformat(width=width, height=height, format="yuv420p")
+    pixel_format = track.stream.codec_context.pix_fmt
+    if (picture.width, picture.height) != (width, height) or picture.format.name != pixel_format:
+        picture = picture.reformat(width=width, height=height, format=pixel_format)
     picture.pts = pts
     picture.time_base = MS
     picture.pict_type = av.video.frame.PictureType.NONE

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from emulator.media.flow import MediaPacket
-from emulator.media.recorder import PROFILES, UNSUPPORTED, Profile, Recorder
+from emulator.media.recorder import KSR_REFUSAL, PROFILES, Profile, Recorder
 from emulator.objects.uri_endpoint import UriEndpoint, file_path
-from protocol.errors import KurentoNotImplemented, UriPathFileNotFound
+from protocol.errors import MediaObjectIllegalParamError, UriPathFileNotFound
 
 
 class RecorderEndpoint(UriEndpoint):
@@ -153,10 +153,11 @@ def _profile(name: str) -> Profile:
     """The profile by ``MediaProfileSpecType`` name.
 
     Raises:
-        KurentoNotImplemented: 40006 for the profiles not recorded yet, naming them.
+        MediaObjectIllegalParamError: 40107 for KURENTO_SPLIT_RECORDER, as KMS 7 answers
+            without its optional split-recorder plugin.
     """
-    if name in UNSUPPORTED:
-        raise KurentoNotImplemented(UNSUPPORTED[name])
+    if name == "KURENTO_SPLIT_RECORDER":
+        raise MediaObjectIllegalParamError(KSR_REFUSAL)
     return PROFILES[name]
 
 

@@ -380,15 +380,34 @@ async def test_recorder_full_disk_raises_error(media_client: KurentoClient) -> N
         assert await endpoint.invoke("getMediaState") is not None  # the pipeline carries on
 
 
-async def test_recorder_profiles_not_recorded_are_refused_with_40006(
+async def test_kurento_split_recorder_is_refused_as_kms_does(
     media_client: KurentoClient,
 ) -> None:
-    """JPEG_VIDEO_ONLY and KURENTO_SPLIT_RECORDER are refused at create, saying what is missing."""
+    """KMS 7 without its optional split-recorder plugin: 40107, "Kurento Split Recorder not
+    supported" (RecorderEndpointImpl)."""
     pipeline = await media_client.create("MediaPipeline")
-    for profile in ("JPEG_VIDEO_ONLY", "KURENTO_SPLIT_RECORDER"):
-        with pytest.raises(RpcError) as caught:
-            await pipeline.create("RecorderEndpoint", uri="file:///tmp/x", mediaProfile=profile)
-        assert caught.value.code == 40006 and profile in str(caught.value)
+    with pytest.raises(RpcError) as caught:
+        await pipeline.create(
+            "RecorderEndpoint", uri="file:///tmp/x", mediaProfile="KURENTO_SPLIT_RECORDER"
+        )
+    assert caught.value.code == 40107 and "Kurento Split Recorder not supported" in str(
+        caught.value
+    )
+
+
+async def test_recorder_jpeg_video_only_writes_jpeg_pictures(
+    media_client: KurentoClient, tmp_path: Path
+) -> None:
+    """JPEG_VIDEO_ONLY: the peer's VP8 pictures, each encoded as a JPEG image into the file (no
+    audio); FFmpeg reads them back as MJPEG pictures of the peer's size."""
+    target = tmp_path / "frames.jpg"
+    await record_peer(media_client, target, "JPEG_VIDEO_ONLY")
+    with av.open(str(target), format="mjpeg") as container:
+        assert [s.type for s in container.streams] == ["video"]
+        pictures = [(f.width, f.height) for f in container.decode(video=0)]
+    assert len(pictures) >= SECONDS * 10  # 30 fps from the peer, a loaded machine aside
+    assert set(pictures) == {(640, 480)}
+    assert target.read_bytes()[:2] == b"\xff\xd8"  # a JPEG image starts the file
 
 
 def decodes_cleanly(path: Path) -> tuple[int, set[tuple[int, int]]]:
