@@ -39,3 +39,39 @@ async def test_webrtc_endpoint_answers_a_plain_rtp_offer_with_port_0(
     answer = SessionDescription.parse(await endpoint.invoke("processOffer", offer=ANDROID))
     assert [m.port for m in answer.media] == [0]
     assert answer.media[0].kind == "video"
+
+
+async def test_webrtc_endpoint_answers_firefox(media_client: KurentoClient) -> None:
+    """Firefox's offer (Opus first, VP8/VP9 and H264 in both packetization modes, RTX, BUNDLE,
+    rtcp-mux): both m-lines accepted in one bundle, the offerer's codec order kept (VP8 first),
+    RTX left out, DTMF at 8000 taken, and the answer in the active or passive DTLS role."""
+    pipeline = await media_client.create("MediaPipeline")
+    endpoint = await pipeline.create("WebRtcEndpoint")
+    offer = (CORPUS / "firefox_offer.sdp").read_text()
+    answer = SessionDescription.parse(await endpoint.invoke("processOffer", offer=offer))
+    audio, video = answer.media
+    assert audio.port != 0 and video.port != 0
+    assert answer.bundle_groups == [["0", "1"]]
+    assert audio.codecs[0].name == "opus"
+    assert "telephone-event" in [c.name for c in audio.codecs]
+    names = [c.name for c in video.codecs]
+    assert names[0] == "VP8" and "rtx" not in names
+    assert {c.payload_type for c in video.codecs if c.name == "H264"} == {126, 97}
+    assert audio.rtcp_mux and video.rtcp_mux
+    assert audio.setup in ("active", "passive")
+
+
+async def test_rtp_endpoint_answers_a_sip_phone(media_client: KurentoClient) -> None:
+    """A SIP phone's offer (Opus, Speex, G.711, G.729, three telephone-events; VP8 and H264 with
+    a Main profile-level-id and no packetization-mode): the answer keeps what the server takes,
+    in the phone's order, with the telephone-event at the first codec's clock."""
+    pipeline = await media_client.create("MediaPipeline")
+    endpoint = await pipeline.create("RtpEndpoint")
+    offer = (CORPUS / "sip_phone_offer.sdp").read_text()
+    answer = SessionDescription.parse(await endpoint.invoke("processOffer", offer=offer))
+    audio, video = answer.media
+    audio_names = [c.name for c in audio.codecs]
+    assert audio_names[:3] == ["opus", "PCMU", "PCMA"]
+    assert "speex" not in audio_names and "G729" not in audio_names
+    assert [c.clock_rate for c in audio.codecs if c.name == "telephone-event"] == [48000]
+    assert [c.name for c in video.codecs] == ["VP8", "H264"]
