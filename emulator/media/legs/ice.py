@@ -356,10 +356,11 @@ class RangedConnection(IceConnectionSeam):
 def turn_tls_context() -> ssl.SSLContext:
     """The client context for TURN over TLS: any server certificate is accepted, unchecked.
 
-    KMS does the same: libnice's TURN-TLS (``NICE_RELAY_TYPE_TURN_TLS``) neither verifies the
-    certificate chain nor the host name, and ``turnURL`` names an IP address, not a host to
-    check. TLS here only hides the TURN traffic (credentials are already protected by the
-    long-term credential mechanism's HMAC); it does not authenticate the server.
+    KMS verifies no TURN certificate either (libnice opens ``NICE_RELAY_TYPE_TURN_TLS`` in RFC
+    5245 mode as plain TCP: its pseudo-TLS is for Google and MS-OC compatibility only), and
+    ``turnURL`` names an IP address, not a host to check. TLS here only hides the TURN traffic
+    (the long-term credential mechanism's HMAC already protects the password); it does not
+    authenticate the server.
     """
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
