@@ -82,7 +82,9 @@ class Settings(BaseSettings):
     # -- WebRTC (WebRtcEndpoint.conf.ini) -----------------------------------------------------
     stun_server_address: str = Field("", description="stunServerAddress (IP address)")
     stun_server_port: int = Field(3478, description="stunServerPort")
-    turn_url: str = Field("", description="turnURL: user:password@address:port?transport=udp")
+    turn_url: str = Field(
+        "", description="turnURL: user:password@address:port?transport=udp|tcp|tls"
+    )
     external_ipv4: str = Field("", description="externalIPv4 advertised in host candidates")
     external_ipv6: str = Field("", description="externalIPv6 advertised in host candidates")
     network_interfaces: str = Field(

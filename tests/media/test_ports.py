@@ -1,12 +1,15 @@
-"""Media UDP sockets stay inside minPort..maxPort and return to the pool; exhaustion is 40009."""
+"""Media sockets (UDP, and TCP to a TURN server) stay inside minPort..maxPort and return to the
+pool; exhaustion is 40009."""
 
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import pytest
 
+from emulator.media.net.ports import PortRange, PortRangeExhausted
 from emulator.transport.client import KurentoClient, RemoteObject
 from protocol.errors import NotEnoughResources
 from tests.conftest import make_settings, server_and_client
@@ -115,3 +118,23 @@ async def test_exhausted_range_is_40009_and_others_untouched() -> None:
         third = await _gathered_endpoint(client)
         assert server.media_services.ports.usage().in_use > 0
         await third.release()
+
+
+def test_tcp_sockets_bound_inside_range_apart_from_udp() -> None:
+    """bind_tcp binds in the range, TCP and UDP numbers are separate spaces, usage counts both,
+    and a full TCP range is 40009 naming the range and TCP."""
+    block = free_port_range(2)
+    ports = PortRange(block.low, block.high)
+    udp = [ports.bind_udp("127.0.0.1") for _ in range(2)]
+    tcp = [ports.bind_tcp("127.0.0.1") for _ in range(2)]
+    try:
+        assert sorted(s.getsockname()[1] for s in tcp) == [block.low, block.high]
+        assert all(s.type == socket.SOCK_STREAM and not s.getblocking() for s in tcp)
+        assert ports.usage().in_use == 4
+        with pytest.raises(PortRangeExhausted, match=f"a TCP port on 127.0.0.1 .* {block}"):
+            ports.bind_tcp("127.0.0.1")
+        tcp.pop().close()
+        assert ports.usage().in_use == 3
+    finally:
+        for sock in udp + tcp:
+            sock.close()

@@ -36,7 +36,7 @@ import ssl
 import types
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, Protocol, cast
+from typing import Any, Protocol, TypeVar, cast
 
 import pylibsrtp
 from aioice import Candidate, Connection
@@ -45,9 +45,9 @@ from aioice.ice import CandidatePair, StunProtocol, server_reflexive_candidate
 from aioice.turn import (
     DEFAULT_ALLOCATION_LIFETIME,
     DEFAULT_CHANNEL_REFRESH_TIME,
+    TurnClientTcpProtocol,
     TurnClientUdpProtocol,
     TurnTransport,
-    create_turn_endpoint,
 )
 from aiortc import RTCCertificate, RTCDtlsTransport, RTCIceGatherer, RTCIceTransport
 from aiortc.rtcdtlstransport import State
@@ -61,7 +61,7 @@ __all__ = [
     "SrtpReceiver",
     "StunProtocol",
     "allocate_turn_on_socket",
-    "allocate_turn_stream",
+    "allocate_turn_on_stream",
     "connection_protocols",
     "consent_loop",
     "dtls_role",
@@ -192,13 +192,13 @@ INTERNALS: tuple[Internal, ...] = (
     Internal("aioice.ice.server_reflexive_candidate", "server_reflexive"),
     Internal("aioice.candidate.candidate_foundation", "host_candidate, relay_candidate"),
     Internal("aioice.candidate.candidate_priority", "host_candidate, relay_candidate"),
-    # aioice's TURN client, over a socket bound in the port range.
+    # aioice's TURN client, over a socket bound in the port range (UDP, TCP or TLS over TCP).
     Internal("aioice.turn.TurnClientUdpProtocol", "allocate_turn_on_socket"),
-    Internal("aioice.turn.TurnTransport", "allocate_turn_on_socket"),
-    Internal("aioice.turn.TurnTransport._connect", "allocate_turn_on_socket"),
-    Internal("aioice.turn.DEFAULT_ALLOCATION_LIFETIME", "allocate_turn_on_socket"),
-    Internal("aioice.turn.DEFAULT_CHANNEL_REFRESH_TIME", "allocate_turn_on_socket"),
-    Internal("aioice.turn.create_turn_endpoint", "allocate_turn_stream"),
+    Internal("aioice.turn.TurnClientTcpProtocol", "allocate_turn_on_stream"),
+    Internal("aioice.turn.TurnTransport", "allocate_turn_on_socket, allocate_turn_on_stream"),
+    Internal("aioice.turn.TurnTransport._connect", "_allocate"),
+    Internal("aioice.turn.DEFAULT_ALLOCATION_LIFETIME", "_turn_client"),
+    Internal("aioice.turn.DEFAULT_CHANNEL_REFRESH_TIME", "_turn_client"),
 )
 
 
@@ -440,42 +440,70 @@ async def allocate_turn_on_socket(
     """A TURN allocation over ``sock`` (connected to ``server``; aioice would bind its own),
     relaying to ``protocol``. On failure the socket is closed."""
     loop = asyncio.get_running_loop()
-    inner_transport, inner = await loop.create_datagram_endpoint(
-        lambda: TurnClientUdpProtocol(
-            server,
-            username=username,
-            password=password,
-            lifetime=DEFAULT_ALLOCATION_LIFETIME,
-            channel_refresh_time=DEFAULT_CHANNEL_REFRESH_TIME,
-        ),
-        sock=sock,
+    try:
+        inner_transport, inner = await loop.create_datagram_endpoint(
+            lambda: _turn_client(TurnClientUdpProtocol, server, username, password), sock=sock
+        )
+    except BaseException:
+        sock.close()
+        raise
+    return await _allocate(inner_transport, inner, protocol)
+
+
+async def allocate_turn_on_stream(
+    sock: socket.socket,
+    server: tuple[str, int],
+    username: str | None,
+    password: str | None,
+    protocol: asyncio.DatagramProtocol,
+    tls: ssl.SSLContext | None,
+) -> Relayed:
+    """A TURN allocation over TCP (RFC 6062's client to server leg; RFC 5766 section 2.1), or
+    TLS over TCP when ``tls`` is given, from ``sock`` (bound, not connected; aioice would
+    connect from a port of the operating system's choosing), relaying to ``protocol``. On
+    failure the socket is closed."""
+    loop = asyncio.get_running_loop()
+    try:
+        await loop.sock_connect(sock, server)
+        inner_transport, inner = await loop.create_connection(
+            lambda: _turn_client(TurnClientTcpProtocol, server, username, password),
+            sock=sock,
+            ssl=tls,
+            server_hostname=server[0] if tls is not None else None,
+        )
+    except BaseException:
+        sock.close()
+        raise
+    return await _allocate(inner_transport, inner, protocol)
+
+
+_Client = TypeVar("_Client", TurnClientUdpProtocol, TurnClientTcpProtocol)
+
+
+def _turn_client(
+    kind: type[_Client], server: tuple[str, int], username: str | None, password: str | None
+) -> _Client:
+    return kind(
+        server,
+        username=username,
+        password=password,
+        lifetime=DEFAULT_ALLOCATION_LIFETIME,
+        channel_refresh_time=DEFAULT_CHANNEL_REFRESH_TIME,
     )
+
+
+async def _allocate(
+    inner_transport: asyncio.BaseTransport,
+    inner: TurnClientUdpProtocol | TurnClientTcpProtocol,
+    protocol: asyncio.DatagramProtocol,
+) -> Relayed:
+    """Allocate on the connected TURN client ``inner``; on failure its transport is closed."""
     try:
         turn = TurnTransport(inner)
         await turn._connect(protocol)
     except BaseException:
         inner_transport.close()
         raise
-    return _relayed(turn)
-
-
-async def allocate_turn_stream(
-    protocol: asyncio.DatagramProtocol,
-    server: tuple[str, int],
-    username: str | None,
-    password: str | None,
-    transport: str,
-    tls: bool | ssl.SSLContext,
-) -> Relayed:
-    """A TURN allocation over TCP or TLS (aioice connects), relaying to ``protocol``."""
-    turn, _ = await create_turn_endpoint(
-        lambda: protocol,
-        server_addr=server,
-        username=username,
-        password=password,
-        ssl=tls,
-        transport=transport,
-    )
     return _relayed(turn)
 
 

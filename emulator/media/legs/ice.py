@@ -1,4 +1,4 @@
-"""The seam over aioice: ICE whose every UDP socket comes from the PortRange.
+"""The seam over aioice: ICE whose every socket comes from the PortRange.
 
 aioice binds host sockets on ``(address, 0)``, never gathers loopback, accepts data from any source,
 queues it without bound (ecosystem.md 3.7) and times consent checks with process-wide constants.
@@ -7,7 +7,8 @@ aioice internal it needs):
 
 - host and TURN client sockets are bound by ``PortRange`` on the addresses ``IcePolicy`` picks
   (``networkInterfaces``, loopback included, IPv6 optional), and the host sockets are bound when
-  ``bind_host_sockets`` is called, so that exhaustion fails that call with 40009;
+  ``bind_host_sockets`` is called, so that exhaustion fails that call with 40009; the TURN client
+  socket is a UDP one, or for ``?transport=tcp|tls`` a TCP one connected from the range;
 - every local candidate is reported as soon as it exists (trickle ICE);
 - ``GuardedStunProtocol`` passes media (RFC 7983: not STUN) only from addresses ICE validated, and
   hands RTP/RTCP to a synchronous ``fast_path`` when one is installed;
@@ -23,6 +24,7 @@ import asyncio
 import ipaddress
 import logging
 import socket
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,7 +37,7 @@ from emulator.media.legs.aiortc_adapter import (
     IceConnectionSeam,
     StunProtocol,
     allocate_turn_on_socket,
-    allocate_turn_stream,
+    allocate_turn_on_stream,
     host_candidate,
     ice_validated,
     relay_candidate,
@@ -268,21 +270,23 @@ class RangedConnection(IceConnectionSeam):
         return candidate, None
 
     async def _relayed(self, component: int) -> tuple[Candidate, StunProtocol | None]:
-        """A TURN allocation whose client socket (for UDP) is bound in the port range."""
+        """A TURN allocation whose client socket, UDP or TCP, is bound in the port range."""
         assert self.turn_server is not None
         protocol = GuardedStunProtocol(self)
         protocol.fast_path = self._fast_path
         username, password = self.turn_username, self.turn_password
+        server = (socket.gethostbyname(self.turn_server[0]), self.turn_server[1])
         if self.turn_transport == "udp":
-            server = (socket.gethostbyname(self.turn_server[0]), self.turn_server[1])
             sock = self.ports.bind_udp("0.0.0.0")
             sock.connect(server)
             relayed, mapped = await allocate_turn_on_socket(
                 sock, server, username, password, protocol
             )
         else:
-            relayed, mapped = await allocate_turn_stream(
-                protocol, self.turn_server, username, password, self.turn_transport, self.turn_ssl
+            tls = turn_tls_context() if self.turn_ssl else None
+            sock = self.ports.bind_tcp("0.0.0.0")
+            relayed, mapped = await allocate_turn_on_stream(
+                sock, server, username, password, protocol, tls
             )
         protocol.local_candidate = relay_candidate(
             component, relayed[0], relayed[1], mapped or ("0.0.0.0", 9)
@@ -347,3 +351,18 @@ class RangedConnection(IceConnectionSeam):
         if pair is None:
             return None
         return pair.local_candidate, pair.remote_candidate
+
+
+def turn_tls_context() -> ssl.SSLContext:
+    """The client context for TURN over TLS: any server certificate is accepted, unchecked.
+
+    KMS verifies no TURN certificate either (libnice opens ``NICE_RELAY_TYPE_TURN_TLS`` in RFC
+    5245 mode as plain TCP: its pseudo-TLS is for Google and MS-OC compatibility only), and
+    ``turnURL`` names an IP address, not a host to check. TLS here only hides the TURN traffic
+    (the long-term credential mechanism's HMAC already protects the password); it does not
+    authenticate the server.
+    """
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context

@@ -51,7 +51,12 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class TurnServer:
-    """A TURN server as KMS's ``turnURL``: ``user:password@address:port?transport=udp``."""
+    """A TURN server as KMS's ``turnURL``: ``user:password@address:port?transport=udp|tcp|tls``.
+
+    ``tcp`` and ``tls`` (TLS over TCP, the server's certificate not verified, as KMS) reach the
+    server over a TCP socket connected from the port range; the relay itself is UDP either way.
+    There is no ``turn:``/``turns:`` scheme form: KMS's turnURL has none (``?transport=tls``).
+    """
 
     host: str
     port: int
@@ -292,7 +297,9 @@ class WebRtcPeer:
             turn_server=(turn.host, turn.port) if turn else None,
             turn_username=turn.username if turn else None,
             turn_password=turn.password if turn else None,
-            turn_transport=turn.transport if turn else "udp",
+            # aioice's spelling: TLS is TCP with turn_ssl
+            turn_transport="udp" if turn is None or turn.transport == "udp" else "tcp",
+            turn_ssl=turn is not None and turn.transport == "tls",
             use_ipv6=config.ice.ipv6,
             transport_policy=TransportPolicy.RELAY if config.relay_only else TransportPolicy.ALL,
         )

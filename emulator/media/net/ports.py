@@ -1,4 +1,5 @@
-"""PortRange: every UDP socket the server opens for media is bound here, inside minPort..maxPort.
+"""PortRange: every socket the server opens for media is bound here, inside minPort..maxPort: the
+UDP sockets, and the TCP sockets it connects from (a TURN server over TCP or TLS).
 
 The operating system is the source of truth: a port is free when ``bind`` succeeds, and it returns
 to the pool when its socket closes, whoever closes it (an endpoint released, a transport that
@@ -21,7 +22,7 @@ RECEIVE_BUFFER = 4 * 1024 * 1024  # performance.md B1: the 208 KiB default drops
 
 
 class PortRangeExhausted(NotEnoughResources):
-    """40009: no free UDP port is left in the range."""
+    """40009: no free port is left in the range."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +45,11 @@ class PortUsage:
 
 
 class PortRange:
-    """Binds UDP sockets inside ``low..high``, round-robin so a port is not reused at once."""
+    """Binds sockets inside ``low..high``, round-robin so a port is not reused at once.
+
+    UDP and TCP ports are separate spaces (a UDP and a TCP socket may share a number), each with
+    its own book of live sockets; ``usage`` counts both.
+    """
 
     def __init__(self, low: int, high: int, name: str = "media") -> None:
         if not 1 <= low <= high <= 65535:
@@ -54,19 +59,23 @@ class PortRange:
         self.name = name
         self._next = low
         self._held: dict[int, socket.socket] = {}
+        self._held_tcp: dict[int, socket.socket] = {}
 
     def __repr__(self) -> str:
         return f"PortRange({self.low}..{self.high})"
 
     def usage(self) -> PortUsage:
         """Live sockets of this range."""
-        return PortUsage(self.low, self.high, len(self._open_ports()))
+        return PortUsage(
+            self.low, self.high, len(self._open_ports()) + len(self._open_ports(self._held_tcp))
+        )
 
-    def _open_ports(self) -> set[int]:
+    def _open_ports(self, held: dict[int, socket.socket] | None = None) -> set[int]:
+        held = self._held if held is None else held
         ports = set()
-        for port, sock in list(self._held.items()):
+        for port, sock in list(held.items()):
             if sock.fileno() == -1:
-                del self._held[port]
+                del held[port]
             else:
                 ports.add(port)
         return ports
@@ -77,14 +86,30 @@ class PortRange:
         Raises:
             PortRangeExhausted: every port of the range is taken (40009, naming the range).
         """
+        return self._bind(host, socket.SOCK_DGRAM, self._held, "a UDP port")
+
+    def bind_tcp(self, host: str) -> socket.socket:
+        """A non-blocking TCP socket bound to ``host`` on a free port of the range, to connect from.
+
+        Without ``SO_REUSEADDR``: a port whose last connection is in TIME_WAIT is skipped, not
+        reused (reconnecting the same four-tuple would fail at ``connect``).
+
+        Raises:
+            PortRangeExhausted: every port of the range is taken (40009, naming the range).
+        """
+        return self._bind(host, socket.SOCK_STREAM, self._held_tcp, "a TCP port")
+
+    def _bind(
+        self, host: str, kind: socket.SocketKind, held: dict[int, socket.socket], what: str
+    ) -> socket.socket:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        taken = self._open_ports()
+        taken = self._open_ports(held)
         capacity = self.high - self.low + 1
         for _ in range(capacity):
             port = self._advance()
             if port in taken:
                 continue
-            sock = socket.socket(family, socket.SOCK_DGRAM)
+            sock = socket.socket(family, kind)
             try:
                 sock.bind((host, port))
             except OSError as exc:
@@ -93,9 +118,9 @@ class PortRange:
                     continue
                 raise
             self._prepare(sock)
-            self._held[port] = sock
+            held[port] = sock
             return sock
-        raise PortRangeExhausted(self._exhausted_message(host))
+        raise PortRangeExhausted(self._exhausted_message(host, what))
 
     def bind_pair(self, host: str) -> tuple[socket.socket, socket.socket]:
         """An even RTP port and the odd RTCP port above it (RFC 3550 section 11).
@@ -142,10 +167,10 @@ class PortRange:
         except OSError:
             logger.debug("could not raise SO_RCVBUF", exc_info=True)
 
-    def _exhausted_message(self, host: str, what: str = "a UDP port") -> str:
+    def _exhausted_message(self, host: str, what: str) -> str:
         usage = self.usage()
         return (
-            f"No free UDP port for {what} on {host} in the {self.name} port range "
+            f"No free port for {what} on {host} in the {self.name} port range "
             f"{self.low}-{self.high} ({usage.in_use} of {usage.capacity} held by this server): "
             "release endpoints or widen minPort/maxPort (KMS_MIN_PORT/KMS_MAX_PORT)"
         )
