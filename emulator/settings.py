@@ -90,7 +90,9 @@ class Settings(BaseSettings):
     network_interfaces: str = Field(
         "", description="networkInterfaces: comma list of interface names; empty = all"
     )
-    ice_tcp: bool = Field(True, description="iceTcp (TCP candidates are not gathered yet)")
+    ice_tcp: bool = Field(
+        True, description="iceTcp: gather passive and active TCP host candidates (RFC 6544)"
+    )
     ice_ipv6: bool = Field(True, description="gather IPv6 host candidates (candkillipv6 off)")
     ice_relay_only: bool = Field(False, description="only relay candidates (candonlyturn)")
     ice_consent_interval: float = Field(

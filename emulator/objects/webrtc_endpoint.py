@@ -89,6 +89,7 @@ class WebRtcEndpoint(BaseRtpEndpoint):
             stun=stun if stun[0] else None,
             turn=turn,
             relay_only=shared.settings.ice_relay_only,
+            ice_tcp=bool(props["iceTcp"]),
             external_ipv4=props["externalIPv4"],
             external_ipv6=props["externalIPv6"],
         )

@@ -75,6 +75,7 @@ __all__ = [
     "server_reflexive",
     "set_dtls_role",
     "srtp_sessions",
+    "tcp_host_candidate",
 ]
 
 
@@ -186,6 +187,11 @@ INTERNALS: tuple[Internal, ...] = (
         held=True,
     ),
     Internal(f"{_CONNECTION}._check_list", "ice_validated", set_in=f"{_CONNECTION}.__init__"),
+    Internal(
+        f"{_CONNECTION}.check_incoming",
+        "IceConnectionSeam.check_incoming (peer-reflexive candidates learnt over TCP)",
+        read_by=(f"{_CONNECTION}.request_received",),
+    ),
     Internal("aioice.ice.CandidatePair", "ice_validated, ice.py (nominated pairs)"),
     Internal("aioice.ice.CandidatePair.State", "ice_validated"),
     Internal("aioice.ice.StunProtocol", "ice.GuardedStunProtocol (its base class)"),
@@ -340,6 +346,23 @@ class IceConnectionSeam(Connection):
         """aioice's consent freshness loop with this connection's interval and failures."""
         await consent_loop(self.consent_interval, self.consent_failures)(self)
 
+    def check_incoming(self, message: Any, addr: tuple[str, int], protocol: StunProtocol) -> None:
+        """aioice's handling of an authenticated check; a peer-reflexive candidate it learns on a
+        TCP candidate is labelled TCP (aioice writes ``udp``), with the direction the peer took:
+        one that connected to a passive candidate is active (RFC 6544 section 7.1)."""
+        super().check_incoming(message, addr, protocol)
+        local = protocol.local_candidate
+        if local.transport.lower() != "tcp":
+            return
+        for candidate in self.remote_candidates:
+            if (
+                candidate.type == "prflx"
+                and candidate.transport == "udp"
+                and (candidate.host, candidate.port) == (addr[0], addr[1])
+            ):
+                candidate.transport = "tcp"
+                candidate.tcptype = "active" if local.tcptype == "passive" else "passive"
+
 
 def consent_loop(
     interval: float, failures: int
@@ -400,6 +423,42 @@ def host_candidate(component: int, host: str, port: int, local_pref: int) -> Can
         host=host,
         port=port,
         type="host",
+    )
+
+
+class TcpCandidate(Candidate):
+    """A local TCP candidate, paired as RFC 6544 section 6.2 says: an active one with remote
+    passive candidates only; a passive one with none (the peer connects to it, and the pair
+    appears when its check arrives, as a peer-reflexive one); simultaneous-open is not done."""
+
+    def can_pair_with(self, other: Candidate) -> bool:
+        return (
+            self.tcptype == "active"
+            and (other.tcptype or "").lower() == "passive"
+            and super().can_pair_with(other)
+        )
+
+
+TCP_DIRECTION = {"active": 6, "passive": 4, "so": 2}
+"""RFC 6544 section 4.2: the direction preference of host TCP candidates."""
+
+
+def tcp_host_candidate(
+    component: int, host: str, port: int, tcptype: str, other_pref: int
+) -> Candidate:
+    """A host TCP candidate (RFC 6544): local preference ``direction << 13 | other_pref``, and
+    the type preference halved, as libnice does for TCP on a media stream, so that UDP wins."""
+    local_pref = (TCP_DIRECTION[tcptype] << 13) | (other_pref & 0x1FFF)
+    priority = candidate_priority(component, "host", local_pref=local_pref)
+    return TcpCandidate(
+        foundation=candidate_foundation("host", "tcp", host),
+        component=component,
+        transport="tcp",
+        priority=priority - (63 << 24),  # type preference 126 -> 63
+        host=host,
+        port=port,
+        type="host",
+        tcptype=tcptype,
     )
 
 

@@ -9,6 +9,10 @@ aioice internal it needs):
   (``networkInterfaces``, loopback included, IPv6 optional), and the host sockets are bound when
   ``bind_host_sockets`` is called, so that exhaustion fails that call with 40009; the TURN client
   socket is a UDP one, or for ``?transport=tcp|tls`` a TCP one connected from the range;
+- with ``ice_tcp`` (KMS's ``iceTcp``), each host address also gets a passive TCP candidate, a
+  listener bound in the range, and an active one (port 9) that connects from the range when a
+  check goes to a remote passive candidate (RFC 6544); both carry RFC 4571 records through
+  ``FramedTcpTransport`` into the same ``GuardedStunProtocol`` as a UDP socket;
 - every local candidate is reported as soon as it exists (trickle ICE);
 - ``GuardedStunProtocol`` passes media (RFC 7983: not STUN) only from addresses ICE validated, and
   hands RTP/RTCP to a synchronous ``fast_path`` when one is installed;
@@ -21,6 +25,7 @@ aioice internal it needs):
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import logging
 import socket
@@ -42,7 +47,9 @@ from emulator.media.legs.aiortc_adapter import (
     ice_validated,
     relay_candidate,
     server_reflexive,
+    tcp_host_candidate,
 )
+from emulator.media.net.framed_tcp import FramedTcpTransport
 from emulator.media.net.poller import MediaPoller, MediaPollers, PolledSocket, limit_reads
 from emulator.media.net.ports import PortRange
 
@@ -50,6 +57,9 @@ logger = logging.getLogger(__name__)
 
 RECEIVE_QUEUE = 2048
 """Datagrams waiting for aiortc's DTLS/SRTP loop before new ones are dropped."""
+
+TCP_CONNECTIONS = 8
+"""TCP connections one ICE TCP candidate holds at once (a peer needs one per pair it checks)."""
 
 FastPath = Callable[[bytes, tuple[str, int]], bool]
 """``fast_path(datagram, source)`` -> True when it consumed an RTP/RTCP datagram."""
@@ -167,6 +177,7 @@ class RangedConnection(IceConnectionSeam):
         policy: IcePolicy,
         on_candidate: Callable[[Candidate], None] | None = None,
         transport_policy: TransportPolicy = TransportPolicy.ALL,
+        ice_tcp: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -180,8 +191,11 @@ class RangedConnection(IceConnectionSeam):
         self.policy = policy
         self.transport_policy = transport_policy
         self.on_candidate = on_candidate
+        self.ice_tcp = ice_tcp
+        """Gather TCP host candidates too (KMS's ``iceTcp``)."""
         self.counters = IceCounters()
         self._bound: list[socket.socket] = []
+        self._listeners: list[socket.socket] = []
         self._fast_path: FastPath | None = None
         self.drop_stun = False
         """Fault injection: ignore every STUN message, so that ICE never connects."""
@@ -190,7 +204,8 @@ class RangedConnection(IceConnectionSeam):
     # -- gathering -------------------------------------------------------------------------------
 
     def bind_host_sockets(self) -> None:
-        """Bind one socket per host address now, so that a full port range fails this call.
+        """Bind one UDP socket per host address now (and with ``ice_tcp`` one TCP listener), so
+        that a full port range fails this call.
 
         Raises:
             PortRangeExhausted: 40009, nothing stays bound.
@@ -198,12 +213,17 @@ class RangedConnection(IceConnectionSeam):
         if self._bound or self.transport_policy != TransportPolicy.ALL:
             return
         try:
-            for address in self.policy.addresses():
+            addresses = self.policy.addresses()
+            for address in addresses:
                 self._bound.append(self.ports.bind_udp(address))
+            if self.ice_tcp:
+                for address in addresses:
+                    self._listeners.append(self.ports.bind_tcp(address))
         except Exception:
-            for sock in self._bound:
+            for sock in self._bound + self._listeners:
                 sock.close()
             self._bound.clear()
+            self._listeners.clear()
             raise
 
     async def gather_component(self, component: int, timeout: int = 5) -> list[Candidate]:
@@ -211,6 +231,7 @@ class RangedConnection(IceConnectionSeam):
         self.bind_host_sockets()
         host_protocols = await self._host_protocols(component)
         candidates = [protocol.local_candidate for protocol in host_protocols]
+        candidates += await self._tcp_candidates(component)
         tasks = self._server_tasks(component, host_protocols)
         if tasks:
             done, pending = await asyncio.wait(tasks, timeout=timeout)
@@ -250,6 +271,50 @@ class RangedConnection(IceConnectionSeam):
             for sock in bound[len(protocols) :]:
                 sock.close()
         return protocols
+
+    async def _tcp_candidates(self, component: int) -> list[Candidate]:
+        """A passive candidate per listener, then an active one per address (RFC 6544 section
+        5.1: an active candidate's port is 9); a failure closes the listeners left."""
+        listeners, self._listeners = self._listeners, []
+        hosts: list[str] = []
+        candidates: list[Candidate] = []
+        try:
+            # A local preference per address, as for UDP: earlier ones are preferred.
+            while listeners:
+                sock = listeners[0]
+                host, port = sock.getsockname()[:2]
+                protocol = GuardedStunProtocol(self)
+                protocol.fast_path = self._fast_path
+                transport = FramedTcpTransport(
+                    protocol, listener=sock, max_connections=TCP_CONNECTIONS
+                )
+                await transport.start()
+                listeners.pop(0)
+                order = 8191 - len(hosts)
+                candidate = tcp_host_candidate(component, host, port, "passive", order)
+                candidates.append(self._add_tcp(protocol, candidate))
+                hosts.append(host)
+        finally:
+            for sock in listeners:
+                sock.close()
+        for order, host in enumerate(hosts):
+            protocol = GuardedStunProtocol(self)
+            protocol.fast_path = self._fast_path
+            transport = FramedTcpTransport(
+                protocol,
+                connect_from=functools.partial(self.ports.bind_tcp, host),
+                max_connections=TCP_CONNECTIONS,
+            )
+            await transport.start()
+            candidate = tcp_host_candidate(component, host, 9, "active", 8191 - order)
+            candidates.append(self._add_tcp(protocol, candidate))
+        return candidates
+
+    def _add_tcp(self, protocol: GuardedStunProtocol, candidate: Candidate) -> Candidate:
+        protocol.local_candidate = candidate
+        self.protocols.append(protocol)
+        self._found(candidate)
+        return candidate
 
     def _server_tasks(
         self, component: int, host_protocols: list[StunProtocol]

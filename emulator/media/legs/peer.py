@@ -77,6 +77,8 @@ class PeerConfig:
     stun: tuple[str, int] | None = None
     turn: TurnServer | None = None
     relay_only: bool = False
+    ice_tcp: bool = False
+    """Gather TCP host candidates too (KMS's ``iceTcp``, RFC 6544)."""
     external_ipv4: str = ""
     external_ipv6: str = ""
 
@@ -302,6 +304,7 @@ class WebRtcPeer:
             turn_ssl=turn is not None and turn.transport == "tls",
             use_ipv6=config.ice.ipv6,
             transport_policy=TransportPolicy.RELAY if config.relay_only else TransportPolicy.ALL,
+            ice_tcp=config.ice_tcp,
         )
         connection.drop_stun = self.drop_stun
         ice = ice_transport_over(connection)
@@ -381,6 +384,7 @@ class WebRtcPeer:
             host=external,
             port=candidate.port,
             type=candidate.type,
+            tcptype=candidate.tcptype,
         )
 
     async def add_ice_candidate(self, candidate: str, mid: str | None, index: int | None) -> None:
@@ -423,8 +427,8 @@ class WebRtcPeer:
             with contextlib.suppress(ValueError):
                 await transport.connection.add_remote_candidate(None)
             return
-        if candidate.transport.lower() != "udp":
-            return  # aioice checks UDP pairs only
+        # TCP candidates too (RFC 6544): aioice pairs a transport with the same transport only,
+        # and a local TCP candidate pairs by direction (aiortc_adapter.TcpCandidate).
         remote = Candidate(
             foundation=candidate.foundation,
             component=candidate.component,
