@@ -18,7 +18,7 @@ from emulator.transport.client import EventStream, KurentoClient, RemoteObject
 from protocol.sdp import IceCandidateLine
 from tests.conftest import make_settings, server_and_client
 from tests.media.peers import client_peer, negotiate
-from tests.media.test_turn import tcp_connections_of_this_process
+from tests.media.sockets import tcp_connections_of_this_process
 from tests.ports import free_port_range
 
 

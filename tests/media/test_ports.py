@@ -3,9 +3,7 @@ pool; exhaustion is 40009."""
 
 from __future__ import annotations
 
-import os
 import socket
-from pathlib import Path
 
 import pytest
 
@@ -13,6 +11,7 @@ from emulator.media.net.ports import PortRange, PortRangeExhausted
 from emulator.transport.client import KurentoClient, RemoteObject
 from protocol.errors import NotEnoughResources
 from tests.conftest import make_settings, server_and_client
+from tests.media.sockets import udp_ports_of_this_process
 from tests.ports import free_port_range
 
 OFFER = "\r\n".join(
@@ -48,25 +47,6 @@ OFFER = "\r\n".join(
         "",
     ]
 )
-
-
-def udp_ports_of_this_process() -> list[int]:
-    """Local ports of this process's UDP sockets, from /proc (the OS socket table)."""
-    inodes = set()
-    for fd in Path("/proc/self/fd").iterdir():
-        try:
-            target = os.readlink(fd)
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            inodes.add(target[8:-1])
-    ports = []
-    for table in ("/proc/net/udp", "/proc/net/udp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            if fields[9] in inodes:
-                ports.append(int(fields[1].rsplit(":", 1)[1], 16))
-    return ports
 
 
 async def _gathered_endpoint(client: KurentoClient) -> RemoteObject:

@@ -3,16 +3,19 @@ the relay (TURN over UDP, TCP and TLS), the TURN client socket inside the port r
 
 from __future__ import annotations
 
-import os
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from emulator.app import App
 from emulator.transport.client import KurentoClient
 from tests.conftest import make_settings, server_and_client
 from tests.media.conftest import TURN_USER, Listeners, coturn
 from tests.media.peers import client_peer, negotiate
-from tests.media.test_ports import OFFER, udp_ports_of_this_process
+from tests.media.sockets import tcp_connections_of_this_process, udp_ports_of_this_process
+from tests.media.test_ports import OFFER
 from tests.ports import PortBlock, free_port_range
 
 
@@ -41,19 +44,19 @@ async def test_stun_server_gives_server_reflexive_candidate(
     assert any(" typ srflx " in c for c in candidates), candidates
 
 
-async def test_turn_relay_only_media_flows(
-    turn_server: tuple[str, int], turn_relay_ports: PortBlock
-) -> None:
-    """Relay-only with turnUrl: only relay candidates, media loops back through coturn, and the
-    TURN client socket is inside the port range."""
-    host, port = turn_server
-    media = free_port_range(100)
+@contextlib.asynccontextmanager
+async def relay_only_call(
+    host: str, port: int, transport: str, media: PortBlock
+) -> AsyncIterator[tuple[App, list[str]]]:
+    """A relay-only server whose turnUrl names coturn over ``transport``, its endpoint looping an
+    aiortc peer's media back once the peer decoded audio and video: yields the server and the
+    candidates the endpoint trickled, while the call is up."""
     settings = make_settings(
         min_port=media.low,
         max_port=media.high,
         network_interfaces="lo",
         ice_relay_only=True,
-        turn_url=f"{TURN_USER[0]}:{TURN_USER[1]}@{host}:{port}?transport=udp",
+        turn_url=f"{TURN_USER[0]}:{TURN_USER[1]}@{host}:{port}?transport={transport}",
     )
     async with server_and_client(settings) as (server, client):
         pipeline = await client.create("MediaPipeline")
@@ -65,36 +68,24 @@ async def test_turn_relay_only_media_flows(
             await peer.wait_for(
                 lambda p: p.frames.get("audio", 0) > 3 and p.frames.get("video", 0) > 3
             )
-        relayed = []
-        while not found.queue.empty():
-            relayed.append(found.queue.get_nowait()["candidate"]["candidate"])
+            candidates = []
+            while not found.queue.empty():
+                candidates.append(found.queue.get_nowait()["candidate"]["candidate"])
+            yield server, candidates
+
+
+async def test_turn_relay_only_media_flows(
+    turn_server: tuple[str, int], turn_relay_ports: PortBlock
+) -> None:
+    """Relay-only with turnUrl: only relay candidates, media loops back through coturn, and the
+    TURN client socket is inside the port range."""
+    host, port = turn_server
+    media = free_port_range(100)
+    async with relay_only_call(host, port, "udp", media) as (server, relayed):
         assert relayed and all(" typ relay " in c for c in relayed)
-        relay_port = int(relayed[0].split()[5])
-        assert relay_port in turn_relay_ports
+        assert int(relayed[0].split()[5]) in turn_relay_ports
         assert server.media_services.ports.usage().in_use >= 1
-        ours = [p for p in udp_ports_of_this_process() if p in media]
-        assert ours
-
-
-def tcp_connections_of_this_process() -> list[tuple[int, int]]:
-    """(local port, remote port) of this process's established TCP connections, from /proc."""
-    inodes = set()
-    for fd in Path("/proc/self/fd").iterdir():
-        try:
-            target = os.readlink(fd)
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            inodes.add(target[8:-1])
-    connections = []
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            if fields[9] in inodes and fields[3] == "01":  # TCP_ESTABLISHED
-                local = int(fields[1].rsplit(":", 1)[1], 16)
-                remote = int(fields[2].rsplit(":", 1)[1], 16)
-                connections.append((local, remote))
-    return connections
+        assert [p for p in udp_ports_of_this_process() if p in media]
 
 
 @pytest.mark.parametrize("listeners", ["tcp", "tls"])
@@ -106,32 +97,13 @@ async def test_turn_over_stream_relay_only_media_flows(
     call, decoded at the peer, and the TCP socket connected to coturn is inside the port range
     (no UDP socket is)."""
     media = free_port_range(100)
-    async with coturn(turn_relay_ports, tmp_path, listeners) as (host, port):
-        settings = make_settings(
-            min_port=media.low,
-            max_port=media.high,
-            network_interfaces="lo",
-            ice_relay_only=True,
-            turn_url=f"{TURN_USER[0]}:{TURN_USER[1]}@{host}:{port}?transport={listeners}",
-        )
-        async with server_and_client(settings) as (server, client):
-            pipeline = await client.create("MediaPipeline")
-            endpoint = await pipeline.create("WebRtcEndpoint")
-            await endpoint.connect(endpoint)
-            found = await endpoint.subscribe("IceCandidateFound")
-            async with client_peer() as peer:
-                await negotiate(endpoint, peer)
-                await peer.wait_for(
-                    lambda p: p.frames.get("audio", 0) > 3 and p.frames.get("video", 0) > 3
-                )
-                to_turn = [
-                    local for local, remote in tcp_connections_of_this_process() if remote == port
-                ]
-                assert to_turn and all(local in media for local in to_turn), (to_turn, media)
-                assert not [p for p in udp_ports_of_this_process() if p in media]
-                assert server.media_services.ports.usage().in_use == len(to_turn)
-            relayed = []
-            while not found.queue.empty():
-                relayed.append(found.queue.get_nowait()["candidate"]["candidate"])
-            assert relayed and all(" typ relay " in c for c in relayed)
-            assert all(int(c.split()[5]) in turn_relay_ports for c in relayed)
+    async with (
+        coturn(turn_relay_ports, tmp_path, listeners) as (host, port),
+        relay_only_call(host, port, listeners, media) as (server, relayed),
+    ):
+        to_turn = [local for local, remote in tcp_connections_of_this_process() if remote == port]
+        assert to_turn and all(local in media for local in to_turn), (to_turn, media)
+        assert not [p for p in udp_ports_of_this_process() if p in media]
+        assert server.media_services.ports.usage().in_use == len(to_turn)
+        assert relayed and all(" typ relay " in c for c in relayed)
+        assert all(int(c.split()[5]) in turn_relay_ports for c in relayed)
