@@ -37,6 +37,20 @@ async def test_external_ipv4_replaces_host_address(media_client: KurentoClient) 
     assert ipv4 and all(c.split()[4] == "198.51.100.20" for c in ipv4)
 
 
+async def test_external_ipv6_replaces_the_ipv6_host_address() -> None:
+    """externalIPv6 is advertised instead of the IPv6 host address (``::1`` on loopback), and
+    the IPv4 candidates keep theirs."""
+    settings = make_settings(network_interfaces="lo", ice_ipv6=True)
+    async with server_and_client(settings) as (_, client):
+        endpoint = await _endpoint(client)
+        await endpoint.invoke("setExternalIPv6", externalIPv6="2001:db8::20")
+        assert await endpoint.invoke("getExternalIPv6") == "2001:db8::20"
+        candidates = await _candidates(endpoint)
+    addresses = {c.split()[4] for c in candidates}
+    assert "2001:db8::20" in addresses and "::1" not in addresses
+    assert "127.0.0.1" in addresses
+
+
 async def test_no_ipv6_policy_gathers_ipv4_only() -> None:
     """With IPv6 candidates off (candkillipv6), only IPv4 host candidates are gathered."""
     settings = make_settings(network_interfaces="lo", ice_ipv6=False)
