@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 TCP_ESTABLISHED = "01"
+TCP_TIME_WAIT = "06"
 
 
 def _socket_inodes() -> set[str]:
@@ -48,3 +49,15 @@ def tcp_connections_of_this_process() -> list[tuple[int, int]]:
         for fields in _rows("tcp")
         if fields[3] == TCP_ESTABLISHED
     ]
+
+
+def time_wait_ports() -> list[int]:
+    """Local ports of the TCP connections in TIME_WAIT on this host (any process: a connection
+    in TIME_WAIT belongs to nobody any more)."""
+    ports = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == TCP_TIME_WAIT:
+                ports.append(_port(fields[1]))
+    return ports
