@@ -51,13 +51,13 @@ def tcp_connections_of_this_process() -> list[tuple[int, int]]:
     ]
 
 
-def time_wait_ports() -> list[int]:
-    """Local ports of the TCP connections in TIME_WAIT on this host (any process: a connection
-    in TIME_WAIT belongs to nobody any more)."""
-    ports = []
+def time_wait_connections() -> list[tuple[int, int]]:
+    """(local port, remote port) of the TCP connections in TIME_WAIT on this host (any process:
+    a connection in TIME_WAIT belongs to nobody any more)."""
+    found = []
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         for line in Path(table).read_text().splitlines()[1:]:
             fields = line.split()
             if fields[3] == TCP_TIME_WAIT:
-                ports.append(_port(fields[1]))
-    return ports
+                found.append((_port(fields[1]), _port(fields[2])))
+    return found
