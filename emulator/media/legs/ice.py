@@ -218,7 +218,7 @@ class RangedConnection(IceConnectionSeam):
                 self._bound.append(self.ports.bind_udp(address))
             if self.ice_tcp:
                 for address in addresses:
-                    self._listeners.append(self.ports.bind_tcp(address))
+                    self._listeners.append(self.ports.bind_tcp_listener(address))
         except Exception:
             for sock in self._bound + self._listeners:
                 sock.close()

@@ -10,7 +10,8 @@ active one connects from a socket its owner binds (in the range) the first time 
 address. Either holds at most ``max_connections`` connections; more are refused or not opened.
 Closing the transport closes every connection and the listener. The server's end resets its
 connections (``SO_LINGER`` 0) rather than closing them first: a port in TIME_WAIT could not be
-bound again for a minute (``PortRange.bind_tcp`` does not reuse one), and the range is small.
+connected from again for a minute (``PortRange.bind_tcp`` does not reuse one; a listener,
+``bind_tcp_listener``, may), and the range is small.
 """
 
 from __future__ import annotations

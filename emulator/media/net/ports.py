@@ -99,8 +99,23 @@ class PortRange:
         """
         return self._bind(host, socket.SOCK_STREAM, self._held_tcp, "a TCP port")
 
+    def bind_tcp_listener(self, host: str) -> socket.socket:
+        """A TCP socket bound on a free port of the range, to listen on (a passive ICE-TCP
+        candidate). With ``SO_REUSEADDR``, as servers listen: connections of that port still in
+        TIME_WAIT do not keep a listener from it, a live listener does.
+
+        Raises:
+            PortRangeExhausted: every port of the range is taken (40009, naming the range).
+        """
+        return self._bind(host, socket.SOCK_STREAM, self._held_tcp, "a TCP port", reuse=True)
+
     def _bind(
-        self, host: str, kind: socket.SocketKind, held: dict[int, socket.socket], what: str
+        self,
+        host: str,
+        kind: socket.SocketKind,
+        held: dict[int, socket.socket],
+        what: str,
+        reuse: bool = False,
     ) -> socket.socket:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         taken = self._open_ports(held)
@@ -110,6 +125,8 @@ class PortRange:
             if port in taken:
                 continue
             sock = socket.socket(family, kind)
+            if reuse:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 sock.bind((host, port))
             except OSError as exc:
