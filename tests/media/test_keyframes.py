@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Any
+from dataclasses import dataclass
 
 import av
 from aiortc import RTCRtpSender
@@ -39,18 +39,25 @@ def _video(peer: ClientPeer) -> int:
     return peer.frames.get("video", 0)
 
 
-async def _video_flowing_in(endpoint: RemoteObject, flow: Any) -> None:
-    """Until the endpoint reports VIDEO flowing in (its peer's first keyframe has gone by)."""
-    async with asyncio.timeout(20):
-        while True:
-            event = await flow.get(timeout=20)
-            if event["mediaType"] == "VIDEO" and event["state"] == "FLOWING":
-                return
+@dataclass
+class FlowingSource:
+    """A WebRtcEndpoint whose peer already sends video into it, and a watcher that decodes that
+    video from the start (and asks for no keyframe): the tests' clock for "the source's frames
+    went by", woken by each decoded frame."""
+
+    endpoint: RemoteObject
+    sender: ClientPeer
+    watcher: ClientPeer
+
+    async def frames_go_by(self, count: int) -> None:
+        """Until the watcher has decoded ``count`` more of the source's frames."""
+        target = _video(self.watcher) + count
+        await self.watcher.wait_for(lambda p: _video(p) >= target, timeout=15)
 
 
 @contextlib.asynccontextmanager
-async def _flowing_source(pipeline: RemoteObject) -> AsyncIterator[tuple[RemoteObject, ClientPeer]]:
-    """A WebRtcEndpoint whose peer already sends video into it, with nobody watching yet.
+async def _flowing_source(pipeline: RemoteObject) -> AsyncIterator[FlowingSource]:
+    """A source past its encoder's start (its first keyframes have gone by), watched.
 
     Its REMB is pinned to aiortc's default encoder bitrate: aiortc re-creates its encoder (and
     so makes a keyframe) when a REMB moves the bitrate by more than 10%, which would hand late
@@ -59,35 +66,22 @@ async def _flowing_source(pipeline: RemoteObject) -> AsyncIterator[tuple[RemoteO
     source = await pipeline.create("WebRtcEndpoint")
     for bound in ("setMinVideoRecvBandwidth", "setMaxVideoRecvBandwidth"):
         await source.invoke(bound, **{bound[3].lower() + bound[4:]: AIORTC_BITRATE_KBPS})
-    flow = await source.subscribe("MediaFlowInStateChanged")
-    peer = ClientPeer()
+    watching = await pipeline.create("WebRtcEndpoint")
+    await source.connect(watching)
+    flowing = FlowingSource(source, ClientPeer(), ClientPeer(asks_keyframes=False))
     try:
-        await negotiate(source, peer)
-        await _video_flowing_in(source, flow)
-        await _more_video_in(source, 30)  # past the encoder's start (not only its first packet)
-        yield source, peer
+        await negotiate_connected(watching, flowing.watcher)
+        await negotiate(source, flowing.sender)
+        await flowing.frames_go_by(30)
+        yield flowing
     finally:
-        await peer.close()
+        await flowing.sender.close()
+        await flowing.watcher.close()
 
 
 async def _pli_count(source: RemoteObject) -> int:
     stats = await source.invoke("getStats", mediaType="VIDEO")
     return sum(s.get("pliCount", 0) for s in stats.values() if s["type"] == "inboundrtp")
-
-
-async def _video_packets_in(endpoint: RemoteObject) -> int:
-    stats = await endpoint.invoke("getStats", mediaType="VIDEO")
-    return sum(s["packetsReceived"] for s in stats.values() if s["type"] == "inboundrtp")
-
-
-async def _more_video_in(endpoint: RemoteObject, packets: int) -> None:
-    """Until the endpoint has received ``packets`` more video packets than now."""
-    target = await _video_packets_in(endpoint) + packets
-    async with asyncio.timeout(10):
-        while True:
-            if await _video_packets_in(endpoint) >= target:
-                return
-            await asyncio.sleep(0.05)  # polling the server's counters, not waiting out time
 
 
 async def test_sink_connected_before_its_transport_gets_a_keyframe(
@@ -96,8 +90,9 @@ async def test_sink_connected_before_its_transport_gets_a_keyframe(
     """Connected while its transport is not up: the keyframe the source makes for it at once
     goes by before it can be sent, so the server asks again once the sink can receive."""
     pipeline = await media_client.create("MediaPipeline")
-    async with _flowing_source(pipeline) as (source, sender):
-        requests = watch_keyframe_requests(sender)
+    async with _flowing_source(pipeline) as flowing:
+        source = flowing.endpoint
+        requests = watch_keyframe_requests(flowing.sender)
         sink = await pipeline.create("WebRtcEndpoint")
         viewer = ClientPeer(asks_keyframes=False)
         try:
@@ -106,7 +101,7 @@ async def test_sink_connected_before_its_transport_gets_a_keyframe(
             answer = await sink.invoke("processOffer", offer=await viewer.offer())
             await source.connect(sink)
             await requests.wait_for(1)
-            await _more_video_in(source, 30)  # the keyframe went by: nobody could take it
+            await flowing.frames_go_by(30)  # the keyframe went by: nobody could take it
             await sink.invoke("gatherCandidates")
             await viewer.accept_answer(answer)
             await trickle(viewer, candidates, done)
@@ -119,7 +114,8 @@ async def test_lost_keyframe_requests_are_repeated(media_client: KurentoClient) 
     """The source ignores the first keyframe requests (a PLI lost on the way): the server asks
     again, throttled, until the sink has its keyframe, and counts each request."""
     pipeline = await media_client.create("MediaPipeline")
-    async with _flowing_source(pipeline) as (source, sender):
+    async with _flowing_source(pipeline) as flowing:
+        source, sender = flowing.endpoint, flowing.sender
         sink = await pipeline.create("WebRtcEndpoint")
         viewer = ClientPeer(asks_keyframes=False)
         try:
@@ -139,9 +135,11 @@ async def test_switched_source_starts_with_a_keyframe(media_client: KurentoClien
     keyframe even when the first request is lost."""
     pipeline = await media_client.create("MediaPipeline")
     async with (
-        _flowing_source(pipeline) as (first, _),
-        _flowing_source(pipeline) as (second, second_peer),
+        _flowing_source(pipeline) as first_source,
+        _flowing_source(pipeline) as second_source,
     ):
+        first, second = first_source.endpoint, second_source.endpoint
+        second_peer = second_source.sender
         sink = await pipeline.create("WebRtcEndpoint")
         viewer = ClientPeer(asks_keyframes=False)
         try:
@@ -214,7 +212,8 @@ async def test_video_phone_joining_a_running_source_decodes(media_client: Kurent
     """The PBX leg: an RtpEndpoint answered by a video phone (which sends no PLI) while the
     WebRTC source is already running and ignores the first requests: the phone decodes."""
     pipeline = await media_client.create("MediaPipeline")
-    async with _flowing_source(pipeline) as (source, sender):
+    async with _flowing_source(pipeline) as flowing:
+        source, sender = flowing.endpoint, flowing.sender
         requests = watch_keyframe_requests(sender, ignore=2)
         rtp = await pipeline.create("RtpEndpoint")
         await source.connect(rtp, "VIDEO")
@@ -229,7 +228,8 @@ async def test_transcoded_late_sink_starts_with_a_keyframe(media_client: Kurento
     """A viewer that takes only H264 joins a running VP8 source: the transcoder starts for it,
     gets the source's keyframe and encodes one for the viewer, which decodes."""
     pipeline = await media_client.create("MediaPipeline")
-    async with _flowing_source(pipeline) as (source, sender):
+    async with _flowing_source(pipeline) as flowing:
+        source, sender = flowing.endpoint, flowing.sender
         requests = watch_keyframe_requests(sender, ignore=1)
         sink = await pipeline.create("WebRtcEndpoint")
         viewer = ClientPeer(asks_keyframes=False)
