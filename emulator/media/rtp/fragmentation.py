@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import struct
 
+from emulator.media.rtp.keyframes import vp8_descriptor_size
 from emulator.media.rtp.packet import RtpView
 
 logger = logging.getLogger(__name__)
@@ -140,30 +141,10 @@ def _fu_a(nal_header: int, body: bytes, size: int, start: bool, end: bool) -> li
 
 def _split_vp8(payload: bytes, size: int) -> list[bytes] | None:
     """RFC 7741 4.2: every piece repeats the payload descriptor; only the first keeps S."""
-    descriptor_size = _vp8_descriptor_size(payload)
+    descriptor_size = vp8_descriptor_size(payload)
     if descriptor_size is None or descriptor_size >= len(payload):
         return None
     descriptor, body = payload[:descriptor_size], payload[descriptor_size:]
     rest = bytes([descriptor[0] & 0xEF]) + descriptor[1:]
     chunks = _chunks(body, size - descriptor_size)
     return [(descriptor if i == 0 else rest) + chunk for i, chunk in enumerate(chunks)]
-
-
-def _vp8_descriptor_size(payload: bytes) -> int | None:
-    if not payload:
-        return None
-    size = 1
-    if payload[0] & 0x80:  # X: extension byte follows
-        if len(payload) < 2:
-            return None
-        ext = payload[1]
-        size = 2
-        if ext & 0x80:  # I: picture id, 7 or 15 bits
-            if len(payload) <= size:
-                return None
-            size += 2 if payload[size] & 0x80 else 1
-        if ext & 0x40:  # L: TL0PICIDX
-            size += 1
-        if ext & 0x30:  # T or K: TID/Y/KEYIDX
-            size += 1
-    return size

@@ -19,28 +19,34 @@ H264_STAP_A = 24
 H264_FU_A = 28
 
 
+def vp8_descriptor_size(payload: bytes) -> int | None:
+    """Bytes of the RFC 7741 4.2 payload descriptor that starts ``payload``; None when it is
+    truncated."""
+    if not payload:
+        return None
+    size = 1
+    if payload[0] & 0x80:  # X: extended control bits
+        if len(payload) < 2:
+            return None
+        extended = payload[1]
+        size = 2
+        if extended & 0x80:  # I: PictureID, 7 or 15 bits
+            if len(payload) <= size:
+                return None
+            size += 2 if payload[size] & 0x80 else 1
+        if extended & 0x40:  # L: TL0PICIDX
+            size += 1
+        if extended & 0x30:  # T or K: TID/Y/KEYIDX
+            size += 1
+    return size
+
+
 def vp8_keyframe(payload: bytes) -> bool:
     """The first packet of a VP8 keyframe: start of partition 0 with the P bit clear."""
-    if not payload:
-        return False
-    first = payload[0]
-    if not first & 0x10 or first & 0x07:  # S: start of a partition; PID 0: the first partition
-        return False
-    offset = 1
-    if first & 0x80:  # X: extended control bits
-        if len(payload) < 2:
-            return False
-        extended = payload[1]
-        offset = 2
-        if extended & 0x80:  # I: PictureID, 7 or 15 bits
-            if len(payload) <= offset:
-                return False
-            offset += 2 if payload[offset] & 0x80 else 1
-        if extended & 0x40:  # L: TL0PICIDX
-            offset += 1
-        if extended & 0x30:  # T or K: TID/Y/KEYIDX
-            offset += 1
-    return len(payload) > offset and not payload[offset] & 0x01
+    size = vp8_descriptor_size(payload)
+    if size is None or not payload[0] & 0x10 or payload[0] & 0x07:
+        return False  # S: start of a partition; PID 0: the first partition
+    return len(payload) > size and not payload[size] & 0x01  # P: inverse key frame flag
 
 
 def vp9_keyframe(payload: bytes) -> bool:
