@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fractions
+import functools
 import heapq
 import json
 import os
@@ -480,6 +481,23 @@ def parse_answer(sdp: str) -> Answer:
     )
 
 
+async def exchange_offer(endpoint: Any, offer: str) -> tuple[str, list[tuple[str, int]]]:
+    """processOffer and gatherCandidates on a WebRtcEndpoint: its answer and the candidates it
+    trickled until IceGatheringDone."""
+    found = await endpoint.subscribe("IceCandidateFound")
+    done = await endpoint.subscribe("IceGatheringDone")
+    answer = await endpoint.invoke("processOffer", offer=offer)
+    await endpoint.invoke("gatherCandidates")
+    await done.get(timeout=30)
+    trickled = []
+    while not found.queue.empty():
+        event = found.queue.get_nowait()
+        candidate = candidate_of(event["candidate"]["candidate"])
+        if candidate:
+            trickled.append(candidate)
+    return str(answer), trickled
+
+
 def candidate_of(line: str) -> tuple[str, int] | None:
     """(address, port) of a UDP IPv4 ``candidate:`` line."""
     found = re.match(r"(?:a=)?candidate:\S+ \d+ (\S+) \d+ (\S+) (\d+) typ", line)
@@ -596,21 +614,7 @@ class Worker:
             await others[0].connect(source)
 
         async def signal_to(endpoint: Any) -> Any:
-            async def signal(offer: str) -> tuple[str, list[tuple[str, int]]]:
-                found = await endpoint.subscribe("IceCandidateFound")
-                done = await endpoint.subscribe("IceGatheringDone")
-                answer = await endpoint.invoke("processOffer", offer=offer)
-                await endpoint.invoke("gatherCandidates")
-                await done.get(timeout=30)
-                trickled = []
-                while not found.queue.empty():
-                    event = found.queue.get_nowait()
-                    candidate = candidate_of(event["candidate"]["candidate"])
-                    if candidate:
-                        trickled.append(candidate)
-                return str(answer), trickled
-
-            return signal
+            return functools.partial(exchange_offer, endpoint)
 
         one_to_one = self.config["topology"] == "one-to-one"
         peers = [await self.offer_to(await signal_to(source), receivers=sinks)]

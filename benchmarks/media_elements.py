@@ -86,7 +86,7 @@ from benchmarks.load_peers import (
     LoadPeer,
     Sender,
     Stream,
-    candidate_of,
+    exchange_offer,
     offer_sdp,
     opus_clip,
     parse_answer,
@@ -412,20 +412,9 @@ class PlainStream(Stream):
 
 async def negotiate(endpoint: RemoteObject, peer: LoadPeer, ssrcs: dict[str, int]) -> None:
     """Offer VP8/Opus from the peer, take the answer and the trickled candidates, connect."""
-    found = await endpoint.subscribe("IceCandidateFound")
-    done = await endpoint.subscribe("IceGatheringDone")
-    answer_text = await endpoint.invoke(
-        "processOffer", offer=offer_sdp(peer, True, ssrcs, extensions=False)
-    )
-    await endpoint.invoke("gatherCandidates")
-    await done.get(timeout=30)
-    trickled = []
-    while not found.queue.empty():
-        event = found.queue.get_nowait()
-        candidate = candidate_of(event["candidate"]["candidate"])
-        if candidate:
-            trickled.append(candidate)
-    answer = parse_answer(str(answer_text))
+    offer = offer_sdp(peer, True, ssrcs, extensions=False)
+    answer_text, trickled = await exchange_offer(endpoint, offer)
+    answer = parse_answer(answer_text)
     if answer.payload_types != {"audio": OPUS_PT, "video": VP8_PT}:
         raise PreconditionFailed(f"answer gave {answer.payload_types}, not Opus 111 and VP8 96")
     candidates = list(dict.fromkeys(answer.candidates + trickled))
