@@ -34,7 +34,13 @@ from emulator.media.rtp.fragmentation import MAX_PAYLOAD
 from emulator.media.rtp.packet import RtpView, is_rtcp, parse_rtp
 from emulator.media.rtp.streams import OutboundStream
 from emulator.media.sdp import plain as plain_sdp
-from emulator.media.sdp.negotiation import LocalPolicy, MediaLine, new_session_id, parse_description
+from emulator.media.sdp.negotiation import (
+    LocalPolicy,
+    MediaLine,
+    new_session_id,
+    parse_description,
+    warn_if_all_refused,
+)
 from emulator.media.sdp.offer_answer import OfferAnswer
 from emulator.media.sdp.plain import LocalPorts, PlainLine
 from emulator.media.sdp.sdes import SdesConfig, SrtpPair
@@ -189,10 +195,7 @@ class PlainRtpMedia(RtpSession):
         self.negotiation.check_new_offer()
         offer = parse_description(text, "offer")
         lines = plain_sdp.plan_answer(offer, self.config.policy, self.config.sdes)
-        if not any(line.media.accepted for line in lines):
-            # As KMS's SDP agent: the answer refuses every m-line (port 0); it is not an error.
-            reasons = "; ".join(f"m-line {x.media.index}: {x.media.reason}" for x in lines)
-            logger.warning("! %s refused every m-line of the offer: %s", self.name, reasons)
+        warn_if_all_refused(self.name, [line.media for line in lines])
         await self._install(lines)
         answer = self._describe()
         self.negotiation.offer_answered(text, answer)

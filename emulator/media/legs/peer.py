@@ -192,10 +192,7 @@ class WebRtcPeer:
         self.negotiation.check_new_offer()
         offer = negotiation.parse_description(offer_text, "offer")
         self.lines = negotiation.plan_answer(offer, self.config.policy)
-        if not any(line.accepted for line in self.lines):
-            # As KMS's SDP agent: the answer refuses every m-line (port 0); it is not an error.
-            reasons = "; ".join(f"m-line {x.index}: {x.reason}" for x in self.lines)
-            logger.warning("! %s refused every m-line of the offer: %s", self.name, reasons)
+        negotiation.warn_if_all_refused(self.name, self.lines)
         self._create_transports(controlling=offer.ice_lite)
         self._apply_remote(offer, answering=True)
         answer = self.describe()

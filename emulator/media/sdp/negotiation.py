@@ -152,6 +152,14 @@ def plan_answer(offer: SessionDescription, policy: LocalPolicy) -> list[MediaLin
     return lines
 
 
+def warn_if_all_refused(name: str, lines: list[MediaLine]) -> None:
+    """As KMS's SDP agent, an offer none of whose m-lines can be taken is answered with every
+    m-line at port 0, not refused: say why in the log, since the call will carry nothing."""
+    if not any(line.accepted for line in lines):
+        reasons = "; ".join(f"m-line {line.index}: {line.reason}" for line in lines)
+        logger.warning("! %s refused every m-line of the offer: %s", name, reasons)
+
+
 def _transport_of(line: MediaLine, bundles: list[list[str]], index: int) -> int:
     for number, group in enumerate(bundles):
         if line.mid in group:
