@@ -97,10 +97,7 @@ class HttpPostEndpoint(HttpEndpoint):
 
     def media_ended(self) -> None:
         """The body has played: ``EndOfStream``, and the URL waits for a reconnection."""
-        self.log.info("= end of stream")
-        self.stop_flowing_out()
-        self.emit("EndOfStream")
-        self.end_of_stream()
+        self.own_media_ended()
         self._arm_expiry()
 
     def media_failed(self, error: DemuxError) -> None:

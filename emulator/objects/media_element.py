@@ -411,6 +411,14 @@ class Endpoint(MediaElement):
         """An endpoint's own media does not end with what it receives (a WebRtcEndpoint keeps
         sending its peer's media): nothing is passed on."""
 
+    def own_media_ended(self) -> None:
+        """The media this endpoint produces is over (a player or an upload at its end): flows
+        out stop, KMD ``EndOfStream`` is raised and the sinks learn it through the pipeline."""
+        self.log.info("= end of stream")
+        self.stop_flowing_out()
+        self.emit("EndOfStream")
+        self.end_of_stream()
+
     def element_stats(self) -> dict[str, Any]:
         """``EndpointStats``: the element entry plus end-to-end latency."""
         stats = super().element_stats()

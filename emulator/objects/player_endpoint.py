@@ -110,10 +110,7 @@ class PlayerEndpoint(UriEndpoint):
 
     def player_ended(self) -> None:
         """KMD EndOfStream: the source is over (play() starts it again)."""
-        self.log.info("= end of stream")
-        self.stop_flowing_out()
-        self.emit("EndOfStream")
-        self.end_of_stream()
+        self.own_media_ended()
 
     def player_failed(self, error_type: str, description: str) -> None:
         """KMS's Error event: the source could not be opened, read or decoded."""
