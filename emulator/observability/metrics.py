@@ -21,6 +21,17 @@ from emulator.media.services import MediaServices
 from emulator.registry import MediaSet
 from emulator.transport.server import WebSocketListener
 
+DROP_REASONS = (
+    "unvalidated_source",
+    "foreign_source",
+    "srtp_auth",
+    "malformed_stun",
+    "malformed_rtp",
+    "malformed_rtcp",
+    "receive_queue_full",
+)
+"""Every reason is exposed from the start (at 0), so that alerts and rates need no absent()."""
+
 RPC_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -105,6 +116,15 @@ class EmulatorCollector:
             "SRTP/SRTCP packets that failed authentication",
             value=totals.srtp_failures,
         )
+        dropped = CounterMetricFamily(
+            "kurento_media_dropped",
+            "Media datagrams dropped on receipt, by reason (unvalidated_source: not from the "
+            "ICE-validated address; foreign_source: not from the SDP's; srtp_auth; malformed_*)",
+            labels=["reason"],
+        )
+        for reason in DROP_REASONS:
+            dropped.add_metric([reason], totals.drops.get(reason, 0))
+        yield dropped
         if self.faults is not None:
             injected = CounterMetricFamily(
                 "kurento_faults_injected",
