@@ -9,9 +9,17 @@ server has its own ``CollectorRegistry`` (tests run several).
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from emulator import __version__
@@ -86,6 +94,7 @@ class EmulatorCollector:
         yield CounterMetricFamily(
             "kurento_events_sent", "onEvent notifications delivered", value=media_set.events_sent
         )
+        yield from _runtime_figures()
         usage = self.media_services.ports.usage()
         ports = GaugeMetricFamily(
             "kurento_media_ports",
@@ -144,6 +153,19 @@ class EmulatorCollector:
             yield rtp
 
 
+def _runtime_figures() -> Iterable[Metric]:
+    """Threads and asyncio tasks of this process: what a leak shows in first (the soak reads
+    them; prometheus_client's ProcessCollector adds fds and memory)."""
+    yield GaugeMetricFamily(
+        "kurento_threads", "Threads of the server process", value=threading.active_count()
+    )
+    try:
+        tasks = len(asyncio.all_tasks())
+    except RuntimeError:  # scraped outside the event loop (a test reading exposition())
+        return
+    yield GaugeMetricFamily("kurento_asyncio_tasks", "asyncio tasks not done", value=tasks)
+
+
 class RpcMetrics:
     """Time to reply and errors by JSON-RPC method: the RPC dispatcher's observer."""
 
@@ -178,6 +200,8 @@ class ServerMetrics:
     def __init__(self, collector: EmulatorCollector, rpc: RpcMetrics) -> None:
         self.registry = CollectorRegistry()
         self.registry.register(collector)
+        # process_open_fds, process_resident_memory_bytes, process_cpu_seconds_total... (Linux)
+        ProcessCollector(registry=self.registry)
         self.registry.register(rpc.duration)
         self.registry.register(rpc.errors)
 
