@@ -245,6 +245,7 @@ async def cycle(client: KurentoClient, clip: Path, folder: Path, index: int) -> 
         await wait_until(peer.flowing, "the WebRTC peer's media back")
         await wait_until(lambda: pbx.received >= 5, "RTP at the PBX")
         await recording.get(timeout=TIMEOUT)
+        await recording.close()
         await recorder.invoke("stopAndWait")
         await pipeline.release()
     finally:

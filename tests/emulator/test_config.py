@@ -104,6 +104,13 @@ def test_invalid_value_names_setting_and_origin(tmp_path: Path) -> None:
         )
 
 
+def test_gst_debug_with_a_non_ascii_digit_is_ignored() -> None:
+    """GST_DEBUG="²" (a digit to str.isdigit, not to int) keeps the default level instead of
+    stopping the start with a ValueError (found by test_fuzz_config's long run)."""
+    assert gst_debug_level("²") == "INFO"
+    assert gst_debug_level("*:²,3") == "INFO"
+
+
 def test_ini_values_are_verbatim_percent_included(tmp_path: Path) -> None:
     """A "%" in an INI value (a TURN password) is kept as written, not interpolated (found by
     tests/emulator/test_fuzz_config.py: configparser raised InterpolationSyntaxError)."""
