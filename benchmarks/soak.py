@@ -3,8 +3,9 @@ what the server keeps (issue 18).
 
 One cycle: a MediaPipeline with a WebRtcEndpoint (an aiortc peer sending audio and video, its
 media looped back to it), an RtpEndpoint (a UDP socket playing a PBX: PCMU in, the WebRTC
-peer's audio out to it, transcoded), a PlayerEndpoint playing a short VP8/Opus WebM into a
-RecorderEndpoint; every negotiation real, then media until the peer decoded frames of both
+peer's audio out to it through a PassThrough, transcoded), a PlayerEndpoint playing a short
+VP8/Opus WebM through a DispatcherOneToMany (two HubPorts) into a RecorderEndpoint; every
+negotiation real, then media until the peer decoded frames of both
 kinds, the PBX received RTP and the recorder said ``Recording``; then ``release`` and the peers
 closed. The server runs in its own process (``--media-workers`` passed through).
 
@@ -231,11 +232,18 @@ async def cycle(client: KurentoClient, clip: Path, folder: Path, index: int) -> 
         pipeline = await client.create("MediaPipeline")
         web = await pipeline.create("WebRtcEndpoint")
         rtp = await pipeline.create("RtpEndpoint")
+        passthrough = await pipeline.create("PassThrough")
         player = await pipeline.create("PlayerEndpoint", uri=clip.as_uri())
+        hub = await pipeline.create("DispatcherOneToMany")
+        port_in = await hub.create("HubPort")
+        port_out = await hub.create("HubPort")
         recorder = await pipeline.create("RecorderEndpoint", uri=target.as_uri())
         await web.connect(web)
-        await web.connect(rtp, "AUDIO")
-        await player.connect(recorder)
+        await web.connect(passthrough, "AUDIO")
+        await passthrough.connect(rtp, "AUDIO")
+        await player.connect(port_in)
+        await hub.invoke("setSource", source=port_in.id)
+        await port_out.connect(recorder)
         recording = await recorder.subscribe("Recording")
         await negotiate(web, peer)
         answer = await rtp.invoke("processOffer", offer=pbx.offer())
