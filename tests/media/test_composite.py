@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fractions
 import json
+import struct
 import subprocess
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,6 @@ import pytest
 from aiortc import VideoStreamTrack
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from emulator.app import App
 from emulator.media.mixing import grid
 from emulator.transport.client import KurentoClient, RemoteObject
 from protocol.errors import RpcError
@@ -144,3 +143,209 @@ async def test_composite_each_participant_hears_the_others_not_itself(
             assert await port.invoke("isMediaFlowingIn", mediaType="AUDIO") is True
             assert await port.invoke("isMediaFlowingOut", mediaType="AUDIO") is True
             assert await port.invoke("isMediaFlowingIn", mediaType="VIDEO") is False
+
+
+def cell_colours(picture: np.ndarray[Any, Any], count: int) -> list[tuple[int, int, int]]:
+    """The mean colour of the middle of each cell of a ``count``-picture grid."""
+    height, width = picture.shape[:2]
+    colours = []
+    for x, y, w, h in grid(count, width, height):
+        middle = picture[y + h // 4 : y + 3 * h // 4, x + w // 4 : x + 3 * w // 4]
+        colours.append(tuple(int(v) for v in middle.reshape(-1, 3).mean(axis=0)))
+    return colours
+
+
+def _close(expected: tuple[int, int, int], found: tuple[int, int, int]) -> bool:
+    return max(abs(a - b) for a, b in zip(expected, found, strict=True)) < 40
+
+
+def shows(peer: Participant, colours: list[tuple[int, int, int]]) -> bool:
+    """Whether the peer's last picture is a grid of exactly these colours (any order)."""
+    if peer.picture is None:
+        return False
+    found = cell_colours(peer.picture, len(colours))
+    unmatched = list(colours)
+    for colour in found:
+        match = next((c for c in unmatched if _close(c, colour)), None)
+        if match is None:
+            return False
+        unmatched.remove(match)
+    return True
+
+
+async def test_composite_grid_shows_each_participant_in_its_cell_and_follows_leaves(
+    media_client: KurentoClient,
+) -> None:
+    """Three peers with solid colours: each receives a 320x240 grid at the Composite's size
+    whose cells hold the three colours; when one leaves, the grid is two cells side by side
+    and the others stop hearing its tone."""
+    pipeline = await media_client.create("MediaPipeline")
+    hub = await pipeline.create("Composite", width=320, height=240, framerate=15)
+    peers = [participant(i, video=True) for i in range(3)]
+    async with contextlib.AsyncExitStack() as stack:
+        ports = []
+        for peer in peers:
+            _, port = await stack.enter_async_context(joined(pipeline, hub, peer))
+            ports.append(port)
+        for peer in peers:
+            await peer.wait_for(lambda p: shows(p, list(COLOURS)), timeout=40)
+            assert peer.picture is not None and peer.picture.shape[:2] == (240, 320)
+        assert await ports[0].invoke("isMediaFlowingIn", mediaType="VIDEO") is True
+        assert await ports[0].invoke("isMediaFlowingOut", mediaType="VIDEO") is True
+        await ports[2].release()
+        for peer in peers[:2]:
+            await peer.wait_for(lambda p: shows(p, list(COLOURS[:2])), timeout=30)
+        assert_hears(await heard_fresh(peers[0]), peers[0].heard_rate, [TONES[1]], TONES[2])
+
+
+async def test_composite_participant_joins_mid_call(media_client: KurentoClient) -> None:
+    """Two peers talk; a third joins: both then hear it, and it hears both of them."""
+    pipeline = await media_client.create("MediaPipeline")
+    hub = await pipeline.create("Composite")
+    peers = [participant(i) for i in range(3)]
+    async with contextlib.AsyncExitStack() as stack:
+        for peer in peers[:2]:
+            await stack.enter_async_context(joined(pipeline, hub, peer))
+        assert_hears(await heard_fresh(peers[0]), peers[0].heard_rate, [TONES[1]], TONES[2])
+        await stack.enter_async_context(joined(pipeline, hub, peers[2]))
+        for index, peer in enumerate(peers):
+            others = [t for i, t in enumerate(TONES) if i != index]
+            assert_hears(await heard_fresh(peer), peer.heard_rate, others, TONES[index])
+
+
+async def test_mixer_and_alpha_blending_are_refused_at_create(
+    media_client: KurentoClient,
+) -> None:
+    """Mixer and AlphaBlending answer 40006 naming what is missing (never accept media)."""
+    pipeline = await media_client.create("MediaPipeline")
+    for hub, missing in (("Mixer", "connect(media, source, sink)"), ("AlphaBlending", "setMaster")):
+        with pytest.raises(RpcError) as refused:
+            await pipeline.create(hub)
+        assert refused.value.code == 40006
+        assert missing in refused.value.message and "Composite" in refused.value.message
+
+
+class PbxLeg:
+    """A PBX's media port: sends a PCMA tone every 20 ms, decodes the PCMA it receives."""
+
+    def __init__(self, frequency: float) -> None:
+        self.frequency = frequency
+        self.encoder = av.CodecContext.create("pcm_alaw", "w")
+        self.encoder.sample_rate = 8000
+        self.encoder.layout = "mono"
+        self.encoder.format = "s16"
+        self.decoder = av.CodecContext.create("pcm_alaw", "r")
+        self.decoder.sample_rate = 8000
+        self.decoder.layout = "mono"
+        self.sample = 0
+        self.sequence = 1
+        self.heard: list[np.ndarray[Any, Any]] = []
+        self.payload_types: set[int] = set()
+        self.heard_enough = asyncio.Event()
+        """Set once two seconds have been heard."""
+
+    def next_packet(self) -> bytes:
+        """The next 20 ms of tone as an RTP packet (payload type 8)."""
+        t = (np.arange(160) + self.sample) / 8000
+        tone = (np.sin(2 * np.pi * self.frequency * t) * 8000).astype(np.int16)
+        frame = av.AudioFrame.from_ndarray(tone.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = 8000
+        payload = b"".join(bytes(p) for p in self.encoder.encode(frame))
+        header = struct.pack("!BBHII", 0x80, 8, self.sequence & 0xFFFF, self.sample, 0x5EED)
+        self.sample += 160
+        self.sequence += 1
+        return header + payload
+
+    def received(self, payload_type: int, payload: bytes) -> None:
+        """One RTP packet from the endpoint."""
+        self.payload_types.add(payload_type)
+        for frame in self.decoder.decode(av.Packet(payload)):
+            self.heard.append(frame.to_ndarray().reshape(-1))
+        if sum(len(x) for x in self.heard) >= 2 * 8000:
+            self.heard_enough.set()
+
+
+def probe(path: Path) -> dict[str, Any]:
+    """ffprobe's streams and format of a file."""
+    result = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_streams", "-show_format", "-of", "json", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    )
+    return dict(json.loads(result.stdout))
+
+
+def decoded_audio(path: Path) -> tuple[np.ndarray[Any, Any], int]:
+    """The file's first audio channel, decoded, and its rate."""
+    with av.open(str(path)) as container:
+        chunks = [
+            frame.to_ndarray().reshape(len(frame.layout.channels), -1, order="F")[0]
+            if frame.format.is_packed
+            else frame.to_ndarray()[0]
+            for frame in container.decode(audio=0)
+        ]
+        rate = container.streams.audio[0].rate
+    return np.concatenate(chunks), rate
+
+
+async def test_pbx_call_recorded_through_a_composite_holds_both_parties(
+    media_client: KurentoClient, tmp_path: Path
+) -> None:
+    """The UC recording case: a WebRTC leg (Opus, 440 Hz) and a PBX leg (RtpEndpoint, PCMA,
+    660 Hz) in one Composite whose third port feeds a RecorderEndpoint: the file probes as
+    Opus and holds both tones; the PBX hears the WebRTC party in PCMA, not itself."""
+    target = tmp_path / "call.webm"
+    pipeline = await media_client.create("MediaPipeline")
+    hub = await pipeline.create("Composite")
+    browser = participant(0)
+    pbx = PbxLeg(TONES[1])
+    async with contextlib.AsyncExitStack() as stack:
+        await stack.enter_async_context(joined(pipeline, hub, browser))
+        udp = await stack.enter_async_context(udp_peer())
+        rtp = await pipeline.create("RtpEndpoint")
+        rtp_port = await hub.create("HubPort")
+        await rtp.connect(rtp_port)
+        await rtp_port.connect(rtp)
+        answer = await rtp.invoke("processOffer", offer=peer_sdp(udp.port, audio="8 PCMA/8000"))
+        endpoint = ("127.0.0.1", SessionDescription.parse(answer).media[0].port)
+        recorder = await pipeline.create(
+            "RecorderEndpoint", uri=target.as_uri(), mediaProfile="WEBM_AUDIO_ONLY"
+        )
+        recorder_port = await hub.create("HubPort")
+        await recorder_port.connect(recorder, "AUDIO")
+        recording = await recorder.subscribe("Recording")
+
+        async def pbx_media() -> None:
+            while True:
+                udp.send(pbx.next_packet(), endpoint)
+                await asyncio.sleep(0.02)  # the PBX's own 20 ms packet clock
+
+        async def pbx_ears() -> None:
+            while True:
+                view = await udp.next_rtp(timeout=30)
+                pbx.received(view.payload_type, view.payload)
+
+        tasks = [asyncio.ensure_future(pbx_media()), asyncio.ensure_future(pbx_ears())]
+        try:
+            await recorder.invoke("record")
+            await recording.get(timeout=15)
+            await browser.wait_for(browser.heard_seconds(3.0), timeout=30)
+            assert_hears(browser.last_heard(1.0), browser.heard_rate, [TONES[1]], TONES[0])
+            await asyncio.wait_for(pbx.heard_enough.wait(), 30)
+            heard = np.concatenate(pbx.heard)[-8000:]
+            assert pbx.payload_types == {8}
+            assert_hears(heard, 8000, [TONES[0]], TONES[1])
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        await recorder.invoke("stopAndWait")
+    info = probe(target)
+    assert [s["codec_name"] for s in info["streams"]] == ["opus"]
+    samples, rate = decoded_audio(target)
+    assert len(samples) > rate
+    levels = [tone_level(samples[-rate:], rate, f) for f in TONES[:2]]
+    quiet = tone_level(samples[-rate:], rate, TONES[2])
+    assert min(levels) > 10 * quiet, (levels, quiet)
