@@ -1,13 +1,16 @@
-"""The media behind a Composite: audio mixed per port, video composed into one grid.
+"""The media behind the mixing hubs: audio mixed per port, video composed into one picture.
 
-As KMS's ``kmscompositemixer`` (``kmsaudiomixer.c`` for the audio):
+Composite as KMS's ``kmscompositemixer``, AlphaBlending as ``kmsalphablending``, the audio of
+both as ``kmsaudiomixer``, Mixer's audio as ``kmsselectablemixer`` (each sink port hears the
+sources linked to it; its video is routed by the hub, not here):
 
 - **audio**: every port's audio is decoded (PyAV, through the transcoder's ``_AudioCoder``) and
   resampled to one internal format, 48 kHz mono s16. A clock ticks every 20 ms whatever the
   inputs do; at each tick every input gives 20 ms from its jitter buffer (40 ms primed; an input
   that runs dry is silent until it has primed again), so a late or silent participant never
   stalls the mix. The inputs are summed in int32 once, and each port hears that sum minus its
-  own input (``kmsaudiomixer`` never feeds a port's input back to it), clipped to int16. Each
+  own input (``kmsaudiomixer`` never feeds a port's input back to it), clipped to int16 (a
+  Mixer port hears the sum of its linked sources, its own too if linked). Each
   distinct (mix, codec) is encoded once (``_AudioEncoding``: Opus, PCMU, PCMA, G.722): ports
   without audio input of their own (a recorder's port) share the full mix.
 - **video**: every port's video is decoded (``_VideoCoder``: VP8, H264); at the Composite's frame
@@ -15,14 +18,16 @@ As KMS's ``kmscompositemixer`` (``kmsaudiomixer.c`` for the audio):
   ``height`` (1 port: the whole picture, 2: side by side, then ``ceil(sqrt(n))`` columns), in
   the order the ports' video first arrived, and the grid is encoded once per output codec
   (``_VideoEncoding``: VP8, H264) for every port whose sinks take it. Unlike audio, each port
-  sees the whole grid, itself included, as in KMS. A keyframe request from any sink reaches
-  the shared encoder.
+  sees the whole grid, itself included, as in KMS. AlphaBlending draws its master's picture
+  whole and the others at their ``setPortProperties`` places, by z-order (``BlendLayout``). A
+  keyframe request from any sink reaches the shared encoder.
 
-Each Composite has one audio and one video thread (PyAV and libvpx release the GIL while they
-work), fed through bounded queues; what they produce comes back to the event loop with
-``call_soon_threadsafe``, where it becomes ``MediaPacket``s of the Composite's own streams. The
-loop side also picks, every tick, what each port's sinks negotiated (``MixPort.wants``), so that
-a PBX leg gets PCMA straight from the mix instead of through a second transcoder.
+Each hub has one audio thread and (Composite, AlphaBlending) one video thread (PyAV and libvpx
+release the GIL while they work), fed through bounded queues; what they produce comes back to
+the event loop with ``call_soon_threadsafe``, where it becomes ``MediaPacket``s of the hub's own
+streams. The loop side also picks, every tick, what each port's sinks negotiated
+(``MixPort.wants``), so that a PBX leg gets PCMA straight from the mix instead of through a
+second transcoder.
 """
 
 from __future__ import annotations
@@ -101,11 +106,9 @@ class MixPort(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class CompositeFormat:
-    """The grid (KMD Composite ``width``, ``height``, ``framerate``) and the flow timeout."""
+class MixFormat:
+    """Pictures per second of the video output, and the flow timeout of the ports."""
 
-    width: int = 800
-    height: int = 600
     framerate: int = 15
     flow_timeout: float = 2.0
 
@@ -131,6 +134,59 @@ def grid(count: int, width: int, height: int) -> list[tuple[int, int, int, int]]
     rows = math.ceil(count / columns)
     cell_w, cell_h = (width // columns) & ~1, (height // rows) & ~1
     return [((i % columns) * cell_w, (i // columns) * cell_h, cell_w, cell_h) for i in range(count)]
+
+
+@dataclass(frozen=True, slots=True)
+class Mix:
+    """What one output hears: every input but ``minus`` (Composite, AlphaBlending: the port's
+    own input, or None for a port without one), or only ``sources`` (Mixer's audio links)."""
+
+    sources: frozenset[object] | None = None
+    minus: object | None = None
+
+    def hears(self, port: object) -> bool:
+        """Whether ``port``'s input is part of this mix."""
+        return port is not self.minus if self.sources is None else port in self.sources
+
+
+MixChooser = Callable[["MixPort", bool], "Mix | None"]
+"""The mix a port hears (None: nothing), given whether it sends audio itself (event loop)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where one picture goes on the blended output, relative to its size (0..1), and its
+    z-order (the greater on top); KMD AlphaBlending ``setPortProperties``."""
+
+    x: float
+    y: float
+    width: float
+    height: float
+    z_order: int
+
+
+@dataclass(frozen=True, slots=True)
+class GridLayout:
+    """Composite: the pictures in a grid of ``width`` x ``height``, in arrival order."""
+
+    width: int
+    height: int
+
+
+@dataclass(frozen=True, slots=True)
+class BlendLayout:
+    """AlphaBlending as ``kmsalphablending.c``: the master's picture sets the output size (640x480
+    until it has one) and is drawn whole at ``master_z``; a placed port is scaled to its
+    placement's share of that size, an unplaced one to the whole size at z-order 1; pictures are
+    opaque (KMS sets every pad's alpha to 1.0), over black."""
+
+    master: object | None = None
+    master_z: int = 5
+    placements: dict[object, Placement] = field(default_factory=dict)
+
+
+DEFAULT_BLEND_SIZE = (640, 480)
+Layout = GridLayout | BlendLayout
 
 
 # -- the event loop side ------------------------------------------------------------------------
@@ -168,13 +224,29 @@ _Produced = list[tuple[Hashable, list[_Payload]]]
 """Per output key, what was encoded at one tick."""
 
 
-class CompositeMedia:
-    """The Composite's mixing: inputs from its ports, outputs to its ports (event-loop side)."""
+class HubMedia:
+    """A mixing hub's media: inputs from its ports, outputs to its ports (event-loop side).
 
-    def __init__(self, name: str, fmt: CompositeFormat, ports: Callable[[], list[MixPort]]) -> None:
+    Args:
+        name: for logs and thread names.
+        fmt: frame rate and flow timeout (and the grid size of a Composite).
+        ports: the hub's ports now.
+        mix_of: the audio mix each port hears.
+        layout: how video is composed; None: this hub does not touch video (Mixer routes it).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        fmt: MixFormat,
+        ports: Callable[[], list[MixPort]],
+        mix_of: MixChooser,
+        layout: Layout | None,
+    ) -> None:
         self.name = name
         self.format = fmt
         self._ports = ports
+        self._mix_of = mix_of
         loop = asyncio.get_running_loop()
         self._last_in: dict[tuple[MixPort, str], float] = {}
         self._last_out: dict[tuple[MixPort, str], float] = {}
@@ -182,10 +254,21 @@ class CompositeMedia:
         self._stampers: dict[tuple[str, Hashable], _Stamper] = {}
         self._video_codecs: dict[MixPort, Hashable] = {}
         self.audio = AudioMixer(name, lambda out: self._post(loop, "audio", out))
-        self.video = VideoCompositor(
-            name, fmt, lambda out: self._post(loop, "video", out), self._keyframe_needed(loop)
-        )
+        self.video: VideoCompositor | None = None
+        if layout is not None:
+            self.video = VideoCompositor(
+                name,
+                fmt,
+                layout,
+                lambda out: self._post(loop, "video", out),
+                self._keyframe_needed(loop),
+            )
         self.closed = False
+
+    def set_layout(self, layout: Layout) -> None:
+        """A new picture layout (AlphaBlending's master and placements)."""
+        if self.video is not None:
+            self.video.layout = layout
 
     # -- ports -----------------------------------------------------------------------------------
 
@@ -196,13 +279,14 @@ class CompositeMedia:
         self._last_in[(port, kind)] = time.monotonic()
         if kind == "audio":
             self.audio.feed(port, packet)
-        else:
+        elif self.video is not None:
             self.video.feed(port, packet)
 
     def remove(self, port: MixPort) -> None:
-        """A port leaves (released): its input leaves the mix and the grid."""
+        """A port leaves (released): its input leaves the mixes and the picture."""
         self.audio.remove(port)
-        self.video.remove(port)
+        if self.video is not None:
+            self.video.remove(port)
         self._video_codecs.pop(port, None)
         for kind in ("audio", "video"):
             self._last_in.pop((port, kind), None)
@@ -214,15 +298,18 @@ class CompositeMedia:
     def keyframe_wanted(self, port: MixPort) -> None:
         """A sink of ``port`` wants a keyframe: the grid's encoder of its codec makes one."""
         key = self._video_codecs.get(port)
-        if key is not None:
+        if key is not None and self.video is not None:
             self.video.request_keyframe(key)
 
     async def close(self) -> None:
-        """Stop both threads."""
+        """Stop the threads."""
         self.closed = True
-        self.audio.close()
-        self.video.close()
-        await asyncio.gather(self.audio.ended.wait(), self.video.ended.wait())
+        workers: list[_ClockedWorker] = [self.audio]
+        if self.video is not None:
+            workers.append(self.video)
+        for worker in workers:
+            worker.close()
+        await asyncio.gather(*(worker.ended.wait() for worker in workers))
 
     # -- what the threads produced ---------------------------------------------------------------
 
@@ -263,7 +350,8 @@ class CompositeMedia:
     def _refresh(self, now: float) -> None:
         ports = self._ports()
         self._route_audio(ports, now)
-        self._route_video(ports)
+        if self.video is not None:
+            self._route_video(ports, self.video)
         self._expire(now)
 
     def _route_audio(self, ports: list[MixPort], now: float) -> None:
@@ -273,17 +361,18 @@ class CompositeMedia:
             offered = port.wants("audio")
             if offered is None:
                 continue
-            codec = choose_codec("audio", offered)
             last = self._last_in.get((port, "audio"))
-            # A port that sends audio hears the others; one that does not hears everybody.
-            mix: MixPort | None = port if last is not None and now - last < 1.0 else None
+            mix = self._mix_of(port, last is not None and now - last < 1.0)
+            if mix is None:
+                continue
+            codec = choose_codec("audio", offered)
             out_key = (mix, codec_identity(codec))
             routes.setdefault(out_key, []).append(port)
             wanted[out_key] = codec
         self._apply("audio", routes, wanted)
         self.audio.set_outputs(wanted)
 
-    def _route_video(self, ports: list[MixPort]) -> None:
+    def _route_video(self, ports: list[MixPort], video: VideoCompositor) -> None:
         routes: dict[Hashable, list[MixPort]] = {}
         wanted: dict[Hashable, Codec] = {}
         for port in ports:
@@ -297,9 +386,9 @@ class CompositeMedia:
             wanted[out_key] = codec
             if self._video_codecs.get(port) != out_key:
                 self._video_codecs[port] = out_key
-                self.video.request_keyframe(out_key)  # a new viewer starts with a keyframe
+                video.request_keyframe(out_key)  # a new viewer starts with a keyframe
         self._apply("video", routes, wanted)
-        self.video.set_outputs(wanted)
+        video.set_outputs(wanted)
 
     def _apply(
         self, kind: str, routes: dict[Hashable, list[MixPort]], wanted: dict[Hashable, Codec]
@@ -475,17 +564,23 @@ class AudioMixer(_ClockedWorker):
         produced: _Produced = []
         outputs = self.outputs
         if active:
-            total = np.sum(np.stack(list(active.values())).astype(np.int32), axis=0)
-            mixes: dict[PortKey | None, np.ndarray[Any, Any]] = {}
+            total: Any = None
+            mixes: dict[Mix, np.ndarray[Any, Any]] = {}
             for out_key, codec in outputs.items():
-                mix_key = out_key[0]  # type: ignore[index]
-                if not any(port != mix_key for port in active):
-                    continue  # only the port's own voice is there: nothing for it to hear
-                if mix_key not in mixes:
-                    own = active.get(mix_key)
-                    mixed = total - own if own is not None else total
-                    mixes[mix_key] = np.clip(mixed, -32768, 32767).astype(np.int16)
-                produced.append((out_key, self._encode(out_key, codec, mixes[mix_key])))
+                mix: Mix = out_key[0]  # type: ignore[index]
+                heard = [port for port in active if mix.hears(port)]
+                if not heard:
+                    continue  # nobody this port listens to is talking (or only itself)
+                if mix not in mixes:
+                    if mix.sources is None:  # everybody but one: the sum once, minus one
+                        if total is None:
+                            total = np.sum(np.stack(list(active.values())), axis=0, dtype=np.int32)
+                        own = active.get(mix.minus)
+                        mixed: Any = total - own if own is not None else total
+                    else:
+                        mixed = np.sum(np.stack([active[p] for p in heard]), axis=0, dtype=np.int32)
+                    mixes[mix] = np.clip(mixed, -32768, 32767).astype(np.int16)
+                produced.append((out_key, self._encode(out_key, codec, mixes[mix])))
         for stale in [k for k in self.encodings if k not in outputs]:
             del self.encodings[stale]
         self.position += TICK_SAMPLES
@@ -526,12 +621,14 @@ class VideoCompositor(_ClockedWorker):
     def __init__(
         self,
         name: str,
-        fmt: CompositeFormat,
+        fmt: MixFormat,
+        layout: Layout,
         deliver: Callable[[_Produced], None],
         keyframe_needed: Callable[[PortKey], None],
     ) -> None:
         self.format = fmt
-        self.width, self.height = fmt.width & ~3, fmt.height & ~3
+        self.layout = layout
+        """Read once per picture; the event loop replaces it whole."""
         self.inputs: dict[PortKey, _VideoInput] = {}
         self.outputs: dict[Hashable, Codec] = {}
         self.encodings: dict[Hashable, _VideoEncoding] = {}
@@ -573,7 +670,7 @@ class VideoCompositor(_ClockedWorker):
 
     def tick(self) -> None:
         """One grid picture, encoded in every wanted codec."""
-        pictures = [inp.latest for inp in self.inputs.values() if inp.latest is not None]
+        pictures = {port: inp.latest for port, inp in self.inputs.items() if inp.latest is not None}
         outputs = self.outputs
         for stale in [k for k in self.encodings if k not in outputs]:
             del self.encodings[stale]
@@ -597,19 +694,70 @@ class VideoCompositor(_ClockedWorker):
         self.composed += 1
         self._deliver(produced)
 
-    def compose(self, pictures: list[Any]) -> np.ndarray[Any, Any]:
-        """The grid of these pictures as one yuv420p array (planes one after another)."""
-        width, height = self.width, self.height
-        luma = np.zeros((height, width), dtype=np.uint8)
-        chroma = [np.full((height // 2, width // 2), 128, dtype=np.uint8) for _ in range(2)]
-        for picture, (x, y, w, h) in zip(pictures, grid(len(pictures), width, height), strict=True):
-            flat = picture.reformat(width=w, height=h, format="yuv420p").to_ndarray().reshape(-1)
-            luma[y : y + h, x : x + w] = flat[: w * h].reshape(h, w)
-            quarter = (w // 2) * (h // 2)
-            for index, plane in enumerate(chroma):
-                start = w * h + index * quarter
-                part = flat[start : start + quarter].reshape(h // 2, w // 2)
-                plane[y // 2 : y // 2 + h // 2, x // 2 : x // 2 + w // 2] = part
-        return np.concatenate([luma.reshape(-1), *(p.reshape(-1) for p in chroma)]).reshape(
-            height * 3 // 2, width
-        )
+    def compose(self, pictures: dict[PortKey, Any]) -> np.ndarray[Any, Any]:
+        """The output picture as one yuv420p array (planes one after another)."""
+        layout = self.layout
+        if isinstance(layout, GridLayout):
+            width, height = layout.width & ~3, layout.height & ~3
+            cells = grid(len(pictures), width, height)
+            layers = [(p, *cell) for p, cell in zip(pictures.values(), cells, strict=True)]
+        else:
+            width, height, layers = blend(layout, pictures)
+        canvas = _Canvas(width, height)
+        for picture, x, y, w, h in layers:
+            canvas.paste(picture, x, y, w, h)
+        return canvas.array()
+
+
+def blend(
+    layout: BlendLayout, pictures: dict[PortKey, Any]
+) -> tuple[int, int, list[tuple[Any, int, int, int, int]]]:
+    """Output size and the pictures as (picture, x, y, width, height), lowest z-order first."""
+    master = pictures.get(layout.master) if layout.master is not None else None
+    width, height = (master.width, master.height) if master is not None else DEFAULT_BLEND_SIZE
+    width, height = max(4, width & ~3), max(4, height & ~3)
+    layers: list[tuple[int, int, tuple[Any, int, int, int, int]]] = []
+    for order, (port, picture) in enumerate(pictures.items()):
+        placement = layout.placements.get(port)
+        if port is layout.master:
+            layers.append((layout.master_z, order, (picture, 0, 0, width, height)))
+        elif placement is None:
+            layers.append((1, order, (picture, 0, 0, width, height)))
+        else:
+            x, y = int(placement.x * width), int(placement.y * height)
+            w, h = int(placement.width * width), int(placement.height * height)
+            layers.append((placement.z_order, order, (picture, x, y, w, h)))
+    layers.sort(key=lambda layer: (layer[0], layer[1]))
+    return width, height, [layer[2] for layer in layers]
+
+
+class _Canvas:
+    """A black yuv420p picture that scaled pictures are pasted on (clipped to its edges)."""
+
+    def __init__(self, width: int, height: int) -> None:
+        self.width, self.height = width, height
+        self.luma = np.zeros((height, width), dtype=np.uint8)
+        self.chroma = [np.full((height // 2, width // 2), 128, dtype=np.uint8) for _ in range(2)]
+
+    def paste(self, picture: Any, x: int, y: int, w: int, h: int) -> None:
+        """``picture`` scaled to ``w`` x ``h`` with its top left corner at (x, y)."""
+        x, y, w, h = x & ~1, y & ~1, w & ~1, h & ~1
+        left, top = max(x, 0), max(y, 0)
+        right, bottom = min(x + w, self.width), min(y + h, self.height)
+        if w < 2 or h < 2 or right <= left or bottom <= top:
+            return
+        flat = picture.reformat(width=w, height=h, format="yuv420p").to_ndarray().reshape(-1)
+        luma = flat[: w * h].reshape(h, w)
+        self.luma[top:bottom, left:right] = luma[top - y : bottom - y, left - x : right - x]
+        quarter = (w // 2) * (h // 2)
+        for index, plane in enumerate(self.chroma):
+            start = w * h + index * quarter
+            part = flat[start : start + quarter].reshape(h // 2, w // 2)
+            plane[top // 2 : bottom // 2, left // 2 : right // 2] = part[
+                (top - y) // 2 : (bottom - y) // 2, (left - x) // 2 : (right - x) // 2
+            ]
+
+    def array(self) -> np.ndarray[Any, Any]:
+        """The planes one after another, shaped as PyAV's yuv420p ndarray."""
+        planes = [self.luma.reshape(-1), *(p.reshape(-1) for p in self.chroma)]
+        return np.concatenate(planes).reshape(self.height * 3 // 2, self.width)

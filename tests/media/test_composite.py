@@ -213,16 +213,88 @@ async def test_composite_participant_joins_mid_call(media_client: KurentoClient)
             assert_hears(await heard_fresh(peer), peer.heard_rate, others, TONES[index])
 
 
-async def test_mixer_and_alpha_blending_are_refused_at_create(
+async def test_mixer_mixes_the_audio_linked_to_each_port_and_routes_video(
     media_client: KurentoClient,
 ) -> None:
-    """Mixer and AlphaBlending answer 40006 naming what is missing (never accept media)."""
+    """Mixer.connect(AUDIO) adds a source to the mix a sink port sends, connect(VIDEO) routes
+    one source's pictures; disconnect(AUDIO) takes a source out; KMS's refusals for VIDEO
+    disconnection and DATA."""
     pipeline = await media_client.create("MediaPipeline")
-    for hub, missing in (("Mixer", "connect(media, source, sink)"), ("AlphaBlending", "setMaster")):
+    hub = await pipeline.create("Mixer")
+    peers = [participant(i, video=True) for i in range(3)]
+    async with contextlib.AsyncExitStack() as stack:
+        ports = []
+        for peer in peers:
+            _, port = await stack.enter_async_context(joined(pipeline, hub, peer))
+            ports.append(port)
+        for source in ports[:2]:
+            await hub.invoke("connect", media="AUDIO", source=source, sink=ports[2])
+        await hub.invoke("connect", media="AUDIO", source=ports[2], sink=ports[0])
+        await hub.invoke("connect", media="VIDEO", source=ports[0], sink=ports[1])
+        heard = await heard_fresh(peers[2])
+        assert_hears(heard, peers[2].heard_rate, [TONES[0], TONES[1]], TONES[2])
+        assert_hears(await heard_fresh(peers[0]), peers[0].heard_rate, [TONES[2]], TONES[1])
+        await peers[1].wait_for(lambda p: shows(p, [COLOURS[0]]), timeout=30)
+        await hub.invoke("disconnect", media="AUDIO", source=ports[1], sink=ports[2])
+        assert_hears(await heard_fresh(peers[2]), peers[2].heard_rate, [TONES[0]], TONES[1])
         with pytest.raises(RpcError) as refused:
-            await pipeline.create(hub)
-        assert refused.value.code == 40006
-        assert missing in refused.value.message and "Composite" in refused.value.message
+            await hub.invoke("disconnect", media="VIDEO", source=ports[0], sink=ports[1])
+        assert (refused.value.code, refused.value.message) == (
+            40005,
+            "Video disconnection is not implemented yet",
+        )
+        with pytest.raises(RpcError) as refused:
+            await hub.invoke("connect", media="DATA", source=ports[0], sink=ports[1])
+        assert refused.value.code == 40005
+
+
+async def test_alpha_blending_draws_the_master_and_places_the_others(
+    media_client: KurentoClient,
+) -> None:
+    """setMaster makes a port the background (its size is the output's); setPortProperties
+    scales another port into the bottom right quarter above it; each port hears the other."""
+    pipeline = await media_client.create("MediaPipeline")
+    hub = await pipeline.create("AlphaBlending")
+    peers = [participant(i, video=True) for i in range(2)]
+    async with contextlib.AsyncExitStack() as stack:
+        ports = []
+        for peer in peers:
+            _, port = await stack.enter_async_context(joined(pipeline, hub, peer))
+            ports.append(port)
+        await hub.invoke("setMaster", source=ports[0], zOrder=1)
+        await hub.invoke(
+            "setPortProperties",
+            relativeX=0.5,
+            relativeY=0.5,
+            zOrder=2,
+            relativeWidth=0.5,
+            relativeHeight=0.5,
+            port=ports[1],
+        )
+
+        def blended(peer: Participant) -> bool:
+            picture = peer.picture
+            if picture is None or picture.shape[:2] != (240, 320):
+                return False
+            corner = tuple(int(v) for v in picture[20:100, 20:140].reshape(-1, 3).mean(axis=0))
+            placed = tuple(int(v) for v in picture[140:220, 180:300].reshape(-1, 3).mean(axis=0))
+            return _close(COLOURS[0], corner) and _close(COLOURS[1], placed)  # type: ignore[arg-type]
+
+        for peer in peers:
+            await peer.wait_for(blended, timeout=40)
+        assert_hears(await heard_fresh(peers[0]), peers[0].heard_rate, [TONES[1]], TONES[0])
+
+
+async def test_hub_operations_refuse_ports_of_another_hub(media_client: KurentoClient) -> None:
+    """A port of another hub is refused with 40107 naming it."""
+    pipeline = await media_client.create("MediaPipeline")
+    mixer = await pipeline.create("Mixer")
+    other = await pipeline.create("Composite")
+    mine, foreign = await mixer.create("HubPort"), await other.create("HubPort")
+    with pytest.raises(RpcError) as refused:
+        await mixer.invoke("connect", media="AUDIO", source=foreign, sink=mine)
+    assert refused.value.code == 40107
+    assert foreign.id in refused.value.message
 
 
 class PbxLeg:
