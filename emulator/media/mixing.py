@@ -51,6 +51,7 @@ import numpy as np
 from emulator.media.codecs.packetize import OPUS, VP8
 from emulator.media.codecs.served import is_dtmf
 from emulator.media.codecs.transcoding import (
+    KEYFRAME_INTERVAL,
     _AudioCoder,
     _AudioEncoding,
     _Input,
@@ -76,6 +77,12 @@ MAX_BUFFERED = 10 * TICK_SAMPLES
 """An input more than 200 ms ahead of the clock (a burst) is cut back to the primed depth."""
 IDLE_TICKS = 25
 """Ticks (0.5 s) without audio after which an input stops counting as a participant."""
+DRY_TICKS = 3
+"""Ticks in a row without a whole 20 ms after which an input primes its buffer again."""
+TRIM_TICKS = 50
+TRIM_MARGIN = MIX_RATE * 10 // 1000
+"""Once every ``TRIM_TICKS`` (1 s), a buffer is cut to its lowest depth over that second less
+this margin (10 ms)."""
 QUEUE_LIMIT = 600
 """Pending packets per thread before the oldest is dropped (overload)."""
 LATE_LIMIT = 0.2
@@ -490,7 +497,15 @@ def _input_of(packet: MediaPacket) -> _Input:
 
 
 class _AudioInput:
-    """One port's audio: decoded, resampled to the mix's format, in a jitter buffer."""
+    """One port's audio: decoded, resampled to the mix's format, in a jitter buffer.
+
+    The buffer primes to 40 ms before the input joins the mix. A tick that finds less than
+    20 ms is padded with silence (a late packet: concealment) and the input stays in the mix;
+    after ``DRY_TICKS`` such ticks in a row the talker has stopped and the buffer primes again.
+    Packets that arrive late then in a burst leave the buffer deeper than it needs to be: once a
+    second, the samples it never went below (less 10 ms of margin) are dropped, so the delay
+    returns to what the jitter needs instead of creeping up with each late packet.
+    """
 
     def __init__(self, codec: Codec, origin: object) -> None:
         self.codec_key = codec.key
@@ -500,7 +515,11 @@ class _AudioInput:
         self.resampler = av.AudioResampler(format="s16", layout="mono", rate=MIX_RATE)
         self.buffer = np.zeros(0, dtype=np.int16)
         self.primed = False
-        self.idle = 0
+        self.idle = IDLE_TICKS
+        """Ticks since the input last gave audio (it leaves the mix at ``IDLE_TICKS``)."""
+        self.dry = 0
+        self.lowest = 0
+        self.ticks = 0
 
     def frame(self, frame: Any, position: int) -> None:
         """A decoded frame (``FrameSink``): resampled into the buffer."""
@@ -511,19 +530,38 @@ class _AudioInput:
         if len(self.buffer) > MAX_BUFFERED:
             self.buffer = self.buffer[-PRIME_SAMPLES:]
 
+    @property
+    def heard(self) -> bool:
+        """Whether the input is part of the mixes (it gave audio within ``IDLE_TICKS``)."""
+        return self.idle < IDLE_TICKS
+
     def take(self) -> np.ndarray[Any, Any] | None:
-        """The next 20 ms; None while priming (or idle)."""
+        """The next 20 ms (silence-padded when late); None while priming."""
         if not self.primed:
             if len(self.buffer) < PRIME_SAMPLES:
                 self.idle += 1
                 return None
-            self.primed = True
-        self.idle = 0
+            self.primed, self.dry, self.ticks, self.lowest = True, 0, 0, len(self.buffer)
         out, self.buffer = self.buffer[:TICK_SAMPLES], self.buffer[TICK_SAMPLES:]
-        if len(out) < TICK_SAMPLES:  # ran dry: pad with silence and prime again
-            self.primed = False
+        if len(out) < TICK_SAMPLES:
+            self.dry += 1
+            self.primed = self.dry < DRY_TICKS
             out = np.concatenate([out, np.zeros(TICK_SAMPLES - len(out), dtype=np.int16)])
+        else:
+            self.dry = 0
+        self.idle = 0
+        self._trim()
         return out
+
+    def _trim(self) -> None:
+        self.lowest = min(self.lowest, len(self.buffer))
+        self.ticks += 1
+        if self.ticks < TRIM_TICKS:
+            return
+        excess = self.lowest - TRIM_MARGIN
+        if excess > 0:
+            self.buffer = self.buffer[excess:]
+        self.ticks, self.lowest = 0, len(self.buffer)
 
 
 class AudioMixer(_ClockedWorker):
@@ -560,7 +598,14 @@ class AudioMixer(_ClockedWorker):
     def tick(self) -> None:
         """20 ms of every output."""
         taken = {port: inp.take() for port, inp in self.inputs.items()}
-        active = {port: chunk for port, chunk in taken.items() if chunk is not None}
+        silence = np.zeros(TICK_SAMPLES, dtype=np.int16)
+        # A participant between two packets (or priming again after a pause shorter than
+        # IDLE_TICKS) counts as silence, so that its listeners' streams go on at 50 packets/s.
+        active = {
+            port: chunk if chunk is not None else silence
+            for port, chunk in taken.items()
+            if chunk is not None or self.inputs[port].heard
+        }
         produced: _Produced = []
         outputs = self.outputs
         if active:
@@ -609,6 +654,8 @@ class _VideoInput:
         self.coder = _VideoCoder(codec, codec)
         self.coder.sink = self
         self.latest: Any = None
+        self.asked = -KEYFRAME_INTERVAL
+        """When a keyframe was last asked for (``time.monotonic()``)."""
 
     def frame(self, frame: Any, position: int) -> None:
         """A decoded picture (``FrameSink``)."""
@@ -662,10 +709,18 @@ class VideoCompositor(_ClockedWorker):
                 del self.inputs[port]  # re-inserted: a new source keeps its cell's order anyway
             found = _VideoInput(codec, origin)
             self.inputs[port] = found
-            self._keyframe_needed(port)
+            self._ask(found, port)
         found.coder.process(data)
         if found.coder.keyframe_needed:
             found.coder.keyframe_needed = False
+            self._ask(found, port)
+
+    def _ask(self, found: _VideoInput, port: PortKey) -> None:
+        # At most one request a second per input: a decoder waiting for a keyframe finds every
+        # frame broken until it comes, as the transcoders do (KEYFRAME_INTERVAL).
+        now = time.monotonic()
+        if now - found.asked >= KEYFRAME_INTERVAL:
+            found.asked = now
             self._keyframe_needed(port)
 
     def tick(self) -> None:

@@ -20,11 +20,12 @@ from aiortc import VideoStreamTrack
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from emulator.media.mixing import grid
-from emulator.transport.client import KurentoClient, RemoteObject
+from emulator.media.rtp.keyframes import vp8_keyframe
+from emulator.transport.client import EventStream, KurentoClient, RemoteObject
 from protocol.errors import RpcError
 from protocol.sdp import SessionDescription
 from tests.media.peers import ClientPeer, negotiate_connected
-from tests.media.rtp_peers import TonePeer, peer_sdp, udp_peer
+from tests.media.rtp_peers import TonePeer, peer_sdp, spy_received, udp_peer
 
 TONES = (440.0, 660.0, 880.0)
 COLOURS = ((220, 40, 40), (40, 200, 40), (40, 40, 220))
@@ -421,3 +422,67 @@ async def test_pbx_call_recorded_through_a_composite_holds_both_parties(
     levels = [tone_level(samples[-rate:], rate, f) for f in TONES[:2]]
     quiet = tone_level(samples[-rate:], rate, TONES[2])
     assert min(levels) > 10 * quiet, (levels, quiet)
+
+
+async def _flow_states(events: EventStream, media_type: str, state: str) -> None:
+    """Until the port reports ``state`` for ``media_type``."""
+    async with asyncio.timeout(20):
+        while True:
+            event = await events.get(timeout=20)
+            if (event["mediaType"], event["state"]) == (media_type, state):
+                return
+
+
+async def test_composite_ports_report_flows_from_real_media(media_client: KurentoClient) -> None:
+    """A port's flow in is FLOWING once its participant's audio arrives and NOT_FLOWING after
+    the participant leaves; the other port's flow out stops with it (nobody left to hear)."""
+    pipeline = await media_client.create("MediaPipeline")
+    hub = await pipeline.create("Composite")
+    peers = [participant(i) for i in range(2)]
+    ports = [await hub.create("HubPort") for _ in peers]
+    flows_in = await ports[0].subscribe("MediaFlowInStateChanged")
+    flows_out = await ports[1].subscribe("MediaFlowOutStateChanged")
+    assert await ports[0].invoke("isMediaFlowingIn", mediaType="AUDIO") is False
+    try:
+        for peer, port in zip(peers, ports, strict=True):
+            endpoint = await pipeline.create("WebRtcEndpoint")
+            await endpoint.connect(port)
+            await port.connect(endpoint)
+            await negotiate_connected(endpoint, peer)
+        await _flow_states(flows_in, "AUDIO", "FLOWING")
+        await _flow_states(flows_out, "AUDIO", "FLOWING")
+        await peers[0].close()
+        await _flow_states(flows_in, "AUDIO", "NOT_FLOWING")
+        await _flow_states(flows_out, "AUDIO", "NOT_FLOWING")
+        assert await ports[0].invoke("isMediaFlowingIn", mediaType="AUDIO") is False
+    finally:
+        for peer in peers:
+            await peer.close()
+
+
+async def test_composite_keyframe_request_reaches_the_shared_encoder(
+    media_client: KurentoClient,
+) -> None:
+    """A viewer's PLI makes the grid's shared VP8 encoder send a keyframe."""
+    pipeline = await media_client.create("MediaPipeline")
+    hub = await pipeline.create("Composite", width=320, height=240)
+    talker = participant(0, video=True)
+    viewer = ClientPeer(audio=False, video=True)
+    async with joined(pipeline, hub, talker):
+        endpoint = await pipeline.create("WebRtcEndpoint")
+        port = await hub.create("HubPort")
+        await port.connect(endpoint)
+        seen = spy_received(viewer)
+        try:
+            await negotiate_connected(endpoint, viewer)
+            await viewer.wait_for(lambda p: p.frames.get("video", 0) > 30, timeout=30)
+
+            def keyframes() -> set[int]:
+                return {v.timestamp for v in seen if vp8_keyframe(v.payload)}
+
+            before = keyframes()
+            receiver = viewer.pc.getTransceivers()[0].receiver
+            await receiver._send_rtcp_pli(seen[-1].ssrc)
+            await viewer.wait_for(lambda _: len(keyframes() - before) > 0, timeout=10)
+        finally:
+            await viewer.close()
