@@ -34,6 +34,7 @@ import asyncio
 import contextlib
 import fractions
 import json
+import math
 import os
 import random
 import sys
@@ -317,7 +318,7 @@ async def conference_level(
         why.append(f"a participant got {min(audio):.1f} audio packets/s")
     if video and min(video) < VIDEO_LIMIT * GRID_FPS:
         why.append(f"a participant got {min(video):.1f} pictures/s")
-    p95 = delays[int(0.95 * (len(delays) - 1))] if delays else None
+    p95 = delays[math.ceil(0.95 * len(delays)) - 1] if delays else None
     if p95 is None:
         why.append("the latency probe's bursts were not heard")
     elif p95 > LATENCY_LIMIT:

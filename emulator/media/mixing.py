@@ -422,9 +422,12 @@ class HubMedia:
 class _ClockedWorker:
     """A thread that takes queued packets as they come and runs ``tick`` every ``period``."""
 
-    def __init__(self, name: str, period: float) -> None:
+    def __init__(self, name: str, period: float, catch_up: float) -> None:
         self.name = name
         self.period = period
+        self.catch_up = catch_up
+        """How late the clock may be and still run the ticks it missed (audio: 200 ms, so that
+        its streams keep their rate; video: none, a late picture is skipped, not repeated)."""
         self.dropped = 0
         self.ended = asyncio.Event()
         self._loop = asyncio.get_running_loop()
@@ -468,8 +471,8 @@ class _ClockedWorker:
                 for action, port, item in items:
                     self._guarded(self._handle, action, port, item)
                 now = time.monotonic()
-                if now - next_tick > LATE_LIMIT:
-                    next_tick = now  # hopelessly late (a stalled machine): skip, do not burst
+                if now - next_tick > self.catch_up:
+                    next_tick = now  # too late to catch up: skip ticks rather than burst
                 while now >= next_tick:
                     self._guarded(self.tick)
                     next_tick += self.period
@@ -575,7 +578,7 @@ class AudioMixer(_ClockedWorker):
         self.mixes = 0
         """Mixes encoded since the start (one per (mix, codec) and tick)."""
         self._deliver = deliver
-        super().__init__(f"composite audio {name}", TICK)
+        super().__init__(f"hub audio {name}", TICK, LATE_LIMIT)
 
     def feed(self, port: PortKey, packet: MediaPacket) -> None:
         """A port's audio packet (event loop side)."""
@@ -684,7 +687,8 @@ class VideoCompositor(_ClockedWorker):
         self.composed = 0
         self._deliver = deliver
         self._keyframe_needed = keyframe_needed
-        super().__init__(f"composite video {name}", 1.0 / max(1, fmt.framerate))
+        period = 1.0 / max(1, fmt.framerate)
+        super().__init__(f"hub video {name}", period, period)
 
     def feed(self, port: PortKey, packet: MediaPacket) -> None:
         """A port's video packet (event loop side)."""
