@@ -459,6 +459,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     )
     levels: list[Level] = []
     for case in plan(args.quick):
+        if args.levels:
+            case = Case(case.name, case.video, tuple(args.levels))
         if not args.case or case.name in args.case:
             levels += await sweep(case, server_cpu, context)
     return {
@@ -490,6 +492,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--no-pin", dest="pin", action="store_false", help="no CPU pinning")
     parser.add_argument("--case", nargs="*", help="audio, audio+video")
+    parser.add_argument("--levels", type=int, nargs="*", help="participants, instead of the plan")
     args = parser.parse_args()
     report = asyncio.run(run(args))
     show(report)

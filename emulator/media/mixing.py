@@ -420,7 +420,7 @@ class HubMedia:
 
 
 class _ClockedWorker:
-    """A thread that takes queued packets as they come and runs ``tick`` every ``period``."""
+    """A thread that runs ``tick`` every ``period``, after handling what was queued since."""
 
     def __init__(self, name: str, period: float, catch_up: float) -> None:
         self.name = name
@@ -438,12 +438,14 @@ class _ClockedWorker:
         self._thread.start()
 
     def _put(self, action: str, port: PortKey, item: Any) -> None:
+        # No wake-up: the thread takes the queue at its next tick (what arrives is only mixed or
+        # drawn then), so it wakes 50 (or framerate) times a second however many packets come,
+        # instead of contending for the GIL with the event loop on every packet.
         with self._wake:
             if len(self._queue) >= QUEUE_LIMIT:
                 self._queue.popleft()
                 self.dropped += 1
             self._queue.append((action, port, item))
-            self._wake.notify()
 
     def remove(self, port: PortKey) -> None:
         """Forget a port's input (and its decoder)."""
@@ -462,7 +464,7 @@ class _ClockedWorker:
             while True:
                 with self._wake:
                     delay = next_tick - time.monotonic()
-                    if not self._queue and not self._closing and delay > 0:
+                    if not self._closing and delay > 0:
                         self._wake.wait(delay)
                     if self._closing:
                         return
