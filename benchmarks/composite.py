@@ -39,6 +39,7 @@ import os
 import random
 import sys
 import time
+from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,7 @@ from aiortc import RTCCertificate
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks.control_plane import machine
+from benchmarks.control_plane import launch_emulator, machine
 from benchmarks.load_peers import (
     OPUS_PT,
     VP8_PT,
@@ -64,11 +65,11 @@ from benchmarks.media_elements import (
     PlainStream,
     PreconditionFailed,
     Server,
+    _drain,
     _release,
     _window,
     in_batches,
     negotiate,
-    server_running,
 )
 from benchmarks.throughput import rss_and_threads
 from emulator.transport.client import KurentoClient, RemoteObject
@@ -86,6 +87,32 @@ BURST_FRAMES = 5
 QUIET, LOUD = 300, 16000
 LOUD_RMS = 4000
 """Decoded RMS above which a 20 ms packet at the listener carries the burst."""
+
+
+@contextlib.asynccontextmanager
+async def server_running(cpu: int | None) -> AsyncIterator[Server]:
+    """``python -m emulator`` on an ephemeral port, without the admin listener (its fixed port
+    may be taken on a shared machine), pinned to ``cpu`` with taskset."""
+    prefix = ["taskset", "-c", str(cpu)] if cpu is not None else []
+    extra = ["--network-interfaces", "lo", "--no-admin"]
+    try:
+        process, url = await launch_emulator(extra, prefix, timeout=30)
+    except RuntimeError as exc:
+        raise PreconditionFailed(str(exc)) from exc
+    assert process.stdout is not None
+    server = Server(process, url)
+    drain = asyncio.create_task(_drain(process.stdout, server.warnings))
+    try:
+        yield server
+    finally:
+        if process.returncode is None:
+            process.terminate()
+            try:
+                await asyncio.wait_for(process.wait(), 15)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+        drain.cancel()
 
 
 @dataclass(frozen=True)
