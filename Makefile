@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 JS := tests/interop/js
 
-.PHONY: run test install install-test js-deps media-deps browser-deps rtp-deps lint typecheck unit clean bench bench-quick bench-bridged bench-deps bench-throughput bench-media
+.PHONY: run test install install-test js-deps media-deps browser-deps rtp-deps lint typecheck unit clean bench bench-quick bench-bridged bench-deps bench-throughput bench-media bench-composite
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -88,6 +88,9 @@ bench-throughput: install-test
 ## bench-media: players into WebRTC sinks and WebRTC sources into recorders, remux and transcode
 bench-media: install-test
 	$(BIN)/python -m benchmarks.media_elements
+## bench-composite: N participants in one Composite (audio, audio + video): pace, CPU, latency
+bench-composite: install-test
+	$(BIN)/python -m benchmarks.composite
 
 clean:
 	rm -rf $(VENV) $(JS)/node_modules .mypy_cache .ruff_cache .pytest_cache
