@@ -96,7 +96,7 @@ PortKey = object
 
 
 class MixPort(Protocol):
-    """What the Composite's media asks of and tells a port (always on the event loop)."""
+    """What a mixing hub's media asks of and tells a port (always on the event loop)."""
 
     def wants(self, kind: str) -> list[Codec] | None:
         """The codecs the port's sinks negotiated for ``kind`` (``[]``: any); None: no sinks."""

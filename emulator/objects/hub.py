@@ -112,7 +112,7 @@ class HubPort(MediaElement):
         self.hub.port_left(self)
         await super().on_release()
 
-    # -- MixPort: what a Composite's media asks and tells (on the event loop) ----------------------
+    # -- MixPort: what a mixing hub's media asks and tells (on the event loop) ---------------------
 
     def wants(self, kind: str) -> list[Codec] | None:
         """The codecs the port's sinks negotiated (``[]``: any); None without sinks."""
