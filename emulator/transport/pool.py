@@ -355,9 +355,11 @@ class ServerPool:
                     await self._up(url, client, server_id)
                     reason = await self._monitor(client)
                 self.clients.pop(url, None)
-                await client.close()
+                # Down first: closing waits for the close handshake, which a vanished host never
+                # answers (seconds of calls still placed on it).
                 if self.plan.health(url).up and not self._closing:
                     await self._down(url, reason)
+                await client.close()
             if self._closing:
                 return
             if not self.plan.is_listed(url):
