@@ -15,8 +15,11 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from emulator.app import App, running_emulator
 from emulator.config import ENV_FIELDS, INI_FIELDS, load_settings
 from emulator.settings import Settings
+from tests.observability.admin_http import http
+from tests.ports import free_port_range
 
 # The Kubernetes version the manifests are validated against (kubernetes-validate's schemas).
 KUBERNETES_VERSION = "1.33.0"
@@ -204,3 +207,40 @@ def test_service_monitor_scrapes_the_metrics_port() -> None:
 def test_config_files_are_valid_json() -> None:
     for path in KUSTOMIZE.rglob("*.json"):
         json.loads(path.read_text(encoding="utf-8"))
+
+
+async def test_probes_answer_on_a_server_started_from_the_lab_manifest(tmp_path: Path) -> None:
+    """The lab's pod settings (ConfigMap files and environment), on free loopback ports: the
+    probes' and Prometheus' paths answer 200, as the kubelet and the scraper will ask them."""
+    docs = render("overlays/lab")
+    media = free_port_range(8)
+    settings = settings_as_deployed(docs, tmp_path).model_copy(
+        update={
+            "host": "127.0.0.1",
+            "port": 0,
+            "secure_port": None,
+            "admin_port": 0,
+            "admin_host": "127.0.0.1",
+            "min_port": media.low,
+            "max_port": media.high,
+            "http_endpoint_port": 0,
+        }
+    )
+    container = server_container(docs)
+    annotations = one(docs, "DaemonSet")["spec"]["template"]["metadata"]["annotations"]
+    paths = [
+        container["readinessProbe"]["httpGet"]["path"],
+        container["livenessProbe"]["httpGet"]["path"],
+        container["startupProbe"]["httpGet"]["path"],
+        annotations["prometheus.io/path"],
+    ]
+    async with running_emulator(settings) as server:
+        for path in paths:
+            status, body = await http(admin_base(server), path)
+            assert status == 200, f"{path}: {status} {body}"
+
+
+def admin_base(server: App) -> str:
+    """``http://host:port`` of the server's admin listener."""
+    assert server.admin is not None
+    return server.admin.url
