@@ -8,7 +8,10 @@ veth pair (``ip netns``, ``ip link``: root or CAP_NET_ADMIN), listening on ``ws:
 8888/kurento``; the pool runs in the root namespace. A call is the control plane of a WebRTC
 call: a MediaPipeline placed by the pool, a WebRtcEndpoint, and ``processOffer`` with an SDP offer
 that an aiortc peer made (one offer, reused; no ICE, no media), held ``--hold`` seconds, then
-released. Three phases of ``--calls`` calls each, ``--concurrency`` at a time:
+released. With ``--media`` each call has its own aiortc peer (audio): ICE and DTLS-SRTP from the
+root namespace to the server's, the endpoint connected to itself, until the peer decodes its own
+audio coming back (time to first audio reported). Three phases of ``--calls`` calls each,
+``--concurrency`` at a time:
 
 1. every server up: the spread of calls over the servers;
 2. after the first calls of the phase, ``--kill`` servers are SIGKILLed (the kernel closes their
@@ -20,7 +23,8 @@ released. Three phases of ``--calls`` calls each, ``--concurrency`` at a time:
    to the pool placing on it; the spread over all servers again.
 
 A call attempt that fails (its server died under it) is counted and retried, up to 3 times.
-Figures go to ``benchmarks/results/lab20-<date>.json``. Namespaces, veths and the bridge are
+Figures go to ``benchmarks/results/lab20-<date>.json`` (``lab20-<date>-media.json`` with
+``--media``). Namespaces, veths and the bridge are
 removed at the end, whatever happens.
 """
 
@@ -44,10 +48,11 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.control_plane import machine
-from emulator.transport.client import ConnectionLost
+from emulator.transport.client import ConnectionLost, RemoteObject
 from emulator.transport.pool import NoServerAvailable, ServerPool
 from emulator.workers import READY
 from protocol.errors import RpcError
+from tests.media.peers import ClientPeer, negotiate_connected
 
 ROOT = Path(__file__).resolve().parents[1]
 WS_PORT = 8888
@@ -60,6 +65,15 @@ POOL_OPTIONS: dict[str, Any] = {
     "retry_max": 1.0,
 }
 ATTEMPTS = 3
+CALL_WITHOUT_MEDIA = (
+    "control plane: MediaPipeline (placed by the pool) + WebRtcEndpoint + processOffer with an "
+    "aiortc offer; no ICE, no media"
+)
+CALL_WITH_MEDIA = (
+    "MediaPipeline (placed by the pool) + WebRtcEndpoint connected to itself + an aiortc peer "
+    "(audio) negotiated with ICE and DTLS-SRTP across the namespaces, until its audio comes back"
+)
+MEDIA_TIMEOUT = 20.0
 
 
 class NamespacesUnavailable(RuntimeError):
@@ -249,13 +263,12 @@ class CallRecord:
     started: float
     url: str | None = None
     placed_at: float | None = None
+    media_s: float | None = None
     failures: list[str] = field(default_factory=list)
 
 
 async def make_offer() -> str:
     """An audio+video SDP offer from a real aiortc peer (made once, used for every call)."""
-    from tests.media.peers import ClientPeer  # the test peers: aiortc on loopback
-
     peer = ClientPeer()
     try:
         return await peer.offer()
@@ -263,7 +276,30 @@ async def make_offer() -> str:
         await peer.close()
 
 
-async def one_call(pool: ServerPool, offer: str, record: CallRecord, hold: float) -> None:
+async def negotiate(
+    endpoint: RemoteObject, offer: str | None, record: CallRecord
+) -> ClientPeer | None:
+    """``processOffer`` with the shared offer; or, with media (``offer`` None), a real aiortc
+    peer of its own: ICE and DTLS across the namespaces, the endpoint looped back to itself, until
+    the peer hears its own audio come back."""
+    if offer is not None:
+        answer = await endpoint.invoke("processOffer", offer=offer)
+        if "m=audio" not in answer:
+            raise RuntimeError("the answer has no audio m-line")
+        return None
+    peer = ClientPeer(video=False)
+    try:
+        await endpoint.connect(endpoint)
+        await negotiate_connected(endpoint, peer)
+        await peer.wait_for(lambda p: p.frames.get("audio", 0) > 0, timeout=MEDIA_TIMEOUT)
+    except BaseException:
+        await peer.close()
+        raise
+    record.media_s = time.monotonic() - record.started
+    return peer
+
+
+async def one_call(pool: ServerPool, offer: str | None, record: CallRecord, hold: float) -> None:
     """Place the call and negotiate it; a failed attempt is recorded and tried again."""
     for _ in range(ATTEMPTS):
         record.started = time.monotonic()
@@ -272,11 +308,10 @@ async def one_call(pool: ServerPool, offer: str, record: CallRecord, hold: float
         except NoServerAvailable as exc:
             record.failures.append(f"no server: {exc}")
             continue
+        peer = None
         try:
             endpoint = await call.pipeline.create("WebRtcEndpoint")
-            answer = await endpoint.invoke("processOffer", offer=offer)
-            if "m=audio" not in answer:
-                raise RuntimeError("the answer has no audio m-line")
+            peer = await negotiate(endpoint, offer, record)
         except (RpcError, ConnectionLost, TimeoutError, RuntimeError) as exc:
             record.failures.append(f"{call.server.url}: {type(exc).__name__} {exc}")
             await call.release()
@@ -284,13 +319,15 @@ async def one_call(pool: ServerPool, offer: str, record: CallRecord, hold: float
         record.url, record.placed_at = call.server.url, record.started
         # Held to overlap calls, as real calls do; the pause shapes the load, it waits for nothing.
         await asyncio.sleep(hold)
+        if peer is not None:
+            await peer.close()
         await call.release()
         return
 
 
 async def run_phase(
     pool: ServerPool,
-    offer: str,
+    offer: str | None,
     phase: str,
     calls: int,
     concurrency: int,
@@ -330,6 +367,18 @@ def spread(records: list[CallRecord], phase: str, urls: list[str]) -> dict[str, 
     }
 
 
+def media_figures(records: list[CallRecord]) -> dict[str, float] | None:
+    """Seconds from placing a call to its peer decoding audio back: p50, p99, max."""
+    times = [r.media_s for r in records if r.media_s is not None]
+    if not times:
+        return None
+    return {
+        "p50": round(statistics.median(times), 3),
+        "p99": round(percentile(times, 99), 3),
+        "max": round(max(times), 3),
+    }
+
+
 def percentile(values: list[float], q: float) -> float:
     """The q-th percentile (nearest rank) of a non-empty list."""
     ordered = sorted(values)
@@ -345,13 +394,14 @@ async def run_lab(
     calls: int,
     concurrency: int,
     hold: float,
+    media: bool = False,
 ) -> dict[str, Any]:
     """Start the servers, run the three phases through the pool; the figures."""
     started = time.monotonic()
     await asyncio.gather(*(lab.start(server) for server in lab.servers))
     start_seconds = time.monotonic() - started
     urls = [server.url for server in lab.servers]
-    offer = await make_offer()
+    offer = None if media else await make_offer()
     records: list[CallRecord] = []
     killed = lab.servers[1 : 1 + kill]
     lost = lab.servers[1 + kill : 1 + kill + lose]
@@ -410,8 +460,8 @@ async def run_lab(
     total = Counter(r.url for r in records if r.url)
     return {
         "servers": len(urls),
-        "call": "control plane: MediaPipeline (placed by the pool) + WebRtcEndpoint + processOffer "
-        "with an aiortc offer; no ICE, no media",
+        "call": CALL_WITH_MEDIA if media else CALL_WITHOUT_MEDIA,
+        "first_audio_back_s": media_figures(records),
         "calls": len(records),
         "concurrency": concurrency,
         "hold_s": hold,
@@ -450,6 +500,7 @@ async def lab_run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             calls=args.calls,
             concurrency=args.concurrency,
             hold=args.hold,
+            media=args.media,
         )
     finally:
         await lab.stop_all()
@@ -465,6 +516,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=80, help="calls per phase (3 phases)")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--hold", type=float, default=0.5, help="seconds each call is held")
+    parser.add_argument("--media", action="store_true", help="an aiortc peer per call (audio)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="lab20-") as folder:
@@ -476,7 +528,8 @@ def main(argv: list[str] | None = None) -> int:
     report["machine"] = machine()
     report["date"] = datetime.date.today().isoformat()
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"lab20-{report['date']}.json"
+    suffix = "-media" if args.media else ""
+    path = args.out / f"lab20-{report['date']}{suffix}.json"
     path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(report, indent=2))  # noqa: T201
     print(f"written to {path}")  # noqa: T201
