@@ -350,14 +350,15 @@ class ServerPool:
                     result = await client.call("connect", timeout=self.ping_timeout)
                     server_id = result.get("serverId") if isinstance(result, dict) else None
                 except (TimeoutError, RpcError, ConnectionLost) as exc:
-                    reason = describe_failure(exc, self.ping_timeout)
+                    reason, came_up = describe_failure(exc, self.ping_timeout), False
                 else:
                     await self._up(url, client, server_id)
-                    reason = await self._monitor(client)
+                    reason, came_up = await self._monitor(client), True
                 self.clients.pop(url, None)
                 # Down first: closing waits for the close handshake, which a vanished host never
-                # answers (seconds of calls still placed on it).
-                if self.plan.health(url).up and not self._closing:
+                # answers (seconds of calls still placed on it). A server place_call already
+                # marked down is not marked twice; one that failed `connect` is, for its backoff.
+                if not self._closing and (self.plan.health(url).up or not came_up):
                     await self._down(url, reason)
                 await client.close()
             if self._closing:

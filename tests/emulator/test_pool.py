@@ -102,6 +102,36 @@ async def test_pool_skips_a_server_that_accepts_but_never_answers(
     assert f"server {hung_url} down (no answer within 1 s)" in caplog.text
 
 
+async def test_pool_backs_off_from_a_server_that_refuses_connect(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A server that answers ping but fails ``connect`` is down, and is retried with backoff
+    (not in a tight loop), while calls go to the live one."""
+    caplog.set_level(logging.INFO, logger=DECISIONS)
+    requests: list[str] = []
+
+    async def no_sessions(websocket: ServerConnection) -> None:
+        async for text in websocket:
+            request = json.loads(text)
+            requests.append(request["method"])
+            if request["method"] == "ping":
+                reply: dict[str, Any] = {"result": {"value": "pong"}}
+            else:
+                reply = {"error": {"code": 40009, "message": "no more sessions"}}
+            await websocket.send(json.dumps({"jsonrpc": "2.0", "id": request["id"], **reply}))
+
+    async with serve(no_sessions, "127.0.0.1", 0) as refusing, three_servers() as servers:
+        url = f"ws://127.0.0.1:{next(iter(refusing.sockets)).getsockname()[1]}/kurento"
+        live = servers[0].urls["ws"]
+        async with ServerPool([{"url": url}, {"url": live}], **FAST) as pool:
+            assert not pool.is_up(url)
+            assert {(await pool.place_call()).server.url for _ in range(3)} == {live}
+            assert pool.plan.health(url).failures >= 1
+            assert pool.plan.retry_delay(url, asyncio.get_running_loop().time()) > 0
+        assert requests.count("connect") <= 10, "retried in a tight loop"
+    assert f"server {url} down (" in caplog.text
+
+
 async def test_pool_raises_when_every_server_is_down(tmp_path: Path) -> None:
     """With nothing up, place_call says why for each server; the flags come from the file."""
     async with three_servers() as servers:
