@@ -367,15 +367,21 @@ def spread(records: list[CallRecord], phase: str, urls: list[str]) -> dict[str, 
     }
 
 
-def media_figures(records: list[CallRecord]) -> dict[str, float] | None:
-    """Seconds from placing a call to its peer decoding audio back: p50, p99, max."""
-    times = [r.media_s for r in records if r.media_s is not None]
-    if not times:
+def media_figures(records: list[CallRecord]) -> dict[str, Any] | None:
+    """Seconds from placing a call to its peer decoding audio back: p50, p99, max, and the
+    slowest calls (number, phase, server)."""
+    timed = sorted((r for r in records if r.media_s is not None), key=lambda r: r.media_s or 0.0)
+    if not timed:
         return None
+    times = [r.media_s or 0.0 for r in timed]
     return {
         "p50": round(statistics.median(times), 3),
         "p99": round(percentile(times, 99), 3),
         "max": round(max(times), 3),
+        "slowest": [
+            {"call": r.number, "phase": r.phase, "server": r.url, "s": round(r.media_s or 0, 3)}
+            for r in timed[-5:]
+        ],
     }
 
 
