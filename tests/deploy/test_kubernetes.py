@@ -4,6 +4,7 @@ version's schemas, and read as the server would read them (every setting they pa
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -244,3 +245,38 @@ def admin_base(server: App) -> str:
     """``http://host:port`` of the server's admin listener."""
     assert server.admin is not None
     return server.admin.url
+
+
+def json_leaves(node: Any, prefix: str = "") -> set[str]:
+    """Dotted paths of a JSON document's leaves; ``//`` comment keys left out, as KMS does."""
+    if not isinstance(node, dict):
+        return {prefix}
+    found: set[str] = set()
+    for key, value in node.items():
+        if not key.startswith("//"):
+            found |= json_leaves(value, f"{prefix}.{key}" if prefix else key)
+    return found
+
+
+def documented_keys(file_name: str) -> set[str]:
+    """Keys of a config file that README's options table says the server reads."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    return set(re.findall(rf"{re.escape(file_name)} `([\w.]+)`", text))
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_config_key_passed_is_one_the_server_reads(overlay: str) -> None:
+    """The loader ignores unknown keys (KMS files carry many): here none may be unknown."""
+    config_map = one(render(overlay), "ConfigMap")
+    for key, text in config_map["data"].items():
+        if key == "kurento.conf.json":
+            leaves = json_leaves(json.loads(text))
+            # metadata is free-form: whatever it holds is returned by getMetadata.
+            leaves = {"metadata" if leaf.startswith("metadata.") else leaf for leaf in leaves}
+            unknown = leaves - documented_keys("kurento.conf.json")
+        else:
+            class_name = key.removesuffix(".conf.ini")
+            lines = [line.split("=", 1)[0].strip() for line in text.splitlines()]
+            keys = {line for line in lines if line and not line.startswith((";", "#"))}
+            unknown = keys - set(INI_FIELDS[class_name])
+        assert not unknown, f"{overlay}: {key} sets {sorted(unknown)}, which the server ignores"
