@@ -258,7 +258,7 @@ class ServerPool:
                 await self._down(entry.url, "connection closed")
                 continue
             try:
-                pipeline = await asyncio.wait_for(client.create("MediaPipeline"), self.call_timeout)
+                pipeline = await self._create_pipeline(entry.url, client)
             except RpcError as exc:
                 logger.warning(
                     "= pool: server %s refused a call (%s %s), trying the next one",
@@ -268,14 +268,38 @@ class ServerPool:
                 )
                 continue
             except (TimeoutError, ConnectionLost) as exc:
-                await self._down(entry.url, describe_failure(exc, self.call_timeout))
-                with contextlib.suppress(Exception):
-                    await client.close()
+                if self.plan.health(entry.url).up:  # else its watch found it down already
+                    await self._down(entry.url, describe_failure(exc, self.call_timeout))
+                    with contextlib.suppress(Exception):
+                        await client.close()
                 continue
             number = next(self._numbers)
             self.placed.append((number, entry.url))
             logger.info("= pool: call %d placed on %s", number, entry.url)
             return PlacedCall(number, entry, client, pipeline)
+
+    async def _create_pipeline(self, url: str, client: KurentoClient) -> RemoteObject:
+        """``create MediaPipeline``, given up at ``call_timeout`` or as soon as the server's
+        watch finds it down (a vanished host: the unanswered ping ends the wait, not the
+        call timeout).
+
+        Raises:
+            TimeoutError: no answer within ``call_timeout``.
+            ConnectionLost: the connection closed, or the server was found down meanwhile.
+        """
+        create = asyncio.ensure_future(client.create("MediaPipeline"))
+        gone = asyncio.ensure_future(self.wait_until(url, up=False, timeout=self.call_timeout))
+        try:
+            await asyncio.wait({create, gone}, return_when=asyncio.FIRST_COMPLETED)
+            if create.done():
+                return create.result()
+            if gone.exception() is None:
+                raise ConnectionLost(f"{self.plan.health(url).reason} while creating the call")
+            raise TimeoutError(f"no answer to create within {self.call_timeout:g} s")
+        finally:
+            for task in (create, gone):
+                task.cancel()
+            await asyncio.gather(create, gone, return_exceptions=True)
 
     # -- state -----------------------------------------------------------------------------------
 
