@@ -132,6 +132,8 @@ class App:
         """Start the media workers, the WebSocket listeners and the session collector."""
         if self.pool is not None:
             await self.pool.start()
+        else:  # each media worker, a complete server, resolves its own
+            await self.media_services.resolve_external_addresses()
         await self.listener.start()
         self.session_collector.start()
         logger.info("server id %s", self.identity.id)

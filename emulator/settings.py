@@ -87,6 +87,9 @@ class Settings(BaseSettings):
     )
     external_ipv4: str = Field("", description="externalIPv4 advertised in host candidates")
     external_ipv6: str = Field("", description="externalIPv6 advertised in host candidates")
+    external_address_timeout: float = Field(
+        3.0, description="seconds the STUN lookup of externalIPv4/IPv6=auto may take at start"
+    )
     network_interfaces: str = Field(
         "", description="networkInterfaces: comma list of interface names; empty = all"
     )
