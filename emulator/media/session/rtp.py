@@ -49,6 +49,7 @@ from emulator.media.rtp.fragmentation import MAX_PAYLOAD, sized_for_leg
 from emulator.media.rtp.keyframes import keyframe_detector
 from emulator.media.rtp.packet import ExtensionMap, RtpView, rewrite_rtp
 from emulator.media.rtp.streams import InboundStream, OutboundStream, middle_ntp, ntp_now
+from emulator.media.sdp.h264 import carries as h264_carries
 from emulator.media.sdp.negotiation import MediaLine
 from emulator.media.session.stats import LatencyMeter, inbound_stats, outbound_stats
 from protocol.sdp import Codec
@@ -637,13 +638,14 @@ NO_EXTENSIONS: dict[int, str] = {}
 def matching_payload_type(line: MediaLine, codec: Codec) -> int | None:
     """This line's payload type for the source's codec (telephone-event included), or None.
 
-    An H264 sink that negotiated several payload types gets the one in the source's
-    packetization mode when there is one (FU-A and STAP-A are mode 1 only)."""
+    An H264 sink that negotiated several payload types gets one in the source's packetization
+    mode (FU-A and STAP-A are mode 1 only), among those one whose profile carries the source's
+    (``sdp/h264.py``: rtph264pay's rule), else the first in the sink's order."""
     candidates = [c for c in [*line.codecs, *([line.dtmf] if line.dtmf else [])]]
     same = [c for c in candidates if c.key == codec.key]
     if len(same) > 1 and codec.name.lower() == "h264":
         mode = h264_mode(codec)
-        same = [c for c in same if h264_mode(c) == mode] or same
+        same.sort(key=lambda c: (h264_mode(c) != mode, not h264_carries(c, codec)))
     return same[0].payload_type if same else None
 
 
