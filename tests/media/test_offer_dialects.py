@@ -8,10 +8,14 @@ port 0 instead of failing the offer.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+
+import pytest
 
 from emulator.transport.client import KurentoClient
 from protocol.sdp import SessionDescription
+from tests.media.peers import client_peer, trickle
 
 CORPUS = Path(__file__).resolve().parents[1] / "protocol" / "sdp_corpus"
 ANDROID = (CORPUS / "android_h264_offer.sdp").read_text()
@@ -75,3 +79,48 @@ async def test_rtp_endpoint_answers_a_sip_phone(media_client: KurentoClient) -> 
     assert "speex" not in audio_names and "G729" not in audio_names
     assert [c.clock_rate for c in audio.codecs if c.name == "telephone-event"] == [48000]
     assert [c.name for c in video.codecs] == ["VP8", "H264"]
+
+
+def _without(offer: str, prefix: str) -> str:
+    return "\r\n".join(line for line in offer.split("\r\n") if not line.startswith(prefix))
+
+
+async def test_offer_without_fingerprint_is_answered_and_carries_media(
+    media_client: KurentoClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An offer with no a=fingerprint (gateways that leave it out): answered, as KMS answers it,
+    with a warning naming what to add; the peer's DTLS certificate is accepted unverified (as
+    GStreamer's DTLS elements under KMS accept any) and the call carries audio and video."""
+    pipeline = await media_client.create("MediaPipeline")
+    endpoint = await pipeline.create("WebRtcEndpoint")
+    await endpoint.connect(endpoint)
+    found = await endpoint.subscribe("IceCandidateFound")
+    done = await endpoint.subscribe("IceGatheringDone")
+    async with client_peer() as peer:
+        offer = _without(await peer.offer(), "a=fingerprint")
+        with caplog.at_level(logging.WARNING, logger="emulator.media.legs.peer"):
+            answer = await endpoint.invoke("processOffer", offer=offer)
+        assert "a=fingerprint:" in answer
+        assert any("has no a=fingerprint" in r.getMessage() for r in caplog.records)
+        await endpoint.invoke("gatherCandidates")
+        await peer.accept_answer(answer)
+        await trickle(peer, found, done)
+        await peer.wait_for(lambda p: p.frames.get("audio", 0) > 3 and p.frames.get("video", 0) > 3)
+
+
+async def test_offer_without_ice_credentials_is_answered_with_a_warning(
+    media_client: KurentoClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An offer with no a=ice-ufrag/a=ice-pwd: KMS's SDP agent answers it (then its ICE cannot
+    check the peer); here too: both m-lines answered with the server's own credentials, and a
+    warning says what to add."""
+    pipeline = await media_client.create("MediaPipeline")
+    endpoint = await pipeline.create("WebRtcEndpoint")
+    async with client_peer() as peer:
+        offer = _without(_without(await peer.offer(), "a=ice-ufrag"), "a=ice-pwd")
+        with caplog.at_level(logging.WARNING, logger="emulator.media.legs.peer"):
+            answer = SessionDescription.parse(await endpoint.invoke("processOffer", offer=offer))
+    assert [m.port != 0 for m in answer.media] == [True, True]
+    assert all(m.ice_ufrag and m.ice_pwd for m in answer.media)
+    warnings = [r.getMessage() for r in caplog.records if "a=ice-ufrag/a=ice-pwd" in r.getMessage()]
+    assert warnings and "add a=ice-ufrag/a=ice-pwd" in warnings[0]
