@@ -408,7 +408,8 @@ class RtpSession:
                 return False
         elif not impairment.send(self._send_late, line, data):
             return False
-        stream.sent(sequence, data, len(data) - view.header_end, now)
+        # the payload as the source carried it: the rewrite changed the header's extensions only
+        stream.sent(sequence, data, len(view.data) - view.header_end, now)
         self.latency.add(line.kind, now - arrival)
         if self.keyframe_wait is not None and line.kind == "video":
             self.keyframe_sent(route.codec, view)
