@@ -38,6 +38,9 @@ ERROR_CODES = {
 }
 """GStreamer's ``GstResourceError``/``GstStreamError`` numbers that KMS reports as ``errorCode``
 with each ``Error`` type (KMS's own example: RESOURCE_ERROR_OPEN, 6, a file it cannot write)."""
+GST_CORE_ERROR_NEGOTIATION = 7
+"""``GstCoreError`` NEGOTIATION: what KMS's agnosticbin posts when no decoder bridges two
+formats."""
 
 
 class MediaElement(MediaObject):
@@ -205,15 +208,30 @@ class MediaElement(MediaObject):
         finally:
             self._busy = False
 
-    def raise_error(self, error_type: str, description: str) -> None:
+    def raise_error(self, error_type: str, description: str, code: int | None = None) -> None:
         """KMS's ``Error`` event on this element: ``type`` names the error (``errorCode`` is its
-        GStreamer number), ``description`` says what failed; nothing else is disturbed."""
+        GStreamer number, ``code`` when the type does not tell it), ``description`` says what
+        failed; nothing else is disturbed."""
         self.log.warning("! %s: %s", error_type, description)
         self.emit(
             "Error",
             description=description,
-            errorCode=ERROR_CODES.get(error_type, 1),
+            errorCode=code if code is not None else ERROR_CODES.get(error_type, 1),
             type=error_type,
+        )
+
+    def transcoding_refused(self, media_type: str, reason: str) -> None:
+        """This sink's media cannot be transcoded for it. KMS's agnosticbin, in the element
+        feeding the sink, posts ``GST_ELEMENT_WARNING (CORE, NEGOTIATION, "Formats are not
+        compatible")``, which MediaElementImpl::processBusMessage raises as an ``Error`` of that
+        element: type UNEXPECTED_ELEMENT_ERROR (CORE is not a domain it names), code 7."""
+        link = self.graph.source_of(self, media_type)
+        source = link.source if link is not None else self
+        source.raise_error(
+            "UNEXPECTED_ELEMENT_ERROR",
+            f"Error code {GST_CORE_ERROR_NEGOTIATION}: Formats are not compatible, source: "
+            f"agnosticbin2, element: {source.id}, debug info: {reason}",
+            GST_CORE_ERROR_NEGOTIATION,
         )
 
     def video_source_changed(self) -> None:

@@ -666,6 +666,10 @@ class TranscodingListener(Protocol):
     def keyframe_needed(self, kind: str) -> None:
         """The transcoder needs a keyframe from the source."""
 
+    def transcoding_refused(self, kind: str, reason: str) -> None:
+        """No transcoder turns what the source sends into a codec this sink negotiated: its
+        packets of that kind are dropped (once per source and codec)."""
+
 
 @dataclass
 class _Route:
@@ -724,13 +728,12 @@ class SinkTranscoding:
             if refusal not in self.refused:
                 self.refused.add(refusal)
                 offered = ", ".join(describe(t) for t in targets) or "nothing"
-                logger.warning(
-                    "! cannot transcode %s %s for %s (it negotiated %s): packets dropped",
-                    kind.upper(),
-                    describe(codec),
-                    self.sink_name,
-                    offered,
+                reason = (
+                    f"cannot transcode {kind.upper()} {describe(codec)} for {self.sink_name} "
+                    f"(it negotiated {offered}): packets dropped"
                 )
+                logger.warning("! %s", reason)
+                self.listener.transcoding_refused(kind, reason)
             return None
         previous = self.routes.pop(kind, None)
         if previous is not None:

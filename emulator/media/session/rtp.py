@@ -122,6 +122,9 @@ class MediaOwner(Protocol):
     ) -> None:
         """What this endpoint receives is now (or no longer) transcoded for it."""
 
+    def transcoding_refused(self, media_type: str, reason: str) -> None:
+        """What this endpoint receives cannot be transcoded into what its peer negotiated."""
+
     def video_receive_target(self) -> int | None:
         """The REMB (bps) to send the remote sender of our video, None for none."""
 
@@ -595,6 +598,10 @@ class RtpSession:
         self.owner.transcoding_changed(KINDS[kind], active, bin_name, reason)
         if kind == "video" and active:
             self.await_keyframe("transcoding started")
+
+    def transcoding_refused(self, kind: str, reason: str) -> None:
+        """Report to the element (KMS's ``Error``, raised where its agnosticbin would)."""
+        self.owner.transcoding_refused(KINDS[kind], reason)
 
     def keyframe_needed(self, kind: str) -> None:
         """The transcoder's decoder needs a keyframe: ask the source as a PLI would."""
