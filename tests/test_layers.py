@@ -46,6 +46,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "emulator.media.http_post",
             "emulator.media.recorder",
             "emulator.media.player",
+            "emulator.media.mixing",
         ),
     ),
     ("media: services", ("emulator.media.services",)),

@@ -24,6 +24,7 @@ from emulator.objects.media_pipeline import (
     write_dot,
 )
 from protocol.errors import ConnectError
+from protocol.sdp import Codec
 
 ERROR_CODES = {
     "RESOURCE_ERROR_OPEN": 6,
@@ -189,6 +190,11 @@ class MediaElement(MediaObject):
         """Hand a media packet to every sink of that type."""
         for sink in self._sinks.get(media_type, ()):
             sink.receive_media(media_type, packet)
+
+    def sink_codecs(self, media_type: str) -> list[Codec]:
+        """The codecs this element sends on to its peer, by preference (``[]``: it takes any,
+        or does not know yet); a mixer encodes its output in the first it can."""
+        return []
 
     def has_sinks(self, media_type: str) -> bool:
         """Whether any element receives this media type from this one."""
