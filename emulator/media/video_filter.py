@@ -70,8 +70,8 @@ class FrameProcessor(Protocol):
 class FilterOwner(Protocol):
     """What the stage tells its element, on the event loop."""
 
-    def filtered_packet(self, packet: MediaPacket) -> None:
-        """One packet of the processed video, for the VIDEO sinks."""
+    def filtered_frame(self, codec: Codec, packets: list[MediaPacket]) -> None:
+        """One processed frame encoded in ``codec``, for the sinks that take that codec."""
 
     def filter_keyframe_needed(self) -> None:
         """The decoder needs a keyframe from the source."""
@@ -82,13 +82,10 @@ def codec_identity(codec: Codec) -> tuple[Any, ...]:
     return (*codec.key, codec.fmtp or "") if codec.name.lower() == "h264" else codec.key
 
 
-def output_codecs(taken: list[Codec]) -> list[Codec]:
-    """One encoder per distinct codec the sinks take that PyAV encodes; VP8 when none."""
-    found: dict[tuple[Any, ...], Codec] = {}
-    for codec in taken:
-        if can_transcode("video", codec):
-            found.setdefault(codec_identity(codec), codec)
-    return list(found.values()) or [VP8]
+def output_codec(taken: list[Codec]) -> Codec:
+    """What a sink gets: the first codec it takes that PyAV encodes; VP8 when none is known
+    (a recorder, a sink not negotiated yet: VP8 is what every WebRTC peer takes)."""
+    return next((codec for codec in taken if can_transcode("video", codec)), VP8)
 
 
 @dataclass
@@ -154,7 +151,7 @@ class VideoFilterStage:
 
     def set_targets(self, codecs: list[Codec]) -> None:
         """Encode into these codecs from the next frame on (one output stream each)."""
-        self._targets = output_codecs(codecs)
+        self._targets = codecs or [VP8]
 
     def request_keyframe(self) -> None:
         """The next frame of every output is a keyframe (a sink asked with PLI or FIR)."""
@@ -175,8 +172,7 @@ class VideoFilterStage:
         if self._closing:
             return
         for stamper, payloads in batches:
-            for packet in stamper.packets(payloads, arrival):
-                self.owner.filtered_packet(packet)
+            self.owner.filtered_frame(stamper.codec, stamper.packets(payloads, arrival))
 
     def _keyframe_needed(self) -> None:
         now = time.monotonic()

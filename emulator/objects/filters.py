@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from typing import Any, ClassVar
 
 from emulator.media.flow import MediaPacket
@@ -37,13 +36,16 @@ from emulator.media.gst_elements import (
     parse_command,
 )
 from emulator.media.images import Bgra, ImageLoadFailed, load_image
-from emulator.media.video_filter import AudioGainStage, FrameProcessor, VideoFilterStage
+from emulator.media.video_filter import (
+    AudioGainStage,
+    FrameProcessor,
+    VideoFilterStage,
+    codec_identity,
+    output_codec,
+)
 from emulator.objects.media_element import ElementLink, Filter
 from protocol.errors import KurentoNotImplemented, MediaObjectIllegalParamError
 from protocol.sdp import Codec
-
-TARGETS_CHECK = 1.0
-"""Seconds between two looks at the codecs the sinks take (they negotiate after connecting)."""
 
 
 class OpenCVFilter(Filter):
@@ -62,7 +64,6 @@ class VideoProcessingFilter(Filter):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.stage: VideoFilterStage | None = None
-        self._targets_checked = 0.0
 
     def video_processor(self) -> FrameProcessor | None:
         """What is done to each frame; None: the video is forwarded untouched."""
@@ -88,24 +89,41 @@ class VideoProcessingFilter(Filter):
         if not self.ENCODES:
             super().receive_media(media_type, packet)
 
-    def filtered_packet(self, packet: MediaPacket) -> None:
-        """A packet of the processed video: to the VIDEO sinks."""
-        if not self.has_sinks("VIDEO"):
-            return
-        now = time.monotonic()
-        if now - self._targets_checked > TARGETS_CHECK:
-            self._update_targets()
-        self.mark_flow("out", "VIDEO", True)
-        self.forward("VIDEO", packet)
+    def filtered_frame(self, codec: Codec, packets: list[MediaPacket]) -> None:
+        """A processed frame in one output codec: to the VIDEO sinks that take that codec.
+
+        Sinks negotiate after they are connected, and renegotiate: their codecs are looked at
+        once per frame (a few attribute reads each), so that each gets its codec from its first
+        frames on and no sink transcodes what the filter could encode for it.
+        """
+        routes = self._update_targets()
+        identity = codec_identity(codec)
+        sent = False
+        for sink in self._sinks.get("VIDEO", ()):
+            if routes.get(id(sink)) == identity:
+                sent = True
+                for packet in packets:
+                    sink.receive_media("VIDEO", packet)
+        if sent:
+            self.mark_flow("out", "VIDEO", True)
 
     def filter_keyframe_needed(self) -> None:
         """The decoder lacks a keyframe: ask the source."""
         self.ask_keyframe("VIDEO")
 
-    def _update_targets(self) -> None:
-        self._targets_checked = time.monotonic()
+    def _update_targets(self) -> dict[int, tuple[Any, ...]]:
+        """Which output codec each VIDEO sink gets (by the sink's id()); the stage encodes
+        each of them once."""
+        routes: dict[int, tuple[Any, ...]] = {}
+        targets: dict[tuple[Any, ...], Codec] = {}
+        for sink in self._sinks.get("VIDEO", ()):
+            codec = output_codec(sink.video_codecs_taken())
+            identity = codec_identity(codec)
+            routes[id(sink)] = identity
+            targets.setdefault(identity, codec)
         if self.stage is not None:
-            self.stage.set_targets(self.sink_video_codecs())
+            self.stage.set_targets(list(targets.values()))
+        return routes
 
     def video_codecs_taken(self) -> list[Codec]:
         """A filter that encodes decodes any VP8 or H264: it asks nothing of its source."""

@@ -18,11 +18,14 @@ import cv2
 import numpy as np
 import pytest
 import zxingcpp
+from aiortc import RTCRtpReceiver
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from emulator.app import App
 from emulator.transport.client import KurentoClient, RemoteObject
 from protocol.errors import KurentoNotImplemented, MediaObjectIllegalParamError
 from tests.media.peers import ClientPeer, negotiate_connected
+from tests.media.rtp_peers import dominant_frequency
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -33,20 +36,51 @@ GREY = (128, 128, 128)
 FPS = 15
 
 
-def make_clip(path: Path, images: list[np.ndarray[Any, Any]], seconds: float) -> str:
-    """A VP8 WebM at 15 fps cycling through ``images`` (BGR) for ``seconds``; its URI."""
+def make_clip(
+    path: Path, images: list[np.ndarray[Any, Any]], seconds: float, tone: float = 0.0
+) -> str:
+    """A VP8 WebM at 15 fps cycling through ``images`` (BGR) for ``seconds`` (each image for
+    ``len(images)`` equal parts of it), with an Opus tone of ``tone`` Hz when not 0; its URI."""
     height, width = images[0].shape[:2]
+    frames = int(seconds * FPS)
     with av.open(str(path), "w") as container:
         stream = container.add_stream("libvpx", rate=FPS)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.bit_rate = 2_000_000
         stream.codec_context.gop_size = FPS
-        for index in range(int(seconds * FPS)):
-            frame = av.VideoFrame.from_ndarray(images[index % len(images)], format="bgr24")
+        audio = _tone_stream(container) if tone else None
+        sample = 0
+        for index in range(frames):
+            image = images[index * len(images) // frames]
+            frame = av.VideoFrame.from_ndarray(image, format="bgr24")
             frame.pts, frame.time_base = index, Fraction(1, FPS)
             container.mux(stream.encode(frame))
+            while audio is not None and sample < (index + 1) * 48000 // FPS:
+                container.mux(audio.encode(_tone_frame(tone, sample)))
+                sample += OPUS_FRAME
         container.mux(stream.encode(None))
+        if audio is not None:
+            container.mux(audio.encode(None))
     return path.as_uri()
+
+
+OPUS_FRAME = 960
+
+
+def _tone_stream(container: Any) -> Any:
+    audio = container.add_stream("libopus", rate=48000)
+    audio.layout, audio.format = "stereo", "s16"
+    return audio
+
+
+def _tone_frame(hz: float, start: int) -> av.AudioFrame:
+    """20 ms of a sine tone at ``start`` (samples), stereo s16 at 48 kHz."""
+    times = np.arange(start, start + OPUS_FRAME) / 48000
+    mono = (np.sin(2 * np.pi * hz * times) * 8000).astype(np.int16)
+    frame = av.AudioFrame.from_ndarray(np.repeat(mono, 2).reshape(1, -1), format="s16",
+                                       layout="stereo")  # fmt: skip
+    frame.sample_rate, frame.pts, frame.time_base = 48000, start, Fraction(1, 48000)
+    return frame
 
 
 def halves(left: tuple[int, int, int], right: tuple[int, int, int]) -> np.ndarray[Any, Any]:
@@ -67,23 +101,40 @@ def solid_png(path: Path, colour: tuple[int, int, int], size: int = 64) -> Path:
 
 @dataclass
 class FramePeer(ClientPeer):
-    """A receive-only peer keeping the last decoded video frames (BGR arrays)."""
+    """A receive-only peer keeping the last decoded video frames (BGR arrays), taking only
+    ``video_mime`` when set; with ``hear`` it also receives Opus audio and keeps it (mono)."""
 
+    video_mime: str = ""
+    hear: bool = False
     images: list[np.ndarray[Any, Any]] = field(default_factory=list)
+    heard: list[np.ndarray[Any, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self.pc.addTransceiver("video", direction="recvonly")
+        video = self.pc.addTransceiver("video", direction="recvonly")
+        if self.video_mime:
+            codecs = RTCRtpReceiver.getCapabilities("video").codecs
+            video.setCodecPreferences([c for c in codecs if c.mimeType == self.video_mime])
+        if self.hear:
+            self.pc.addTransceiver("audio", direction="recvonly")
 
     async def _read(self, track: MediaStreamTrack) -> None:
         with contextlib.suppress(MediaStreamError):
             while True:
                 frame = await track.recv()
-                if track.kind != "video":
-                    continue
-                self.images = [*self.images[-9:], frame.to_ndarray(format="bgr24")]
-                self.frames["video"] = self.frames.get("video", 0) + 1
+                if track.kind == "audio":
+                    channels = len(frame.layout.channels)
+                    self.heard.append(frame.to_ndarray().reshape(-1)[::channels])
+                else:
+                    self.images = [*self.images[-9:], frame.to_ndarray(format="bgr24")]
+                self.frames[track.kind] = self.frames.get(track.kind, 0) + 1
                 self._arrived.set()
+
+    def last_heard(self, seconds: float) -> np.ndarray[Any, Any]:
+        """The last ``seconds`` of audio heard (48 kHz mono)."""
+        if not self.heard:
+            return np.zeros(0)
+        return np.concatenate(self.heard[-int(seconds * 50) - 1 :])[-int(seconds * 48000) :]
 
     async def frame_where(
         self, check: Callable[[np.ndarray[Any, Any]], bool], timeout: float = 30
@@ -94,9 +145,9 @@ class FramePeer(ClientPeer):
 
 
 @contextlib.asynccontextmanager
-async def frame_peer() -> AsyncIterator[FramePeer]:
+async def frame_peer(**kwargs: Any) -> AsyncIterator[FramePeer]:
     """A FramePeer, closed at the end."""
-    peer = FramePeer(audio=False, video=False)
+    peer = FramePeer(audio=False, video=False, **kwargs)
     try:
         yield peer
     finally:
@@ -205,6 +256,86 @@ async def test_gstreamer_unsupported_commands_are_refused(media_client: KurentoC
     assert await pipeline.invoke("getChildren") == [flt.id]
 
 
+def rms(samples: np.ndarray[Any, Any]) -> float:
+    """Root mean square of s16 samples."""
+    return float(np.sqrt(np.mean(samples.astype(np.float64) ** 2))) if len(samples) else 0.0
+
+
+def tone_heard(peer: FramePeer, seconds: float = 0.5) -> bool:
+    """Whether the last ``seconds`` heard are loud in each tenth of them (a steady tone)."""
+    samples = peer.last_heard(seconds)
+    return len(samples) >= seconds * 48000 and all(
+        rms(part) > 2000 for part in np.array_split(samples, 10)
+    )
+
+
+async def test_gstreamer_volume_scales_the_audio_live(
+    media_client: KurentoClient, tmp_path: Path
+) -> None:
+    """``volume volume=0``: the peer hears silence; setElementProperty volume=1: the 440 Hz
+    tone; the video goes through untouched."""
+    uri = make_clip(tmp_path / "tone.webm", [halves(RED, BLUE)], 30, tone=440)
+    async with frame_peer(hear=True) as peer:
+        _, flt = await play_through(
+            media_client, uri, "GStreamerFilter", peer, command="volume volume=0"
+        )
+        await peer.wait_for(lambda p: len(p.last_heard(1.0)) >= 48000 and p.images)
+        assert rms(peer.last_heard(1.0)) < 50
+        assert near(mean(peer.images[-1], LEFT), RED)
+        await flt.invoke("setElementProperty", propertyName="volume", propertyValue="1.0")
+        await peer.wait_for(tone_heard)
+        assert abs(dominant_frequency(peer.last_heard(0.5), 48000) - 440) < 10
+
+
+async def test_video_filter_forwards_audio_without_decoding_it(
+    media_server: App, media_client: KurentoClient, tmp_path: Path
+) -> None:
+    """Through a videoflip the peer hears the clip's 440 Hz tone while no transcoder runs:
+    the audio was forwarded as it came."""
+    uri = make_clip(tmp_path / "tone.webm", [halves(RED, BLUE)], 30, tone=440)
+    async with frame_peer(hear=True) as peer:
+        await play_through(
+            media_client, uri, "GStreamerFilter", peer, command="videoflip method=rotate-180"
+        )
+        await peer.frame_where(lambda i: near(mean(i, LEFT), BLUE))
+        await peer.wait_for(tone_heard)
+        assert abs(dominant_frequency(peer.last_heard(0.5), 48000) - 440) < 10
+        assert media_server.media_services.transcoders.live == 0
+
+
+async def attach_peer(filter_: RemoteObject, peer: FramePeer) -> RemoteObject:
+    """A new WebRtcEndpoint fed by ``filter_`` and negotiated with ``peer``."""
+    pipeline = RemoteObject(filter_.client, filter_.id.split("/", 1)[0], "MediaPipeline")
+    webrtc = await pipeline.create("WebRtcEndpoint")
+    await filter_.connect(webrtc)
+    await negotiate_connected(webrtc, peer)
+    return webrtc
+
+
+async def test_filter_encodes_each_codec_its_sinks_take_and_keyframes_for_late_sinks(
+    media_server: App, media_client: KurentoClient, tmp_path: Path
+) -> None:
+    """A VP8 peer that joins a running filter decodes its frames (its keyframe request reached
+    the filter's encoder); an H264-only peer gets H264 from the filter itself: no transcoder
+    runs, each codec is encoded once by the filter."""
+    uri = make_clip(tmp_path / "halves.webm", [halves(RED, BLUE)], 40)
+    async with frame_peer(video_mime="video/VP8") as first:
+        _, flt = await play_through(
+            media_client, uri, "GStreamerFilter", first, command="videoflip method=4"
+        )
+        await first.frame_where(lambda i: near(mean(i, LEFT), BLUE))
+        async with (
+            frame_peer(video_mime="video/VP8") as late,
+            frame_peer(video_mime="video/H264") as h264,
+        ):
+            await attach_peer(flt, late)
+            await attach_peer(flt, h264)
+            for peer in (late, h264):
+                image = await peer.frame_where(lambda i: near(mean(i, LEFT), BLUE))
+                assert near(mean(image, RIGHT), RED)
+            assert media_server.media_services.transcoders.live == 0
+
+
 # -- ZBarFilter ------------------------------------------------------------------------------------
 
 
@@ -220,12 +351,13 @@ def qr_image(value: str) -> np.ndarray[Any, Any]:
     return frame
 
 
-async def test_zbar_filter_raises_code_found_for_a_qr_code(
+async def test_zbar_filter_raises_code_found_when_the_code_changes(
     media_client: KurentoClient, tmp_path: Path
 ) -> None:
-    """A clip showing a QR code: CodeFound with ZBar's type name and the value; the video
-    reaches the peer unchanged."""
-    uri = make_clip(tmp_path / "qr.webm", [qr_image("https://kurento.example/42")], 20)
+    """A clip showing one QR code, then another: CodeFound with ZBar's type name and each
+    value in turn; the video reaches the peer as it came."""
+    first, second = "https://kurento.example/1", "second code"
+    uri = make_clip(tmp_path / "qr.webm", [qr_image(first), qr_image(second)], 8)
     async with frame_peer() as peer:
         pipeline = await media_client.create("MediaPipeline")
         player = await pipeline.create("PlayerEndpoint", uri=uri)
@@ -237,7 +369,10 @@ async def test_zbar_filter_raises_code_found_for_a_qr_code(
         await negotiate_connected(webrtc, peer)
         await player.invoke("play")
         event = await codes.get(timeout=30)
-        assert (event["codeType"], event["value"]) == ("QR-Code", "https://kurento.example/42")
+        assert (event["codeType"], event["value"]) == ("QR-Code", first)
+        while event["value"] == first:
+            event = await codes.get(timeout=30)
+        assert (event["codeType"], event["value"]) == ("QR-Code", second)
         await peer.wait_for(lambda p: p.frames.get("video", 0) >= 5)
         assert mean(peer.images[-1], (slice(0, 20), slice(0, 320))).min() > 200  # white
 
