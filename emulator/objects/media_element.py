@@ -311,6 +311,23 @@ class MediaElement(MediaObject):
         limits = (sink.video_send_limit() for sink in self._sinks.get("VIDEO", ()))
         return [limit for limit in limits if limit is not None]
 
+    def video_codecs_taken(self) -> list[Codec]:
+        """The video codec each receiver behind this element takes as it is (its first one
+        that the transcoders encode), for elements that encode video once per codec (filters);
+        empty when unknown. Elements without a remote peer pass on their sinks' ones."""
+        if self._busy:
+            return []
+        self._busy = True
+        try:
+            return self.sink_video_codecs()
+        finally:
+            self._busy = False
+
+    def sink_video_codecs(self) -> list[Codec]:
+        """``video_codecs_taken`` of every VIDEO sink, in order."""
+        return [codec for sink in self._sinks.get("VIDEO", ()) for codec in
+                sink.video_codecs_taken()]  # fmt: skip
+
     def mark_flow(self, direction: str, media_type: str, flowing: bool) -> None:
         """Record media flow and raise MediaFlowIn/OutStateChanged on a change."""
         states = self.flowing_in if direction == "in" else self.flowing_out
