@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import os
 import re
+import signal
+import sys
 from collections.abc import Sequence
 
 from emulator.settings import Settings
@@ -27,6 +30,22 @@ logger = logging.getLogger(__name__)
 SETTINGS_ENV = "KURENTO_EMULATOR_WORKER"
 READY = re.compile(r"listening on (ws://\S+) \(ws\)")
 START_TIMEOUT = 60.0
+
+
+PR_SET_PDEATHSIG = 1
+"""prctl(2) option: the signal this process gets when its parent thread exits."""
+
+
+def stop_with_parent() -> None:
+    """Have the kernel send SIGTERM to this worker when its server dies (SIGKILL, a crash), so
+    that no worker outlives its server; a no-op off Linux."""
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM) != 0:
+        logger.warning("! prctl(PR_SET_PDEATHSIG): %s", os.strerror(ctypes.get_errno()))
+    if os.getppid() == 1:  # the server died before the prctl: nobody will stop this worker
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def worker_count(settings: Settings) -> int:

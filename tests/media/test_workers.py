@@ -5,7 +5,12 @@ Real worker processes, real WebSockets, aiortc peers and the official JS client,
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import signal
+import socket
+import sys
 from collections.abc import AsyncIterator
 
 import pytest
@@ -168,3 +173,78 @@ async def test_restart_drops_every_workers_objects(two_workers: App) -> None:
             await after.call("invoke", {"object": old.id, "operation": "getName"})
         new = await after.create("MediaPipeline")
         assert await new.invoke("getName") == new.id
+
+
+def _children(pid: int) -> list[int]:
+    """The child processes of ``pid`` (Linux /proc)."""
+    with open(f"/proc/{pid}/task/{pid}/children") as listing:
+        return [int(child) for child in listing.read().split()]
+
+
+async def _wait_gone(pids: list[int], timeout: float = 20) -> None:
+    """Wait until every process in ``pids`` has exited: they are not this test's children, so a
+    pidfd (readable once the process exits) stands for wait()."""
+    loop = asyncio.get_running_loop()
+    async with asyncio.timeout(timeout):
+        for pid in pids:
+            try:
+                pidfd = os.pidfd_open(pid)
+            except ProcessLookupError:
+                continue  # already gone
+            exited = asyncio.Event()
+            loop.add_reader(pidfd, exited.set)
+            try:
+                await exited.wait()
+            finally:
+                loop.remove_reader(pidfd)
+                os.close(pidfd)
+
+
+async def test_a_listener_that_cannot_open_stops_the_started_workers() -> None:
+    """Workers start before the listener: when its port is taken, start() fails and no worker
+    is left running."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        settings = make_settings(media_workers=2, port=taken.getsockname()[1])
+        app = App(settings)
+        with pytest.raises(OSError):
+            await app.start()
+    assert app.pool is not None
+    assert all(worker.process is not None for worker in app.pool.workers)
+    assert not any(worker.alive for worker in app.pool.workers)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+async def test_a_server_stopped_while_starting_leaves_no_worker(sig: signal.Signals) -> None:
+    """SIGTERM while the workers start cancels the start, which stops them; SIGKILL (no chance
+    to clean up) makes the kernel stop them (PR_SET_PDEATHSIG)."""
+    server = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "emulator",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--no-wss",
+        "--no-admin",
+        "--media-workers",
+        "2",
+        "--log-level",
+        "INFO",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    assert server.stdout is not None
+    async with asyncio.timeout(60):
+        while not (line := (await server.stdout.readline()).decode()).startswith("[worker"):
+            assert line, "the server exited before its workers logged"
+    workers = _children(server.pid)
+    assert len(workers) == 2
+    server.send_signal(sig)
+    async with asyncio.timeout(30):
+        while await server.stdout.readline():
+            pass
+        await server.wait()
+    await _wait_gone(workers)
