@@ -83,7 +83,7 @@ class App:
         )
         self.metrics = ServerMetrics(live_figures, rpc_metrics)
         self.admin = (
-            AdminListener(settings, self, self.metrics, self.faults)
+            AdminListener(settings, self, self.metrics, self.faults, self.pool)
             if settings.admin_port is not None
             else None
         )
@@ -131,8 +131,7 @@ class App:
     async def serve(self) -> None:
         """Start the media workers, the WebSocket listeners and the session collector; the
         workers are stopped again when the listeners fail to open (or the start is cancelled)."""
-        if self.pool is not None:
-            await self.pool.start()
+        await self._start_pool()
         try:
             await self.listener.start()
         except BaseException:
@@ -141,6 +140,14 @@ class App:
             raise
         self.session_collector.start()
         logger.info("server id %s", self.identity.id)
+
+    async def _start_pool(self) -> None:
+        """Start the media workers, and give them the media fault rules."""
+        if self.pool is None:
+            return
+        await self.pool.start()
+        if self.faults is not None:
+            await self.pool.sync_faults(self.faults.media_rules())
 
     async def stop(self, drain_timeout: float = 5.0) -> None:
         """Stop serving: stop accepting, answer the requests in flight (within
@@ -166,7 +173,7 @@ class App:
         if self.pool is not None:  # the workers' objects go with their processes
             await self.dispatcher.close()
             await self.pool.stop(self.settings.shutdown_timeout)
-            await self.pool.start()
+            await self._start_pool()
         self.identity.renew()
         await self.listener.drop_sessions()
         logger.warning("= state dropped as by a restart: new server id %s", self.identity.id)

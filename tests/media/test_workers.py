@@ -18,11 +18,12 @@ import pytest
 from emulator.app import App, running_emulator
 from emulator.transport.client import KurentoClient, RemoteObject
 from emulator.workers import worker_settings
-from protocol.errors import MediaObjectNotFound, UnexpectedError
+from protocol.errors import MediaObjectNotFound, NotEnoughResources, UnexpectedError
 from protocol.sdp import SessionDescription
 from tests.conftest import make_settings
 from tests.interop.node_client import NodeScenario
 from tests.media.peers import ClientPeer, client_peer, negotiate
+from tests.observability.admin_http import http, metric
 
 
 def _both(peer: ClientPeer) -> bool:
@@ -55,7 +56,8 @@ def test_each_worker_gets_a_slice_of_every_port_range() -> None:
         (40064, 40099),
     ]
     assert [(s.rtp_min_port, s.rtp_max_port) for s in slices][1] == (50032, 50063)
-    assert all(s.host == "127.0.0.1" and s.admin_port is None for s in slices)
+    assert all(s.host == "127.0.0.1" and s.admin_host == "127.0.0.1" for s in slices)
+    assert all(s.admin_port == 0 and s.faults == [] for s in slices)  # faults: synced at start
     assert all(s.media_workers == 1 for s in slices)
 
 
@@ -248,3 +250,89 @@ async def test_a_server_stopped_while_starting_leaves_no_worker(sig: signal.Sign
             pass
         await server.wait()
     await _wait_gone(workers)
+
+
+async def _audio_lost(peer: ClientPeer) -> int:
+    report = await peer.pc.getStats()
+    return sum(
+        s.packetsLost for s in report.values() if s.type == "inbound-rtp" and s.kind == "audio"
+    )
+
+
+async def test_metrics_and_fault_rules_cover_every_worker() -> None:
+    """/metrics counts the workers' pipelines, ports and RTP; an rtp fault rule given at start
+    impairs the media of both workers (each peer sees loss); a rule added at run time reaches
+    the workers with the control plane's id, and goes when it is deleted."""
+    settings = make_settings(
+        media_workers=2,
+        network_interfaces="lo",
+        admin_port=0,
+        fault_injection=True,
+        fault_seed=5,
+        faults=[{"kind": "rtp", "media": "AUDIO", "loss": 0.3}],
+    )
+    async with running_emulator(settings) as app:
+        assert app.admin is not None and app.pool is not None
+        base = app.admin.url
+        async with await KurentoClient.connect(app.urls["ws"], reconnect=False) as client:
+            peers: list[ClientPeer] = []
+            try:
+                for _ in range(2):
+                    _endpoint, peer, _port = await _loopback_call(
+                        await client.create("MediaPipeline")
+                    )
+                    peers.append(peer)
+                for peer in peers:
+                    await peer.wait_for(lambda p: p.frames.get("audio", 0) > 60, timeout=30)
+                    assert await _audio_lost(peer) > 0
+                status, text = await http(base, "/metrics")
+                assert status == 200
+                assert metric(text, "kurento_pipelines") == 2
+                assert metric(text, "kurento_elements", type="WebRtcEndpoint") == 2
+                assert metric(text, "kurento_media_ports", state="in_use") >= 2
+                assert metric(text, "kurento_rtp_packets_total", direction="in", kind="video") > 0
+                assert metric(text, "kurento_fault_rtp_packets_total", action="dropped") > 0
+                assert metric(text, "kurento_faults_injected_total", kind="rtp") == 2
+                status, body = await http(base, "/faults")
+                report = json.loads(body)
+                assert report["rtpDropped"] > 0 and report["injected"]["rtp"] == 2
+                assert report["rules"][0]["applied"] == 2  # one endpoint on each worker
+                status, body = await http(
+                    base, "/faults", "POST", {"kind": "rtp", "media": "VIDEO", "delay": 0.01}
+                )
+                assert status == 201
+                added = json.loads(body)["added"][0]["id"]
+                on_workers = await app.pool.fault_reports()
+                assert len(on_workers) == 2
+                for worker in on_workers:
+                    assert isinstance(worker, dict)
+                    assert [r["id"] for r in worker["rules"]] == [1, added]
+                status, _ = await http(base, f"/faults/{added}", "DELETE")
+                assert status == 200
+                for worker in await app.pool.fault_reports():
+                    assert isinstance(worker, dict)
+                    assert [r["id"] for r in worker["rules"]] == [1]
+            finally:
+                for peer in peers:
+                    await peer.close()
+
+
+async def test_object_and_session_limits_hold_across_workers() -> None:
+    """max_objects_per_session counts a session's objects on every worker; max_sessions counts
+    the sessions of the whole server."""
+    settings = make_settings(media_workers=2, max_objects_per_session=3, max_sessions=1)
+    async with (
+        running_emulator(settings) as app,
+        await KurentoClient.connect(app.urls["ws"], reconnect=False) as client,
+    ):
+        first, second = [await client.create("MediaPipeline") for _ in range(2)]
+        element = await first.create("PassThrough")
+        with pytest.raises(NotEnoughResources, match="max_objects_per_session"):
+            await second.create("PassThrough")  # on the other worker: 3 objects already
+        await element.release()
+        await second.create("PassThrough")
+        await first.release()  # the pipeline and nothing else of this session on worker 0
+        await second.create("PassThrough")
+        async with await KurentoClient.connect(app.urls["ws"], reconnect=False) as other:
+            with pytest.raises(NotEnoughResources, match="max_sessions"):
+                await other.create("MediaPipeline")
