@@ -14,7 +14,17 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("protocol", "emulator")
-IO_LIBRARIES = {"asyncio", "websockets", "aiortc", "aioice", "av", "socket", "ssl", "pylibsrtp"}
+IO_LIBRARIES = {
+    "asyncio",
+    "websockets",
+    "aiortc",
+    "aioice",
+    "av",
+    "socket",
+    "ssl",
+    "pylibsrtp",
+    "dns",
+}
 MEDIA_LIBRARIES = {"aiortc", "aioice", "av", "pylibsrtp"}
 
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
@@ -24,7 +34,16 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("settings", ("emulator", "emulator.settings", "emulator.config")),
     # A Kurento client over WebSocket, and TLS material: protocol/ on a socket, no server inside.
     # Low because the routing dispatcher talks to its media workers as a client.
-    ("wire", ("emulator.transport", "emulator.transport.client", "emulator.transport.tls")),
+    # The DNS lookups of the pool's server list sit beside it.
+    (
+        "wire",
+        (
+            "emulator.transport",
+            "emulator.transport.client",
+            "emulator.transport.tls",
+            "emulator.transport.discovery",
+        ),
+    ),
     # The media plane knows no Kurento object. Its folders are layers of their own, lowest first:
     # sockets and polling; RTP packets and stream state; the compiled forwarding loop; the seam (what flows between elements);
     # codecs and transcoding; SDP offer/answer (and SDES keys); lab tools (capture, impairment);
