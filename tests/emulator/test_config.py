@@ -114,6 +114,38 @@ def test_invalid_value_names_setting_and_origin(tmp_path: Path) -> None:
         )
 
 
+def test_ini_values_are_verbatim_percent_included(tmp_path: Path) -> None:
+    """A "%" in an INI value (a TURN password) is kept as written, not interpolated (found by
+    tests/emulator/test_fuzz_config.py: configparser raised InterpolationSyntaxError)."""
+    folder = _conf_dir(tmp_path) / "modules" / "kurento"
+    (folder / "WebRtcEndpoint.conf.ini").write_text("turnURL=user:50%off@10.0.0.2:3478\n")
+    loaded = load_settings(
+        {}, environ={}, conf_file=tmp_path / "x", modules_dir=tmp_path / "modules"
+    )
+    assert loaded.settings.turn_url == "user:50%off@10.0.0.2:3478"
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        ("null", "the file should be a JSON object"),
+        ('{"mediaServer": []}', "mediaServer should be a JSON object"),
+        ('{"mediaServer": {"net": {"websocket": {"port": "x"}}}}', "websocket.port should be"),
+        ('{"mediaServer": {"resources": {"garbageCollectorPeriod": {}}}}', "garbageCollector"),
+        ('{"mediaServer": {"net": {"websocket": {"secure": {"certificate": 5}}}}}', "file name"),
+    ],
+)
+def test_kurento_conf_json_of_the_wrong_shape_names_the_key(
+    tmp_path: Path, content: str, fragment: str
+) -> None:
+    """A kurento.conf.json of the wrong shape stops the start with a ConfigError naming the key
+    (found by the fuzz tests: AttributeError and TypeError escaped the reader)."""
+    conf = tmp_path / "kurento.conf.json"
+    conf.write_text(content)
+    with pytest.raises(ConfigError, match=fragment):
+        load_settings({}, environ={}, conf_file=conf)
+
+
 def test_gst_debug_maps_to_log_level() -> None:
     """GST_DEBUG's default level becomes the Python log level."""
     assert gst_debug_level("2,Kurento*:4,kms*:4") == "WARNING"
