@@ -143,7 +143,7 @@ class App:
 
     async def _start_pool(self) -> None:
         """Start the media workers and give them the media fault rules; without workers, this
-        process resolves its external addresses (each worker, a complete server, resolves its own)."""
+        process resolves its external addresses (each worker, a whole server, resolves its own)."""
         if self.pool is None:
             await self.media_services.resolve_external_addresses()
             return

@@ -45,10 +45,10 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         ),
     ),
     # The media plane knows no Kurento object. Its folders are layers of their own, lowest first:
-    # sockets and polling; RTP packets and stream state; the compiled forwarding loop; the seam (what flows between elements);
-    # codecs and transcoding; SDP offer/answer (and SDES keys); lab tools (capture, impairment);
-    # the legs (ICE, DTLS-SRTP, the aiortc/aioice adapter); the RTP session; the media behind each
-    # element kind; the services every endpoint shares.
+    # sockets and polling; RTP packets and stream state; the compiled forwarding loop; the seam
+    # (what flows between elements); codecs and transcoding; SDP offer/answer (and SDES keys); lab
+    # tools (capture, impairment); the legs (ICE, DTLS-SRTP, the aiortc/aioice adapter); the RTP
+    # session; the media behind each element kind; the services every endpoint shares.
     ("media: net", ("emulator.media", "emulator.media.net.*")),
     ("media: rtp", ("emulator.media.rtp.*",)),
     ("media: fastpath", ("emulator.media.fastpath", "emulator.media.fastpath.*")),
