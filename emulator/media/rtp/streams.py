@@ -194,6 +194,12 @@ class OutboundStream:
         if self.offsets is not None:
             self.offsets.seq_offset = (self.offsets.seq_offset + 1) & 0xFFFF
 
+    def skip_packet(self) -> None:
+        """The current source's packet was swallowed (a fragment gathered, a NAL unit dropped):
+        later packets of that source take one sequence number less, so that none is missing."""
+        if self.offsets is not None:
+            self.offsets.seq_offset = (self.offsets.seq_offset - 1) & 0xFFFF
+
     def sent(self, sequence: int, packet: bytes, payload_bytes: int, now: float) -> None:
         """Account a sent packet and keep it for retransmission."""
         self.packets += 1
