@@ -51,6 +51,7 @@ from emulator.media.rtp.packet import ExtensionMap, RtpView, rewrite_rtp
 from emulator.media.rtp.single_nal import SingleNalUnits
 from emulator.media.rtp.streams import InboundStream, OutboundStream, middle_ntp, ntp_now
 from emulator.media.sdp.h264 import carries as h264_carries
+from emulator.media.sdp.h264 import same_profile as h264_same_profile
 from emulator.media.sdp.negotiation import MediaLine
 from emulator.media.session.stats import LatencyMeter, inbound_stats, outbound_stats
 from protocol.sdp import Codec
@@ -689,13 +690,20 @@ def matching_payload_type(line: MediaLine, codec: Codec) -> int | None:
     """This line's payload type for the source's codec (telephone-event included), or None.
 
     An H264 sink that negotiated several payload types gets one in the source's packetization
-    mode (FU-A and STAP-A are mode 1 only), among those one whose profile carries the source's
-    (``sdp/h264.py``: rtph264pay's rule), else the first in the sink's order."""
+    mode (FU-A and STAP-A are mode 1 only), among those one of the source's profile, else one
+    whose profile carries the source's (``sdp/h264.py``: rtph264pay's rule), else the first in
+    the sink's order."""
     candidates = [c for c in [*line.codecs, *([line.dtmf] if line.dtmf else [])]]
     same = [c for c in candidates if c.key == codec.key]
     if len(same) > 1 and codec.name.lower() == "h264":
         mode = h264_mode(codec)
-        same.sort(key=lambda c: (h264_mode(c) != mode, not h264_carries(c, codec)))
+        same.sort(
+            key=lambda c: (
+                h264_mode(c) != mode,
+                not h264_same_profile(c, codec),
+                not h264_carries(c, codec),
+            )
+        )
     return same[0].payload_type if same else None
 
 
