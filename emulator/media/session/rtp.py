@@ -127,6 +127,9 @@ class MediaOwner(Protocol):
     def transcoding_refused(self, media_type: str, reason: str) -> None:
         """What this endpoint receives cannot be transcoded into what its peer negotiated."""
 
+    def decode_failed(self, media_type: str, reason: str) -> None:
+        """The transcoder feeding this endpoint cannot decode what its source sends."""
+
     def video_receive_target(self) -> int | None:
         """The REMB (bps) to send the remote sender of our video, None for none."""
 
@@ -643,6 +646,10 @@ class RtpSession:
     def transcoding_refused(self, kind: str, reason: str) -> None:
         """Report to the element (KMS's ``Error``, raised where its agnosticbin would)."""
         self.owner.transcoding_refused(KINDS[kind], reason)
+
+    def decode_failed(self, kind: str, reason: str) -> None:
+        """Report to the element (KMS's ``Error`` STREAM_ERROR_DECODE)."""
+        self.owner.decode_failed(KINDS[kind], reason)
 
     def keyframe_needed(self, kind: str) -> None:
         """The transcoder's decoder needs a keyframe: ask the source as a PLI would."""
