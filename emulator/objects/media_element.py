@@ -226,13 +226,29 @@ class MediaElement(MediaObject):
             type=error_type,
         )
 
+    def decode_failed(self, media_type: str, reason: str) -> None:
+        """The decoder transcoding this sink's media refused what the source sent. In KMS the
+        decoder is in the source element's agnosticbin; GStreamer's decoders post
+        ``STREAM/DECODE`` ("Could not decode stream."), raised as ``Error`` STREAM_ERROR_DECODE
+        (code 7) of that element by MediaElementImpl::processBusMessage."""
+        source = self._feeding(media_type)
+        source.raise_error(
+            "STREAM_ERROR_DECODE",
+            f"Error code {ERROR_CODES['STREAM_ERROR_DECODE']}: Could not decode stream., "
+            f"source: decoder, element: {source.id}, debug info: {reason}",
+        )
+
+    def _feeding(self, media_type: str) -> MediaElement:
+        """The element whose media of that type this one receives (itself when none)."""
+        link = self.graph.source_of(self, media_type)
+        return link.source if link is not None else self
+
     def transcoding_refused(self, media_type: str, reason: str) -> None:
         """This sink's media cannot be transcoded for it. KMS's agnosticbin, in the element
         feeding the sink, posts ``GST_ELEMENT_WARNING (CORE, NEGOTIATION, "Formats are not
         compatible")``, which MediaElementImpl::processBusMessage raises as an ``Error`` of that
         element: type UNEXPECTED_ELEMENT_ERROR (CORE is not a domain it names), code 7."""
-        link = self.graph.source_of(self, media_type)
-        source = link.source if link is not None else self
+        source = self._feeding(media_type)
         source.raise_error(
             "UNEXPECTED_ELEMENT_ERROR",
             f"Error code {GST_CORE_ERROR_NEGOTIATION}: Formats are not compatible, source: "

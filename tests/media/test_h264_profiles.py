@@ -107,9 +107,13 @@ def test_every_offered_h264_profile_is_answered_with_its_own_fmtp(fixture: str) 
 @pytest.mark.parametrize(
     ("fixture", "source_fmtp", "expected"),
     [
-        # Safari lists Constrained High (96) before Constrained Baseline (98)
+        # Safari lists Constrained High (96) before Constrained Baseline (98): each its own
         ("safari17_offer.sdp", "packetization-mode=1;profile-level-id=640c1f", 96),
-        ("safari17_offer.sdp", "packetization-mode=1;profile-level-id=42e01f", 96),
+        ("safari17_offer.sdp", "packetization-mode=1;profile-level-id=42e01f", 98),
+        # Baseline: no exact match; Constrained High cannot carry it, nor can CB: the first
+        ("safari17_offer.sdp", "packetization-mode=1;profile-level-id=42001f", 96),
+        # Main into Firefox, which offered CB alone: the first in its mode
+        ("firefox_offer.sdp", "packetization-mode=1;profile-level-id=4d001f", 126),
         # the Android SDK lists Constrained Baseline (100) before Constrained High (102)
         ("android_sdk_offer.sdp", "packetization-mode=1;profile-level-id=640c1f", 102),
         ("android_sdk_offer.sdp", "packetization-mode=1;profile-level-id=42e01f", 100),
@@ -124,6 +128,7 @@ def test_source_takes_the_sink_payload_type_whose_profile_carries_it(
     fixture: str, source_fmtp: str, expected: int
 ) -> None:
     """Among a sink's H264 payload types, a source's packets take one in their packetization
-    mode whose profile carries theirs, else the first in their mode."""
+    mode of their own profile, else one whose profile carries theirs, else the first in their
+    mode."""
     line = _video_line(fixture)
     assert matching_payload_type(line, _h264(source_fmtp, 109)) == expected

@@ -29,8 +29,9 @@ from emulator.media.codecs.transcoding import (
 )
 from emulator.media.rtp.packet import RtpView, parse_rtp
 from emulator.transport.client import EventStream, KurentoClient, RemoteObject
-from protocol.sdp import Codec
+from protocol.sdp import Codec, SessionDescription
 from tests.media.peers import ClientPeer, negotiate
+from tests.media.rtp_peers import RtpSender, peer_sdp, udp_peer
 from tests.ports import free_port_range
 
 TONE = 440.0
@@ -347,6 +348,9 @@ class _Sink:
     def transcoding_refused(self, kind: str, reason: str) -> None:
         self.states.append((kind, False, reason))
 
+    def decode_failed(self, kind: str, reason: str) -> None:
+        self.states.append((kind, False, reason))
+
 
 async def test_sink_transcoding_routes_audio_and_events_through_one_transcoder() -> None:
     """The sink's seam picks its first codec PyAV encodes, reports the start with the reason,
@@ -660,3 +664,30 @@ async def test_untranscodable_source_raises_kms_error_on_the_source(
     assert description.startswith("Error code 7: Formats are not compatible")
     assert "VP8" in description and "VP9" in description
     assert errors.queue.empty()
+
+
+async def test_undecodable_source_raises_stream_error_decode_on_the_source(
+    media_client: KurentoClient,
+) -> None:
+    """A plain RTP peer sends Opus packets no decoder takes to an RtpEndpoint whose audio a
+    PCMU-only peer receives (transcoded): the source element raises KMS's Error
+    STREAM_ERROR_DECODE (code 7, "Could not decode stream."), as GStreamer's decoder warning
+    does in KMS, once at the first refused packet."""
+    pipeline = await media_client.create("MediaPipeline")
+    source = await pipeline.create("RtpEndpoint")
+    sink = await pipeline.create("RtpEndpoint")
+    async with udp_peer() as sender, udp_peer() as listener:
+        answer = await source.invoke(
+            "processOffer", offer=peer_sdp(sender.port, audio="111 opus/48000/2", dtmf=None)
+        )
+        server_port = SessionDescription.parse(answer).media[0].port
+        await sink.invoke("processOffer", offer=peer_sdp(listener.port, dtmf=None))
+        errors = await source.subscribe("Error")
+        await source.connect(sink, "AUDIO")
+        rtp = RtpSender(111, step=960)
+        for _ in range(20):
+            sender.send(rtp.packet(b"\xff" * 40), ("127.0.0.1", server_port))
+        error = await errors.get(timeout=15)
+    assert error["type"] == "STREAM_ERROR_DECODE" and error["errorCode"] == 7
+    assert error["description"].startswith("Error code 7: Could not decode stream.")
+    assert "opus" in error["description"].lower()

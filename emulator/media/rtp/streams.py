@@ -194,6 +194,12 @@ class OutboundStream:
         if self.offsets is not None:
             self.offsets.seq_offset = (self.offsets.seq_offset + 1) & 0xFFFF
 
+    def skip_packet(self) -> None:
+        """The current source's packet was swallowed (a fragment gathered, a NAL unit dropped):
+        later packets of that source take one sequence number less, so that none is missing."""
+        if self.offsets is not None:
+            self.offsets.seq_offset = (self.offsets.seq_offset - 1) & 0xFFFF
+
     def sent(self, sequence: int, packet: bytes, payload_bytes: int, now: float) -> None:
         """Account a sent packet and keep it for retransmission."""
         self.packets += 1
@@ -225,9 +231,12 @@ class OutboundStream:
         """What the peer received: RFC 3550 6.4.1's extended highest sequence number, from our
         first one, less the cumulative loss; its octets are what we sent up to that sequence,
         less the lost packets at the mean payload size (a report counts no octets)."""
-        if self.first_sequence is None or not self.packets:
+        if not self.packets:
             return
-        through = block.highest_sequence - self.first_sequence + 1
+        if self.first_sequence is None:  # sent by a path that keeps no per-sequence record
+            through = self.packets
+        else:
+            through = block.highest_sequence - self.first_sequence + 1
         self.remote_packets = max(min(through, self.packets) - block.packets_lost, 0)
         mean = self.octets / self.packets
         sent_through = self.octets_through.get(block.highest_sequence & 0xFFFF)

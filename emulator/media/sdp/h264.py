@@ -90,3 +90,12 @@ def carries(sink: Codec, source: Codec) -> bool:
 def _parameters(codec: Codec) -> dict[str, str]:
     # RFC 4566 6: fmtp parameter names are case-insensitive (some SIP phones write them upper)
     return {key.lower(): value for key, value in codec.parameters().items()}
+
+
+def same_profile(sink: Codec, source: Codec) -> bool:
+    """Whether both declare the same profile (levels aside): the best payload type for a stream,
+    ahead of one that merely carries it (a receiver may know only the exact profile)."""
+    sink_profile, stream = codec_profile(sink), codec_profile(source)
+    return (
+        sink_profile is not None and stream is not None and sink_profile.profile == stream.profile
+    )
