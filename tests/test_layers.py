@@ -45,12 +45,13 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         ),
     ),
     # The media plane knows no Kurento object. Its folders are layers of their own, lowest first:
-    # sockets and polling; RTP packets and stream state; the seam (what flows between elements);
-    # codecs and transcoding; SDP offer/answer (and SDES keys); lab tools (capture, impairment);
-    # the legs (ICE, DTLS-SRTP, the aiortc/aioice adapter); the RTP session; the media behind each
-    # element kind; the services every endpoint shares.
+    # sockets and polling; RTP packets and stream state; the compiled forwarding loop; the seam
+    # (what flows between elements); codecs and transcoding; SDP offer/answer (and SDES keys); lab
+    # tools (capture, impairment); the legs (ICE, DTLS-SRTP, the aiortc/aioice adapter); the RTP
+    # session; the media behind each element kind; the services every endpoint shares.
     ("media: net", ("emulator.media", "emulator.media.net.*")),
     ("media: rtp", ("emulator.media.rtp.*",)),
+    ("media: fastpath", ("emulator.media.fastpath", "emulator.media.fastpath.*")),
     ("media: flow", ("emulator.media.flow",)),
     ("media: codecs", ("emulator.media.codecs.*",)),
     ("media: sdp", ("emulator.media.sdp.*",)),
@@ -65,6 +66,11 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "emulator.media.http_post",
             "emulator.media.recorder",
             "emulator.media.player",
+            "emulator.media.mixing",
+            "emulator.media.video_filter",
+            "emulator.media.images",
+            "emulator.media.gst_elements",
+            "emulator.media.frame_filters",
         ),
     ),
     ("media: services", ("emulator.media.services",)),

@@ -161,9 +161,10 @@ async def test_gstreamer_dot_shows_elements_and_links(client: KurentoClient) -> 
 async def test_pending_media_operation_is_40006(client: KurentoClient) -> None:
     """Operations whose media is not available answer 40006 naming what is missing."""
     pipeline = await client.create("MediaPipeline")
-    faces = await client.create("FaceOverlayFilter", mediaPipeline=pipeline)
-    with pytest.raises(KurentoNotImplemented, match=r"FaceOverlayFilter\.unsetOverlayedImage "):
-        await faces.invoke("unsetOverlayedImage")
+    mixer = await client.create("Mixer", mediaPipeline=pipeline)
+    port = await client.create("HubPort", hub=mixer)
+    with pytest.raises(KurentoNotImplemented, match=r"Mixer\.connect "):
+        await mixer.invoke("connect", media="AUDIO", source=port.id, sink=port.id)
 
 
 async def test_get_stats_has_element_entry(client: KurentoClient) -> None:
