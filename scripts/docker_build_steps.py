@@ -283,6 +283,7 @@ def start_and_check(image: Image) -> None:
                 raise StepFailed("CMD did not start listening:\n" + "".join(lines))
             lines.append(line)
         image.log.append(f"CMD {' '.join(image.cmd)}  (listening)")
+        image.log.append(f"  {media_data_path(image)}")
         if not any("min_port = 40000" in line and "BaseRtpEndpoint" in line for line in lines):
             raise StepFailed(
                 "the image's BaseRtpEndpoint.conf.ini was not read:\n" + "".join(lines)
@@ -302,6 +303,21 @@ def start_and_check(image: Image) -> None:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def media_data_path(image: Image) -> str:
+    """Whether the image got the compiled forwarding loop or runs the Python one (information:
+    the loop is optional, and python:3.11-slim has no C compiler)."""
+    probe = "from emulator.media import fastpath; print(fastpath.describe('auto'))"
+    done = subprocess.run(
+        [str(image.venv / "bin" / "python"), "-c", probe],
+        cwd=image.path(image.workdir),
+        env=image.process_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return done.stdout.strip() or f"media data path: unknown ({done.stderr.strip()[-200:]})"
 
 
 def free_port() -> int:
