@@ -81,6 +81,8 @@ class VideoProcessingFilter(Filter):
             super().receive_media(media_type, packet)
             return
         self.mark_flow("in", "VIDEO", True)
+        if self.ENCODES and not self.has_sinks("VIDEO"):
+            return  # nobody to encode for: when a sink comes, the decoder asks for a keyframe
         if self.stage is None:
             short = self.id.rsplit("/", 1)[-1][:8]
             self.stage = VideoFilterStage(processor, self, short, encodes=self.ENCODES)
