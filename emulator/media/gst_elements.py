@@ -103,6 +103,7 @@ class GstElement:
 
         Raises:
             BadProperty: the element has no such property, or the value is refused.
+            CommandRefused: a value the emulator does not apply (caps of another media type).
         """
         if name in self.IGNORED:
             return
@@ -112,6 +113,8 @@ class GstElement:
             raise BadProperty(f"{self.NAME} has no property {name!r} (it has: {known})")
         try:
             parsed = spec[0](value)
+        except CommandRefused:
+            raise  # something the emulator does not do (caps of other media), not a bad value
         except ValueError as exc:
             raise BadProperty(f"{self.NAME} property {name}={value!r}: {exc}") from None
         self.values = {**self.values, name: parsed}

@@ -222,10 +222,13 @@ class GStreamerFilter(VideoProcessingFilter):
         Raises:
             MediaObjectIllegalParamError: 40107 for a property the element lacks or a value
                 it refuses.
+            KurentoNotImplemented: 40006 for a value the emulator does not apply (caps fields).
         """
         try:
             self.element.set_property(property_name, property_value)
-        except (BadProperty, CommandRefused) as exc:
+        except CommandRefused as exc:
+            raise KurentoNotImplemented(str(exc)) from None
+        except BadProperty as exc:
             raise MediaObjectIllegalParamError(str(exc)) from None
         self.log.info("= %s %s=%s", self.element.NAME, property_name, property_value)
 

@@ -166,7 +166,8 @@ async def test_gstreamer_capsfilter_scales_frames(
 
 async def test_gstreamer_unsupported_commands_are_refused(media_client: KurentoClient) -> None:
     """An element the emulator does not run: 40006 naming it and listing the supported ones;
-    a property the element lacks, or a bad value: 40107; setElementProperty likewise."""
+    a property the element lacks, a bad value or a filterType that does not fit: 40107;
+    setElementProperty likewise; the refused filters were not created."""
     pipeline = await media_client.create("MediaPipeline")
     with pytest.raises(KurentoNotImplemented) as refused:
         await pipeline.create("GStreamerFilter", command="facedetect min-size-width=60")
@@ -178,6 +179,8 @@ async def test_gstreamer_unsupported_commands_are_refused(media_client: KurentoC
         await pipeline.create("GStreamerFilter", command="videoflip angle=90")
     with pytest.raises(MediaObjectIllegalParamError, match="is not one of"):
         await pipeline.create("GStreamerFilter", command="videoflip method=sideways")
+    with pytest.raises(MediaObjectIllegalParamError, match="filterType VIDEO does not fit volume"):
+        await pipeline.create("GStreamerFilter", command="volume volume=2", filterType="VIDEO")
     flt = await pipeline.create("GStreamerFilter", command="videobalance")
     with pytest.raises(MediaObjectIllegalParamError, match=r"outside 0\.\.2"):
         await flt.invoke("setElementProperty", propertyName="saturation", propertyValue="5")
