@@ -78,7 +78,8 @@ def test_videoflip_video_direction_nicks_set_the_same_method() -> None:
 
 
 def test_videobalance_brightness_contrast_and_saturation() -> None:
-    """Saturation 0 gives grey, brightness raises every channel, contrast 0 flattens to grey."""
+    """Saturation 0 gives grey, brightness raises every channel, contrast 0 flattens to grey;
+    the lookup tables (no hue) and the hue rotation agree."""
     colour = np.zeros((4, 4, 3), np.uint8)
     colour[:] = (30, 60, 200)
     grey = VideoBalance()
@@ -88,6 +89,14 @@ def test_videobalance_brightness_contrast_and_saturation() -> None:
     bright = VideoBalance()
     bright.set_property("brightness", "0.2")
     assert (np.asarray(bright.process(colour, 0.0)).astype(int) > colour.astype(int)).all()
+    rotated, table = VideoBalance(), VideoBalance()
+    for element, hue in ((rotated, "0.000001"), (table, "0")):
+        element.set_property("saturation", "1.5")
+        element.set_property("contrast", "1.2")
+        element.set_property("hue", hue)
+    photo = np.random.default_rng(1).integers(0, 256, (8, 8, 3), np.uint8)
+    mixed = np.asarray(rotated.process(photo, 0.0)).astype(int)
+    assert np.abs(mixed - np.asarray(table.process(photo, 0.0)).astype(int)).max() <= 2
     flat = VideoBalance()
     flat.set_property("contrast", "0")
     flat.set_property("saturation", "0")
