@@ -115,7 +115,7 @@ class VideoProcessingFilter(Filter):
 
     def _update_targets(self) -> dict[int, tuple[Any, ...]]:
         """Which output codec each VIDEO sink gets (by the sink's id()); the stage encodes
-        each of them once."""
+        each of them once, at the lowest bitrate the receivers take (their REMB)."""
         routes: dict[int, tuple[Any, ...]] = {}
         targets: dict[tuple[Any, ...], Codec] = {}
         for sink in self._sinks.get("VIDEO", ()):
@@ -125,6 +125,7 @@ class VideoProcessingFilter(Filter):
             targets.setdefault(identity, codec)
         if self.stage is not None:
             self.stage.set_targets(list(targets.values()))
+            self.stage.set_bitrate(self.video_send_limit())
         return routes
 
     def video_codecs_taken(self) -> list[Codec]:
