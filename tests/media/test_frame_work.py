@@ -105,12 +105,18 @@ def test_videobalance_brightness_contrast_and_saturation() -> None:
 
 
 def test_caps_scale_keeping_the_aspect_and_drop_frames_to_the_rate() -> None:
-    """``video/x-raw,width=(int)160`` halves a 320x240 frame into 160x120; ``framerate=15/1``
-    keeps one frame of two at 30 fps."""
+    """``video/x-raw,width=(int)160`` halves a 320x240 frame into 160x120 (quoted caps with
+    spaces too, and new caps set live); ``framerate=15/1`` keeps one frame of two at 30 fps."""
     element = parse_command("capsfilter caps=video/x-raw,width=(int)160")
     assert isinstance(element, CapsFilter)
     out = element.process(np.zeros((240, 320, 3), np.uint8), 0.0)
     assert out is not None and out.shape == (120, 160, 3)
+    spaced = parse_command('capsfilter caps="video/x-raw, width=(int)80, height=(int)60"')
+    out = spaced.process(np.zeros((240, 320, 3), np.uint8), 0.0)  # type: ignore[attr-defined]
+    assert out is not None and out.shape == (60, 80, 3)
+    spaced.set_property("caps", "video/x-raw,width=40,height=30")
+    out = spaced.process(np.zeros((240, 320, 3), np.uint8), 1.0)  # type: ignore[attr-defined]
+    assert out is not None and out.shape == (30, 40, 3)
     rate = parse_command("video/x-raw,framerate=15/1,format=I420")
     kept = [rate.process(numbered(), n / 30) is not None for n in range(30)]  # type: ignore[attr-defined]
     assert sum(kept) == 15 and kept[:4] == [True, False, True, False]
