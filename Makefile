@@ -4,17 +4,17 @@ VENV := .venv
 BIN := $(VENV)/bin
 JS := tests/interop/js
 
-.PHONY: run test install install-test js-deps media-deps browser-deps rtp-deps lint typecheck unit clean bench bench-quick bench-bridged bench-deps bench-throughput bench-media
+.PHONY: build sanitize run test install install-test js-deps media-deps browser-deps rtp-deps lint typecheck unit clean bench bench-quick bench-bridged bench-deps bench-throughput bench-media
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
+$(VENV)/.installed: pyproject.toml setup.py emulator/media/fastpath/_forward.c | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+$(VENV)/.installed-test: pyproject.toml setup.py emulator/media/fastpath/_forward.c | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	touch $@ $(VENV)/.installed
 
@@ -25,6 +25,22 @@ install-test: $(VENV)/.installed-test
 ## run: create the virtual environment, install, start the server with its defaults
 run: install
 	$(BIN)/kurento-emulator
+
+## build: compile the media forwarding loop in place (emulator/media/fastpath/_forward.c; the
+## editable install does it too); without a C compiler the server uses the Python loop
+build: install
+	$(BIN)/python setup.py -q build_ext --inplace
+
+## sanitize: the forwarding loop built with ASan and UBSan, the data-path tests run on it, then
+## the normal build put back
+SANITIZE_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -O1 -g
+SANITIZE_PRELOAD = $(shell gcc -print-file-name=libasan.so) $(shell gcc -print-file-name=libubsan.so)
+SANITIZE_TESTS := tests/media/test_fastpath.py
+sanitize: install-test
+	CFLAGS="$(SANITIZE_FLAGS)" $(BIN)/python setup.py -q build_ext --inplace --force
+	LD_PRELOAD="$(SANITIZE_PRELOAD)" ASAN_OPTIONS=detect_leaks=0 REQUIRE_COMPILED=1 \
+		$(BIN)/python -m pytest -p no:xdist -p no:cacheprovider $(SANITIZE_TESTS); \
+		status=$$?; $(BIN)/python setup.py -q build_ext --inplace --force; exit $$status
 
 ## js-deps: the official kurento-client 7.3.0 for the interop tests
 js-deps: $(JS)/node_modules/.installed

@@ -15,7 +15,7 @@ import json
 import socket
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 RECEIVE_SIZE = 4096
 """As the emulator's media sockets (emulator/media/net/poller.py): asyncio's 256 KiB default read
@@ -32,8 +32,10 @@ class RelayLeg(asyncio.DatagramProtocol):
         self.peer: tuple[str, int] = ("", 0)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        # No isinstance check: the selector loop's datagram transport is not a subclass of
+        # asyncio.DatagramTransport (Python 3.11+), and a failed assert here is swallowed by
+        # the loop, which left every read at asyncio's 256 KiB default (issue 17).
+        self.transport = cast(asyncio.DatagramTransport, transport)
         transport.max_size = RECEIVE_SIZE  # type: ignore[attr-defined]
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
@@ -50,17 +52,23 @@ async def _udp_socket() -> socket.socket:
     return sock
 
 
-async def udp_relay_call(request: dict[str, Any]) -> dict[str, Any]:
-    """Two sockets: A talks to port_a and is heard by B from port_b, and the reverse."""
+async def udp_relay_legs(request: dict[str, Any]) -> list[RelayLeg]:
+    """Two sockets: A talks to the first and is heard by B from the second, and the reverse."""
     loop = asyncio.get_running_loop()
-    legs, ports = [], []
+    legs = []
     for name in ("a", "b"):
         transport, leg = await loop.create_datagram_endpoint(RelayLeg, sock=await _udp_socket())
         leg.transport = transport
         leg.peer = tuple(request[name])
         legs.append(leg)
-        ports.append(transport.get_extra_info("sockname")[1])
     legs[0].other, legs[1].other = legs[1], legs[0]
+    return legs
+
+
+async def udp_relay_call(request: dict[str, Any]) -> dict[str, Any]:
+    """A relayed call (``udp_relay_legs``): the ports A and B send to."""
+    legs = await udp_relay_legs(request)
+    ports = [leg.transport.get_extra_info("sockname")[1] for leg in legs if leg.transport]
     return {"port_a": ports[0], "port_b": ports[1]}
 
 

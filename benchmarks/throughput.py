@@ -62,7 +62,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from benchmarks.baselines import janus_config
-from benchmarks.control_plane import machine
+from benchmarks.control_plane import SERVER_READY, machine
 from benchmarks.load_peers import worker_main
 
 console = Console(width=max(shutil.get_terminal_size().columns, 150))
@@ -202,9 +202,7 @@ async def system_running(
         argv = [sys.executable, "-m", "emulator", "--host", "127.0.0.1", "--port", "0"]
         argv += ["--no-wss", "--network-interfaces", "lo", "--log-level", "INFO"]
         argv += ["--media-workers", str(media_workers)]
-        # The server's own line, not a media worker's ("[worker N] ... listening on ws://...").
-        ready = r"^(?!\[worker).*?(ws://\S+/kurento)"
-        async with subprocess_until(argv, ready, cpu) as (pid, url):
+        async with subprocess_until(argv, SERVER_READY.pattern, cpu) as (pid, url):
             yield pid, {"url": url}
     elif name in ("udp-relay", "aiortc-relay"):
         argv = [sys.executable, "-m", "benchmarks.baselines", name]

@@ -219,6 +219,11 @@ class BaseRtpEndpoint(SdpEndpoint):
         """The media resources shared by every endpoint of the server."""
         return self.services.media_services
 
+    def sink_codecs(self, media_type: str) -> list[Codec]:
+        """The codecs negotiated on the m-line this endpoint sends ``media_type`` on."""
+        line = self.media.sending_line(media_type.lower()) if self.media is not None else None
+        return list(line.codecs) if line is not None else []
+
     def remote_video_remb(self) -> int | None:
         """The last REMB (bps) from the remote receiver of our video: 0 before any, None when
         this endpoint sends no video."""
