@@ -169,6 +169,7 @@ class VideoFilterStage:
     async def wait_closed(self) -> None:
         """Until the worker thread has ended."""
         await self.closed.wait()
+        await asyncio.to_thread(self._thread.join)
 
     def _deliver(self, batches: list[tuple[RtpStamper, list[RtpPayload]]], arrival: float) -> None:
         if self._closing:

@@ -120,7 +120,8 @@ async def test_gstreamer_videoflip_mirrors_frames_and_set_element_property_chang
     media_client: KurentoClient, tmp_path: Path
 ) -> None:
     """``videoflip method=horizontal-flip``: red-left/blue-right frames arrive blue-left/
-    red-right; setElementProperty method=none turns them back, live."""
+    red-right; setElementProperty method=none turns them back, live; release ends the
+    filter's worker thread."""
     uri = make_clip(tmp_path / "halves.webm", [halves(RED, BLUE)], 20)
     async with frame_peer() as peer:
         _, flt = await play_through(
@@ -134,6 +135,15 @@ async def test_gstreamer_videoflip_mirrors_frames_and_set_element_property_chang
         assert near(mean(straight, RIGHT), BLUE)
         assert await flt.invoke("isMediaFlowingIn", mediaType="VIDEO")
         assert await flt.invoke("isMediaFlowingOut", mediaType="VIDEO")
+        assert filter_threads(flt)
+        await flt.release()
+        assert not filter_threads(flt)
+
+
+def filter_threads(flt: RemoteObject) -> list[threading.Thread]:
+    """The worker threads of that filter alive now (named after its id)."""
+    name = "filter " + flt.id.rsplit("/", 1)[-1][:8]
+    return [t for t in threading.enumerate() if t.name == name]
 
 
 async def test_gstreamer_videobalance_saturation_zero_gives_grey_frames(
