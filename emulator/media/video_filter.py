@@ -97,10 +97,6 @@ class _Output:
     stamper: RtpStamper
 
 
-class _Decoding(_VideoCoder):
-    """The transcoders' video decoding, its frames handed to the stage."""
-
-
 class VideoFilterStage:
     """Decodes a filter's video, processes each frame and encodes it per output codec."""
 
@@ -121,8 +117,9 @@ class VideoFilterStage:
         self._targets: list[Codec] = [VP8]
         self._outputs: dict[tuple[Any, ...], _Output] = {}
         self._force_keyframe = False
+        self._bitrate: int | None = None
         self._last_keyframe_request = 0.0
-        self._decoding: tuple[object, tuple[Any, ...], _Decoding] | None = None
+        self._decoding: tuple[object, tuple[Any, ...], _VideoCoder] | None = None
         self._offset = 0.0
         self._last_seconds = 0.0
         self._failed_once = False
@@ -157,6 +154,11 @@ class VideoFilterStage:
         """The next frame of every output is a keyframe (a sink asked with PLI or FIR)."""
         self._force_keyframe = True
 
+    def set_bitrate(self, bitrate: int | None) -> None:
+        """The video bitrate (bps) the receivers take (their REMB), None when unknown (the
+        encoders' default then); aiortc's encoders clamp it and follow it from the next frame."""
+        self._bitrate = bitrate
+
     def close(self) -> None:
         """Stop the worker thread (it ends after the frame in hand)."""
         self._closing = True
@@ -167,6 +169,7 @@ class VideoFilterStage:
     async def wait_closed(self) -> None:
         """Until the worker thread has ended."""
         await self.closed.wait()
+        await asyncio.to_thread(self._thread.join)
 
     def _deliver(self, batches: list[tuple[RtpStamper, list[RtpPayload]]], arrival: float) -> None:
         if self._closing:
@@ -205,13 +208,13 @@ class VideoFilterStage:
         finally:
             self._post(self.closed.set)
 
-    def _decoding_for(self, source: object, codec: Codec) -> _Decoding:
+    def _decoding_for(self, source: object, codec: Codec) -> _VideoCoder:
         """The decoder of this source and codec; a new one when either changes, its frames
         placed right after the last one sent so that the outputs' timestamps go on."""
         identity = codec_identity(codec)
         if self._decoding is not None and self._decoding[:2] == (source, identity):
             return self._decoding[2]
-        decoding = _Decoding(codec, VP8)
+        decoding = _VideoCoder(codec, VP8)  # the transcoders' decoding; its frames come here
         decoding.sink = self
         if self._decoding is not None:
             self._offset = self._last_seconds + SOURCE_GAP
@@ -250,6 +253,9 @@ class VideoFilterStage:
             if identity not in self._outputs:  # a new encoder starts with a keyframe
                 encoder = get_encoder(_rtc_codec(codec))
                 self._outputs[identity] = _Output(codec, encoder, RtpStamper("video", codec))
+        if self._bitrate is not None:
+            for output in self._outputs.values():
+                output.encoder.target_bitrate = self._bitrate
         return list(self._outputs.values())
 
 

@@ -81,6 +81,8 @@ class VideoProcessingFilter(Filter):
             super().receive_media(media_type, packet)
             return
         self.mark_flow("in", "VIDEO", True)
+        if self.ENCODES and not self.has_sinks("VIDEO"):
+            return  # nobody to encode for: when a sink comes, the decoder asks for a keyframe
         if self.stage is None:
             short = self.id.rsplit("/", 1)[-1][:8]
             self.stage = VideoFilterStage(processor, self, short, encodes=self.ENCODES)
@@ -113,7 +115,7 @@ class VideoProcessingFilter(Filter):
 
     def _update_targets(self) -> dict[int, tuple[Any, ...]]:
         """Which output codec each VIDEO sink gets (by the sink's id()); the stage encodes
-        each of them once."""
+        each of them once, at the lowest bitrate the receivers take (their REMB)."""
         routes: dict[int, tuple[Any, ...]] = {}
         targets: dict[tuple[Any, ...], Codec] = {}
         for sink in self._sinks.get("VIDEO", ()):
@@ -123,6 +125,7 @@ class VideoProcessingFilter(Filter):
             targets.setdefault(identity, codec)
         if self.stage is not None:
             self.stage.set_targets(list(targets.values()))
+            self.stage.set_bitrate(self.video_send_limit())
         return routes
 
     def video_codecs_taken(self) -> list[Codec]:
@@ -220,10 +223,13 @@ class GStreamerFilter(VideoProcessingFilter):
         Raises:
             MediaObjectIllegalParamError: 40107 for a property the element lacks or a value
                 it refuses.
+            KurentoNotImplemented: 40006 for a value the emulator does not apply (caps fields).
         """
         try:
             self.element.set_property(property_name, property_value)
-        except (BadProperty, CommandRefused) as exc:
+        except CommandRefused as exc:
+            raise KurentoNotImplemented(str(exc)) from None
+        except BadProperty as exc:
             raise MediaObjectIllegalParamError(str(exc)) from None
         self.log.info("= %s %s=%s", self.element.NAME, property_name, property_value)
 
