@@ -350,8 +350,8 @@ def build(dockerfile: Path, folder: Path, log: list[str]) -> Image:
     image: Image | None = None
     for name, rest in steps:
         if name == "FROM":
-            stage_name, image = stage(folder, rest, len(stages), log)
-            stages[stage_name] = image
+            named, image = stage(folder, rest, len(stages), log)
+            stages[named] = image
             continue
         if image is None:
             raise StepFailed(f"{name} {rest}: before any FROM")
