@@ -6,28 +6,27 @@ sources linked to it; its video is routed by the hub, not here):
 
 - **audio**: every port's audio is decoded (PyAV, through the transcoder's ``_AudioCoder``) and
   resampled to one internal format, 48 kHz mono s16. A clock ticks every 20 ms whatever the
-  inputs do; at each tick every input gives 20 ms from its jitter buffer (40 ms primed; an input
-  that runs dry is silent until it has primed again), so a late or silent participant never
-  stalls the mix. The inputs are summed in int32 once, and each port hears that sum minus its
-  own input (``kmsaudiomixer`` never feeds a port's input back to it), clipped to int16 (a
-  Mixer port hears the sum of its linked sources, its own too if linked). Each
-  distinct (mix, codec) is encoded once (``_AudioEncoding``: Opus, PCMU, PCMA, G.722): ports
-  without audio input of their own (a recorder's port) share the full mix.
-- **video**: every port's video is decoded (``_VideoCoder``: VP8, H264); at the Composite's frame
-  rate the latest frame of each port is scaled into its cell of a grid of ``width`` x
-  ``height`` (1 port: the whole picture, 2: side by side, then ``ceil(sqrt(n))`` columns), in
-  the order the ports' video first arrived, and the grid is encoded once per output codec
-  (``_VideoEncoding``: VP8, H264) for every port whose sinks take it. Unlike audio, each port
-  sees the whole grid, itself included, as in KMS. AlphaBlending draws its master's picture
-  whole and the others at their ``setPortProperties`` places, by z-order (``BlendLayout``). A
-  keyframe request from any sink reaches the shared encoder.
+  inputs do; at each tick every input gives 20 ms from its jitter buffer (``_AudioInput``), so a
+  late or silent participant never stalls the mix. The inputs are summed in int32 once, and
+  each port hears that sum minus its own input (``kmsaudiomixer`` never feeds a port's input
+  back to it), clipped to int16 (a Mixer port hears the sum of its linked sources, its own too
+  if linked). Each distinct (mix, codec) is encoded once (``_AudioEncoding``: Opus, PCMU, PCMA,
+  G.722): ports without audio input of their own (a recorder's port) share the full mix.
+- **video**: every port's video is decoded (``_VideoCoder``: VP8, H264). At the Composite's
+  frame rate the latest picture of each port is scaled into its cell of a grid of ``width`` x
+  ``height`` (1 port: the whole picture, 2: side by side, then ``ceil(sqrt(n))`` columns) in the
+  order the ports were created, keeping its shape (black borders). AlphaBlending draws its
+  master's picture whole and the others at their ``setPortProperties`` places, by z-order
+  (``BlendLayout``). The picture is encoded once per output codec (``_VideoEncoding``: VP8,
+  H264) for every port whose sinks take it; unlike audio, each port sees the whole picture,
+  itself included, as in KMS. A keyframe request from any sink reaches the shared encoder.
 
 Each hub has one audio thread and (Composite, AlphaBlending) one video thread (PyAV and libvpx
-release the GIL while they work), fed through bounded queues; what they produce comes back to
-the event loop with ``call_soon_threadsafe``, where it becomes ``MediaPacket``s of the hub's own
-streams. The loop side also picks, every tick, what each port's sinks negotiated
-(``MixPort.wants``), so that a PBX leg gets PCMA straight from the mix instead of through a
-second transcoder.
+release the GIL while they work), fed through bounded queues that they take at each tick; what
+they produce comes back to the event loop with ``call_soon_threadsafe``, where it becomes
+``MediaPacket``s of the hub's own streams. The loop side also picks, every tick, what each
+port's sinks negotiated (``MixPort.wants``), so that a PBX leg gets PCMA straight from the mix
+instead of through a second transcoder.
 """
 
 from __future__ import annotations
@@ -174,7 +173,8 @@ class Placement:
 
 @dataclass(frozen=True, slots=True)
 class GridLayout:
-    """Composite: the pictures in a grid of ``width`` x ``height``, in arrival order."""
+    """Composite: the pictures in a grid of ``width`` x ``height``, in the ports' creation
+    order, each keeping its shape inside its cell."""
 
     width: int
     height: int
@@ -396,6 +396,7 @@ class HubMedia:
                 video.request_keyframe(out_key)  # a new viewer starts with a keyframe
         self._apply("video", routes, wanted)
         video.set_outputs(wanted)
+        video.order = list(ports)
 
     def _apply(
         self, kind: str, routes: dict[Hashable, list[MixPort]], wanted: dict[Hashable, Codec]
@@ -420,7 +421,7 @@ class HubMedia:
 
 
 class _ClockedWorker:
-    """A thread that takes queued packets as they come and runs ``tick`` every ``period``."""
+    """A thread that runs ``tick`` every ``period``, after handling what was queued since."""
 
     def __init__(self, name: str, period: float, catch_up: float) -> None:
         self.name = name
@@ -438,12 +439,14 @@ class _ClockedWorker:
         self._thread.start()
 
     def _put(self, action: str, port: PortKey, item: Any) -> None:
+        # No wake-up: the thread takes the queue at its next tick (what arrives is only mixed or
+        # drawn then), so it wakes 50 (or framerate) times a second however many packets come,
+        # instead of contending for the GIL with the event loop on every packet.
         with self._wake:
             if len(self._queue) >= QUEUE_LIMIT:
                 self._queue.popleft()
                 self.dropped += 1
             self._queue.append((action, port, item))
-            self._wake.notify()
 
     def remove(self, port: PortKey) -> None:
         """Forget a port's input (and its decoder)."""
@@ -462,7 +465,7 @@ class _ClockedWorker:
             while True:
                 with self._wake:
                     delay = next_tick - time.monotonic()
-                    if not self._queue and not self._closing and delay > 0:
+                    if not self._closing and delay > 0:
                         self._wake.wait(delay)
                     if self._closing:
                         return
@@ -679,6 +682,8 @@ class VideoCompositor(_ClockedWorker):
         self.format = fmt
         self.layout = layout
         """Read once per picture; the event loop replaces it whole."""
+        self.order: list[PortKey] = []
+        """The ports in creation order (KMS sorts the grid's cells by port id)."""
         self.inputs: dict[PortKey, _VideoInput] = {}
         self.outputs: dict[Hashable, Codec] = {}
         self.encodings: dict[Hashable, _VideoEncoding] = {}
@@ -758,14 +763,27 @@ class VideoCompositor(_ClockedWorker):
         layout = self.layout
         if isinstance(layout, GridLayout):
             width, height = layout.width & ~3, layout.height & ~3
-            cells = grid(len(pictures), width, height)
-            layers = [(p, *cell) for p, cell in zip(pictures.values(), cells, strict=True)]
+            order = self.order
+            ranked = sorted(pictures, key=lambda p: order.index(p) if p in order else len(order))
+            cells = grid(len(ranked), width, height)
+            layers = [
+                (pictures[port], *fit(pictures[port], *cell))
+                for port, cell in zip(ranked, cells, strict=True)
+            ]
         else:
             width, height, layers = blend(layout, pictures)
         canvas = _Canvas(width, height)
         for picture, x, y, w, h in layers:
             canvas.paste(picture, x, y, w, h)
         return canvas.array()
+
+
+def fit(picture: Any, x: int, y: int, w: int, h: int) -> tuple[int, int, int, int]:
+    """The picture's place in a cell, scaled to keep its shape and centred (black borders, as
+    GStreamer's videoscale ``add-borders`` does in KMS's composite)."""
+    scale = min(w / picture.width, h / picture.height)
+    fitted_w, fitted_h = int(picture.width * scale) & ~1, int(picture.height * scale) & ~1
+    return x + (w - fitted_w) // 2, y + (h - fitted_h) // 2, fitted_w, fitted_h
 
 
 def blend(
