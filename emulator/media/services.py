@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Protocol
 
@@ -17,6 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from emulator.media.codecs.transcoding import Transcoders
+from emulator.media.fastpath import make_forwarder
 from emulator.media.lab.capture import CaptureBudget, CaptureService
 from emulator.media.lab.impairment import Impairment
 from emulator.media.legs.ice import IcePolicy
@@ -113,7 +115,9 @@ class MediaServices:
     """Read this server's ICE host sockets in batches (``media_batch_ms``)."""
 
     def __post_init__(self) -> None:
-        self.pollers = MediaPollers(self.settings.media_batch_ms / 1000)
+        datapath = self.settings.datapath
+        forwarder = None if datapath == "python" else partial(make_forwarder, datapath)
+        self.pollers = MediaPollers(self.settings.media_batch_ms / 1000, forwarder)
 
     @classmethod
     def from_settings(
