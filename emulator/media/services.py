@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from emulator.media.codecs.transcoding import Transcoders
-from emulator.media.fastpath import make_forwarder
+from emulator.media.fastpath import compiled_available, make_forwarder
 from emulator.media.lab.capture import CaptureBudget, CaptureService
 from emulator.media.lab.impairment import Impairment
 from emulator.media.legs.ice import IcePolicy
@@ -116,7 +116,8 @@ class MediaServices:
 
     def __post_init__(self) -> None:
         datapath = self.settings.datapath
-        forwarder = None if datapath == "python" else partial(make_forwarder, datapath)
+        compiled = datapath == "compiled" and compiled_available()
+        forwarder = partial(make_forwarder, datapath) if compiled else None  # else: Python
         self.pollers = MediaPollers(self.settings.media_batch_ms / 1000, forwarder)
 
     @classmethod

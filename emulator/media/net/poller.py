@@ -285,6 +285,16 @@ class PolledSocket:
         self._poller = poller
         return True
 
+    @property
+    def poller(self) -> MediaPoller | None:
+        """The poller reading the socket (None: asyncio reads it)."""
+        return self._poller
+
+    @property
+    def fd(self) -> int:
+        """The socket's descriptor while a poller reads it (-1 before)."""
+        return self._fd
+
     def read(self) -> None:
         """Read one datagram (the poller calls this when the socket is readable)."""
         try:
