@@ -27,10 +27,18 @@ ENV KMS_MIN_PORT="" \
     GST_DEBUG=""
 
 WORKDIR /opt/kurento-emulator
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY protocol ./protocol
 COPY emulator ./emulator
-RUN pip install --no-cache-dir . \
+# gcc only for the build: the compiled forwarding loop (emulator/media/fastpath/_forward.c);
+# without it the server would fall back to the Python loop. Unpinned: the base image's Debian
+# release decides the versions, and the compiler is gone from the final layer.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && pip install --no-cache-dir . \
+    && apt-get purge -y --auto-remove gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/* \
     && groupadd --system --gid 10001 kurento \
     && useradd --system --uid 10001 --gid kurento --home-dir /nonexistent \
        --shell /usr/sbin/nologin kurento \
