@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 JS := tests/interop/js
 
-.PHONY: build sanitize run test install install-test js-deps media-deps browser-deps rtp-deps lint typecheck unit clean bench bench-quick bench-bridged bench-deps bench-throughput bench-media
+.PHONY: build sanitize docker-steps run test install install-test js-deps media-deps browser-deps rtp-deps lint typecheck unit clean bench bench-quick bench-bridged bench-deps bench-throughput bench-media
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -70,6 +70,11 @@ lint: install-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/hadolint Dockerfile
+
+## docker-steps: the Dockerfile's RUN/COPY steps in a clean venv, then CMD and HEALTHCHECK (no
+## Docker engine needed; tests/emulator/test_docker_build_steps.py runs it in `make test`)
+docker-steps: install-test
+	$(BIN)/python scripts/docker_build_steps.py
 
 typecheck: install-test
 	$(BIN)/mypy

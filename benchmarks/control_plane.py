@@ -110,7 +110,9 @@ async def launch_emulator(
 ) -> tuple[asyncio.subprocess.Process, str]:
     """Start ``python -m emulator`` on an ephemeral port (after ``prefix``, e.g. ``taskset``);
     the process, its log on stdout, and the ``ws://`` URL it listens on (the lines read until
-    then are added to ``log``).
+    then are added to ``log``). Its admin listener takes an ephemeral port too, unless ``extra``
+    names one: two servers at once (side-by-side tests, a ``make run`` beside a benchmark) must
+    not fight over 8890.
 
     Raises:
         RuntimeError: the server exited before it listened.
@@ -127,6 +129,7 @@ async def launch_emulator(
         "--no-wss",
         "--log-level",
         "INFO",
+        *_ephemeral_admin(extra or []),
         *(extra or []),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
@@ -142,6 +145,12 @@ async def launch_emulator(
             log.append(line)
         url = server_url(line)
     return process, url
+
+
+def _ephemeral_admin(extra: list[str]) -> list[str]:
+    """``--admin-port 0`` unless ``extra`` chooses the admin listener's port or turns it off."""
+    chosen = any(arg.startswith(("--admin-port", "--no-admin")) for arg in extra)
+    return [] if chosen else ["--admin-port", "0"]
 
 
 @contextlib.asynccontextmanager

@@ -145,8 +145,10 @@ class App:
         logger.info("server id %s", self.identity.id)
 
     async def _start_pool(self) -> None:
-        """Start the media workers, and give them the media fault rules."""
+        """Start the media workers and give them the media fault rules; without workers, this
+        process resolves its external addresses (each worker, a whole server, resolves its own)."""
         if self.pool is None:
+            await self.media_services.resolve_external_addresses()
             return
         await self.pool.start()
         if self.faults is not None:

@@ -16,13 +16,16 @@ With media workers, ``/metrics`` adds the workers' figures and the media fault r
 them after every change (``WorkerPool``).
 
 With ``fault_injection`` the listener binds to loopback unless ``admin_host`` says otherwise: the
-fault API lets anyone who reaches it break the server.
+fault API lets anyone who reaches it break the server. Even then it answers 403 to clients outside
+loopback unless ``fault_api_remote`` is set (``/metrics`` may be scraped from another host while
+the faults stay local).
 """
 
 from __future__ import annotations
 
 import asyncio
 import http
+import ipaddress
 import json
 import logging
 from typing import Any, Protocol
@@ -49,6 +52,18 @@ def admin_host(settings: Settings) -> str:
     if settings.admin_host:
         return settings.admin_host
     return "127.0.0.1" if settings.fault_injection else "0.0.0.0"
+
+
+def is_loopback(peer: Any) -> bool:
+    """Whether an asyncio ``peername`` is a loopback address (IPv4-mapped IPv6 included)."""
+    host = peer[0] if isinstance(peer, tuple) and peer else None
+    try:
+        address = ipaddress.ip_address(str(host).split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
 
 
 class ServerControl(Protocol):
@@ -124,7 +139,8 @@ class AdminListener:
         try:
             async with asyncio.timeout(READ_TIMEOUT):
                 method, path, body = await _read_request(reader)
-            status, content_type, payload = await self._route(method, path, body)
+            peer = writer.get_extra_info("peername")
+            status, content_type, payload = await self._route(method, path, body, peer)
         except _HttpError as exc:
             status, content_type, payload = exc.status, JSON, _json({"error": exc.message})
         except (TimeoutError, ConnectionError, asyncio.IncompleteReadError, ValueError):
@@ -145,7 +161,7 @@ class AdminListener:
         if path not in ("/healthz", "/readyz", "/metrics"):
             logger.info("admin: %s %s -> %d", method, path, status)
 
-    async def _route(self, method: str, path: str, body: bytes) -> Reply:
+    async def _route(self, method: str, path: str, body: bytes, peer: Any) -> Reply:
         if path == "/healthz":
             _allow(method, "GET", "HEAD")
             return 200, TEXT, b"ok\n"
@@ -160,6 +176,12 @@ class AdminListener:
             workers = await self.pool.metrics() if self.pool is not None else None
             return 200, CONTENT_TYPE_LATEST, self.metrics.exposition(workers)
         if path == "/restart" or path == "/faults" or path.startswith("/faults/"):
+            if not (self.settings.fault_api_remote or is_loopback(peer)):
+                raise _HttpError(
+                    403,
+                    "the fault API answers loopback clients only "
+                    "(set fault_api_remote to serve other addresses)",
+                )
             return await self._fault_api(method, path, body)
         raise _HttpError(404, f"no such path {path!r}: /healthz, /readyz, /metrics, /faults")
 

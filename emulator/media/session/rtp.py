@@ -48,7 +48,10 @@ from emulator.media.lab.impairment import Impairment
 from emulator.media.rtp.fragmentation import MAX_PAYLOAD, sized_for_leg
 from emulator.media.rtp.keyframes import keyframe_detector
 from emulator.media.rtp.packet import ExtensionMap, RtpView, rewrite_rtp
+from emulator.media.rtp.single_nal import SingleNalUnits
 from emulator.media.rtp.streams import InboundStream, OutboundStream, middle_ntp, ntp_now
+from emulator.media.sdp.h264 import carries as h264_carries
+from emulator.media.sdp.h264 import same_profile as h264_same_profile
 from emulator.media.sdp.negotiation import MediaLine
 from emulator.media.session import datapath as fast
 from emulator.media.session.stats import LatencyMeter, inbound_stats, outbound_stats
@@ -122,6 +125,12 @@ class MediaOwner(Protocol):
     ) -> None:
         """What this endpoint receives is now (or no longer) transcoded for it."""
 
+    def transcoding_refused(self, media_type: str, reason: str) -> None:
+        """What this endpoint receives cannot be transcoded into what its peer negotiated."""
+
+    def decode_failed(self, media_type: str, reason: str) -> None:
+        """The transcoder feeding this endpoint cannot decode what its source sends."""
+
     def video_receive_target(self) -> int | None:
         """The REMB (bps) to send the remote sender of our video, None for none."""
 
@@ -169,6 +178,8 @@ class RtpSession:
         # m-line, and (payload type, extension map, leg) per sending line, source map and codec.
         self._source_extensions: dict[int, tuple[dict[str, int], dict[int, str]]] = {}
         self._routes: dict[tuple[int, int, int], SendRoute] = {}
+        self._single_nal: dict[str, tuple[object, SingleNalUnits]] = {}
+        """H264 repacketisers towards a packetization-mode 0 peer, by kind, with their source."""
         self._timer: asyncio.Task[None] | None = None
 
     @property
@@ -378,6 +389,8 @@ class RtpSession:
                 return False
             self.transcoding.stop(packet.kind)  # the source now sends a codec the peer takes
         view, source = packet.view, packet.source
+        if route.single_nal:
+            return self._send_single_nal(stream, view, source, route, packet.arrival)
         max_payload = self.max_payload
         if len(view.data) - view.header_end <= max_payload:  # the common case, without a list
             return self._send(stream, view, source, route, packet.arrival)
@@ -398,8 +411,38 @@ class RtpSession:
         route = self._route(line, NO_EXTENSIONS, packet.codec)
         if route is None or route.payload_type is None:
             return  # no leg yet, or telephone-event the peer did not negotiate at that clock
-        if self._send(stream, packet.view, packet.source, route, packet.arrival):
+        if route.single_nal:  # our encoder's packetiser writes FU-A and STAP-A
+            sent = self._send_single_nal(stream, packet.view, packet.source, route, packet.arrival)
+        else:
+            sent = self._send(stream, packet.view, packet.source, route, packet.arrival)
+        if sent:
             self.owner.mark_flow("out", KINDS[kind], True)
+
+    def _send_single_nal(
+        self,
+        stream: OutboundStream,
+        view: RtpView,
+        source: object,
+        route: SendRoute,
+        arrival: float,
+    ) -> bool:
+        """H264 to a packetization-mode 0 peer: one NAL unit per packet (``single_nal.py``)."""
+        held = self._single_nal.get(stream.kind)
+        if held is None or held[0] is not source:
+            held = self._single_nal[stream.kind] = (
+                source,
+                SingleNalUnits(self.name, self.max_payload),
+            )
+        pieces = held[1].take(view)
+        if not pieces:
+            stream.skip_packet()
+            return False
+        sent = False
+        for index, piece in enumerate(pieces):
+            if index:
+                stream.split_packet()
+            sent = self._send(stream, piece, source, route, arrival) or sent
+        return sent
 
     def _route(self, line: MediaLine, extensions: dict[int, str], codec: Codec) -> SendRoute | None:
         """Payload type, extension map and leg for this line, source and codec (cached by
@@ -418,13 +461,18 @@ class RtpSession:
             return None  # not cached: the leg appears with the transport
         if len(self._routes) > 64:
             self._routes.clear()  # sources come and go; stale routes are cheap to rebuild
+        payload_type = matching_payload_type(line, codec)
+        sink_codec = line.codec_for(payload_type) if payload_type is not None else None
         route = SendRoute(
             line,
             extensions,
             codec,
-            matching_payload_type(line, codec),
+            payload_type,
             _extension_map(extensions, line),
             leg.send_rtp,
+            single_nal=sink_codec is not None
+            and sink_codec.name.lower() == "h264"
+            and h264_mode(sink_codec) == "0",
         )
         self._routes[key] = route
         return route
@@ -464,6 +512,7 @@ class RtpSession:
                 return False
         elif not impairment.send(self._send_late, line, data):
             return False
+        # the payload as the source carried it: the rewrite changed the header's extensions only
         stream.sent(sequence, data, len(view.data) - view.header_end, now)
         self.latency.add(line.kind, now - arrival)
         if self.keyframe_wait is not None and line.kind == "video":
@@ -653,6 +702,14 @@ class RtpSession:
         if kind == "video" and active:
             self.await_keyframe("transcoding started")
 
+    def transcoding_refused(self, kind: str, reason: str) -> None:
+        """Report to the element (KMS's ``Error``, raised where its agnosticbin would)."""
+        self.owner.transcoding_refused(KINDS[kind], reason)
+
+    def decode_failed(self, kind: str, reason: str) -> None:
+        """Report to the element (KMS's ``Error`` STREAM_ERROR_DECODE)."""
+        self.owner.decode_failed(KINDS[kind], reason)
+
     def keyframe_needed(self, kind: str) -> None:
         """The transcoder's decoder needs a keyframe: ask the source as a PLI would."""
         self.owner.keyframe_wanted(KINDS[kind])
@@ -688,6 +745,8 @@ class SendRoute:
     extensions: ExtensionMap
     send: Callable[[bytes], bool]
     """The line's ``MediaLeg.send_rtp``, bound once: protects and sends an RTP packet."""
+    single_nal: bool = False
+    """The payload type is H264 in packetization-mode 0: single NAL unit packets only."""
 
 
 NO_EXTENSIONS: dict[int, str] = {}
@@ -697,13 +756,21 @@ NO_EXTENSIONS: dict[int, str] = {}
 def matching_payload_type(line: MediaLine, codec: Codec) -> int | None:
     """This line's payload type for the source's codec (telephone-event included), or None.
 
-    An H264 sink that negotiated several payload types gets the one in the source's
-    packetization mode when there is one (FU-A and STAP-A are mode 1 only)."""
+    An H264 sink that negotiated several payload types gets one in the source's packetization
+    mode (FU-A and STAP-A are mode 1 only), among those one of the source's profile, else one
+    whose profile carries the source's (``sdp/h264.py``: rtph264pay's rule), else the first in
+    the sink's order."""
     candidates = [c for c in [*line.codecs, *([line.dtmf] if line.dtmf else [])]]
     same = [c for c in candidates if c.key == codec.key]
     if len(same) > 1 and codec.name.lower() == "h264":
         mode = h264_mode(codec)
-        same = [c for c in same if h264_mode(c) == mode] or same
+        same.sort(
+            key=lambda c: (
+                h264_mode(c) != mode,
+                not h264_same_profile(c, codec),
+                not h264_carries(c, codec),
+            )
+        )
     return same[0].payload_type if same else None
 
 
