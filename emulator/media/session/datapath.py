@@ -96,7 +96,9 @@ class Fanout:
 
     def __init__(self) -> None:
         self.reached = 0
-        self.sends: list[tuple[RtpSession, MediaLine, OutboundStream, SendRoute]] = []
+        self.sends: list[tuple[RtpSession, MediaLine, OutboundStream, SendRoute, RtpView]] = []
+        """Per send: the sink, its line, stream and route, and the packet it rewrote (the
+        received one itself, or a piece a transform made of it)."""
         self.opaque = False
         """Something the forwarder does not do happened (impairment, keyframe wait...)."""
 
@@ -152,7 +154,9 @@ def learn(
     specs = []
     sinks: list[tuple[RtpSession, OutboundStream]] = []
     keep = [source.srtp] if source.srtp is not None else []
-    for sink_session, sink_line, stream, send_route in sends:
+    for sink_session, sink_line, stream, send_route, sent in sends:
+        if sent is not view:
+            return  # a piece of it (split, single NAL units...): a transform the loop lacks
         end = sink_session.fast_sink(sink_line)
         if end is None or end.forwarder is not source.forwarder or stream.source is not inbound:
             return

@@ -503,10 +503,11 @@ class RtpSession:
         impairment = impairments.get(line.kind) if impairments is not None else None
         fanout = fast.RECORDING.current
         if fanout is not None:
-            if impairment is not None or (self.keyframe_wait is not None and line.kind == "video"):
-                fanout.opaque = True
+            waits = self.keyframe_wait is not None and line.kind == "video"
+            if impairment is not None or waits or route.single_nal:
+                fanout.opaque = True  # the compiled forwarder does none of these
             else:
-                fanout.sends.append((self, line, stream, route))
+                fanout.sends.append((self, line, stream, route, view))
         if impairment is None:
             if not route.send(data):
                 return False
