@@ -27,6 +27,7 @@ from collections.abc import AsyncIterator
 
 from emulator.dispatch import RPC_METHODS, RpcDispatcher, ServerIdentity
 from emulator.faults import FaultController, FaultError
+from emulator.media.fastpath import describe as describe_datapath
 from emulator.media.services import MediaOwnerIds, MediaServices, StreamMedia
 from emulator.observability.admin import AdminListener
 from emulator.observability.metrics import EmulatorCollector, RpcMetrics, ServerMetrics
@@ -139,6 +140,8 @@ class App:
                 await asyncio.shield(self.pool.stop(self.settings.shutdown_timeout))
             raise
         self.session_collector.start()
+        if self.pool is None:  # with workers, each says which loop forwards its media
+            logger.info("%s", describe_datapath(self.settings.datapath))
         logger.info("server id %s", self.identity.id)
 
     async def _start_pool(self) -> None:

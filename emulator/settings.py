@@ -157,6 +157,11 @@ class Settings(BaseSettings):
         description="milliseconds media sockets wait after a read so that later datagrams are "
         "read in one batch (0: read each datagram as it arrives)",
     )
+    datapath: Literal["compiled", "python"] = Field(
+        "compiled",
+        description="the per-packet forwarding loop: compiled (emulator/media/fastpath/_forward.c, "
+        "where it was built; else Python, said at start) or python",
+    )
     pem_certificate: Path | None = Field(
         None, description="pemCertificateECDSA: DTLS certificate+key; generated when unset"
     )

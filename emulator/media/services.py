@@ -9,6 +9,7 @@ import ipaddress
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Protocol
 
@@ -18,6 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from emulator.media.codecs.transcoding import Transcoders
+from emulator.media.fastpath import compiled_available, make_forwarder
 from emulator.media.lab.capture import CaptureBudget, CaptureService
 from emulator.media.lab.impairment import Impairment
 from emulator.media.legs.ice import IcePolicy
@@ -129,7 +131,10 @@ class MediaServices:
     """``externalIPv6``, as ``external_ipv4``."""
 
     def __post_init__(self) -> None:
-        self.pollers = MediaPollers(self.settings.media_batch_ms / 1000)
+        datapath = self.settings.datapath
+        compiled = datapath == "compiled" and compiled_available()
+        forwarder = partial(make_forwarder, datapath) if compiled else None  # else: Python
+        self.pollers = MediaPollers(self.settings.media_batch_ms / 1000, forwarder)
         self.external_ipv4 = _unless_auto(self.settings.external_ipv4)
         self.external_ipv6 = _unless_auto(self.settings.external_ipv6)
 

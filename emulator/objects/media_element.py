@@ -15,6 +15,7 @@ import time
 from collections.abc import Mapping
 from typing import Any, ClassVar, TypeAlias
 
+from emulator.media.session.datapath import RECORDING
 from emulator.objects.media_object import MediaObject
 from emulator.objects.media_pipeline import (
     MEDIA_TYPES,
@@ -188,7 +189,11 @@ class MediaElement(MediaObject):
 
     def forward(self, media_type: str, packet: Any) -> None:
         """Hand a media packet to every sink of that type."""
-        for sink in self._sinks.get(media_type, ()):
+        sinks = self._sinks.get(media_type, ())
+        fanout = RECORDING.current
+        if fanout is not None:  # the compiled forwarder learns routes from this packet's journey
+            fanout.reached += len(sinks)
+        for sink in sinks:
             sink.receive_media(media_type, packet)
 
     def sink_codecs(self, media_type: str) -> list[Codec]:

@@ -254,6 +254,7 @@ class WebRtcEndpoint(BaseRtpEndpoint):
     def install_tap(self, writer: PcapWriter | None) -> None:
         """Tap every transport of the peer, addressed by its selected pair."""
         if self.media is not None:
+            self.media.fast_drop()  # tapped packets take the Python path
             self.media.peer.set_tap(
                 None
                 if writer is None

@@ -106,8 +106,9 @@ def lab(
     sessions = [s for s in (rx, tx) if s is not None]
     for session in sessions:
         register_session(session)
-    forwarder.add_socket(inbound.fileno(), register_session(rx) if rx else 0, sender.getsockname())
-    forwarder.add_socket(outbound.fileno(), 0, None)
+    forwarder.add_socket(inbound.fileno())
+    forwarder.set_source(inbound.fileno(), register_session(rx) if rx else 0, sender.getsockname())
+    forwarder.add_socket(outbound.fileno())
     stream = OutboundStream(
         0xCAFEBABE, 48000, "video" if keep_history else "audio", sequence=first_sequence
     )

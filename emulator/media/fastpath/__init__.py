@@ -26,6 +26,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -156,8 +157,11 @@ def apply_state(state: dict[str, Any], inbound: InboundStream, sinks: list[Outbo
 class Forwarder(Protocol):
     """What both loops offer (``_forward.Forwarder`` and ``PyForwarder``)."""
 
-    def add_socket(self, fd: int, srtp: int, source: Address | None) -> None:
-        """Read ``fd``; unprotect with ``srtp``; forward only what comes from ``source``."""
+    def add_socket(self, fd: int) -> None:
+        """Read ``fd`` from now on, handing everything back (a reused number forgets all)."""
+
+    def set_source(self, fd: int, srtp: int, source: Address | None) -> None:
+        """Unprotect what ``fd`` reads with ``srtp``; forward only what comes from ``source``."""
 
     def remove_socket(self, fd: int) -> None:
         """Forget ``fd``, its routes and every route that sends on it."""
@@ -182,8 +186,12 @@ class Forwarder(Protocol):
     def history(self, fd: int, ssrc: int, sink: int, sequence: int) -> bytes | None:
         """The clear packet sent to that sink with that number (video NACKs)."""
 
-    def forward(self, fds: list[int], limit: int = 128) -> list[HandedBack]:
-        """Read the sockets, forward what is routed, hand back the rest."""
+    read: int
+    """Datagrams read so far."""
+
+    def forward(self, fds: Sequence[Any], limit: int = 128) -> list[HandedBack]:
+        """Read the sockets, forward what is routed, hand back the rest (``fds``: descriptors,
+        or epoll's (descriptor, events) pairs)."""
 
     def counters(self) -> dict[str, int]:
         """Totals: forwarded, handed_back, sent, srtp_failures."""
@@ -274,14 +282,18 @@ class PyForwarder:
         self._sockets = {}
         self._routes: dict[tuple[int, int], _PyRoute] = {}
         self._counters = dict.fromkeys(("forwarded", "handed_back", "sent", "srtp_failures"), 0)
+        self.read = 0
 
-    def add_socket(self, fd: int, srtp: int, source: Address | None) -> None:
+    def add_socket(self, fd: int) -> None:
         """See ``Forwarder``."""
+        self.remove_socket(fd)
         sock = socket.socket(fileno=os.dup(fd))  # the caller keeps (and closes) its own
         sock.setblocking(False)
-        old = self._sockets.get(fd)
-        if old is not None:
-            old[0].close()
+        self._sockets[fd] = (sock, None, None)
+
+    def set_source(self, fd: int, srtp: int, source: Address | None) -> None:
+        """See ``Forwarder``."""
+        sock = self._sockets[fd][0]
         self._sockets[fd] = (sock, SESSIONS[srtp] if srtp else None, source)
 
     def remove_socket(self, fd: int) -> None:
@@ -371,11 +383,12 @@ class PyForwarder:
         """See ``Forwarder``."""
         return dict(self._counters)
 
-    def forward(self, fds: list[int], limit: int = 128) -> list[HandedBack]:
+    def forward(self, fds: Sequence[Any], limit: int = 128) -> list[HandedBack]:
         """See ``Forwarder``."""
         back: list[HandedBack] = []
         pending: list[tuple[socket.socket, bytes, Address]] = []
-        for fd in fds:
+        for item in fds:
+            fd = item[0] if isinstance(item, tuple) else item
             entry = self._sockets.get(fd)
             if entry is None:
                 continue
@@ -388,6 +401,7 @@ class PyForwarder:
                 except OSError as exc:
                     back.append((fd, None, exc.errno or errno.EIO))
                     break
+                self.read += 1
                 if not self._forward_one(fd, srtp, source, data, address, pending):
                     self._counters["handed_back"] += 1
                     back.append((fd, data, address))

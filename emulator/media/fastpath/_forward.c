@@ -108,6 +108,7 @@ typedef struct {
     PyObject_HEAD
     Route *buckets[ROUTE_BUCKETS];
     Socket *sockets[MAX_SOCKETS]; /* by descriptor number */
+    unsigned long long read; /* datagrams read */
     uint64_t forwarded;   /* packets received and forwarded here */
     uint64_t handed_back; /* datagrams handed back to Python */
     uint64_t sent;        /* datagrams sent */
@@ -136,15 +137,22 @@ static Route *find_route(Forwarder *self, int fd, uint32_t ssrc) {
     return NULL;
 }
 
-static void free_route(Route *route) {
+/* Free what the sinks hold; the route then has none (its packets go back to Python). */
+static void empty_route(Route *route) {
     for (int i = 0; i < route->nsinks; i++) {
         HistorySlot *history = route->sinks[i].history;
         if (history != NULL) {
             for (int h = 0; h < HISTORY; h++)
                 PyMem_Free(history[h].data);
             PyMem_Free(history);
+            route->sinks[i].history = NULL;
         }
     }
+    route->nsinks = 0;
+}
+
+static void free_route(Route *route) {
+    empty_route(route);
     PyMem_Free(route);
 }
 
@@ -498,6 +506,7 @@ static int read_socket(Forwarder *self, Socket *sock, PyObject *back, int limit)
             break;
         }
         double now = monotonic();
+        self->read += (unsigned long long)n;
         for (int i = 0; i < n; i++) {
             int len = (int)self->in_msgs[i].msg_len;
             socklen_t fromlen = self->in_msgs[i].msg_hdr.msg_namelen;
@@ -560,16 +569,16 @@ static int check_fd(int fd) {
     return 0;
 }
 
+static void drop_routes_of(Forwarder *self, int fd);
+static void drop_sinks_on(Forwarder *self, int fd);
+
 static PyObject *Forwarder_add_socket(Forwarder *self, PyObject *args) {
     int fd;
-    unsigned long long srtp;
-    PyObject *source;
-    if (!PyArg_ParseTuple(args, "iKO", &fd, &srtp, &source) || check_fd(fd) < 0)
+    if (!PyArg_ParseTuple(args, "i", &fd) || check_fd(fd) < 0)
         return NULL;
-    if (srtp != 0 && srtp_unprotect_fn == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "set_srtp_functions first");
-        return NULL;
-    }
+    /* a descriptor number can be reused: nothing of its former socket survives */
+    drop_routes_of(self, fd);
+    drop_sinks_on(self, fd);
     Socket *sock = self->sockets[fd];
     if (sock == NULL) {
         sock = PyMem_Calloc(1, sizeof *sock);
@@ -577,11 +586,33 @@ static PyObject *Forwarder_add_socket(Forwarder *self, PyObject *args) {
             return PyErr_NoMemory();
         self->sockets[fd] = sock;
     }
+    memset(sock, 0, sizeof *sock);
     sock->fd = fd;
-    sock->srtp = (void *)(uintptr_t)srtp;
-    sock->source_len = 0;
-    if (source != Py_None && parse_address(source, &sock->source, &sock->source_len) < 0)
+    Py_RETURN_NONE;
+}
+
+static PyObject *Forwarder_set_source(Forwarder *self, PyObject *args) {
+    int fd;
+    unsigned long long srtp;
+    PyObject *source;
+    if (!PyArg_ParseTuple(args, "iKO", &fd, &srtp, &source) || check_fd(fd) < 0)
         return NULL;
+    Socket *sock = self->sockets[fd];
+    if (sock == NULL) {
+        PyErr_SetString(PyExc_KeyError, "add_socket first");
+        return NULL;
+    }
+    if (srtp != 0 && srtp_unprotect_fn == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "set_srtp_functions first");
+        return NULL;
+    }
+    struct sockaddr_storage address;
+    socklen_t length = 0;
+    if (source != Py_None && parse_address(source, &address, &length) < 0)
+        return NULL;
+    sock->srtp = (void *)(uintptr_t)srtp;
+    sock->source = address;
+    sock->source_len = length;
     Py_RETURN_NONE;
 }
 
@@ -604,8 +635,10 @@ static void drop_sinks_on(Forwarder *self, int fd) {
     for (int b = 0; b < ROUTE_BUCKETS; b++)
         for (Route *r = self->buckets[b]; r != NULL; r = r->next)
             for (int i = 0; i < r->nsinks; i++)
-                if (r->sinks[i].fd == fd)
-                    r->nsinks = 0; /* the whole route goes back to Python */
+                if (r->sinks[i].fd == fd) {
+                    empty_route(r); /* the whole route goes back to Python */
+                    break;
+                }
 }
 
 static PyObject *Forwarder_remove_socket(Forwarder *self, PyObject *args) {
@@ -853,8 +886,10 @@ static void Forwarder_dealloc(Forwarder *self) {
 
 static PyMethodDef Forwarder_methods[] = {
     {"add_socket", (PyCFunction)Forwarder_add_socket, METH_VARARGS,
-     "add_socket(fd, srtp, source): read fd; unprotect with srtp (0: plain); source (host, port) "
-     "is the only address forwarded from (None: none, everything is handed back)"},
+     "add_socket(fd): read fd from now on, everything handed back (a reused number forgets all)"},
+    {"set_source", (PyCFunction)Forwarder_set_source, METH_VARARGS,
+     "set_source(fd, srtp, source): unprotect with srtp (0: plain RTP); source (host, port) is "
+     "the only address forwarded from (None: none, everything is handed back)"},
     {"remove_socket", (PyCFunction)Forwarder_remove_socket, METH_VARARGS,
      "remove_socket(fd): forget fd, its routes, and every route that sends on it"},
     {"set_route", (PyCFunction)Forwarder_set_route, METH_VARARGS,
@@ -871,6 +906,11 @@ static PyMethodDef Forwarder_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+static PyMemberDef Forwarder_members[] = {
+    {"read", T_ULONGLONG, offsetof(Forwarder, read), READONLY, "datagrams read so far"},
+    {NULL, 0, 0, 0, NULL},
+};
+
 static PyTypeObject ForwarderType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "emulator.media.fastpath._forward.Forwarder",
     .tp_basicsize = sizeof(Forwarder),
@@ -879,6 +919,7 @@ static PyTypeObject ForwarderType = {
     .tp_new = PyType_GenericNew,
     .tp_dealloc = (destructor)Forwarder_dealloc,
     .tp_methods = Forwarder_methods,
+    .tp_members = Forwarder_members,
 };
 
 static PyObject *set_srtp_functions(PyObject *module, PyObject *args) {

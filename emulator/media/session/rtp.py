@@ -53,6 +53,7 @@ from emulator.media.rtp.streams import InboundStream, OutboundStream, middle_ntp
 from emulator.media.sdp.h264 import carries as h264_carries
 from emulator.media.sdp.h264 import same_profile as h264_same_profile
 from emulator.media.sdp.negotiation import MediaLine
+from emulator.media.session import datapath as fast
 from emulator.media.session.stats import LatencyMeter, inbound_stats, outbound_stats
 from protocol.sdp import Codec
 
@@ -170,8 +171,11 @@ class RtpSession:
         self.keyframe_request_pending = False
         """A request for the remote's video that could not be sent yet."""
         self.latency = LatencyMeter()
-        self.impairments: dict[str, Impairment] | None = None
-        """Fault injection by media kind (``audio``, ``video``); None on the normal path."""
+        self._impairments: dict[str, Impairment] | None = None
+        self.fast_routes: dict[int, fast.FastRoute] = {}
+        """Received SSRC -> its route in the compiled forwarder (``session/datapath.py``)."""
+        self.fast_feeds: list[fast.FastRoute] = []
+        """Routes of the compiled forwarder that send to this session's peer."""
         # Per-route work done once, not per packet: the reverse extension map of each receiving
         # m-line, and (payload type, extension map, leg) per sending line, source map and codec.
         self._source_extensions: dict[int, tuple[dict[str, int], dict[int, str]]] = {}
@@ -179,6 +183,16 @@ class RtpSession:
         self._single_nal: dict[str, tuple[object, SingleNalUnits]] = {}
         """H264 repacketisers towards a packetization-mode 0 peer, by kind, with their source."""
         self._timer: asyncio.Task[None] | None = None
+
+    @property
+    def impairments(self) -> dict[str, Impairment] | None:
+        """Fault injection by media kind (``audio``, ``video``); None on the normal path."""
+        return self._impairments
+
+    @impairments.setter
+    def impairments(self, impairments: dict[str, Impairment] | None) -> None:
+        self.fast_drop()  # impaired packets take the Python path
+        self._impairments = impairments
 
     # -- transport hooks -------------------------------------------------------------------------
 
@@ -202,11 +216,36 @@ class RtpSession:
         """The leg RTP of that m-line leaves by, None before there is one."""
         raise NotImplementedError
 
+    def fast_source(self, line: MediaLine) -> fast.FastEnd | None:
+        """Where the compiled forwarder reads that m-line's RTP (None: the Python path only)."""
+        return None
+
+    def fast_sink(self, line: MediaLine) -> fast.FastEnd | None:
+        """Where the compiled forwarder sends that m-line's RTP (None: the Python path only)."""
+        return None
+
+    # -- the compiled forwarder's routes (session/datapath.py) -------------------------------------
+
+    def fast_drop(self) -> None:
+        """Every route from or to this session goes back to the Python path (something that
+        changes the packets' journey: call it before the change, and before a transport
+        closes)."""
+        for route in [*self.fast_routes.values(), *self.fast_feeds]:
+            fast.unroute(route)
+
+    def fast_sync(self) -> None:
+        """The forwarder's figures of the routes from or to this session, into the streams."""
+        for route in [*self.fast_routes.values(), *self.fast_feeds]:
+            fast.sync(route)
+
     # -- receiving -------------------------------------------------------------------------------
 
     def receive_rtp(self, line: MediaLine, view: RtpView) -> None:
         """The one receive door: a clear RTP packet from the remote peer on an m-line; count it,
         mark the flow and send it down the pipeline."""
+        routed = self.fast_routes.get(view.ssrc)
+        if routed is not None:  # the forwarder handed it back: Python takes over the stream
+            fast.unroute(routed)
         codec = line.codec_for(view.payload_type)
         if codec is None:
             return
@@ -217,7 +256,17 @@ class RtpSession:
             cached = (negotiated, {ext_id: uri for uri, ext_id in negotiated.items()})
             self._source_extensions[id(line)] = cached
         packet = MediaPacket(line.kind, view, codec, stream, cached[1], stream.last_arrival)
-        self.owner.forward(KINDS[line.kind], packet)
+        if self.fast_source(line) is None:
+            self.owner.forward(KINDS[line.kind], packet)
+            return
+        recording = fast.RECORDING
+        outer, fanout = recording.current, fast.Fanout()
+        recording.current = fanout
+        try:
+            self.owner.forward(KINDS[line.kind], packet)
+        finally:
+            recording.current = outer
+        fast.learn(self, line, view, stream, codec, fanout)
 
     def inbound_stream(self, line: MediaLine, view: RtpView, codec: Codec) -> InboundStream:
         """Account a received RTP packet on its SSRC's stream and mark the flow in."""
@@ -315,6 +364,8 @@ class RtpSession:
         stream.nack_received += 1
         for sequence in lost:
             packet = stream.history.get(sequence)
+            if packet is None and self.fast_feeds:
+                packet = fast.history(self, stream, sequence)
             if packet is not None:
                 self.send_packet(line, packet, rtcp=False)
 
@@ -455,8 +506,15 @@ class RtpSession:
             extensions=route.extensions,
         )
         line = route.line
-        impairments = self.impairments
+        impairments = self._impairments
         impairment = impairments.get(line.kind) if impairments is not None else None
+        fanout = fast.RECORDING.current
+        if fanout is not None:
+            waits = self.keyframe_wait is not None and line.kind == "video"
+            if impairment is not None or waits or route.single_nal:
+                fanout.opaque = True  # the compiled forwarder does none of these
+            else:
+                fanout.sends.append((self, line, stream, route, view))
         if impairment is None:
             if not route.send(data):
                 return False
@@ -501,6 +559,7 @@ class RtpSession:
         throttled, until one has been sent (``keyframe_sent``)."""
         if self.is_closed() or self.sending_line("video") is None:
             return
+        self.fast_drop()  # the wait is checked per packet, by the Python path
         wait = self.keyframe_wait
         if wait is None:
             wait = self.keyframe_wait = KeyframeWait(reason, time.monotonic())
@@ -587,6 +646,7 @@ class RtpSession:
         """Once a second (with jitter, RFC 3550 6.2): reports, flow and media-state timeouts."""
         while not self.is_closed():
             await asyncio.sleep(REPORT_INTERVAL * (0.5 + random.random()))
+            self.fast_sync()
             now = time.monotonic()
             self._send_reports(now)
             self._check_flows(now)
@@ -668,6 +728,7 @@ class RtpSession:
         self, media_type: str | None, srtp_failures: int, **inbound_extra: Any
     ) -> dict[str, Any]:
         """Inbound, outbound and remote-inbound entries of the media type (all without one)."""
+        self.fast_sync()
         now_ms = int(time.time() * 1000)
         entries: dict[str, Any] = {}
         for stream in self.inbound.values():
