@@ -61,6 +61,17 @@ def parse_args(argv: Sequence[str] | None) -> tuple[dict[str, Any], Path | None,
         "--max-objects-per-session", type=int, help="most objects per session (no limit)"
     )
     parser.add_argument(
+        "--datapath",
+        choices=["compiled", "python"],
+        help="per-packet forwarding loop (default compiled where built, else python)",
+    )
+    parser.add_argument(
+        "--max-subscriptions-per-session", type=int, help="most subscriptions per session"
+    )
+    parser.add_argument(
+        "--file-roots", help="comma list of folders file:// URIs must lie in (anywhere)"
+    )
+    parser.add_argument(
         "--media-workers", type=int, help="media worker processes (default 1; 0: one per core)"
     )
     parser.add_argument(

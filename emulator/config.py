@@ -12,6 +12,7 @@ from __future__ import annotations
 import configparser
 import json
 import logging
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -136,9 +137,6 @@ def settings_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
         value = environ.get(name, "").strip()
         if not value:
             continue
-        if name.startswith("KMS_EXTERNAL_IPV") and value.lower() == "auto":
-            logger.warning("%s=auto needs an Internet DNS lookup; ignored (set the address)", name)
-            continue
         try:
             found[field_name] = convert(value)
         except ValueError as exc:
@@ -191,26 +189,31 @@ def read_kurento_conf(path: Path) -> dict[str, Any]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{path}: not readable JSON ({exc}); fix or remove the file") from exc
-    data = _strip_comments(data)
-    server = data.get("mediaServer", {})
-    socket = server.get("net", {}).get("websocket", {})
-    resources = server.get("resources", {})
+    data = _object(_strip_comments(data), path, "the file")
+    server = _object(data.get("mediaServer", {}), path, "mediaServer")
+    net = _object(server.get("net", {}), path, "mediaServer.net")
+    socket = _object(net.get("websocket", {}), path, "mediaServer.net.websocket")
+    resources = _object(server.get("resources", {}), path, "mediaServer.resources")
     found: dict[str, Any] = {}
     if "port" in socket:
-        found["port"] = int(socket["port"]) or None
+        found["port"] = _number(socket["port"], path, "websocket.port") or None
     if "address" in socket:
         found["host"] = socket["address"]
     if "path" in socket:
         found["path"] = socket["path"]
-    secure = socket.get("secure", {})
+    secure = _object(socket.get("secure", {}), path, "mediaServer.net.websocket.secure")
     if "port" in secure:
-        found["secure_port"] = int(secure["port"]) or None
+        found["secure_port"] = _number(secure["port"], path, "websocket.secure.port") or None
     if secure.get("certificate"):
-        found["certificate"] = path.parent / secure["certificate"]
+        certificate = secure["certificate"]
+        if not isinstance(certificate, str):
+            raise ConfigError(f"{path}: websocket.secure.certificate should be a file name")
+        found["certificate"] = path.parent / certificate
     if secure.get("password"):
         found["certificate_password"] = secure["password"]
     if "garbageCollectorPeriod" in resources:
-        found["gc_period"] = float(resources["garbageCollectorPeriod"])
+        period = resources["garbageCollectorPeriod"]
+        found["gc_period"] = _number(period, path, "resources.garbageCollectorPeriod", float)
     if "disableRequestCache" in resources:
         found["disable_request_cache"] = _truthy(resources["disableRequestCache"])
     if isinstance(data.get("metadata"), dict) and data["metadata"]:
@@ -238,6 +241,7 @@ def read_sdp_endpoint_conf(path: Path) -> dict[str, Any]:
         data = _strip_comments(json.loads(path.read_text(encoding="utf-8")))
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{path}: not readable JSON ({exc}); fix or remove the file") from exc
+    data = _object(data, path, "the file")
     keys = {"numAudioMedias": "num_audio_medias", "numVideoMedias": "num_video_medias"}
     found: dict[str, Any] = {keys[k]: v for k, v in data.items() if k in keys}
     for key, name in (("audioCodecs", "audio_codecs"), ("videoCodecs", "video_codecs")):
@@ -250,7 +254,10 @@ def read_sdp_endpoint_conf(path: Path) -> dict[str, Any]:
 
 
 def _read_ini(path: Path, keys: dict[str, str]) -> dict[str, Any]:
-    parser = configparser.ConfigParser(inline_comment_prefixes=(";", "#"), strict=False)
+    # No interpolation: KMS reads values verbatim, and a TURN password may hold a "%".
+    parser = configparser.ConfigParser(
+        inline_comment_prefixes=(";", "#"), strict=False, interpolation=None
+    )
     parser.optionxform = str  # type: ignore[assignment,method-assign]
     try:
         parser.read_string("[kms]\n" + path.read_text(encoding="utf-8"))
@@ -269,6 +276,26 @@ def _read_ini(path: Path, keys: dict[str, str]) -> dict[str, Any]:
         else:
             found[name] = value
     return found
+
+
+def _object(node: Any, path: Path, where: str) -> dict[str, Any]:
+    """A JSON object of a config file, or a ConfigError naming where it should have been one."""
+    if not isinstance(node, dict):
+        raise ConfigError(f"{path}: {where} should be a JSON object, not {json.dumps(node)[:40]}")
+    return node
+
+
+def _number(value: Any, path: Path, key: str, kind: type[int | float] = int) -> Any:
+    """A finite number from a config file (JSON number or numeric text), or a ConfigError."""
+    if isinstance(value, int | float | str) and not isinstance(value, bool):
+        try:
+            number = kind(value)
+        except (ValueError, OverflowError):
+            pass
+        else:
+            if math.isfinite(number):
+                return number
+    raise ConfigError(f"{path}: {key} should be a number, not {value!r}")
 
 
 def _strip_comments(node: Any) -> Any:

@@ -255,6 +255,7 @@ class RpcDispatcher:
         object_id = string_param(params, "object")
         session_id = session_or_new(params)
         obj = self.media_set.get(session_id, object_id)
+        self._check_subscription_limit(session_id)
         subscription = self.media_set.subscribe(session_id, obj, event_type)
         return {"sessionId": session_id, "value": subscription}
 
@@ -389,6 +390,15 @@ class RpcDispatcher:
             raise NotEnoughResources(
                 f"Session {session_id} already references {limit} objects "
                 "(setting max_objects_per_session)"
+            )
+
+    def _check_subscription_limit(self, session_id: str) -> None:
+        limit = self.settings.max_subscriptions_per_session
+        held = self.media_set.subscriptions.get(session_id, {})
+        if limit is not None and sum(len(s) for s in held.values()) >= limit:
+            raise NotEnoughResources(
+                f"Session {session_id} already holds {limit} subscriptions "
+                "(setting max_subscriptions_per_session); unsubscribe from one first"
             )
 
     def _resolve(self, object_id: str, expected: str, path: str) -> MediaObject:

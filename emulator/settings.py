@@ -87,6 +87,9 @@ class Settings(BaseSettings):
     )
     external_ipv4: str = Field("", description="externalIPv4 advertised in host candidates")
     external_ipv6: str = Field("", description="externalIPv6 advertised in host candidates")
+    external_address_timeout: float = Field(
+        3.0, description="seconds the STUN lookup of externalIPv4/IPv6=auto may take at start"
+    )
     network_interfaces: str = Field(
         "", description="networkInterfaces: comma list of interface names; empty = all"
     )
@@ -154,6 +157,11 @@ class Settings(BaseSettings):
         description="milliseconds media sockets wait after a read so that later datagrams are "
         "read in one batch (0: read each datagram as it arrives)",
     )
+    datapath: Literal["compiled", "python"] = Field(
+        "compiled",
+        description="the per-packet forwarding loop: compiled (emulator/media/fastpath/_forward.c, "
+        "where it was built; else Python, said at start) or python",
+    )
     pem_certificate: Path | None = Field(
         None, description="pemCertificateECDSA: DTLS certificate+key; generated when unset"
     )
@@ -185,6 +193,11 @@ class Settings(BaseSettings):
         default_factory=list, description="Fault rules active from the start (JSON list)"
     )
     fault_seed: int = Field(0, description="Seed of the fault injector's random choices")
+    fault_api_remote: bool = Field(
+        False,
+        description="Serve the fault API (/faults, /restart) to clients outside loopback too; "
+        "off: they get 403 even when admin_host binds every interface",
+    )
 
     # -- access control (KMS has none: every default below keeps it open) -----------------------
     access_token: str | None = Field(
@@ -198,6 +211,17 @@ class Settings(BaseSettings):
     )
     max_objects_per_session: int | None = Field(
         None, description="Most objects one session references; past it create gets 40009"
+    )
+    max_subscriptions_per_session: int | None = Field(
+        None, description="Most event subscriptions one session holds; past it subscribe gets 40009"
+    )
+    file_roots: str = Field(
+        "",
+        description="Comma list of folders the file:// URIs of PlayerEndpoint and "
+        "RecorderEndpoint must lie in (after resolving .. and symlinks); empty = anywhere (KMS)",
+    )
+    recorder_max_bytes: int = Field(
+        0, ge=0, description="Largest file one recording may write, in bytes (0 = no bound)"
     )
 
     # -- logging ---------------------------------------------------------------------------------
@@ -234,7 +258,7 @@ class Settings(BaseSettings):
             raise ValueError("gc_period must be positive (seconds)")
         if self.shutdown_timeout <= 0:
             raise ValueError("shutdown_timeout must be positive (seconds)")
-        for name in ("max_sessions", "max_objects_per_session"):
+        for name in ("max_sessions", "max_objects_per_session", "max_subscriptions_per_session"):
             limit = getattr(self, name)
             if limit is not None and limit < 1:
                 raise ValueError(f"{name} must be at least 1 (leave it unset for no limit)")

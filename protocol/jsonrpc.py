@@ -102,9 +102,19 @@ Message = Request | Response | ErrorResponse | Notification
 
 
 def dumps(message: Message | JsonObject) -> str:
-    """Serialise like jsoncpp with ``indentation=""``: compact, keys sorted."""
+    """Serialise like jsoncpp with ``indentation=""``: compact, keys sorted.
+
+    Text that holds lone surrogates (a client may send ``"\\ud800"``, which JSON allows and
+    Python decodes to one) is written with ``\\u`` escapes: a WebSocket text frame must be
+    valid UTF-8, and a reply that cannot be encoded would never leave the server.
+    """
     obj = message if isinstance(message, dict) else message.to_wire()
-    return json.dumps(obj, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+    text = json.dumps(obj, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(obj, separators=(",", ":"), sort_keys=True, ensure_ascii=True)
+    return text
 
 
 def loads(text: str | bytes) -> Any:

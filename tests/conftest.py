@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 
 from emulator.app import App, running_emulator
@@ -17,7 +18,15 @@ from tests.wire import RawPeer
 
 # Hypothesis's 200 ms deadline per example is wall-clock time, which tests running side by side
 # on a busy machine do not get reliably; the fuzz tests check what a parser raises, not its speed.
-hypothesis_settings.register_profile("side-by-side", deadline=None)
+# "side-by-side" (the default, `make test`) tries 100 examples per property; `make fuzz` or
+# `pytest --hypothesis-profile=long` tries 10,000 (issue 18's long run), printing statistics.
+hypothesis_settings.register_profile("side-by-side", deadline=None, max_examples=100)
+hypothesis_settings.register_profile(
+    "long",
+    deadline=None,
+    max_examples=10_000,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 hypothesis_settings.load_profile("side-by-side")
 
 MEDIA_BLOCK = 100

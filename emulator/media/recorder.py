@@ -187,6 +187,8 @@ class Recorder:
         upload: an http(s):// URI to POST the finished file to, or None.
         gaps_fix: ``NONE``, ``GENPTS`` or ``FILL_IF_TRANSCODING``.
         listener: told of the first frame, keyframe needs and errors.
+        max_bytes: the largest file (``recorder_max_bytes``; 0: no bound); past it the recording
+            stops with ``RESOURCE_ERROR_NO_SPACE_LEFT``.
     """
 
     def __init__(
@@ -196,6 +198,7 @@ class Recorder:
         upload: str | None,
         gaps_fix: str,
         listener: RecorderListener,
+        max_bytes: int = 0,
     ) -> None:
         self.profile = profile
         self.listener = listener
@@ -207,7 +210,7 @@ class Recorder:
         self._paused_total = 0.0
         self._failed = False
         self._done = asyncio.Event()
-        self._writer = _Writer(profile, path, upload, gaps_fix != "NONE", self._post)
+        self._writer = _Writer(profile, path, upload, gaps_fix != "NONE", self._post, max_bytes)
         self._thread = threading.Thread(target=self._run, name=f"recorder {path.name}")
         self._thread.daemon = True
         self._thread.start()
@@ -425,9 +428,12 @@ class _Writer:
         upload: str | None,
         gaps_fix: bool,
         post: Callable[..., None],
+        max_bytes: int = 0,
     ) -> None:
         self.profile = profile
         self.path = path
+        self.max_bytes = max_bytes
+        """Setting ``recorder_max_bytes``: the file may grow to this (0: no bound)."""
         self.upload = upload
         self.post = post
         self.tracks = {kind: _Track(kind, gaps_fix) for kind in ("audio", "video")}
@@ -569,6 +575,12 @@ class _Writer:
                 self.container.mux(packet)
         except (OSError, av.error.FFmpegError) as exc:
             raise io_error(exc, "write", str(self.path)) from exc
+        if self.max_bytes and self.file is not None and self.file.tell() > self.max_bytes:
+            raise RecordingError(
+                "RESOURCE_ERROR_NO_SPACE_LEFT",
+                f"{self.path} reached {self.max_bytes} bytes (setting recorder_max_bytes): "
+                "recording stopped",
+            )
 
     def transcode(self, track: _Track, frame: _Frame) -> list[Any]:
         """Decode the frame and encode it into the profile's codec."""

@@ -37,6 +37,7 @@ class PlayerEndpoint(UriEndpoint):
     def play(self) -> None:
         """KMD play: start, resume after pause, or play again after EndOfStream."""
         if self.media is None:
+            self.check_file_roots()  # again: a symbolic link may have been put there since
             short = self.id.rsplit("/", 1)[-1][:8]
             self.media = MediaPlayer(self.uri, self, short, self.source_options)
         self.media.start()

@@ -50,8 +50,14 @@ class RecorderEndpoint(UriEndpoint):
         if self.finishing is not None:
             await self.finishing  # a new recording waits until the last file is complete
         if self.recorder is None:
+            self.check_file_roots()  # again: a symbolic link may have been put there since
             self.recorder = Recorder(
-                self.profile, self._write_path(), self.upload, self._gaps_fix(), self
+                self.profile,
+                self._write_path(),
+                self.upload,
+                self._gaps_fix(),
+                self,
+                max_bytes=self.services.settings.recorder_max_bytes,
             )
         else:
             self.recorder.resume()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Protocol, TypeVar
 
-from emulator.media.codecs.transcoding import SinkTranscoding
+from emulator.media.codecs.transcoding import SinkTranscoding, can_transcode
 from emulator.media.lab.capture import PcapWriter
 from emulator.media.rtp.bitrate import receive_target, send_limit
 from emulator.media.sdp.negotiation import MediaLine
@@ -51,7 +51,7 @@ class EndpointMedia(StreamMedia, Protocol):
         """RTP stream stats entries by id."""
 
     def sending_line(self, kind: str) -> MediaLine | None:
-        """The m-line this endpoint sends that kind on."""
+        """The negotiated m-line this endpoint sends that kind on."""
 
     async def close(self) -> None:
         """Stop and free the sockets."""
@@ -239,6 +239,13 @@ class BaseRtpEndpoint(SdpEndpoint):
         return send_limit(
             remb, start, props["minVideoSendBandwidth"], props["maxVideoSendBandwidth"]
         )
+
+    def video_codecs_taken(self) -> list[Codec]:
+        """The first video codec the remote peer negotiated that the transcoders encode."""
+        line = self.media.sending_line("video") if self.media is not None else None
+        if line is None:
+            return []
+        return next(([codec] for codec in line.codecs if can_transcode("video", codec)), [])
 
     def video_receive_target(self) -> int | None:
         """The REMB (bps) for our remote sender: our sinks' lowest figure, within

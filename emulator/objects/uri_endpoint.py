@@ -10,12 +10,13 @@ the media work in ``on_pause`` and ``on_stop``.
 
 from __future__ import annotations
 
+import os
 import urllib.parse
 from pathlib import Path
 from typing import Any, ClassVar
 
 from emulator.objects.media_element import Endpoint
-from protocol.errors import UriPathFileNotFound
+from protocol.errors import MediaObjectIllegalParamError, UriPathFileNotFound
 
 STATES = ("STOP", "START", "PAUSE")
 SCHEMES = ("file", "http", "https", "rtsp")
@@ -48,6 +49,27 @@ def file_path(uri: str) -> Path | None:
     return Path(urllib.parse.unquote(parts.netloc + parts.path))
 
 
+def confine_file(uri: str, roots: str) -> None:
+    """Refuse a ``file://`` URI that lies outside the ``file_roots`` folders (comma list; empty:
+    anywhere, as KMS). ``..`` and symbolic links are resolved first, so neither leads out.
+
+    Raises:
+        MediaObjectIllegalParamError: 40107 naming the resolved path and the roots.
+    """
+    folders = [root.strip() for root in roots.split(",") if root.strip()]
+    path = file_path(uri)
+    if path is None or not folders:
+        return
+    resolved = Path(os.path.realpath(path))
+    for folder in folders:
+        if resolved.is_relative_to(os.path.realpath(folder)):
+            return
+    raise MediaObjectIllegalParamError(
+        f"uri {uri!r} resolves to {str(resolved)!r}, outside the folders files may be read "
+        f"from or written to ({', '.join(folders)}; setting file_roots)"
+    )
+
+
 class UriEndpoint(Endpoint):
     """Abstract: an endpoint reading or writing a URI."""
 
@@ -58,7 +80,12 @@ class UriEndpoint(Endpoint):
         super().__init__(*args, **kwargs)
         default_path = self.services.settings.default_path
         self.properties["uri"] = resolve_uri(str(self.params.get("uri", "")), default_path)
+        self.check_file_roots()
         self.properties["state"] = "STOP"
+
+    def check_file_roots(self) -> None:
+        """Refuse a ``file://`` URI outside ``file_roots`` (40107)."""
+        confine_file(self.uri, self.services.settings.file_roots)
 
     @property
     def uri(self) -> str:

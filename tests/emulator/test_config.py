@@ -74,6 +74,16 @@ def test_module_ini_files_and_env_precedence(tmp_path: Path) -> None:
     assert settings.external_ipv4 == "198.51.100.7"
 
 
+def test_external_auto_kept_for_discovery_at_start(tmp_path: Path) -> None:
+    """KMS_EXTERNAL_IPV4/IPV6=auto reach the settings as ``auto`` (resolved when the server
+    starts, tests/media/test_external_address.py), as does ``externalIPv6=auto`` in the ini."""
+    folder = _conf_dir(tmp_path) / "modules" / "kurento"
+    (folder / "WebRtcEndpoint.conf.ini").write_text("externalIPv6=auto\n")
+    environ = {"KMS_EXTERNAL_IPV4": "auto"}
+    loaded = load_settings({}, environ=environ, conf_file=tmp_path / "kurento.conf.json")
+    assert (loaded.settings.external_ipv4, loaded.settings.external_ipv6) == ("auto", "auto")
+
+
 def test_command_line_wins(tmp_path: Path) -> None:
     """Flags override the environment."""
     loaded = load_settings(
@@ -102,6 +112,38 @@ def test_invalid_value_names_setting_and_origin(tmp_path: Path) -> None:
         load_settings(
             {}, environ={"KMS_MIN_PORT": "5000", "KMS_MAX_PORT": "4000"}, conf_file=tmp_path / "x"
         )
+
+
+def test_ini_values_are_verbatim_percent_included(tmp_path: Path) -> None:
+    """A "%" in an INI value (a TURN password) is kept as written, not interpolated (found by
+    tests/emulator/test_fuzz_config.py: configparser raised InterpolationSyntaxError)."""
+    folder = _conf_dir(tmp_path) / "modules" / "kurento"
+    (folder / "WebRtcEndpoint.conf.ini").write_text("turnURL=user:50%off@10.0.0.2:3478\n")
+    loaded = load_settings(
+        {}, environ={}, conf_file=tmp_path / "x", modules_dir=tmp_path / "modules"
+    )
+    assert loaded.settings.turn_url == "user:50%off@10.0.0.2:3478"
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        ("null", "the file should be a JSON object"),
+        ('{"mediaServer": []}', "mediaServer should be a JSON object"),
+        ('{"mediaServer": {"net": {"websocket": {"port": "x"}}}}', "websocket.port should be"),
+        ('{"mediaServer": {"resources": {"garbageCollectorPeriod": {}}}}', "garbageCollector"),
+        ('{"mediaServer": {"net": {"websocket": {"secure": {"certificate": 5}}}}}', "file name"),
+    ],
+)
+def test_kurento_conf_json_of_the_wrong_shape_names_the_key(
+    tmp_path: Path, content: str, fragment: str
+) -> None:
+    """A kurento.conf.json of the wrong shape stops the start with a ConfigError naming the key
+    (found by the fuzz tests: AttributeError and TypeError escaped the reader)."""
+    conf = tmp_path / "kurento.conf.json"
+    conf.write_text(content)
+    with pytest.raises(ConfigError, match=fragment):
+        load_settings({}, environ={}, conf_file=conf)
 
 
 def test_gst_debug_maps_to_log_level() -> None:

@@ -14,6 +14,7 @@ from emulator.transport.tls import self_signed_pem
 from protocol.sdp import SessionDescription
 from tests.conftest import make_settings, restart_port
 from tests.interop.node_client import NodeScenario
+from tests.media.clips import GREEN, make_clip, qr_image, solid_png
 from tests.ports import free_port_range
 
 
@@ -174,6 +175,30 @@ async def test_js_client_records_what_a_player_plays(server: App, tmp_path: Path
         "audio": "opus",
     }
     assert abs(float(info["format"]["duration"]) - 2.0) < 0.3, info["format"]
+
+
+async def test_js_client_drives_the_filters(server: App, tmp_path: Path) -> None:
+    """The official client chains a player, ZBarFilter, GStreamerFilter (videoflip),
+    FaceOverlayFilter (the magic mirror's offsets) and ImageOverlayFilter into a recorder
+    (addImage is not called: this client version mangles its parameters, see scenario.js):
+    CodeFound reaches it with codeType and value, setElementProperty and getCommand answer,
+    the flipped video flows, and an unsupported command is refused with 40006."""
+    clip = make_clip(tmp_path / "qr.webm", [qr_image("kurento")], 10)
+    image = solid_png(tmp_path / "hat.png", GREEN)
+    async with NodeScenario.run(server.urls["ws"], "filters") as node:
+        await node.command(json.dumps({"clip": clip, "image": image.as_uri()}))
+        code = await node.step("code")
+        assert code == {
+            "step": "code",
+            "type": "CodeFound",
+            "codeType": "QR-Code",
+            "value": "kurento",
+        }
+        mirror = await node.step("mirror")
+        assert mirror["command"] == "videoflip method=horizontal-flip" and mirror["flowing"]
+        refused = (await node.step("refused"))["error"]
+        assert refused["code"] == 40006 and "'facedetect'" in refused["message"]
+        assert await node.finish() == 0
 
 
 async def test_js_client_records_a_call_through_a_composite(server: App, tmp_path: Path) -> None:

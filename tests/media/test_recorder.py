@@ -537,3 +537,64 @@ def test_recorder_gaps_fix_genpts_closes_gaps(gaps_fix: bool, after_gap: int) ->
     track = _Track("audio", gaps_fix)
     places = [track.place(ts, 48000, 0.0, 0.0) for ts in (0, 960, 960 + 96960, 960 + 97920)]
     assert places == [0, 20, after_gap, after_gap + 20]
+
+
+async def test_recorder_max_bytes_stops_the_recording(tmp_path: Path) -> None:
+    """Past ``recorder_max_bytes`` the recording stops with Error RESOURCE_ERROR_NO_SPACE_LEFT
+    naming the setting; the file stays about that size and the pipeline carries on."""
+    limit = 30_000
+    settings = make_settings(network_interfaces="lo", recorder_max_bytes=limit)
+    async with server_and_client(settings) as (_, client), recording_peer() as peer:
+        target = tmp_path / "bounded.webm"
+        _, recorder = await fed_recorder(client, peer, target.as_uri())
+        errors = await recorder.subscribe("Error")
+        await recorder.invoke("record")
+        error = await errors.get(timeout=30)
+        assert error["type"] == "RESOURCE_ERROR_NO_SPACE_LEFT"
+        assert "recorder_max_bytes" in error["description"]
+        assert await recorder.invoke("getState") == "STOP"
+        assert limit < target.stat().st_size < limit + 64 * 1024  # one muxer buffer over at most
+
+
+@contextlib.contextmanager
+def tiny_filesystem(folder: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` mounted at ``folder`` (the tests run as root); skipped elsewhere."""
+    folder.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+        capture_output=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+async def test_recorder_disk_filling_mid_recording(
+    media_client: KurentoClient, tmp_path: Path
+) -> None:
+    """A disk that fills while recording (a 256 KiB tmpfs): Error RESOURCE_ERROR_NO_SPACE_LEFT,
+    that recorder stops; a second recorder of the same source on another disk keeps writing
+    and its file is complete."""
+    with tiny_filesystem(tmp_path / "tiny", "256k") as tiny:
+        async with recording_peer() as peer:
+            pipeline = await media_client.create("MediaPipeline")
+            endpoint = await pipeline.create("WebRtcEndpoint")
+            full = await pipeline.create("RecorderEndpoint", uri=(tiny / "a.webm").as_uri())
+            good_path = tmp_path / "b.webm"
+            good = await pipeline.create("RecorderEndpoint", uri=good_path.as_uri())
+            await endpoint.connect(full)
+            await endpoint.connect(good)
+            await negotiate_connected(endpoint, peer)
+            errors = await full.subscribe("Error")
+            await full.invoke("record")
+            await good.invoke("record")
+            error = await errors.get(timeout=60)
+            assert error["type"] == "RESOURCE_ERROR_NO_SPACE_LEFT"
+            assert await full.invoke("getState") == "STOP"
+            await peer.tone.send_seconds(1.0)  # the other recorder still takes media
+            await good.invoke("stopAndWait")
+    assert codecs(probe(good_path)) == {"video": "vp8", "audio": "opus"}

@@ -112,7 +112,8 @@ async def _plis_sent(endpoint: RemoteObject) -> int:
 
 
 async def test_vanished_peer_fails_ice_and_disconnects() -> None:
-    """A peer whose sockets vanish fails consent: ICE FAILED, connection DISCONNECTED."""
+    """A peer whose sockets vanish fails consent: ICE FAILED, connection DISCONNECTED, and no
+    ``Error`` event (KMS raises none for an ICE failure: only its elements' bus errors are)."""
     settings = make_settings(
         network_interfaces="lo",
         ice_consent_interval=0.2,
@@ -127,13 +128,43 @@ async def test_vanished_peer_fails_ice_and_disconnects() -> None:
             _, endpoint = await _connected(client, peer)
             ice = await endpoint.subscribe("IceComponentStateChanged")
             connection = await endpoint.subscribe("ConnectionStateChanged")
+            errors = await endpoint.subscribe("Error")
             for protocol in connection_protocols(_client_ice(peer)):
                 protocol.transport.close()
             states = []
             while "FAILED" not in states:
                 states.append((await ice.get(timeout=15))["state"])
             assert (await connection.get(timeout=15))["newState"] == "DISCONNECTED"
+            assert errors.queue.empty()  # events arrive in order: an Error would be here by now
             await endpoint.release()
             assert server.media_services.ports.usage().in_use == 0
+        finally:
+            await peer.close()
+
+
+async def test_client_vanishing_mid_negotiation_is_collected() -> None:
+    """A client that leaves after processOffer and gatherCandidates (its ports taken, ICE
+    checking) without releasing anything: after garbageCollectorPeriod its session's objects
+    are destroyed (ObjectDestroyed, seen by another client) and every media port is free."""
+    settings = make_settings(network_interfaces="lo", gc_period=0.3)
+    async with (
+        running_emulator(settings) as server,
+        await KurentoClient.connect(server.urls["ws"], reconnect=False) as watcher,
+    ):
+        manager = await watcher.server_manager()
+        destroyed = await manager.subscribe("ObjectDestroyed")
+        peer = ClientPeer()
+        try:
+            async with await KurentoClient.connect(server.urls["ws"], reconnect=False) as owner:
+                pipeline = await owner.create("MediaPipeline")
+                endpoint = await pipeline.create("WebRtcEndpoint")
+                await endpoint.invoke("processOffer", offer=await peer.offer())
+                await endpoint.invoke("gatherCandidates")
+                assert server.media_services.ports.usage().in_use > 0
+            gone = set()
+            while not {pipeline.id, endpoint.id} <= gone:
+                gone.add((await destroyed.get(timeout=10))["objectId"])
+            assert server.media_services.ports.usage().in_use == 0
+            assert not server.media_set.objects.keys() - {"manager_ServerManager"}
         finally:
             await peer.close()

@@ -20,7 +20,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import pylibsrtp
 from aioice import Candidate, TransportPolicy
 from aiortc import (
     RTCCertificate,
@@ -36,7 +35,7 @@ from aiortc import (
 
 from emulator.media.lab.capture import Address, PacketTap
 from emulator.media.legs.aiortc_adapter import dtls_role, ice_transport_over, set_dtls_role
-from emulator.media.legs.dtls import MediaDtlsTransport
+from emulator.media.legs.dtls import UNPROTECT_ERRORS, MediaDtlsTransport
 from emulator.media.legs.ice import IcePolicy, RangedConnection
 from emulator.media.net.ports import PortRange
 from emulator.media.rtp.packet import RtpView, parse_rtp
@@ -130,6 +129,8 @@ class PeerTransport:
     task: asyncio.Task[None] | None = None
     by_ssrc: dict[int, MediaLine] = field(default_factory=dict)
     by_payload_type: dict[int, MediaLine] = field(default_factory=dict)
+    malformed_rtp: int = 0
+    """Authenticated packets that are not valid RTP (extensions past the end...): dropped."""
 
     def route(self) -> None:
         """Index the m-lines by signalled SSRC and by payload type, for demultiplexing."""
@@ -318,11 +319,18 @@ class WebRtcPeer:
         for transport in self.transports.values():
             transport.route()
             media = description.media[transport.lines[0].index]
-            ufrag, pwd = negotiation.remote_ice(description, media)
-            transport.remote_ice = RTCIceParameters(
-                usernameFragment=ufrag, password=pwd, iceLite=description.ice_lite
-            )
+            credentials = negotiation.remote_ice(description, media)
+            if credentials is None:
+                self._warn(media, "a=ice-ufrag/a=ice-pwd", "ICE cannot check the peer: no media")
+            else:
+                transport.remote_ice = RTCIceParameters(
+                    usernameFragment=credentials[0],
+                    password=credentials[1],
+                    iceLite=description.ice_lite,
+                )
             fingerprints, setup = negotiation.remote_dtls(description, media)
+            if not fingerprints:
+                self._warn(media, "a=fingerprint", "the peer's DTLS certificate goes unverified")
             role = _dtls_role(setup, answering)
             set_dtls_role(transport.dtls, role)
             transport.remote_dtls = RTCDtlsParameters(
@@ -331,6 +339,16 @@ class WebRtcPeer:
             for line in transport.lines:
                 self._queue_sdp_candidates(description.media[line.index], line)
         self._flush_pending_candidates()
+
+    def _warn(self, media: MediaSection, missing: str, consequence: str) -> None:
+        logger.warning(
+            "! %s: m-line %s has no %s: answered as KMS does, but %s (add %s to the SDP)",
+            self.name,
+            media.mid or media.kind,
+            missing,
+            consequence,
+            missing,
+        )
 
     def _queue_sdp_candidates(self, media: MediaSection, line: MediaLine) -> None:
         for candidate in media.candidates:
@@ -513,7 +531,7 @@ class WebRtcPeer:
             return False
         try:
             plain = counter.session.unprotect(data)
-        except pylibsrtp.Error:
+        except UNPROTECT_ERRORS:
             counter.failed()
             return True
         self._rtp(transport, plain)
@@ -525,6 +543,7 @@ class WebRtcPeer:
             tap(data, False)
         view = parse_rtp(data)
         if view is None:
+            transport.malformed_rtp += 1
             return
         line = transport.line_of(view)
         if line is not None and line.receives:

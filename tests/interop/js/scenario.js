@@ -246,6 +246,53 @@ const scenarios = {
     report('done');
   },
 
+  // The filters as the tutorials use them (magic mirror's setOverlayedImage offsets), chained
+  // after a player: the QR clip's and the overlay image's URIs come from the test.
+  // ImageOverlayFilter.addImage/removeImage are not called: kurento-client 7.3.0's
+  // serializeParams replaces an operationParams object that has an `id` field by that id, so
+  // this client sends `"operationParams": "logo"` to any server (the Python tests cover them).
+  async filters() {
+    const client = await connectClient();
+    const { clip, image } = JSON.parse(await nextCommand());
+    const pipeline = await call(client, 'create', 'MediaPipeline');
+    const player = await call(pipeline, 'create', 'PlayerEndpoint', { uri: clip });
+    const zbar = await call(pipeline, 'create', 'ZBarFilter');
+    const mirror = await call(pipeline, 'create', 'GStreamerFilter',
+      { command: 'videoflip method=horizontal-flip' });
+    const faces = await call(pipeline, 'create', 'FaceOverlayFilter');
+    const overlay = await call(pipeline, 'create', 'ImageOverlayFilter');
+    const recorder = await call(pipeline, 'create', 'RecorderEndpoint',
+      { uri: clip + '.out.webm', mediaProfile: 'WEBM_VIDEO_ONLY' });
+    await call(player, 'connect', zbar);
+    await call(zbar, 'connect', mirror);
+    await call(mirror, 'connect', faces);
+    await call(faces, 'connect', overlay);
+    await call(overlay, 'connect', recorder);
+    const found = once(zbar, 'CodeFound', 20000);
+    const flowing = once(mirror, 'MediaFlowOutStateChanged', 20000);
+    await call(faces, 'setOverlayedImage', image, -0.35, -1.2, 1.6, 1.6);
+    await call(recorder, 'record');
+    await call(player, 'play');
+    const [event] = await found;
+    report('code', { type: event.type, codeType: event.codeType, value: event.value });
+    await flowing;
+    await call(mirror, 'setElementProperty', 'method', 'vertical-flip');
+    report('mirror', {
+      command: await call(mirror, 'getCommand'),
+      flowing: await call(mirror, 'isMediaFlowingOut', 'VIDEO'),
+    });
+    await call(faces, 'unsetOverlayedImage');
+    try {
+      await call(pipeline, 'create', 'GStreamerFilter', { command: 'facedetect' });
+      report('refused', { error: null });
+    } catch (error) {
+      report('refused', { error: describeError(error) });
+    }
+    await call(pipeline, 'release');
+    client.close();
+    report('done');
+  },
+
   // A two-party call recorded through a Composite, as a UC application builds it (players stand
   // in for the parties; their URIs and the target come from the test); then the Mixer's and
   // AlphaBlending's operations as the client marshals them.
