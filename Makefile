@@ -7,17 +7,17 @@ JS := tests/interop/js
 FUZZ := tests/protocol/test_fuzz_codec.py tests/protocol/test_jsonrpc.py tests/protocol/test_sdp.py \
 	tests/media/test_fuzz_media.py tests/media/test_keyframe_detection.py tests/emulator/test_fuzz_config.py
 
-.PHONY: fuzz soak run test install install-test js-deps media-deps browser-deps rtp-deps lint typecheck unit clean bench bench-quick bench-bridged bench-deps bench-throughput bench-media
+.PHONY: build sanitize docker-steps fuzz soak run test install install-test js-deps media-deps browser-deps rtp-deps lint typecheck unit clean bench bench-quick bench-bridged bench-deps bench-throughput bench-media bench-composite
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
+$(VENV)/.installed: pyproject.toml setup.py emulator/media/fastpath/_forward.c | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+$(VENV)/.installed-test: pyproject.toml setup.py emulator/media/fastpath/_forward.c | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	touch $@ $(VENV)/.installed
 
@@ -28,6 +28,22 @@ install-test: $(VENV)/.installed-test
 ## run: create the virtual environment, install, start the server with its defaults
 run: install
 	$(BIN)/kurento-emulator
+
+## build: compile the media forwarding loop in place (emulator/media/fastpath/_forward.c; the
+## editable install does it too); without a C compiler the server uses the Python loop
+build: install
+	$(BIN)/python setup.py -q build_ext --inplace
+
+## sanitize: the forwarding loop built with ASan and UBSan, the data-path tests run on it, then
+## the normal build put back
+SANITIZE_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -O1 -g
+SANITIZE_PRELOAD = $(shell gcc -print-file-name=libasan.so) $(shell gcc -print-file-name=libubsan.so)
+SANITIZE_TESTS := tests/media/test_fastpath.py
+sanitize: install-test
+	CFLAGS="$(SANITIZE_FLAGS)" $(BIN)/python setup.py -q build_ext --inplace --force
+	LD_PRELOAD="$(SANITIZE_PRELOAD)" ASAN_OPTIONS=detect_leaks=0 REQUIRE_COMPILED=1 \
+		$(BIN)/python -m pytest -p no:xdist -p no:cacheprovider $(SANITIZE_TESTS); \
+		status=$$?; $(BIN)/python setup.py -q build_ext --inplace --force; exit $$status
 
 ## js-deps: the official kurento-client 7.3.0 for the interop tests
 js-deps: $(JS)/node_modules/.installed
@@ -57,6 +73,11 @@ lint: install-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/hadolint Dockerfile
+
+## docker-steps: the Dockerfile's RUN/COPY steps in a clean venv, then CMD and HEALTHCHECK (no
+## Docker engine needed; tests/emulator/test_docker_build_steps.py runs it in `make test`)
+docker-steps: install-test
+	$(BIN)/python scripts/docker_build_steps.py
 
 typecheck: install-test
 	$(BIN)/mypy
@@ -103,6 +124,9 @@ bench-throughput: install-test
 ## bench-media: players into WebRTC sinks and WebRTC sources into recorders, remux and transcode
 bench-media: install-test
 	$(BIN)/python -m benchmarks.media_elements
+## bench-composite: N participants in one Composite (audio, audio + video): pace, CPU, latency
+bench-composite: install-test
+	$(BIN)/python -m benchmarks.composite
 
 clean:
 	rm -rf $(VENV) $(JS)/node_modules .mypy_cache .ruff_cache .pytest_cache

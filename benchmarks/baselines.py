@@ -1,6 +1,7 @@
 """The comparison systems of the throughput benchmark, each run as its own process.
 
     python -m benchmarks.baselines udp-relay      # bare asyncio UDP relay: the Python ceiling
+    python -m benchmarks.baselines c-relay        # the emulator's compiled loop, nothing around it
     python -m benchmarks.baselines aiortc-relay   # what a user would write: decode + re-encode
 
 Each prints ``control <port>`` once it listens; the load workers send it one JSON line per call.
@@ -15,7 +16,7 @@ import json
 import socket
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 RECEIVE_SIZE = 4096
 """As the emulator's media sockets (emulator/media/net/poller.py): asyncio's 256 KiB default read
@@ -32,8 +33,10 @@ class RelayLeg(asyncio.DatagramProtocol):
         self.peer: tuple[str, int] = ("", 0)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        # No isinstance check: the selector loop's datagram transport is not a subclass of
+        # asyncio.DatagramTransport (Python 3.11+), and a failed assert here is swallowed by
+        # the loop, which left every read at asyncio's 256 KiB default (issue 17).
+        self.transport = cast(asyncio.DatagramTransport, transport)
         transport.max_size = RECEIVE_SIZE  # type: ignore[attr-defined]
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
@@ -50,18 +53,93 @@ async def _udp_socket() -> socket.socket:
     return sock
 
 
-async def udp_relay_call(request: dict[str, Any]) -> dict[str, Any]:
-    """Two sockets: A talks to port_a and is heard by B from port_b, and the reverse."""
+async def udp_relay_legs(request: dict[str, Any]) -> list[RelayLeg]:
+    """Two sockets: A talks to the first and is heard by B from the second, and the reverse."""
     loop = asyncio.get_running_loop()
-    legs, ports = [], []
+    legs = []
     for name in ("a", "b"):
         transport, leg = await loop.create_datagram_endpoint(RelayLeg, sock=await _udp_socket())
         leg.transport = transport
         leg.peer = tuple(request[name])
         legs.append(leg)
-        ports.append(transport.get_extra_info("sockname")[1])
     legs[0].other, legs[1].other = legs[1], legs[0]
+    return legs
+
+
+async def udp_relay_call(request: dict[str, Any]) -> dict[str, Any]:
+    """A relayed call (``udp_relay_legs``): the ports A and B send to."""
+    legs = await udp_relay_legs(request)
+    ports = [leg.transport.get_extra_info("sockname")[1] for leg in legs if leg.transport]
     return {"port_a": ports[0], "port_b": ports[1]}
+
+
+class CompiledRelay:
+    """The floor: the emulator's compiled forwarding loop (emulator/media/fastpath/_forward.c,
+    read by the emulator's MediaPoller) with nothing around it. Per call two sockets; the first
+    RTP packet of each SSRC (and STUN, DTLS, RTCP: everything else) is relayed by Python, which
+    then routes that SSRC to the other leg unchanged (same SSRC, payload type, numbering and
+    extensions; SRTP passes through as opaque payload, so the loop does no crypto here: the
+    emulator's own figure includes libsrtp's unprotect and protect, which makes the comparison
+    against this floor a strict one)."""
+
+    def __init__(self) -> None:
+        from emulator.media.fastpath import compiled_available, make_forwarder
+        from emulator.media.net.poller import MediaPoller
+
+        if not compiled_available():
+            raise RuntimeError("the compiled loop is not built (make build)")
+        self.forwarder = make_forwarder("compiled")
+        self.poller = MediaPoller(asyncio.get_running_loop(), 0.001, self.forwarder)
+        self.sockets: list[socket.socket] = []
+
+    async def call(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Two sockets, as ``udp_relay_call``: the ports A and B send to."""
+        socks = [await _udp_socket() for _ in range(2)]
+        self.sockets += socks
+        peers = [tuple(request["a"]), tuple(request["b"])]
+        legs = [_CompiledLeg(self, sock, peer) for sock, peer in zip(socks, peers, strict=True)]
+        legs[0].other, legs[1].other = legs[1], legs[0]
+        for leg in legs:
+            self.poller.add(leg.fd, _never, leg)
+            self.forwarder.set_source(leg.fd, 0, leg.peer)
+        return {"port_a": socks[0].getsockname()[1], "port_b": socks[1].getsockname()[1]}
+
+
+def _never() -> None:
+    """A compiled relay's sockets are read by the forwarder only."""
+
+
+IDENTITY_EXTENSIONS = {ext_id: ext_id for ext_id in range(1, 15)}
+
+
+class _CompiledLeg:
+    def __init__(self, relay: CompiledRelay, sock: socket.socket, peer: tuple[Any, ...]) -> None:
+        self.relay = relay
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.peer = peer
+        self.other: _CompiledLeg | None = None
+
+    def on_datagram(self, data: bytes, addr: Any) -> None:
+        other = self.other
+        if other is None:
+            return
+        other.sock.sendto(data, other.peer)
+        if len(data) >= 12 and 128 <= data[0] <= 191 and not 192 <= data[1] <= 223:
+            self._route(data)
+
+    def _route(self, data: bytes) -> None:
+        other = self.other
+        assert other is not None
+        ssrc, pt = int.from_bytes(data[8:12], "big"), data[1] & 0x7F
+        sequence, timestamp = int.from_bytes(data[2:4], "big"), int.from_bytes(data[4:8], "big")
+        rewrite = (ssrc, pt, 0, 0, IDENTITY_EXTENSIONS)  # unchanged
+        sink = (other.fd, other.peer, 0, *rewrite, 4096, 0, sequence, timestamp, 0.0, 1, 0)
+        inbound = (0, 0, -1, 0, 0, 0.0, 0.0, False, 0.0)
+        self.relay.forwarder.set_route(self.fd, ssrc, pt, 90000, inbound, [sink])
+
+    def on_error(self, exc: OSError) -> None:
+        """An ICMP error from a peer that went: ignored, as the asyncio relay does."""
 
 
 class NaiveRelay:
@@ -100,6 +178,8 @@ async def serve(kind: str) -> None:
     handler: Any
     if kind == "udp-relay":
         handler = udp_relay_call
+    elif kind == "c-relay":
+        handler = CompiledRelay().call
     else:
         import aioice.ice
 
@@ -169,7 +249,7 @@ def janus_config(folder: Path, http_port: int, rtp_ports: tuple[int, int]) -> Pa
 def main() -> None:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("kind", choices=["udp-relay", "aiortc-relay"])
+    parser.add_argument("kind", choices=["udp-relay", "c-relay", "aiortc-relay"])
     args = parser.parse_args()
     asyncio.run(serve(args.kind))
 

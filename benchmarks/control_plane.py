@@ -90,11 +90,29 @@ async def pipeline_cycle(rpc: Rpc) -> int:
     return 12
 
 
+SERVER_READY = re.compile(r"^(?!\[worker ).*listening on (ws://\S+/kurento) \(ws\)")
+"""The server's own "listening on ws://... (ws)" line: not a media worker's (relayed as
+"[worker N] ...") nor the control plane's "media worker N: pid P, ws://..." (issue 17: matching
+any ws:// URL sent every call of ``--media-workers N`` to worker 0)."""
+
+
+def server_url(line: str) -> str | None:
+    """The URL clients connect to, when ``line`` is the server's ready line."""
+    found = SERVER_READY.search(line)
+    return found.group(1) if found else None
+
+
 async def launch_emulator(
-    extra: list[str] | None = None, prefix: list[str] | None = None, timeout: float = 20
+    extra: list[str] | None = None,
+    prefix: list[str] | None = None,
+    timeout: float = 20,
+    log: list[str] | None = None,
 ) -> tuple[asyncio.subprocess.Process, str]:
     """Start ``python -m emulator`` on an ephemeral port (after ``prefix``, e.g. ``taskset``);
-    the process, its log on stdout, and the ``ws://`` URL it listens on.
+    the process, its log on stdout, and the ``ws://`` URL it listens on (the lines read until
+    then are added to ``log``). Its admin listener takes an ephemeral port too, unless ``extra``
+    names one: two servers at once (side-by-side tests, a ``make run`` beside a benchmark) must
+    not fight over 8890.
 
     Raises:
         RuntimeError: the server exited before it listened.
@@ -111,6 +129,7 @@ async def launch_emulator(
         "--no-wss",
         "--log-level",
         "INFO",
+        *_ephemeral_admin(extra or []),
         *(extra or []),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
@@ -122,9 +141,16 @@ async def launch_emulator(
         line = (await asyncio.wait_for(process.stdout.readline(), timeout)).decode()
         if not line:
             raise RuntimeError("the server exited before listening")
-        found = re.search(r"(ws://\S+/kurento)", line)
-        url = found.group(1) if found else None
+        if log is not None:
+            log.append(line)
+        url = server_url(line)
     return process, url
+
+
+def _ephemeral_admin(extra: list[str]) -> list[str]:
+    """``--admin-port 0`` unless ``extra`` chooses the admin listener's port or turns it off."""
+    chosen = any(arg.startswith(("--admin-port", "--no-admin")) for arg in extra)
+    return [] if chosen else ["--admin-port", "0"]
 
 
 @contextlib.asynccontextmanager

@@ -589,7 +589,9 @@ class Worker:
         system = self.config["system"]
         setup = {
             "emulator": self._emulator_call,
+            "emulator-python": self._emulator_call,
             "udp-relay": self._relay_call,
+            "c-relay": self._relay_call,
             "direct": self._relay_call,
             "aiortc-relay": self._aiortc_call,
             "janus": self._janus_call,
@@ -625,7 +627,7 @@ class Worker:
     async def _relay_call(self) -> Call:
         """A pair of load peers talking DTLS-SRTP to each other, through the relay or directly."""
         a, b = await self.new_peer(True), await self.new_peer(False)
-        if self.config["system"] == "udp-relay":
+        if self.config["system"] in ("udp-relay", "c-relay"):
             reply = await _control(
                 self.config["control"], {"a": a.candidates[0], "b": b.candidates[0]}
             )

@@ -14,10 +14,14 @@ one generator core drives about 15-20k forwarded packets/s, most of it in sendto
 
 Systems, each on the same load and in the same run:
 
-- ``emulator``: ``python -m emulator`` on loopback;
+- ``emulator``: ``python -m emulator`` on loopback, its compiled forwarding loop on
+  (``--datapath compiled``, ``emulator/media/fastpath/_forward.c``);
+- ``emulator-python``: the same with ``--datapath python`` (every packet through Python);
 - ``direct``: the load peers talk to each other without a server (the latency baseline that is
   subtracted to give *added* latency);
 - ``udp-relay``: a bare asyncio UDP relay (the ceiling of a Python process);
+- ``c-relay``: the emulator's compiled loop with nothing around it, relaying each leg's packets
+  unchanged and without SRTP crypto (the floor: ``benchmarks/baselines.py``, ``CompiledRelay``);
 - ``aiortc-relay``: RTCPeerConnection per leg and MediaRelay: decode and re-encode (what a user
   would write); its output carries no send-time trailer, so only rate, loss and CPU are measured
   (loss from arrivals counted in the same window as the sends). Profiled here, about half of its
@@ -28,7 +32,10 @@ Systems, each on the same load and in the same run:
   two echo sessions, the same forwarded packets as a two-way call.
 
 The system under test runs on the last CPU and the load workers on the others (``--no-pin`` to
-turn that off), so that they do not share its core budget. Server CPU is the sum of its threads'
+turn that off; ``--server-cpus`` and ``--generator-cpus`` choose them, e.g. ``--server-cpus 8-15
+--generator-cpus 0-7 --media-workers 8`` on a 16-core machine), so that they do not share its
+core budget. Each level is measured ``--repeat`` times (default 3) and reported as the median of
+each figure. Server CPU is the sum of its threads'
 on-CPU time from ``/proc/<pid>/task/*/schedstat`` (the same utime+stime as ``/proc/<pid>/stat``,
 in nanoseconds instead of 10 ms ticks); memory is VmRSS. ``--profile`` records py-spy stacks of
 the emulator during each window.
@@ -62,13 +69,15 @@ from rich.progress import Progress
 from rich.table import Table
 
 from benchmarks.baselines import janus_config
-from benchmarks.control_plane import machine
+from benchmarks.control_plane import SERVER_READY, machine
 from benchmarks.load_peers import worker_main
 
 console = Console(width=max(shutil.get_terminal_size().columns, 150))
 
 LOSS_STOP = 0.01
-SYSTEMS = ("direct", "emulator", "udp-relay", "janus", "aiortc-relay")
+SYSTEMS = ("direct", "emulator", "emulator-python", "c-relay", "udp-relay", "janus", "aiortc-relay")
+EMULATORS = {"emulator": "compiled", "emulator-python": "python"}
+"""The emulator's systems, by the ``--datapath`` they run with."""
 
 
 @dataclass(frozen=True)
@@ -116,6 +125,8 @@ class Point:
     generator_send_errors: int = 0
     generator_bound: bool = False
     """The load generator fell behind its schedule: figures at this level say little."""
+    repeats: int = 1
+    """Windows measured at this level; every figure is their median."""
 
 
 def plan(quick: bool, janus: bool) -> list[Scenario]:
@@ -124,16 +135,18 @@ def plan(quick: bool, janus: bool) -> list[Scenario]:
     audio: dict[str, tuple[int, ...]]
     video: dict[str, tuple[int, ...]]
     if quick:
-        audio = {"direct": (20,), "emulator": (5, 20), "udp-relay": (20,), "janus": (20,)}
-        video = {"direct": (4,), "emulator": (4,), "udp-relay": (4,), "janus": (4,)}
+        audio = {"direct": (20,), "emulator": (5, 20), "emulator-python": (20,), "c-relay": (20,)}
+        audio |= {"udp-relay": (20,), "janus": (20,)}
+        video = {s: (4,) for s in SYSTEMS}
         naive_audio: tuple[int, ...] = (5,)
         many_audio: tuple[int, ...] = (2,)
         many_video: tuple[int, ...] = (1,)
     else:
         steps = (5, 10, 25, 50, 100, 150, 200, 300, 400, 500, 600, 700, 800, 1000)
         vsteps = (2, 5, 10, 20, 30, 40, 60, 80, 100, 140, 180, 240)
-        audio = {s: steps for s in ("direct", "emulator", "udp-relay", "janus")}
-        video = {s: vsteps for s in ("direct", "emulator", "udp-relay", "janus")}
+        same = ("direct", "emulator", "emulator-python", "c-relay", "udp-relay", "janus")
+        audio = {s: steps for s in same}
+        video = {s: vsteps for s in same}
         naive_audio = (1, 2, 5, 10, 25, 50, 100)
         many_audio, many_video = (2, 5, 10, 20, 40, 60, 80, 100), (1, 2, 4, 8, 12, 16, 24, 32)
     scenarios: list[Scenario] = []
@@ -153,10 +166,11 @@ def plan(quick: bool, janus: bool) -> list[Scenario]:
 
 @contextlib.asynccontextmanager
 async def subprocess_until(
-    argv: list[str], pattern: str | None, cpu: int | None
+    argv: list[str], pattern: str | None, cpu: str | None
 ) -> AsyncIterator[tuple[int, str]]:
-    """Start a process (pinned with taskset), wait for a line matching ``pattern`` (if any)."""
-    prefix = ["taskset", "-c", str(cpu)] if cpu is not None else []
+    """Start a process (pinned with taskset to the CPU list ``cpu``), wait for a line matching
+    ``pattern`` (if any)."""
+    prefix = ["taskset", "-c", cpu] if cpu is not None else []
     process = await asyncio.create_subprocess_exec(
         *prefix,
         *argv,
@@ -193,20 +207,18 @@ async def _drain(stream: asyncio.StreamReader) -> None:
 
 @contextlib.asynccontextmanager
 async def system_running(
-    name: str, cpu: int | None, media_workers: int = 1
+    name: str, cpu: str | None, media_workers: int = 1
 ) -> AsyncIterator[tuple[int | None, dict[str, Any]]]:
     """The system under test: its pid (None for ``direct``) and what workers need to reach it."""
     if name == "direct":
         yield None, {}
-    elif name == "emulator":
+    elif name in EMULATORS:
         argv = [sys.executable, "-m", "emulator", "--host", "127.0.0.1", "--port", "0"]
         argv += ["--no-wss", "--network-interfaces", "lo", "--log-level", "INFO"]
-        argv += ["--media-workers", str(media_workers)]
-        # The server's own line, not a media worker's ("[worker N] ... listening on ws://...").
-        ready = r"^(?!\[worker).*?(ws://\S+/kurento)"
-        async with subprocess_until(argv, ready, cpu) as (pid, url):
+        argv += ["--media-workers", str(media_workers), "--datapath", EMULATORS[name]]
+        async with subprocess_until(argv, SERVER_READY.pattern, cpu) as (pid, url):
             yield pid, {"url": url}
-    elif name in ("udp-relay", "aiortc-relay"):
+    elif name in ("udp-relay", "c-relay", "aiortc-relay"):
         argv = [sys.executable, "-m", "benchmarks.baselines", name]
         async with subprocess_until(argv, r"control (\d+)", cpu) as (pid, port):
             yield pid, {"control": ("127.0.0.1", int(port))}
@@ -346,7 +358,7 @@ class Workers:
 async def sweep(
     scenario: Scenario,
     workers: Workers,
-    server_cpu: int | None,
+    server_cpu: str | None,
     timing: dict[str, Any],
     direct: dict[tuple[str, str, int], Point],
     progress: Progress,
@@ -374,7 +386,9 @@ async def sweep(
                 shares = _shares(level - calls, len(workers.conns), offset=calls)
                 await workers.call("add", shares)
                 calls = level
-                point = await measure(scenario, workers, pid, calls, idle_rss, timing, direct)
+                point = await measure_repeated(
+                    scenario, workers, pid, calls, idle_rss, timing, direct
+                )
                 points.append(point)
                 progress.advance(task)
                 if point.loss > LOSS_STOP or point.generator_bound:
@@ -391,6 +405,40 @@ def _shares(total: int, count: int, offset: int) -> list[int]:
     for index in range(total):
         shares[(offset + index) % count] += 1
     return shares
+
+
+async def measure_repeated(
+    scenario: Scenario,
+    workers: Workers,
+    pid: int | None,
+    calls: int,
+    idle_rss: float,
+    timing: dict[str, Any],
+    direct: dict[tuple[str, str, int], Point],
+) -> Point:
+    """``timing["repeat"]`` windows at the current call count: each figure their median (the
+    generator counts as bound when it was in any window)."""
+    runs = [
+        await measure(scenario, workers, pid, calls, idle_rss, timing, direct)
+        for _ in range(max(1, int(timing.get("repeat", 1))))
+    ]
+    return median_point(runs)
+
+
+def median_point(runs: list[Point]) -> Point:
+    """Per field, the median of the runs' numbers (None where any run has none)."""
+    values: dict[str, Any] = {}
+    for name, first in asdict(runs[0]).items():
+        column = [getattr(run, name) for run in runs]
+        if isinstance(first, bool):
+            values[name] = any(column)
+        elif isinstance(first, int | float) and all(v is not None for v in column):
+            middle = statistics.median(column)
+            values[name] = type(first)(middle) if isinstance(first, int) else round(middle, 5)
+        else:
+            values[name] = first if all(v is not None for v in column) else None
+    values["repeats"] = len(runs)
+    return Point(**values)
 
 
 async def measure(
@@ -588,6 +636,15 @@ def _matched_cpu_ratio(points: list[Point], system: str, scenario: str) -> float
     return round(statistics.median(ours[c] / theirs[c] for c in common), 3)
 
 
+def cpu_list(text: str) -> list[int]:
+    """``0-3,6`` -> [0, 1, 2, 3, 6] (taskset's list syntax)."""
+    cpus: list[int] = []
+    for part in text.split(","):
+        low, _, high = part.partition("-")
+        cpus += range(int(low), int(high or low) + 1)
+    return cpus
+
+
 def _ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 3) if a and b else None
 
@@ -595,7 +652,6 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 def targets(points: list[Point], systems: dict[str, Any], ratios: dict[str, Any]) -> dict[str, Any]:
     """The issue's targets, reported and not asserted."""
     emulator = systems.get("emulator/one-to-one/audio", {})
-    janus = systems.get("janus/one-to-one/audio", {})
     naive = systems.get("aiortc-relay/one-to-one/audio", {})
     opus = [
         p
@@ -603,17 +659,37 @@ def targets(points: list[Point], systems: dict[str, Any], ratios: dict[str, Any]
         if (p.system, p.topology, p.media) == ("emulator", "one-to-one", "audio") and p.calls >= 600
     ]
     six_hundred = min(opus, key=lambda p: p.calls) if opus else None
+    pps = emulator.get("max_forwarded_pps_loss_under_0.1pct")
+    per_packet = emulator.get("median_cpu_us_per_packet")
+    c_floor = ratios.get("c-relay/one-to-one/audio", {}).get("cpu_per_packet_ratio_at_same_calls")
     return {
         "pps_per_core_at_under_0.1pct_loss >= 30000": {
-            "value": emulator.get("max_forwarded_pps_loss_under_0.1pct"),
-            "note": "one server process = at most one core",
+            "value": pps,
+            "per_core_at_its_cpu_cost": round(1e6 / per_packet) if per_packet else None,
+            "met": bool(pps and pps >= 30000),
+            "note": "one server process = at most one core; a level the generator could not "
+            "offer is not counted (see generator_bound)",
         },
         "cpu_per_packet_below_janus": {
-            "emulator_us": emulator.get("median_cpu_us_per_packet"),
-            "janus_us": janus.get("median_cpu_us_per_packet"),
-            "emulator_over_janus_at_same_calls": ratios.get("janus/one-to-one/audio", {}).get(
+            media: {
+                "emulator_over_janus_at_same_calls": (
+                    ratio := ratios.get(f"janus/one-to-one/{media}", {}).get(
+                        "cpu_per_packet_ratio_at_same_calls"
+                    )
+                ),
+                "met": None if ratio is None else ratio < 1,
+            }
+            for media in ("audio", "audio+video")
+        },
+        "cpu_per_packet_within_1.5x_of_c_relay": {
+            "emulator_over_c_relay_at_same_calls": c_floor,
+            "met": None if c_floor is None else c_floor <= 1.5,
+        },
+        "compiled_over_python_cpu_per_packet": {
+            media: ratios.get(f"emulator-python/one-to-one/{media}", {}).get(
                 "cpu_per_packet_ratio_at_same_calls"
-            ),
+            )
+            for media in ("audio", "audio+video")
         },
         "calls_vs_naive_relay >= 20x": _ratio(
             emulator.get("max_calls_loss_under_1pct"), naive.get("max_calls_loss_under_1pct")
@@ -724,20 +800,24 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     )
     cores = os.cpu_count() or 1
     pin = args.pin and cores >= 2
-    server_cpu = cores - 1 if pin else None
-    worker_cpus = list(range(cores - 1)) if pin else None
-    count = args.workers or (max(1, cores - 1) if pin else cores)
+    server_cpu = args.server_cpus or (str(cores - 1) if pin else None)
+    worker_cpus = cpu_list(args.generator_cpus) if args.generator_cpus else None
+    if worker_cpus is None and pin:
+        worker_cpus = list(range(cores - 1))
+    count = args.workers or (len(worker_cpus) if worker_cpus else cores)
     has_janus = shutil.which("janus") is not None and not args.no_janus
     scenarios = [
         s
         for s in plan(args.quick, has_janus)
         if (not args.only or s.system in args.only)
         and (not args.scenario or s.key in args.scenario)
+        and (s.system not in EMULATORS or EMULATORS[s.system] in args.datapath)
     ]
     if args.levels:
         scenarios = [replace(s, levels=tuple(args.levels)) for s in scenarios]
     if args.profile:
         timing = {**timing, "profile": 1.0}
+    timing = {**timing, "repeat": args.repeat}
     timing_out: dict[str, Any] = {
         **timing,
         "out": str(args.out),
@@ -819,6 +899,21 @@ def main() -> None:
     )
     parser.add_argument(
         "--profile", action="store_true", help="py-spy the emulator in each window (raw stacks)"
+    )
+    parser.add_argument(
+        "--datapath",
+        nargs="*",
+        choices=sorted(set(EMULATORS.values())),
+        default=sorted(set(EMULATORS.values())),
+        help="the emulator's forwarding loops to run: compiled (system 'emulator'), python "
+        "(system 'emulator-python'); default both, so that their ratio is of one run",
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="windows per level; figures are their medians"
+    )
+    parser.add_argument("--server-cpus", help="taskset CPU list of the system under test")
+    parser.add_argument(
+        "--generator-cpus", help="CPU list of the load processes, e.g. 0-7 (one process each)"
     )
     args = parser.parse_args()
     report = asyncio.run(run(args))

@@ -61,6 +61,11 @@ def parse_args(argv: Sequence[str] | None) -> tuple[dict[str, Any], Path | None,
         "--max-objects-per-session", type=int, help="most objects per session (no limit)"
     )
     parser.add_argument(
+        "--datapath",
+        choices=["compiled", "python"],
+        help="per-packet forwarding loop (default compiled where built, else python)",
+    )
+    parser.add_argument(
         "--max-subscriptions-per-session", type=int, help="most subscriptions per session"
     )
     parser.add_argument(

@@ -27,6 +27,7 @@ from collections.abc import AsyncIterator
 
 from emulator.dispatch import RPC_METHODS, RpcDispatcher, ServerIdentity
 from emulator.faults import FaultController, FaultError
+from emulator.media.fastpath import describe as describe_datapath
 from emulator.media.services import MediaOwnerIds, MediaServices, StreamMedia
 from emulator.observability.admin import AdminListener
 from emulator.observability.metrics import EmulatorCollector, RpcMetrics, ServerMetrics
@@ -35,7 +36,7 @@ from emulator.routing import RoutingRpcDispatcher
 from emulator.settings import Settings
 from emulator.transport.http_endpoint import HttpEndpointListener
 from emulator.transport.server import SessionBindings, WebSocketListener
-from emulator.workers import SETTINGS_ENV, WorkerPool, worker_count
+from emulator.workers import SETTINGS_ENV, WorkerPool, stop_with_parent, worker_count
 from protocol.modules import default_registry
 
 logger = logging.getLogger(__name__)
@@ -83,7 +84,7 @@ class App:
         )
         self.metrics = ServerMetrics(live_figures, rpc_metrics)
         self.admin = (
-            AdminListener(settings, self, self.metrics, self.faults)
+            AdminListener(settings, self, self.metrics, self.faults, self.pool)
             if settings.admin_port is not None
             else None
         )
@@ -129,12 +130,29 @@ class App:
             await self.admin.start()
 
     async def serve(self) -> None:
-        """Start the media workers, the WebSocket listeners and the session collector."""
-        if self.pool is not None:
-            await self.pool.start()
-        await self.listener.start()
+        """Start the media workers, the WebSocket listeners and the session collector; the
+        workers are stopped again when the listeners fail to open (or the start is cancelled)."""
+        await self._start_pool()
+        try:
+            await self.listener.start()
+        except BaseException:
+            if self.pool is not None:
+                await asyncio.shield(self.pool.stop(self.settings.shutdown_timeout))
+            raise
         self.session_collector.start()
+        if self.pool is None:  # with workers, each says which loop forwards its media
+            logger.info("%s", describe_datapath(self.settings.datapath))
         logger.info("server id %s", self.identity.id)
+
+    async def _start_pool(self) -> None:
+        """Start the media workers and give them the media fault rules; without workers, this
+        process resolves its external addresses (each worker, a whole server, resolves its own)."""
+        if self.pool is None:
+            await self.media_services.resolve_external_addresses()
+            return
+        await self.pool.start()
+        if self.faults is not None:
+            await self.pool.sync_faults(self.faults.media_rules())
 
     async def stop(self, drain_timeout: float = 5.0) -> None:
         """Stop serving: stop accepting, answer the requests in flight (within
@@ -160,7 +178,7 @@ class App:
         if self.pool is not None:  # the workers' objects go with their processes
             await self.dispatcher.close()
             await self.pool.stop(self.settings.shutdown_timeout)
-            await self.pool.start()
+            await self._start_pool()
         self.identity.renew()
         await self.listener.drop_sessions()
         logger.warning("= state dropped as by a restart: new server id %s", self.identity.id)
@@ -230,11 +248,16 @@ def run(settings: Settings) -> int:
 
 async def _serve_until_signalled(settings: Settings) -> int:
     app = App(settings)
-    await app.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    # The handlers come first: a signal during start-up (media workers starting) cancels the
+    # start, which stops the workers already started, instead of killing this process and
+    # leaving them running.
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, _on_signal, sig, stop)
+    if not await _started_unless_stopped(app, stop):
+        logger.info("Kurento emulator stopped while starting")
+        return 0
     await stop.wait()
     timeout = settings.shutdown_timeout
     logger.info("stopping: answering requests in flight, then releasing every object")
@@ -248,6 +271,22 @@ async def _serve_until_signalled(settings: Settings) -> int:
     await app.close()
     logger.info("Kurento emulator stopped")
     return status
+
+
+async def _started_unless_stopped(app: App, stop: asyncio.Event) -> bool:
+    """Start ``app``; False when ``stop`` was set first (the start is then cancelled, and
+    ``App.start`` has stopped what it had started)."""
+    starting = asyncio.create_task(app.start(), name="start")
+    stopped = asyncio.create_task(stop.wait(), name="stop signal")
+    await asyncio.wait((starting, stopped), return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    if starting.done():
+        starting.result()  # a failed start raises here
+        return True
+    starting.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await starting
+    return False
 
 
 def _on_signal(sig: signal.Signals, stop: asyncio.Event) -> None:
@@ -268,7 +307,9 @@ def log_to_stdout(settings: Settings) -> None:
 
 
 def run_worker() -> int:
-    """A media worker: the settings its server gave it, served until SIGTERM."""
+    """A media worker: the settings its server gave it, served until SIGTERM (sent by its
+    server, or by the kernel when the server dies without stopping it)."""
+    stop_with_parent()
     settings = Settings.model_validate_json(os.environ[SETTINGS_ENV])
     log_to_stdout(settings)
     return run(settings)

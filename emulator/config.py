@@ -137,9 +137,6 @@ def settings_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
         value = environ.get(name, "").strip()
         if not value:
             continue
-        if name.startswith("KMS_EXTERNAL_IPV") and value.lower() == "auto":
-            logger.warning("%s=auto needs an Internet DNS lookup; ignored (set the address)", name)
-            continue
         try:
             found[field_name] = convert(value)
         except ValueError as exc:

@@ -36,6 +36,8 @@ from protocol.errors import RpcError, error_class_for_code
 logger = logging.getLogger(__name__)
 
 KINDS = ("rtp", "rpc_delay", "rpc_error", "ice_blackhole")
+MEDIA_KINDS = ("rtp", "ice_blackhole")
+"""Rules that act on media: with media workers, the workers apply them."""
 MEDIA = {"AUDIO": "audio", "VIDEO": "video"}
 FIELDS: dict[str, set[str]] = {
     "rtp": {"endpoint", "pipeline", "media", "loss", "delay", "jitter"},
@@ -208,6 +210,32 @@ class FaultController:
         logger.warning("! every fault rule removed")
         self._reapply()
 
+    def replace(self, data: Any) -> None:
+        """Make the rules exactly ``data``, a list of rules with their ``id``s (``PUT /faults``:
+        how a server gives its media workers its media rules). A rule whose id is already here
+        is kept as it is, with its random state and what it has applied.
+
+        Raises:
+            FaultError: a rule is invalid or has no integer id (nothing is changed).
+        """
+        if not isinstance(data, list):
+            raise FaultError("PUT /faults takes a JSON list of rules, each with its 'id'")
+        kept = {rule.id: rule for rule in self.rules}
+        rules = []
+        for item in data:
+            rule_id = item.get("id") if isinstance(item, Mapping) else None
+            if isinstance(rule_id, bool) or not isinstance(rule_id, int) or rule_id < 1:
+                raise FaultError("each rule of PUT /faults needs its integer 'id' (>= 1)")
+            fields = {k: v for k, v in item.items() if k not in ("id", "applied")}
+            rules.append(kept.get(rule_id) or parse_rule(fields, rule_id, self.seed))
+        self.rules = rules
+        self._next_id = max([self._next_id - 1, *(rule.id for rule in rules)]) + 1
+        self._reapply()
+
+    def media_rules(self) -> list[dict[str, Any]]:
+        """The rules that act on media (rtp, ice_blackhole), with their ids."""
+        return [r.to_json() for r in self.rules if r.kind in MEDIA_KINDS]
+
     def to_json(self) -> dict[str, Any]:
         """Seed, rules and what was injected so far."""
         return {
@@ -302,3 +330,24 @@ class FaultController:
                 rule.loss, rule.delay, rule.jitter, rng, self.impairments, tag=rule.id
             )
         media.impairments = chosen or None
+
+
+def merged_with_workers(local: dict[str, Any], workers: Iterable[Any]) -> dict[str, Any]:
+    """``to_json`` of a server with media workers: its own, with what the workers' media rules
+    injected (``applied`` per rule, ``injected``, ``rtpDropped``, ``rtpDelayed``) added."""
+    merged = {**local, "injected": dict(local["injected"])}
+    rules = {rule["id"]: dict(rule) for rule in local["rules"]}
+    for worker in workers:
+        if not isinstance(worker, dict):
+            continue
+        for kind, count in worker.get("injected", {}).items():
+            if kind in MEDIA_KINDS:
+                merged["injected"][kind] = merged["injected"].get(kind, 0) + count
+        for name in ("rtpDropped", "rtpDelayed"):
+            merged[name] = merged.get(name, 0) + worker.get(name, 0)
+        for rule in worker.get("rules", []):
+            if rule.get("id") in rules:
+                ours = rules[rule["id"]]
+                ours["applied"] = ours.get("applied", 0) + rule.get("applied", 0)
+    merged["rules"] = list(rules.values())
+    return merged

@@ -33,7 +33,7 @@ from emulator.settings import Settings
 from emulator.transport.client import ConnectionLost, KurentoClient
 from emulator.workers import WorkerPool
 from protocol.client import ClientConnection, EventReceived
-from protocol.errors import UnexpectedError
+from protocol.errors import NotEnoughResources, UnexpectedError
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +68,9 @@ class RoutingRpcDispatcher(RpcDispatcher):
         self.pipelines: dict[str, int] = {}
         """Pipeline id -> index of its worker."""
         self.upstreams: dict[tuple[str, int], KurentoClient] = {}
+        self.session_objects: dict[str, set[str]] = {}
+        """Session id -> the objects it created or ref'd, on every worker: the control plane's
+        own count for ``max_objects_per_session``, which a worker alone sees only part of."""
         self._opening: dict[tuple[str, int], asyncio.Lock] = {}
         self._manager_subscriptions: dict[str, list[tuple[int, str]]] = {}
         self._id_base = 0
@@ -91,7 +94,9 @@ class RoutingRpcDispatcher(RpcDispatcher):
                 "subscribe": self.subscribe,
                 "unsubscribe": self.unsubscribe,
                 "release": self.release,
-                **{method: self._on_owner(method) for method in ("describe", "ref", "unref")},
+                "describe": self._on_owner("describe"),
+                "ref": self.ref,
+                "unref": self.unref,
             }
         )
 
@@ -103,9 +108,12 @@ class RoutingRpcDispatcher(RpcDispatcher):
         session_id = session_or_new(params)
         cls = self.types.lookup_class(string_param(params, "type"))
         self._check_session_limit(session_id)
+        self._check_object_limit(session_id)
         is_pipeline = cls is not None and cls.name == "MediaPipeline"
         index = self.pool.pick() if is_pipeline else self._worker_in(params)
         result = await self._relay(index, "create", params, session_id)
+        if isinstance(result, dict) and isinstance(result.get("value"), str):
+            self.session_objects.setdefault(session_id, set()).add(result["value"])
         if is_pipeline and isinstance(result, dict) and isinstance(result.get("value"), str):
             self.pipelines[result["value"]] = index
             logger.info("= pipeline %s on media worker %d", result["value"], index)
@@ -139,7 +147,29 @@ class RoutingRpcDispatcher(RpcDispatcher):
         """``release``: on the object's worker; a released pipeline is forgotten here."""
         params = require_params(params)
         result = await self._on_owner("release")(params)
-        self.pipelines.pop(string_param(params, "object"), None)
+        object_id = string_param(params, "object")
+        self.pipelines.pop(object_id, None)
+        self._forget(object_id)
+        return result
+
+    async def ref(self, params: Params | None) -> Any:
+        """``ref``: on the object's worker; the object counts for the session here."""
+        params = require_params(params)
+        session_id = session_or_new(params)
+        object_id = string_param(params, "object")
+        if self._owner(object_id) is not None:
+            self._check_object_limit(session_id)
+        result = await self._on_owner("ref")(params)
+        if self._owner(object_id) is not None:
+            self.session_objects.setdefault(session_id, set()).add(object_id)
+        return result
+
+    async def unref(self, params: Params | None) -> Any:
+        """``unref``: on the object's worker; the session no longer counts it."""
+        params = require_params(params)
+        result = await self._on_owner("unref")(params)
+        objects = self.session_objects.get(session_or_new(params), set())
+        objects.discard(string_param(params, "object"))
         return result
 
     async def transaction(self, params: Params | None) -> Any:
@@ -148,8 +178,9 @@ class RoutingRpcDispatcher(RpcDispatcher):
         params = require_params(params)
         session_id = session_or_new(params)
         index = self._worker_in(params)
+        self._check_object_limit(session_id)
         result = await self._relay(index, "transaction", params, session_id)
-        self._learn_pipelines(params.get("operations"), result, index)
+        self._learn_pipelines(params.get("operations"), result, index, session_id)
         return result
 
     async def close_session(self, params: Params | None) -> Any:
@@ -201,26 +232,45 @@ class RoutingRpcDispatcher(RpcDispatcher):
                 return index
         return self.pool.pick()
 
+    def _check_object_limit(self, session_id: str) -> None:
+        """``max_objects_per_session`` over every worker (each worker sees only its part)."""
+        limit = self.max_objects_per_session
+        if limit is not None and len(self.session_objects.get(session_id, ())) >= limit:
+            raise NotEnoughResources(
+                f"Session {session_id} already references {limit} objects "
+                "(setting max_objects_per_session)"
+            )
+
+    def _forget(self, object_id: str) -> None:
+        """A released object, and what was inside it (a pipeline's elements), in every session."""
+        inside = object_id + "/"
+        for objects in self.session_objects.values():
+            for gone in [o for o in objects if o == object_id or o.startswith(inside)]:
+                objects.discard(gone)
+
     def _live(self) -> list[int]:
         return [w.index for w in self.pool.workers if w.alive]
 
     def _indices_of(self, session_id: str) -> list[int]:
         return [index for (session, index) in self.upstreams if session == session_id]
 
-    def _learn_pipelines(self, operations: Any, result: Any, index: int) -> None:
-        """Pipelines a transaction created belong to the worker that ran it."""
+    def _learn_pipelines(self, operations: Any, result: Any, index: int, session_id: str) -> None:
+        """Pipelines a transaction created belong to the worker that ran it; what it created
+        counts for the session."""
         if not isinstance(operations, list) or not isinstance(result, dict):
             return
         for operation, response in zip(operations, result.get("value") or [], strict=False):
             params = operation.get("params") if isinstance(operation, dict) else None
             created = response.get("result", {}) if isinstance(response, dict) else {}
-            if (
+            if not (
                 isinstance(params, dict)
                 and operation.get("method") == "create"
-                and params.get("type") in ("MediaPipeline", "kurento.MediaPipeline")
                 and isinstance(created, dict)
                 and isinstance(created.get("value"), str)
             ):
+                continue
+            self.session_objects.setdefault(session_id, set()).add(created["value"])
+            if params.get("type") in ("MediaPipeline", "kurento.MediaPipeline"):
                 self.pipelines[created["value"]] = index
 
     def _on_owner(self, method: str) -> Handler:
@@ -282,6 +332,8 @@ class RoutingRpcDispatcher(RpcDispatcher):
         """Close the upstream connections of sessions closed or collected here: each worker
         then collects them as it would a client that went away."""
         gone = set(session_ids)
+        for session_id in gone:
+            self.session_objects.pop(session_id, None)
         for key in [key for key in self.upstreams if key[0] in gone]:
             self._opening.pop(key, None)
             upstream = self.upstreams.pop(key)
@@ -292,6 +344,7 @@ class RoutingRpcDispatcher(RpcDispatcher):
         """Close every upstream connection (server stop)."""
         await self.sessions_gone([session for session, _ in self.upstreams])
         self.pipelines.clear()
+        self.session_objects.clear()
 
 
 def _strings(node: Any) -> list[str]:

@@ -87,6 +87,9 @@ class Settings(BaseSettings):
     )
     external_ipv4: str = Field("", description="externalIPv4 advertised in host candidates")
     external_ipv6: str = Field("", description="externalIPv6 advertised in host candidates")
+    external_address_timeout: float = Field(
+        3.0, description="seconds the STUN lookup of externalIPv4/IPv6=auto may take at start"
+    )
     network_interfaces: str = Field(
         "", description="networkInterfaces: comma list of interface names; empty = all"
     )
@@ -153,6 +156,11 @@ class Settings(BaseSettings):
         ge=0,
         description="milliseconds media sockets wait after a read so that later datagrams are "
         "read in one batch (0: read each datagram as it arrives)",
+    )
+    datapath: Literal["compiled", "python"] = Field(
+        "compiled",
+        description="the per-packet forwarding loop: compiled (emulator/media/fastpath/_forward.c, "
+        "where it was built; else Python, said at start) or python",
     )
     pem_certificate: Path | None = Field(
         None, description="pemCertificateECDSA: DTLS certificate+key; generated when unset"

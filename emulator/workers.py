@@ -15,9 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import json
 import logging
 import os
 import re
+import signal
+import sys
 from collections.abc import Sequence
 
 from emulator.settings import Settings
@@ -26,7 +30,25 @@ logger = logging.getLogger(__name__)
 
 SETTINGS_ENV = "KURENTO_EMULATOR_WORKER"
 READY = re.compile(r"listening on (ws://\S+) \(ws\)")
+ADMIN_READY = re.compile(r"admin: .* on (http://\S+)")
+ADMIN_TIMEOUT = 10.0
 START_TIMEOUT = 60.0
+
+
+PR_SET_PDEATHSIG = 1
+"""prctl(2) option: the signal this process gets when its parent thread exits."""
+
+
+def stop_with_parent() -> None:
+    """Have the kernel send SIGTERM to this worker when its server dies (SIGKILL, a crash), so
+    that no worker outlives its server; a no-op off Linux."""
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM) != 0:
+        logger.warning("! prctl(PR_SET_PDEATHSIG): %s", os.strerror(ctypes.get_errno()))
+    if os.getppid() == 1:  # the server died before the prctl: nobody will stop this worker
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def worker_count(settings: Settings) -> int:
@@ -50,7 +72,12 @@ def worker_settings(settings: Settings, index: int, count: int) -> Settings:
         "host": "127.0.0.1",
         "port": 0,
         "secure_port": None,
-        "admin_port": None,
+        # Loopback admin for the control plane only: /metrics (the worker's media figures) and
+        # PUT /faults (the control plane's media fault rules, synced after every change).
+        "admin_port": 0,
+        "admin_host": "127.0.0.1",
+        "fault_injection": True,
+        "faults": [],
         "http_endpoint_port": 0,  # each worker serves its own uploads: getUrl names its port
         "media_workers": 1,
         "min_port": low,
@@ -74,6 +101,7 @@ class MediaWorker:
         self.settings = settings
         self.command = command
         self.url = ""
+        self.admin_url = ""
         self.process: asyncio.subprocess.Process | None = None
         self.stopping = False
         self._pump: asyncio.Task[None] | None = None
@@ -85,7 +113,7 @@ class MediaWorker:
 
     async def start(self) -> None:
         """Start the process and wait for its ws:// URL."""
-        self.url = ""
+        self.url = self.admin_url = ""
         self.stopping = False
         env = {**os.environ, SETTINGS_ENV: self.settings.model_dump_json()}
         self.process = await asyncio.create_subprocess_exec(
@@ -101,8 +129,10 @@ class MediaWorker:
                 if not line:
                     raise RuntimeError(f"media worker {self.index} exited while starting")
                 self._relay(line)
-                found = READY.search(line.decode(errors="replace"))
-                if found:
+                text = line.decode(errors="replace")
+                if admin := ADMIN_READY.search(text):
+                    self.admin_url = admin.group(1)
+                if found := READY.search(text):
                     self.url = found.group(1)
         self._pump = asyncio.create_task(self._relay_all(), name=f"media worker {self.index}")
         logger.info(
@@ -177,6 +207,40 @@ class WorkerPool:
         """Stop every worker."""
         await asyncio.gather(*(worker.stop(timeout) for worker in self.workers))
 
+    async def admin_all(self, method: str, path: str, body: bytes = b"") -> list[bytes]:
+        """One request to every live worker's admin listener; the bodies of the 2xx answers
+        (a worker that fails to answer is logged and left out)."""
+
+        async def one(worker: MediaWorker) -> bytes | None:
+            try:
+                status, payload = await admin_request(worker.admin_url, method, path, body)
+            except (OSError, TimeoutError, ValueError) as exc:
+                logger.warning(
+                    "! media worker %d: admin %s %s: %s", worker.index, method, path, exc
+                )
+                return None
+            if status // 100 != 2:
+                logger.warning(
+                    "! media worker %d: admin %s %s -> %d", worker.index, method, path, status
+                )
+                return None
+            return payload
+
+        live = [w for w in self.workers if w.alive and w.admin_url]
+        return [p for p in await asyncio.gather(*(one(w) for w in live)) if p is not None]
+
+    async def sync_faults(self, rules: list[dict[str, object]]) -> None:
+        """Give every worker exactly these media fault rules (with the control plane's ids)."""
+        await self.admin_all("PUT", "/faults", json.dumps(rules).encode())
+
+    async def fault_reports(self) -> list[object]:
+        """Every worker's ``GET /faults`` answer."""
+        return [json.loads(payload) for payload in await self.admin_all("GET", "/faults")]
+
+    async def metrics(self) -> list[str]:
+        """Every worker's ``/metrics`` exposition."""
+        return [payload.decode() for payload in await self.admin_all("GET", "/metrics")]
+
     def pick(self) -> int:
         """The worker of a new pipeline: the next live one, in turn."""
         for _ in range(len(self.workers)):
@@ -190,3 +254,31 @@ class WorkerPool:
     def ready(self) -> bool:
         """Whether every worker runs."""
         return all(worker.alive for worker in self.workers)
+
+
+async def admin_request(url: str, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
+    """One HTTP/1.1 request to a worker's admin listener (``Connection: close``): status, body.
+
+    Raises:
+        OSError: the listener cannot be reached.
+        TimeoutError: no full answer within ADMIN_TIMEOUT.
+        ValueError: the answer is not HTTP.
+    """
+    host, _, port = url.removeprefix("http://").rpartition(":")
+    async with asyncio.timeout(ADMIN_TIMEOUT):
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
+            writer.write(
+                f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {len(body)}\r\n"
+                f"Content-Type: application/json\r\nConnection: close\r\n\r\n".encode()
+                + body
+            )
+            await writer.drain()
+            answer = await reader.read()
+        finally:
+            writer.close()
+    head, _, payload = answer.partition(b"\r\n\r\n")
+    status = head.split(b" ", 2)
+    if len(status) < 2 or not status[1].isdigit():
+        raise ValueError(f"not an HTTP answer from {url}")
+    return int(status[1]), payload

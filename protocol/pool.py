@@ -5,10 +5,16 @@ Controllers list their media servers as ``[{"url": "ws://10.21.3.11:8888/kurento
 round-robin to the servers that are up; a server found down (connection refused, ping timeout) gets
 no new calls and is retried with exponential backoff until it answers again (estos UCServer, BBB's
 balancer). Times are ``now`` values from the caller's clock.
+
+The list may also come from DNS (a Kubernetes headless Service: SRV records
+``_kurento._tcp.<service>`` or its A/AAAA records): ``DnsServerList`` names what to look up and
+turns the addresses found into entries; ``PoolPlan.set_listed`` takes each new list, keeping what
+it knows of the servers that stay. The lookups themselves are ``emulator/transport/discovery.py``'s.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -91,12 +97,57 @@ def parse_kurentoservers(data: Any) -> list[ServerEntry]:
     return entries
 
 
+@dataclass(frozen=True, slots=True)
+class DnsServerList:
+    """Where DNS lists the servers: a name (a headless Service) and how to build their URLs.
+
+    The SRV records ``_<service>._tcp.<name>`` give each server's address and ws:// port
+    (Kubernetes publishes them for the Service's port named ``service``); without them the A/AAAA
+    records of ``name`` give the addresses, all on ``port``.
+    """
+
+    name: str
+    port: int = 8888
+    service: str = "kurento"
+    scheme: str = "ws"
+    path: str = "kurento"
+    candkillipv6: bool = False
+    candkilltcp: bool = False
+    candonlyturn: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.name or " " in self.name:
+            raise PoolConfigError(f"DNS name {self.name!r} should be a host name")
+        if self.scheme not in ("ws", "wss"):
+            raise PoolConfigError(f"DNS scheme should be ws or wss, got {self.scheme!r}")
+        if not 0 < self.port < 65536:
+            raise PoolConfigError(f"DNS default port should be 1..65535, got {self.port}")
+
+    @property
+    def srv_name(self) -> str:
+        """The SRV name looked up first."""
+        return f"_{self.service}._tcp.{self.name}"
+
+    def entries(self, addresses: list[tuple[str, int]]) -> list[ServerEntry]:
+        """One entry per ``(address, port)``, sorted so that each lookup gives the same order."""
+        urls = {self.url(address, port) for address, port in addresses}
+        flags = (self.candkillipv6, self.candkilltcp, self.candonlyturn)
+        return [ServerEntry(url, *flags) for url in sorted(urls)]
+
+    def url(self, address: str, port: int) -> str:
+        """The server's URL; an IPv6 address goes in brackets."""
+        host = f"[{address}]" if ipaddress.ip_address(address).version == 6 else address
+        return f"{self.scheme}://{host}:{port}/{self.path}"
+
+
 @dataclass(slots=True)
 class ServerHealth:
     """What the pool knows about one server."""
 
     entry: ServerEntry
     up: bool = False
+    # False once the server left the list (DNS): it gets no new calls, and is not retried.
+    listed: bool = True
     reason: str = "not tried yet"
     failures: int = 0
     retry_at: float | None = None
@@ -122,7 +173,40 @@ class PoolPlan:
 
     def up_urls(self) -> list[str]:
         """URLs of the servers that take calls, in list order."""
-        return [s.entry.url for s in self.servers if s.up]
+        return [s.entry.url for s in self.servers if s.up and s.listed]
+
+    def listed_urls(self) -> list[str]:
+        """URLs of the servers on the current list, up or down."""
+        return [s.entry.url for s in self.servers if s.listed]
+
+    def is_listed(self, url: str) -> bool:
+        """Whether the server is on the current list (a server never listed is not)."""
+        return any(s.entry.url == url and s.listed for s in self.servers)
+
+    def set_listed(self, entries: list[ServerEntry]) -> tuple[list[ServerEntry], list[ServerEntry]]:
+        """Take a new server list; returns ``(added, removed)``.
+
+        A server that stays keeps its state (up, backoff); one that comes back after leaving the
+        list is tried at once, as a new one; one that leaves gets no new calls (its calls go on).
+        New servers join the round-robin at the end of the list.
+        """
+        wanted = {entry.url: entry for entry in entries}
+        added: list[ServerEntry] = []
+        removed: list[ServerEntry] = []
+        for server in self.servers:
+            if server.listed and server.entry.url not in wanted:
+                server.listed = False
+                removed.append(server.entry)
+            elif not server.listed and server.entry.url in wanted:
+                server.listed, server.failures, server.retry_at = True, 0, None
+                server.entry = wanted[server.entry.url]
+                added.append(server.entry)
+        known = {server.entry.url for server in self.servers}
+        for entry in entries:
+            if entry.url not in known:
+                self.servers.append(ServerHealth(entry))
+                added.append(entry)
+        return added, removed
 
     def pick(self, exclude: frozenset[str] = frozenset()) -> ServerEntry | None:
         """The next server for a new call (round-robin over those up), or None if none is."""
@@ -130,7 +214,7 @@ class PoolPlan:
         for step in range(count):
             index = (self._next + step) % count
             server = self.servers[index]
-            if server.up and server.entry.url not in exclude:
+            if server.up and server.listed and server.entry.url not in exclude:
                 self._next = index + 1
                 return server.entry
         return None
@@ -165,5 +249,7 @@ class PoolPlan:
 
     def next_deadline(self) -> float | None:
         """The earliest retry time of a server that is down."""
-        times = [s.retry_at for s in self.servers if not s.up and s.retry_at is not None]
+        times = [
+            s.retry_at for s in self.servers if s.listed and not s.up and s.retry_at is not None
+        ]
         return min(times) if times else None

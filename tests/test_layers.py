@@ -14,7 +14,17 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("protocol", "emulator")
-IO_LIBRARIES = {"asyncio", "websockets", "aiortc", "aioice", "av", "socket", "ssl", "pylibsrtp"}
+IO_LIBRARIES = {
+    "asyncio",
+    "websockets",
+    "aiortc",
+    "aioice",
+    "av",
+    "socket",
+    "ssl",
+    "pylibsrtp",
+    "dns",
+}
 MEDIA_LIBRARIES = {"aiortc", "aioice", "av", "pylibsrtp"}
 
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
@@ -24,14 +34,24 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("settings", ("emulator", "emulator.settings", "emulator.config")),
     # A Kurento client over WebSocket, and TLS material: protocol/ on a socket, no server inside.
     # Low because the routing dispatcher talks to its media workers as a client.
-    ("wire", ("emulator.transport", "emulator.transport.client", "emulator.transport.tls")),
+    # The DNS lookups of the pool's server list sit beside it.
+    (
+        "wire",
+        (
+            "emulator.transport",
+            "emulator.transport.client",
+            "emulator.transport.tls",
+            "emulator.transport.discovery",
+        ),
+    ),
     # The media plane knows no Kurento object. Its folders are layers of their own, lowest first:
-    # sockets and polling; RTP packets and stream state; the seam (what flows between elements);
-    # codecs and transcoding; SDP offer/answer (and SDES keys); lab tools (capture, impairment);
-    # the legs (ICE, DTLS-SRTP, the aiortc/aioice adapter); the RTP session; the media behind each
-    # element kind; the services every endpoint shares.
+    # sockets and polling; RTP packets and stream state; the compiled forwarding loop; the seam
+    # (what flows between elements); codecs and transcoding; SDP offer/answer (and SDES keys); lab
+    # tools (capture, impairment); the legs (ICE, DTLS-SRTP, the aiortc/aioice adapter); the RTP
+    # session; the media behind each element kind; the services every endpoint shares.
     ("media: net", ("emulator.media", "emulator.media.net.*")),
     ("media: rtp", ("emulator.media.rtp.*",)),
+    ("media: fastpath", ("emulator.media.fastpath", "emulator.media.fastpath.*")),
     ("media: flow", ("emulator.media.flow",)),
     ("media: codecs", ("emulator.media.codecs.*",)),
     ("media: sdp", ("emulator.media.sdp.*",)),
@@ -46,6 +66,11 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "emulator.media.http_post",
             "emulator.media.recorder",
             "emulator.media.player",
+            "emulator.media.mixing",
+            "emulator.media.video_filter",
+            "emulator.media.images",
+            "emulator.media.gst_elements",
+            "emulator.media.frame_filters",
         ),
     ),
     ("media: services", ("emulator.media.services",)),

@@ -23,11 +23,13 @@ import random
 import secrets
 import socket
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
+import pylibsrtp
 from aiortc.rtp import RtcpByePacket
 
 from emulator.media.codecs.transcoding import Transcoders
+from emulator.media.fastpath import Forwarder
 from emulator.media.net.poller import MediaPollers, PolledSocket, limit_reads
 from emulator.media.net.ports import PortRange
 from emulator.media.rtp.fragmentation import MAX_PAYLOAD
@@ -44,6 +46,7 @@ from emulator.media.sdp.negotiation import (
 from emulator.media.sdp.offer_answer import OfferAnswer
 from emulator.media.sdp.plain import LocalPorts, PlainLine
 from emulator.media.sdp.sdes import SdesConfig, SrtpPair
+from emulator.media.session.datapath import FastEnd
 from emulator.media.session.rtp import MediaOwner, RtpSession, SessionTimeouts
 
 logger = logging.getLogger(__name__)
@@ -181,6 +184,7 @@ class PlainRtpMedia(RtpSession):
 
     @tap.setter
     def tap(self, tap: LegTap | None) -> None:
+        self.fast_drop()  # tapped packets take the Python path
         self._tap = tap
         for leg in self.legs.values():
             leg.tap = tap
@@ -243,6 +247,7 @@ class PlainRtpMedia(RtpSession):
 
     async def _install(self, lines: list[PlainLine]) -> None:
         """Bind ports for new accepted m-lines, keep them for known ones, set keys and SSRCs."""
+        self.fast_drop()  # a new negotiation: new addresses, keys or payload types
         if self.negotiation.local_sdp is not None and lines is not self.lines:
             self.session_version += 1
         loop = asyncio.get_running_loop()
@@ -363,6 +368,7 @@ class PlainRtpMedia(RtpSession):
         if self.config.latching:
             if not rtcp and not guard.latched_rtp:
                 guard.latched_rtp = True
+                self.fast_drop()
                 logger.info("= %s latched RTP onto %s (SDP said %s)", self.name, source, remote.rtp)
                 remote.rtp = source
                 if remote.mux or remote.rtcp is None:
@@ -432,10 +438,29 @@ class PlainRtpMedia(RtpSession):
         """Whether the endpoint was closed."""
         return self.closed
 
+    def fast_source(self, line: MediaLine) -> FastEnd | None:
+        """The leg's RTP socket, from the remote RTP address only, unprotecting with its keys."""
+        leg = self.legs.get(line.index)
+        if leg is None or self._tap is not None or self.closed or leg.line.remote.rtp is None:
+            return None
+        return _fast_end(leg, leg.line.remote.rtp, leg.srtp.rx if leg.srtp else None)
+
+    def fast_sink(self, line: MediaLine) -> FastEnd | None:
+        """The leg's RTP socket, to the remote RTP address, protecting with its keys."""
+        leg = self.legs.get(line.index)
+        target = leg.line.remote.rtp if leg is not None else None
+        transport = leg.rtp_transport if leg is not None else None
+        if leg is None or target is None or transport is None or transport.is_closing():
+            return None
+        if self._tap is not None or self.closed:
+            return None
+        return _fast_end(leg, target, leg.srtp.tx if leg.srtp else None)
+
     async def close(self) -> None:
         """RTCP BYE to the peer, then stop the timer and free the ports."""
         if self.closed:
             return
+        self.fast_drop()  # the compiled routes use the legs' sockets and keys
         self.closed = True
         for line in self.lines:
             leg = self.legs.get(line.media.index)
@@ -473,3 +498,12 @@ class PlainRtpMedia(RtpSession):
         return self.rtp_stats(
             media_type, self.srtp_failures, foreignSourceDrops=self.dropped_foreign
         )
+
+
+def _fast_end(leg: RtpLeg, remote: Address, srtp: pylibsrtp.Session | None) -> FastEnd | None:
+    """A compiled route's end on the leg's RTP socket, when a forwarder reads it."""
+    for polled in leg.polled:
+        poller = polled.poller
+        if polled.sock is leg.rtp_socket and poller is not None and poller.forwarder is not None:
+            return FastEnd(cast(Forwarder, poller.forwarder), polled.fd, remote, srtp)
+    return None

@@ -5,9 +5,11 @@ servers in one process keep their own settings."""
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Protocol
 
@@ -17,12 +19,14 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from emulator.media.codecs.transcoding import Transcoders
+from emulator.media.fastpath import compiled_available, make_forwarder
 from emulator.media.lab.capture import CaptureBudget, CaptureService
 from emulator.media.lab.impairment import Impairment
 from emulator.media.legs.ice import IcePolicy
 from emulator.media.legs.peer import TurnServer, parse_turn_url
 from emulator.media.net.poller import MediaPollers
 from emulator.media.net.ports import PortRange
+from emulator.media.net.public_address import stun_mapped_address
 from emulator.media.rtp.streams import InboundStream, OutboundStream
 from emulator.media.sdp.negotiation import LocalPolicy
 from emulator.settings import Settings
@@ -120,9 +124,67 @@ class MediaServices:
     """RtpEndpoint's own sub-range (``rtp_min_port..rtp_max_port``), else None: ``ports``."""
     pollers: MediaPollers = field(init=False)
     """Read this server's ICE host sockets in batches (``media_batch_ms``)."""
+    external_ipv4: str = field(init=False)
+    """``externalIPv4`` of new endpoints: the setting, or what ``auto`` discovered (empty while
+    ``auto`` is not resolved, or when discovery failed)."""
+    external_ipv6: str = field(init=False)
+    """``externalIPv6``, as ``external_ipv4``."""
 
     def __post_init__(self) -> None:
-        self.pollers = MediaPollers(self.settings.media_batch_ms / 1000)
+        datapath = self.settings.datapath
+        compiled = datapath == "compiled" and compiled_available()
+        forwarder = partial(make_forwarder, datapath) if compiled else None  # else: Python
+        self.pollers = MediaPollers(self.settings.media_batch_ms / 1000, forwarder)
+        self.external_ipv4 = _unless_auto(self.settings.external_ipv4)
+        self.external_ipv6 = _unless_auto(self.settings.external_ipv6)
+
+    async def resolve_external_addresses(self) -> None:
+        """Discover ``externalIPv4``/``externalIPv6`` set to ``auto``, from the STUN server
+        (``stunServerAddress``). The official KMS image's entrypoint resolves ``auto`` before KMS
+        starts (``getmyip.sh``, asking public DNS resolvers) and leaves the setting unset when it
+        cannot; this server asks the configured STUN server instead, which a lab can run, and
+        leaves the setting unset, with a warning, when there is none or it does not answer."""
+        if _is_auto(self.settings.external_ipv4):
+            self.external_ipv4 = await self._discover("IPv4")
+        if _is_auto(self.settings.external_ipv6):
+            self.external_ipv6 = await self._discover("IPv6")
+
+    async def _discover(self, family: str) -> str:
+        """The address the STUN server sees for ``family`` ("IPv4"/"IPv6"), "" on failure."""
+        settings = self.settings
+        name = f"externalIP{family[2:]}=auto"
+        address = settings.stun_server_address
+        server = (address, settings.stun_server_port)
+        if not address:
+            logger.warning(
+                "%s: no stunServerAddress to discover it from (KMS's image asks public DNS "
+                "resolvers; this server does not); left unset: set the address or a STUN server",
+                name,
+            )
+            return ""
+        if _ip_version(address) != int(family[3]):
+            logger.warning(
+                "%s: stunServerAddress %s is not %s, so it cannot tell the %s address; left unset",
+                name,
+                address,
+                family,
+                family,
+            )
+            return ""
+        try:
+            found = await stun_mapped_address(server, settings.external_address_timeout)
+        except (OSError, TimeoutError) as exc:
+            logger.warning(
+                "%s: STUN server %s:%d gave no address (%s); left unset: host candidates "
+                "carry their own addresses",
+                name,
+                address,
+                server[1],
+                exc or type(exc).__name__,
+            )
+            return ""
+        logger.info("%s: %s (the address STUN server %s:%d sees)", name, found, *server)
+        return found
 
     @classmethod
     def from_settings(
@@ -172,10 +234,7 @@ class MediaServices:
         logger.info(
             "ICE host candidates on %s", ", ".join(local) or "no address (check interfaces)"
         )
-        for family, external in (
-            ("IPv4", settings.external_ipv4),
-            ("IPv6", settings.external_ipv6),
-        ):
+        for family, external in (("IPv4", self.external_ipv4), ("IPv6", self.external_ipv6)):
             if external:
                 logger.info(
                     "advertised %s address: %s (externalIP%s)", family, external, family[2:]
@@ -236,6 +295,21 @@ class MediaServices:
     def turn(self, turn_url: str) -> TurnServer | None:
         """The TURN server of a turnURL (the endpoint's, else the server default)."""
         return parse_turn_url(turn_url)
+
+
+def _is_auto(value: str) -> bool:
+    return value.strip().lower() == "auto"
+
+
+def _unless_auto(value: str) -> str:
+    return "" if _is_auto(value) else value
+
+
+def _ip_version(address: str) -> int:
+    try:
+        return ipaddress.ip_address(address).version
+    except ValueError:
+        return 0
 
 
 def load_certificate(path: Path) -> RTCCertificate:

@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Any, cast
 
+import pylibsrtp
 from aiortc import RTCDataChannel
 
 from emulator.media.codecs.transcoding import Transcoders
+from emulator.media.fastpath import Forwarder
 from emulator.media.flow import MediaLeg
+from emulator.media.legs.ice import RangedConnection
 from emulator.media.legs.peer import PeerConfig, PeerTransport, WebRtcPeer
 from emulator.media.rtp.fragmentation import MAX_PAYLOAD
 from emulator.media.rtp.packet import RtpView
 from emulator.media.rtp.streams import OutboundStream
 from emulator.media.sdp.negotiation import MediaLine
+from emulator.media.session.datapath import FastEnd
 from emulator.media.session.rtp import KINDS, MediaOwner, RtpSession, SessionTimeouts
 from emulator.media.session.stats import ChannelCounters, ConnectionView, connection_stats
 
@@ -75,7 +79,8 @@ class WebRtcMedia(RtpSession):
             self.owner.set_state("connectionState", "DISCONNECTED")
 
     def on_pair_selected(self, local: str, remote: str) -> None:
-        """NewCandidatePairSelected."""
+        """NewCandidatePairSelected (the compiled routes used the previous pair)."""
+        self.fast_drop()
         self.selected = (local, remote)
         self.owner.emit(
             "NewCandidatePairSelected",
@@ -91,6 +96,8 @@ class WebRtcMedia(RtpSession):
 
     def on_dtls_state(self, state: str, connection_id: str) -> None:
         """DtlsConnectionStateChange."""
+        if state != "CONNECTED":
+            self.fast_drop()  # before the keys go
         self.dtls_state = state
         self.owner.emit(
             "DtlsConnectionStateChange",
@@ -187,6 +194,23 @@ class WebRtcMedia(RtpSession):
         """Whether the peer is closed."""
         return self.peer.closed
 
+    def fast_source(self, line: MediaLine) -> FastEnd | None:
+        """The nominated host socket of the line's transport, unprotecting with its keys."""
+        transport = self.peer.transports.get(line.transport)
+        if transport is None or transport.dtls.tap is not None:
+            return None
+        counter = transport.dtls.rx_counter
+        if counter is None:
+            return None
+        return _fast_end(transport.connection, counter.session)
+
+    def fast_sink(self, line: MediaLine) -> FastEnd | None:
+        """The nominated host socket of the line's transport, protecting with its keys."""
+        transport = self.peer.transports.get(line.transport)
+        if transport is None or not transport.dtls.ready or transport.dtls.tap is not None:
+            return None
+        return _fast_end(transport.connection, transport.dtls.tx_session)
+
     def send_data(self, label: str, message: str | bytes) -> bool:
         """Send a data channel message on the channel with that label (else the first open)."""
         open_channels = [c for c in self.channels.values() if c.readyState == "open"]
@@ -200,7 +224,8 @@ class WebRtcMedia(RtpSession):
         return False
 
     async def close(self) -> None:
-        """Stop the timer and the peer."""
+        """Stop the timer and the peer (the compiled routes first: they use its keys)."""
+        self.fast_drop()
         self.stop_timer()
         self.transcoding.stop()
         await self.peer.close()
@@ -254,3 +279,16 @@ class WebRtcMedia(RtpSession):
             available_outgoing=float(sum(s.remb for s in self.outbound.values())),
             available_incoming=float(sum(s.remb for s in self.inbound.values())),
         )
+
+
+def _fast_end(connection: RangedConnection, srtp: pylibsrtp.Session) -> FastEnd | None:
+    """A compiled route's end on the connection's nominated host socket, when a forwarder
+    reads it."""
+    found = connection.polled_pair()
+    if found is None:
+        return None
+    polled, remote = found
+    poller = polled.poller
+    if poller is None or poller.forwarder is None or polled.fd < 0:
+        return None
+    return FastEnd(cast(Forwarder, poller.forwarder), polled.fd, remote, srtp)

@@ -15,6 +15,7 @@ import time
 from collections.abc import Mapping
 from typing import Any, ClassVar, TypeAlias
 
+from emulator.media.session.datapath import RECORDING
 from emulator.objects.media_object import MediaObject
 from emulator.objects.media_pipeline import (
     MEDIA_TYPES,
@@ -24,6 +25,7 @@ from emulator.objects.media_pipeline import (
     write_dot,
 )
 from protocol.errors import ConnectError
+from protocol.sdp import Codec
 
 ERROR_CODES = {
     "RESOURCE_ERROR_OPEN": 6,
@@ -38,6 +40,9 @@ ERROR_CODES = {
 }
 """GStreamer's ``GstResourceError``/``GstStreamError`` numbers that KMS reports as ``errorCode``
 with each ``Error`` type (KMS's own example: RESOURCE_ERROR_OPEN, 6, a file it cannot write)."""
+GST_CORE_ERROR_NEGOTIATION = 7
+"""``GstCoreError`` NEGOTIATION: what KMS's agnosticbin posts when no decoder bridges two
+formats."""
 
 
 class MediaElement(MediaObject):
@@ -184,8 +189,17 @@ class MediaElement(MediaObject):
 
     def forward(self, media_type: str, packet: Any) -> None:
         """Hand a media packet to every sink of that type."""
-        for sink in self._sinks.get(media_type, ()):
+        sinks = self._sinks.get(media_type, ())
+        fanout = RECORDING.current
+        if fanout is not None:  # the compiled forwarder learns routes from this packet's journey
+            fanout.reached += len(sinks)
+        for sink in sinks:
             sink.receive_media(media_type, packet)
+
+    def sink_codecs(self, media_type: str) -> list[Codec]:
+        """The codecs this element sends on to its peer, by preference (``[]``: it takes any,
+        or does not know yet); a mixer encodes its output in the first it can."""
+        return []
 
     def has_sinks(self, media_type: str) -> bool:
         """Whether any element receives this media type from this one."""
@@ -205,15 +219,46 @@ class MediaElement(MediaObject):
         finally:
             self._busy = False
 
-    def raise_error(self, error_type: str, description: str) -> None:
+    def raise_error(self, error_type: str, description: str, code: int | None = None) -> None:
         """KMS's ``Error`` event on this element: ``type`` names the error (``errorCode`` is its
-        GStreamer number), ``description`` says what failed; nothing else is disturbed."""
+        GStreamer number, ``code`` when the type does not tell it), ``description`` says what
+        failed; nothing else is disturbed."""
         self.log.warning("! %s: %s", error_type, description)
         self.emit(
             "Error",
             description=description,
-            errorCode=ERROR_CODES.get(error_type, 1),
+            errorCode=code if code is not None else ERROR_CODES.get(error_type, 1),
             type=error_type,
+        )
+
+    def decode_failed(self, media_type: str, reason: str) -> None:
+        """The decoder transcoding this sink's media refused what the source sent. In KMS the
+        decoder is in the source element's agnosticbin; GStreamer's decoders post
+        ``STREAM/DECODE`` ("Could not decode stream."), raised as ``Error`` STREAM_ERROR_DECODE
+        (code 7) of that element by MediaElementImpl::processBusMessage."""
+        source = self._feeding(media_type)
+        source.raise_error(
+            "STREAM_ERROR_DECODE",
+            f"Error code {ERROR_CODES['STREAM_ERROR_DECODE']}: Could not decode stream., "
+            f"source: decoder, element: {source.id}, debug info: {reason}",
+        )
+
+    def _feeding(self, media_type: str) -> MediaElement:
+        """The element whose media of that type this one receives (itself when none)."""
+        link = self.graph.source_of(self, media_type)
+        return link.source if link is not None else self
+
+    def transcoding_refused(self, media_type: str, reason: str) -> None:
+        """This sink's media cannot be transcoded for it. KMS's agnosticbin, in the element
+        feeding the sink, posts ``GST_ELEMENT_WARNING (CORE, NEGOTIATION, "Formats are not
+        compatible")``, which MediaElementImpl::processBusMessage raises as an ``Error`` of that
+        element: type UNEXPECTED_ELEMENT_ERROR (CORE is not a domain it names), code 7."""
+        source = self._feeding(media_type)
+        source.raise_error(
+            "UNEXPECTED_ELEMENT_ERROR",
+            f"Error code {GST_CORE_ERROR_NEGOTIATION}: Formats are not compatible, source: "
+            f"agnosticbin2, element: {source.id}, debug info: {reason}",
+            GST_CORE_ERROR_NEGOTIATION,
         )
 
     def video_source_changed(self) -> None:
@@ -286,6 +331,23 @@ class MediaElement(MediaObject):
         """The video bitrate each VIDEO sink can take (sinks that do not know are left out)."""
         limits = (sink.video_send_limit() for sink in self._sinks.get("VIDEO", ()))
         return [limit for limit in limits if limit is not None]
+
+    def video_codecs_taken(self) -> list[Codec]:
+        """The video codec each receiver behind this element takes as it is (its first one
+        that the transcoders encode), for elements that encode video once per codec (filters);
+        empty when unknown. Elements without a remote peer pass on their sinks' ones."""
+        if self._busy:
+            return []
+        self._busy = True
+        try:
+            return self.sink_video_codecs()
+        finally:
+            self._busy = False
+
+    def sink_video_codecs(self) -> list[Codec]:
+        """``video_codecs_taken`` of every VIDEO sink, in order."""
+        return [codec for sink in self._sinks.get("VIDEO", ()) for codec in
+                sink.video_codecs_taken()]  # fmt: skip
 
     def mark_flow(self, direction: str, media_type: str, flowing: bool) -> None:
         """Record media flow and raise MediaFlowIn/OutStateChanged on a change."""

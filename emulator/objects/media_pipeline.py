@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
+from emulator.media.session.datapath import invalidate_all as invalidate_routes
 from emulator.objects.media_object import MediaObject
 
 MEDIA_TYPES = ("AUDIO", "VIDEO", "DATA")
@@ -97,12 +98,14 @@ class ConnectionGraph(Generic[N]):
         """Add a link; the sink pad must be free (a pad has one source: unlink the old first)."""
         pad = (connection.media_type, connection.sink_description)
         assert pad not in self._in[connection.sink], f"{connection.sink.id} {pad} is fed"
+        invalidate_routes()  # the compiled forwarder's journeys may change
         self._out[connection.source][connection] = None
         self._in[connection.sink][pad] = connection
         self._refresh(connection.source, connection.media_type)
 
     def unlink(self, connection: Connection[N]) -> None:
         """Remove a link."""
+        invalidate_routes()
         del self._out[connection.source][connection]
         del self._in[connection.sink][(connection.media_type, connection.sink_description)]
         self._refresh(connection.source, connection.media_type)

@@ -56,7 +56,7 @@ class RtpEndpoint(BaseRtpEndpoint):
         bind = settings.rtp_address or _first_address(
             shared.ice_policy(settings.network_interfaces, ipv6=ipv6).addresses(), ipv6
         )
-        external = settings.external_ipv6 if ipv6 else settings.external_ipv4
+        external = shared.external_ipv6 if ipv6 else shared.external_ipv4
         return PlainRtpConfig(
             ports=shared.rtp_ports or shared.ports,
             bind_address=bind,

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Protocol, TypeVar
 
-from emulator.media.codecs.transcoding import SinkTranscoding
+from emulator.media.codecs.transcoding import SinkTranscoding, can_transcode
 from emulator.media.lab.capture import PcapWriter
 from emulator.media.rtp.bitrate import receive_target, send_limit
+from emulator.media.sdp.negotiation import MediaLine
 from emulator.media.services import MediaServices, StreamMedia
 from emulator.media.session.rtp import SessionTimeouts
 from emulator.objects.media_element import ElementLink, Endpoint
+from protocol.sdp import Codec
 from protocol.types import complex_value
 
 M = TypeVar("M", bound=StreamMedia)
@@ -47,6 +49,9 @@ class EndpointMedia(StreamMedia, Protocol):
 
     def stats(self, media_type: str | None) -> dict[str, Any]:
         """RTP stream stats entries by id."""
+
+    def sending_line(self, kind: str) -> MediaLine | None:
+        """The negotiated m-line this endpoint sends that kind on."""
 
     async def close(self) -> None:
         """Stop and free the sockets."""
@@ -214,6 +219,11 @@ class BaseRtpEndpoint(SdpEndpoint):
         """The media resources shared by every endpoint of the server."""
         return self.services.media_services
 
+    def sink_codecs(self, media_type: str) -> list[Codec]:
+        """The codecs negotiated on the m-line this endpoint sends ``media_type`` on."""
+        line = self.media.sending_line(media_type.lower()) if self.media is not None else None
+        return list(line.codecs) if line is not None else []
+
     def remote_video_remb(self) -> int | None:
         """The last REMB (bps) from the remote receiver of our video: 0 before any, None when
         this endpoint sends no video."""
@@ -229,6 +239,13 @@ class BaseRtpEndpoint(SdpEndpoint):
         return send_limit(
             remb, start, props["minVideoSendBandwidth"], props["maxVideoSendBandwidth"]
         )
+
+    def video_codecs_taken(self) -> list[Codec]:
+        """The first video codec the remote peer negotiated that the transcoders encode."""
+        line = self.media.sending_line("video") if self.media is not None else None
+        if line is None:
+            return []
+        return next(([codec] for codec in line.codecs if can_transcode("video", codec)), [])
 
     def video_receive_target(self) -> int | None:
         """The REMB (bps) for our remote sender: our sinks' lowest figure, within

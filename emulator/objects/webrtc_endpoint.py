@@ -46,8 +46,8 @@ class WebRtcEndpoint(BaseRtpEndpoint):
             stunServerAddress=settings.stun_server_address,
             stunServerPort=settings.stun_server_port,
             turnUrl=settings.turn_url,
-            externalIPv4=settings.external_ipv4,
-            externalIPv6=settings.external_ipv6,
+            externalIPv4=self.media_services.external_ipv4,  # with ``auto`` resolved
+            externalIPv6=self.media_services.external_ipv6,
             networkInterfaces=settings.network_interfaces,
             iceTcp=settings.ice_tcp,
         )
@@ -254,6 +254,7 @@ class WebRtcEndpoint(BaseRtpEndpoint):
     def install_tap(self, writer: PcapWriter | None) -> None:
         """Tap every transport of the peer, addressed by its selected pair."""
         if self.media is not None:
+            self.media.fast_drop()  # tapped packets take the Python path
             self.media.peer.set_tap(
                 None
                 if writer is None

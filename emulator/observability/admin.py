@@ -8,7 +8,12 @@ that no web framework is needed:
   before start, while stopping, and when a media worker died;
 - ``GET /metrics``: the Prometheus text format (``metrics.py``);
 - with ``fault_injection`` only: ``GET|POST|DELETE /faults``, ``DELETE /faults/<id>`` and
-  ``POST /restart`` (drop every object and session and take a new server id, as a KMS restart).
+  ``POST /restart`` (drop every object and session and take a new server id, as a KMS restart);
+  ``PUT /faults`` replaces every rule, ids included (how a server gives its media workers its
+  media rules).
+
+With media workers, ``/metrics`` adds the workers' figures and the media fault rules are synced to
+them after every change (``WorkerPool``).
 
 With ``fault_injection`` the listener binds to loopback unless ``admin_host`` says otherwise: the
 fault API lets anyone who reaches it break the server. Even then it answers 403 to clients outside
@@ -27,9 +32,10 @@ from typing import Any, Protocol
 
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from emulator.faults import FaultController
+from emulator.faults import FaultController, merged_with_workers
 from emulator.observability.metrics import ServerMetrics
 from emulator.settings import Settings
+from emulator.workers import WorkerPool
 
 logger = logging.getLogger(__name__)
 
@@ -87,11 +93,14 @@ class AdminListener:
         server: ServerControl,
         metrics: ServerMetrics,
         faults: FaultController | None,
+        pool: WorkerPool | None = None,
     ) -> None:
         self.settings = settings
         self.server = server
         self.metrics = metrics
         self.faults = faults
+        self.pool = pool
+        """The media workers: their figures join /metrics, the media fault rules go to them."""
         self._server: asyncio.Server | None = None
 
     async def start(self) -> None:
@@ -164,7 +173,8 @@ class AdminListener:
             return 200, TEXT, b"ready\n"
         if path == "/metrics":
             _allow(method, "GET", "HEAD")
-            return 200, CONTENT_TYPE_LATEST, self.metrics.exposition()
+            workers = await self.pool.metrics() if self.pool is not None else None
+            return 200, CONTENT_TYPE_LATEST, self.metrics.exposition(workers)
         if path == "/restart" or path == "/faults" or path.startswith("/faults/"):
             if not (self.settings.fault_api_remote or is_loopback(peer)):
                 raise _HttpError(
@@ -189,21 +199,39 @@ class AdminListener:
             await self.server.restart()
             return 200, JSON, _json({"oldServerId": old, "serverId": self.server.server_id})
         if path == "/faults":
-            _allow(method, "GET", "POST", "DELETE")
-            if method == "POST":
+            _allow(method, "GET", "POST", "PUT", "DELETE")
+            if method in ("POST", "PUT"):
                 try:
-                    added = faults.add(json.loads(body or b"null"))
+                    data = json.loads(body or b"null")
+                    if method == "PUT":
+                        faults.replace(data)
+                    else:
+                        added = faults.add(data)
                 except ValueError as exc:  # FaultError, or JSON that does not parse
                     raise _HttpError(400, str(exc)) from exc
-                return 201, JSON, _json({"added": [r.to_json() for r in added], **faults.to_json()})
+                await self._sync_workers(faults)
+                if method == "POST":
+                    rules = [r.to_json() for r in added]
+                    return 201, JSON, _json({"added": rules, **faults.to_json()})
             if method == "DELETE":
                 faults.clear()
-            return 200, JSON, _json(faults.to_json())
+                await self._sync_workers(faults)
+            return 200, JSON, _json(await self._fault_report(faults))
         _allow(method, "DELETE")
         ident = path.removeprefix("/faults/")
         if not ident.isdigit() or not faults.remove(int(ident)):
             raise _HttpError(404, f"no fault rule {ident!r}")
-        return 200, JSON, _json(faults.to_json())
+        await self._sync_workers(faults)
+        return 200, JSON, _json(await self._fault_report(faults))
+
+    async def _sync_workers(self, faults: FaultController) -> None:
+        if self.pool is not None:
+            await self.pool.sync_faults(faults.media_rules())
+
+    async def _fault_report(self, faults: FaultController) -> dict[str, Any]:
+        if self.pool is None:
+            return faults.to_json()
+        return merged_with_workers(faults.to_json(), await self.pool.fault_reports())
 
 
 class _HttpError(Exception):

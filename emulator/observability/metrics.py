@@ -21,6 +21,7 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.parser import text_string_to_metric_families
 
 from emulator import __version__
 from emulator.dispatch import ServerIdentity
@@ -28,6 +29,38 @@ from emulator.faults import FaultController
 from emulator.media.services import MediaServices
 from emulator.registry import MediaSet
 from emulator.transport.server import WebSocketListener
+
+SampleKey = tuple[str, frozenset[tuple[str, str]]]
+
+
+class WorkerFigures:
+    """The media workers' figures of one scrape, summed over the workers, by sample name and
+    labels (their /metrics expositions, fetched by the admin listener just before)."""
+
+    def __init__(self, expositions: Iterable[str] = ()) -> None:
+        self.sums: dict[SampleKey, float] = {}
+        self.present = False
+        for text in expositions:
+            self.present = True
+            for family in text_string_to_metric_families(text):
+                for sample in family.samples:
+                    key = (sample.name, frozenset(sample.labels.items()))
+                    self.sums[key] = self.sums.get(key, 0.0) + sample.value
+
+    def get(self, name: str, **labels: str) -> float:
+        """The workers' sum of one sample (0 when none has it)."""
+        return self.sums.get((name, frozenset(labels.items())), 0.0)
+
+    def label_values(self, name: str, label: str) -> set[str]:
+        """The values of ``label`` among the workers' samples called ``name``."""
+        return {
+            value
+            for (sample, labels) in self.sums
+            if sample == name
+            for key, value in labels
+            if key == label
+        }
+
 
 DROP_REASONS = (
     "unvalidated_source",
@@ -59,10 +92,13 @@ class EmulatorCollector:
         self.media_set = media_set
         self.media_services = media_services
         self.faults = faults
+        self.workers = WorkerFigures()
+        """The media workers' figures of the scrape in progress (none without workers)."""
 
     def collect(self) -> Iterable[Metric]:
-        """Every figure of the server, as Prometheus metric families."""
+        """Every figure of the server (and its media workers'), as Prometheus metric families."""
         media_set = self.media_set
+        workers = self.workers
         info = GaugeMetricFamily(
             "kurento_emulator_info", "Version and server id", labels=["version", "server_id"]
         )
@@ -81,7 +117,10 @@ class EmulatorCollector:
             "Sessions the server knows",
             value=len(media_set.activity.sessions()),
         )
-        counts = media_set.count_by_type()
+        counts: dict[str, float] = dict(media_set.count_by_type())
+        for type_name in workers.label_values("kurento_elements", "type"):
+            count = workers.get("kurento_elements", type=type_name)
+            counts[type_name] = counts.get(type_name, 0) + count
         yield GaugeMetricFamily(
             "kurento_pipelines", "Live MediaPipelines", value=counts.get("MediaPipeline", 0)
         )
@@ -101,9 +140,17 @@ class EmulatorCollector:
             f"UDP ports of the media range {usage.low}-{usage.high}",
             labels=["state"],
         )
-        ports.add_metric(["in_use"], usage.in_use)
-        ports.add_metric(["free"], usage.free)
+        if workers.present:  # the range is the workers' (their slices); this process uses none
+            ports.add_metric(["in_use"], workers.get("kurento_media_ports", state="in_use"))
+            ports.add_metric(["free"], workers.get("kurento_media_ports", state="free"))
+        else:
+            ports.add_metric(["in_use"], usage.in_use)
+            ports.add_metric(["free"], usage.free)
         yield ports
+        yield from self._media(workers)
+
+    def _media(self, workers: WorkerFigures) -> Iterable[Metric]:
+        """RTP, SRTP and fault figures: this process's and its workers'."""
         totals = self.media_services.totals()
         packets = CounterMetricFamily(
             "kurento_rtp_packets", "RTP packets by direction and kind", labels=["direction", "kind"]
@@ -116,14 +163,21 @@ class EmulatorCollector:
         for direction in ("in", "out"):
             for kind in ("audio", "video"):
                 key = (direction, kind)
-                packets.add_metric([direction, kind], totals.packets.get(key, 0))
-                octets.add_metric([direction, kind], totals.octets.get(key, 0))
+                labels = {"direction": direction, "kind": kind}
+                packets.add_metric(
+                    [direction, kind],
+                    totals.packets.get(key, 0) + workers.get("kurento_rtp_packets_total", **labels),
+                )
+                octets.add_metric(
+                    [direction, kind],
+                    totals.octets.get(key, 0) + workers.get("kurento_rtp_bytes_total", **labels),
+                )
         yield packets
         yield octets
         yield CounterMetricFamily(
             "kurento_srtp_failures",
             "SRTP/SRTCP packets that failed authentication",
-            value=totals.srtp_failures,
+            value=totals.srtp_failures + workers.get("kurento_srtp_failures_total"),
         )
         dropped = CounterMetricFamily(
             "kurento_media_dropped",
@@ -132,7 +186,11 @@ class EmulatorCollector:
             labels=["reason"],
         )
         for reason in DROP_REASONS:
-            dropped.add_metric([reason], totals.drops.get(reason, 0))
+            dropped.add_metric(
+                [reason],
+                totals.drops.get(reason, 0)
+                + workers.get("kurento_media_dropped_total", reason=reason),
+            )
         yield dropped
         if self.faults is not None:
             injected = CounterMetricFamily(
@@ -141,15 +199,20 @@ class EmulatorCollector:
                 labels=["kind"],
             )
             for kind, count in self.faults.injected.items():
-                injected.add_metric([kind], count)
+                extra = workers.get("kurento_faults_injected_total", kind=kind)
+                injected.add_metric([kind], count + extra)
             yield injected
             rtp = CounterMetricFamily(
                 "kurento_fault_rtp_packets",
                 "RTP packets dropped or delayed by fault injection",
                 labels=["action"],
             )
-            rtp.add_metric(["dropped"], self.faults.impairments.dropped)
-            rtp.add_metric(["delayed"], self.faults.impairments.delayed)
+            for action, count in (
+                ("dropped", self.faults.impairments.dropped),
+                ("delayed", self.faults.impairments.delayed),
+            ):
+                extra = workers.get("kurento_fault_rtp_packets_total", action=action)
+                rtp.add_metric([action], count + extra)
             yield rtp
 
 
@@ -198,6 +261,7 @@ class ServerMetrics:
     """The registry of one server: the live figures and the RPC metrics."""
 
     def __init__(self, collector: EmulatorCollector, rpc: RpcMetrics) -> None:
+        self.collector = collector
         self.registry = CollectorRegistry()
         self.registry.register(collector)
         # process_open_fds, process_resident_memory_bytes, process_cpu_seconds_total... (Linux)
@@ -205,6 +269,8 @@ class ServerMetrics:
         self.registry.register(rpc.duration)
         self.registry.register(rpc.errors)
 
-    def exposition(self) -> bytes:
-        """The text exposition format of every metric."""
+    def exposition(self, workers: Iterable[str] | None = None) -> bytes:
+        """The text exposition format of every metric, the media workers' (their expositions,
+        just fetched) added to this process's."""
+        self.collector.workers = WorkerFigures(workers or ())
         return generate_latest(self.registry)

@@ -10,8 +10,12 @@
 
 One connection per server, watched by its own task: a closed socket or a ping without answer marks
 the server down (it gets no new calls), then it is retried with exponential backoff and takes calls
-again once it answers. Decisions are logged with ``= pool:`` lines. The choices themselves live in
-``protocol/pool.py``. ``python -m emulator.transport.pool`` places calls on a lab and prints them.
+again once it answers. The list is static, or comes from DNS (``dns=DnsDiscovery(...)``: a
+Kubernetes headless Service's SRV or A records), re-resolved every ``resolve_interval`` seconds: a
+server that appears is connected and joins the round-robin, one that leaves gets no new calls
+(calls already on it go on while its connection lasts), and a failed lookup keeps the last list.
+Decisions are logged with ``= pool:`` lines. The choices themselves live in ``protocol/pool.py``.
+``python -m emulator.transport.pool`` places calls on a lab and prints them.
 """
 
 from __future__ import annotations
@@ -31,8 +35,9 @@ from typing import Any
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
 from emulator.transport.client import ConnectionLost, KurentoClient, RemoteObject
+from emulator.transport.discovery import DiscoveryError, DnsDiscovery
 from protocol.errors import RpcError
-from protocol.pool import PoolPlan, ServerEntry, parse_kurentoservers
+from protocol.pool import DnsServerList, PoolPlan, ServerEntry, parse_kurentoservers
 
 logger = logging.getLogger(__name__)
 
@@ -80,8 +85,10 @@ class ServerPool:
 
     def __init__(
         self,
-        servers: Sequence[ServerEntry] | Sequence[dict[str, Any]] | str,
+        servers: Sequence[ServerEntry] | Sequence[dict[str, Any]] | str = (),
         *,
+        dns: DnsDiscovery | None = None,
+        resolve_interval: float = 10.0,
         ping_interval: float = 5.0,
         ping_timeout: float = 3.0,
         connect_timeout: float = 3.0,
@@ -91,11 +98,15 @@ class ServerPool:
         ssl_context: ssl.SSLContext | None = None,
         clock: Callable[[], float] | None = None,
     ) -> None:
-        if isinstance(servers, str) or any(not isinstance(s, ServerEntry) for s in servers):
+        if dns is not None and not isinstance(servers, str) and not servers:
+            entries: list[ServerEntry] = []  # DNS alone lists the servers
+        elif isinstance(servers, str) or any(not isinstance(s, ServerEntry) for s in servers):
             entries = parse_kurentoservers(servers if isinstance(servers, str) else list(servers))
         else:
             entries = [s for s in servers if isinstance(s, ServerEntry)]
         self.entries = entries
+        self.dns = dns
+        self.resolve_interval = resolve_interval
         self.plan = PoolPlan(entries, retry_initial, retry_max)
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
@@ -108,6 +119,8 @@ class ServerPool:
         self._clock = clock
         self._numbers = itertools.count(1)
         self._tasks: list[asyncio.Task[None]] = []
+        self._watches: dict[str, asyncio.Task[None]] = {}
+        self._wake: dict[str, asyncio.Event] = {}
         self._tried: set[str] = set()
         self._changed = asyncio.Condition()
         self._closing = False
@@ -130,15 +143,80 @@ class ServerPool:
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Connect to every server; returns once each has been tried once."""
-        for entry in self.entries:
-            self._tasks.append(asyncio.create_task(self._watch(entry), name=f"pool {entry.url}"))
+        """Resolve the DNS list (if any), connect to every server; returns once each has been
+        tried once."""
+        if self.dns is not None:
+            await self.refresh()
+            self._tasks.append(asyncio.create_task(self._resolve_loop(), name="pool dns"))
+        for url in self.plan.listed_urls():
+            self._start_watch(url)
+        first = set(self.plan.listed_urls())
         async with self._changed:
             await asyncio.wait_for(
-                self._changed.wait_for(lambda: len(self._tried) == len(self.entries)),
+                self._changed.wait_for(lambda: first <= self._tried),
                 self.connect_timeout + self.ping_timeout + 1,
             )
-        logger.info("= pool: %d servers, up: %s", len(self.entries), self._up_text())
+        listed = len(self.plan.listed_urls())
+        logger.info("= pool: %d servers, up: %s", listed, self._up_text())
+
+    def _start_watch(self, url: str) -> None:
+        """Watch the server unless a watch still runs (it goes on: the server is listed again)."""
+        self._wake.setdefault(url, asyncio.Event()).set()
+        task = self._watches.get(url)
+        if task is None or task.done():
+            entry = self.plan.health(url).entry
+            task = asyncio.create_task(self._watch(entry), name=f"pool {url}")
+            self._watches[url] = task
+            self._tasks.append(task)
+
+    # -- the list from DNS ------------------------------------------------------------------------
+
+    async def refresh(self) -> None:
+        """Resolve the DNS list now and take it: static entries plus the servers DNS names.
+
+        A failed lookup is logged and the list stays as it was (a DNS outage is not an outage
+        of the media servers).
+        """
+        if self.dns is None:
+            return
+        try:
+            addresses = await self.dns.resolve()
+        except DiscoveryError as exc:
+            logger.warning("= pool: %s; keeping %d servers", exc, len(self.plan.listed_urls()))
+            return
+        static = {entry.url for entry in self.entries}
+        found = [e for e in self.dns.servers.entries(addresses) if e.url not in static]
+        added, removed = self.plan.set_listed([*self.entries, *found])
+        for entry in removed:
+            logger.warning(
+                "= pool: server %s left the DNS list, no new calls (placing on %s)",
+                entry.url,
+                self._up_text(),
+            )
+            self._wake.setdefault(entry.url, asyncio.Event()).set()
+        for entry in added:
+            logger.info("= pool: server %s listed by DNS", entry.url)
+            if self._tasks:  # after start(); start() itself watches the first list
+                self._start_watch(entry.url)
+        if added or removed:
+            async with self._changed:
+                self._changed.notify_all()
+
+    async def _resolve_loop(self) -> None:
+        while not self._closing:
+            await asyncio.sleep(self.resolve_interval)
+            await self.refresh()
+
+    def listed(self) -> list[str]:
+        """URLs of the servers on the current list (static and DNS), up or down."""
+        return self.plan.listed_urls()
+
+    async def wait_listed(self, url: str, listed: bool, timeout: float) -> None:
+        """Wait until the server is on the list (or off it), at most ``timeout`` seconds."""
+        async with self._changed:
+            await asyncio.wait_for(
+                self._changed.wait_for(lambda: self.plan.is_listed(url) is listed), timeout
+            )
 
     async def close(self) -> None:
         """Stop watching and close every connection (calls are not released)."""
@@ -151,6 +229,7 @@ class ServerPool:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        self._watches.clear()
         for client in list(self.clients.values()):
             await client.close()
         self.clients.clear()
@@ -179,7 +258,7 @@ class ServerPool:
                 await self._down(entry.url, "connection closed")
                 continue
             try:
-                pipeline = await asyncio.wait_for(client.create("MediaPipeline"), self.call_timeout)
+                pipeline = await self._create_pipeline(entry.url, client)
             except RpcError as exc:
                 logger.warning(
                     "= pool: server %s refused a call (%s %s), trying the next one",
@@ -189,14 +268,38 @@ class ServerPool:
                 )
                 continue
             except (TimeoutError, ConnectionLost) as exc:
-                await self._down(entry.url, describe_failure(exc, self.call_timeout))
-                with contextlib.suppress(Exception):
-                    await client.close()
+                if self.plan.health(entry.url).up:  # else its watch found it down already
+                    await self._down(entry.url, describe_failure(exc, self.call_timeout))
+                    with contextlib.suppress(Exception):
+                        await client.close()
                 continue
             number = next(self._numbers)
             self.placed.append((number, entry.url))
             logger.info("= pool: call %d placed on %s", number, entry.url)
             return PlacedCall(number, entry, client, pipeline)
+
+    async def _create_pipeline(self, url: str, client: KurentoClient) -> RemoteObject:
+        """``create MediaPipeline``, given up at ``call_timeout`` or as soon as the server's
+        watch finds it down (a vanished host: the unanswered ping ends the wait, not the
+        call timeout).
+
+        Raises:
+            TimeoutError: no answer within ``call_timeout``.
+            ConnectionLost: the connection closed, or the server was found down meanwhile.
+        """
+        create = asyncio.ensure_future(client.create("MediaPipeline"))
+        gone = asyncio.ensure_future(self.wait_until(url, up=False, timeout=self.call_timeout))
+        try:
+            await asyncio.wait({create, gone}, return_when=asyncio.FIRST_COMPLETED)
+            if create.done():
+                return create.result()
+            if gone.exception() is None:
+                raise ConnectionLost(f"{self.plan.health(url).reason} while creating the call")
+            raise TimeoutError(f"no answer to create within {self.call_timeout:g} s")
+        finally:
+            for task in (create, gone):
+                task.cancel()
+            await asyncio.gather(create, gone, return_exceptions=True)
 
     # -- state -----------------------------------------------------------------------------------
 
@@ -251,9 +354,11 @@ class ServerPool:
     # -- one task per server ---------------------------------------------------------------------
 
     async def _watch(self, entry: ServerEntry) -> None:
-        """Connect, watch while up, retry with backoff while down; until the pool closes."""
+        """Connect, watch while up, retry with backoff while down; until the pool closes or the
+        server has left the list (a server that leaves while connected keeps its connection,
+        for its calls, until it closes)."""
         url = entry.url
-        while True:
+        while self.plan.is_listed(url):
             try:
                 client = await KurentoClient.connect(
                     url,
@@ -269,17 +374,27 @@ class ServerPool:
                     result = await client.call("connect", timeout=self.ping_timeout)
                     server_id = result.get("serverId") if isinstance(result, dict) else None
                 except (TimeoutError, RpcError, ConnectionLost) as exc:
-                    reason = describe_failure(exc, self.ping_timeout)
+                    reason, came_up = describe_failure(exc, self.ping_timeout), False
                 else:
                     await self._up(url, client, server_id)
-                    reason = await self._monitor(client)
+                    reason, came_up = await self._monitor(client), True
                 self.clients.pop(url, None)
-                await client.close()
-                if self.plan.health(url).up and not self._closing:
+                # Down first: closing waits for the close handshake, which a vanished host never
+                # answers (seconds of calls still placed on it). A server place_call already
+                # marked down is not marked twice; one that failed `connect` is, for its backoff.
+                if not self._closing and (self.plan.health(url).up or not came_up):
                     await self._down(url, reason)
+                await client.close()
             if self._closing:
                 return
-            await asyncio.sleep(self.plan.retry_delay(url, self._now()))
+            if not self.plan.is_listed(url):
+                break
+            # The backoff is cut short when the server is listed again (or leaves the list).
+            wake = self._wake.setdefault(url, asyncio.Event())
+            wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), self.plan.retry_delay(url, self._now()))
+        logger.info("= pool: stopped watching %s (not listed)", url)
 
     async def _monitor(self, client: KurentoClient) -> str:
         """Return why the server stopped being usable: socket closed or ping unanswered."""
@@ -362,7 +477,7 @@ async def demo(interval: float) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m emulator.transport.pool [FILE | --demo]``."""
+    """``python -m emulator.transport.pool [FILE | --dns NAME | --demo]``."""
     parser = argparse.ArgumentParser(
         prog="python -m emulator.transport.pool",
         description="Place calls round-robin on the servers of a kurentoservers file and log "
@@ -370,6 +485,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("file", nargs="?", help="JSON file with the kurentoservers list")
     parser.add_argument("--demo", action="store_true", help="three local servers, one restarts")
+    parser.add_argument(
+        "--dns",
+        metavar="NAME",
+        help="take the servers from DNS: SRV _kurento._tcp.NAME, else NAME's A/AAAA records "
+        "(a headless Service, e.g. kurento-emulator.kurento.svc.cluster.local)",
+    )
+    parser.add_argument("--dns-port", type=int, default=8888, help="ws:// port with A records")
+    parser.add_argument("--resolve-interval", type=float, default=10.0, help="seconds")
     parser.add_argument("--calls", type=int, help="how many calls (default: until Ctrl-C)")
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between calls")
     args = parser.parse_args(argv)
@@ -383,11 +506,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.demo:
         asyncio.run(demo(min(args.interval, 0.3)))
         return 0
-    if not args.file:
-        parser.error("give a kurentoservers file (e.g. lab/kurentoservers.json) or --demo")
+    if not args.file and not args.dns:
+        parser.error("give a kurentoservers file (e.g. lab/kurentoservers.json), --dns or --demo")
+    dns = None
+    if args.dns:
+        dns = DnsDiscovery(DnsServerList(args.dns, port=args.dns_port))
+
+    static = Path(args.file).read_text(encoding="utf-8") if args.file else ()
 
     async def run() -> None:
-        async with ServerPool.from_file(args.file, ping_interval=2, retry_initial=0.5) as pool:
+        options: dict[str, Any] = {"ping_interval": 2, "retry_initial": 0.5}
+        async with ServerPool(
+            static, dns=dns, resolve_interval=args.resolve_interval, **options
+        ) as pool:
             await place_calls(pool, args.calls, args.interval)
 
     with contextlib.suppress(KeyboardInterrupt):

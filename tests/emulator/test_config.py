@@ -74,6 +74,16 @@ def test_module_ini_files_and_env_precedence(tmp_path: Path) -> None:
     assert settings.external_ipv4 == "198.51.100.7"
 
 
+def test_external_auto_kept_for_discovery_at_start(tmp_path: Path) -> None:
+    """KMS_EXTERNAL_IPV4/IPV6=auto reach the settings as ``auto`` (resolved when the server
+    starts, tests/media/test_external_address.py), as does ``externalIPv6=auto`` in the ini."""
+    folder = _conf_dir(tmp_path) / "modules" / "kurento"
+    (folder / "WebRtcEndpoint.conf.ini").write_text("externalIPv6=auto\n")
+    environ = {"KMS_EXTERNAL_IPV4": "auto"}
+    loaded = load_settings({}, environ=environ, conf_file=tmp_path / "kurento.conf.json")
+    assert (loaded.settings.external_ipv4, loaded.settings.external_ipv6) == ("auto", "auto")
+
+
 def test_command_line_wins(tmp_path: Path) -> None:
     """Flags override the environment."""
     loaded = load_settings(

@@ -102,6 +102,88 @@ async def test_pool_skips_a_server_that_accepts_but_never_answers(
     assert f"server {hung_url} down (no answer within 1 s)" in caplog.text
 
 
+async def test_pool_backs_off_from_a_server_that_refuses_connect(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A server that answers ping but fails ``connect`` is down, and is retried with backoff
+    (not in a tight loop), while calls go to the live one."""
+    caplog.set_level(logging.INFO, logger=DECISIONS)
+    requests: list[str] = []
+
+    async def no_sessions(websocket: ServerConnection) -> None:
+        async for text in websocket:
+            request = json.loads(text)
+            requests.append(request["method"])
+            if request["method"] == "ping":
+                reply: dict[str, Any] = {"result": {"value": "pong"}}
+            else:
+                reply = {"error": {"code": 40009, "message": "no more sessions"}}
+            await websocket.send(json.dumps({"jsonrpc": "2.0", "id": request["id"], **reply}))
+
+    async with serve(no_sessions, "127.0.0.1", 0) as refusing, three_servers() as servers:
+        url = f"ws://127.0.0.1:{next(iter(refusing.sockets)).getsockname()[1]}/kurento"
+        live = servers[0].urls["ws"]
+        async with ServerPool([{"url": url}, {"url": live}], **FAST) as pool:
+            assert not pool.is_up(url)
+            assert {(await pool.place_call()).server.url for _ in range(3)} == {live}
+            assert pool.plan.health(url).failures >= 1
+            assert pool.plan.retry_delay(url, asyncio.get_running_loop().time()) > 0
+        assert requests.count("connect") <= 10, "retried in a tight loop"
+    assert f"server {url} down (" in caplog.text
+
+
+@contextlib.asynccontextmanager
+async def cuttable_link(target_port: int) -> AsyncIterator[tuple[int, asyncio.Event]]:
+    """A TCP relay to a local port; once the event is set it drops every byte both ways and
+    closes nothing, as a host that lost its network (no FIN, no RST, no answer)."""
+    cut = asyncio.Event()
+    writers: list[asyncio.StreamWriter] = []
+
+    async def pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(65536):
+            if not cut.is_set():
+                writer.write(data)
+                await writer.drain()
+
+    async def relay(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        server_r, server_w = await asyncio.open_connection("127.0.0.1", target_port)
+        writers.extend((client_w, server_w))
+        with contextlib.suppress(ConnectionError):
+            await asyncio.gather(pump(client_r, server_w), pump(server_r, client_w))
+        for writer in (client_w, server_w):
+            writer.close()
+
+    relay_server = await asyncio.start_server(relay, "127.0.0.1", 0)
+    try:
+        yield relay_server.sockets[0].getsockname()[1], cut
+    finally:
+        relay_server.close()
+        # Both ends see the relay go: the server's shutdown need not wait for a close handshake.
+        for writer in writers:
+            writer.close()
+
+
+async def test_a_call_leaves_a_lost_host_when_its_ping_fails_not_at_call_timeout() -> None:
+    """A server whose host vanishes (its link cut: nothing closes, nothing answers) while a
+    create waits on it: the call moves on to a live server once the watch's ping goes
+    unanswered, not after ``call_timeout`` or the WebSocket's close handshake timeout."""
+    async with three_servers() as servers, cuttable_link(servers[1].port("ws")) as (port, cut):
+        lost_url = f"ws://127.0.0.1:{port}/kurento"
+        live = servers[0].urls["ws"]
+        options = {**FAST, "call_timeout": 30.0}
+        async with ServerPool([{"url": lost_url}, {"url": live}], **options) as pool:
+            assert pool.is_up(lost_url)
+            cut.set()
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            call = await pool.place_call()
+            took = loop.time() - started
+            assert call.server.url == live
+            assert took < 5, f"{took:.1f} s: the call waited for a timeout, not the ping"
+            assert not pool.is_up(lost_url)
+            await call.release()
+
+
 async def test_pool_raises_when_every_server_is_down(tmp_path: Path) -> None:
     """With nothing up, place_call says why for each server; the flags come from the file."""
     async with three_servers() as servers:

@@ -66,10 +66,10 @@ It relays over UDP whatever the client leg is (RFC 5766)."""
 
 @contextlib.asynccontextmanager
 async def coturn(
-    relay_ports: PortBlock, tmp_path: Path, listeners: Listeners
+    relay_ports: PortBlock, tmp_path: Path, listeners: Listeners, listening_ip: str = "127.0.0.1"
 ) -> AsyncIterator[tuple[str, int]]:
-    """coturn on loopback listening as ``listeners`` says, at the address it yields; for TLS
-    with a certificate made by ``self_signed_pem``."""
+    """coturn on loopback (``listening_ip``: 127.0.0.1 or ::1) listening as ``listeners`` says,
+    at the address it yields; for TLS with a certificate made by ``self_signed_pem``."""
     binary = shutil.which("turnserver")
     if binary is None:
         pytest.skip("coturn is not installed (make media-deps installs it)")
@@ -96,7 +96,7 @@ async def coturn(
     process = await asyncio.create_subprocess_exec(
         binary,
         "-n",
-        "--listening-ip=127.0.0.1",
+        f"--listening-ip={listening_ip}",
         *options,
         "--relay-ip=127.0.0.1",
         f"--min-port={relay_ports.low}",
@@ -120,7 +120,7 @@ async def coturn(
             while b"Total General servers" not in await process.stdout.readline():
                 pass
         drain = asyncio.create_task(_drain(process.stdout))
-        yield ("127.0.0.1", listening.low)
+        yield (listening_ip, listening.low)
         drain.cancel()
     finally:
         process.terminate()

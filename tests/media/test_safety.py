@@ -112,7 +112,8 @@ async def _plis_sent(endpoint: RemoteObject) -> int:
 
 
 async def test_vanished_peer_fails_ice_and_disconnects() -> None:
-    """A peer whose sockets vanish fails consent: ICE FAILED, connection DISCONNECTED."""
+    """A peer whose sockets vanish fails consent: ICE FAILED, connection DISCONNECTED, and no
+    ``Error`` event (KMS raises none for an ICE failure: only its elements' bus errors are)."""
     settings = make_settings(
         network_interfaces="lo",
         ice_consent_interval=0.2,
@@ -127,12 +128,14 @@ async def test_vanished_peer_fails_ice_and_disconnects() -> None:
             _, endpoint = await _connected(client, peer)
             ice = await endpoint.subscribe("IceComponentStateChanged")
             connection = await endpoint.subscribe("ConnectionStateChanged")
+            errors = await endpoint.subscribe("Error")
             for protocol in connection_protocols(_client_ice(peer)):
                 protocol.transport.close()
             states = []
             while "FAILED" not in states:
                 states.append((await ice.get(timeout=15))["state"])
             assert (await connection.get(timeout=15))["newState"] == "DISCONNECTED"
+            assert errors.queue.empty()  # events arrive in order: an Error would be here by now
             await endpoint.release()
             assert server.media_services.ports.usage().in_use == 0
         finally:

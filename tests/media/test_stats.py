@@ -12,6 +12,7 @@ from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, unpack_remb_fci
 from emulator.media.rtp.bitrate import receive_target, send_limit
 from emulator.transport.client import KurentoClient, RemoteObject
 from tests.media.peers import ClientPeer, client_peer, negotiate
+from tests.media.rtp_peers import spy_received
 
 Stats = dict[str, dict[str, Any]]
 
@@ -86,6 +87,34 @@ async def test_remote_inbound_rtt_and_connection_entries(media_client: KurentoCl
     assert stats[pair["remoteCandidateId"]]["type"] == "remotecandidate"
     (session,) = _of_type(stats, "session")
     assert session["__type__"] == "RTCPeerConnectionStats"
+
+
+async def test_remote_inbound_counts_what_the_peer_received(media_client: KurentoClient) -> None:
+    """The remote side of each outbound stream counts, from the peer's receiver reports, the
+    packets it received and their payload bytes: exactly the first packets the peer's transport
+    decrypted for that SSRC (loopback, no loss). codecId stays empty, as KMS leaves it: its
+    StatsType has no ``codec`` entry to point at."""
+    pipeline = await media_client.create("MediaPipeline")
+    endpoint = await pipeline.create("WebRtcEndpoint")
+    await endpoint.connect(endpoint)
+    async with client_peer() as peer:
+        received = spy_received(peer)
+        await negotiate(endpoint, peer)
+        stats = await _stats_until(
+            endpoint,
+            lambda s: (
+                len(_of_type(s, "inboundrtp", remote=True)) == 2
+                and all(r["packetsReceived"] > 20 for r in _of_type(s, "inboundrtp", remote=True))
+            ),
+        )
+    for remote in _of_type(stats, "inboundrtp", remote=True):
+        outbound = stats[remote["associateStatsId"]]
+        ssrc = int(outbound["ssrc"])
+        payloads = [len(v.data) - v.header_end for v in received if v.ssrc == ssrc]
+        count = remote["packetsReceived"]
+        assert count <= outbound["packetsSent"] and count <= len(payloads)
+        assert remote["bytesReceived"] == sum(payloads[:count]), outbound["ssrc"]
+        assert remote["codecId"] == outbound["codecId"] == ""
 
 
 async def test_latency_stats_when_the_pipeline_asks(media_client: KurentoClient) -> None:

@@ -29,8 +29,10 @@ from emulator.media.codecs.transcoding import (
 )
 from emulator.media.rtp.packet import RtpView, parse_rtp
 from emulator.transport.client import EventStream, KurentoClient, RemoteObject
-from protocol.sdp import Codec
+from protocol.sdp import Codec, SessionDescription
 from tests.media.peers import ClientPeer, negotiate
+from tests.media.rtp_peers import RtpSender, peer_sdp, udp_peer
+from tests.ports import free_port_range
 
 TONE = 440.0
 OPUS = Codec(111, "opus", 48000, 2)
@@ -343,6 +345,12 @@ class _Sink:
     def keyframe_needed(self, kind: str) -> None:
         """Not expected for audio."""
 
+    def transcoding_refused(self, kind: str, reason: str) -> None:
+        self.states.append((kind, False, reason))
+
+    def decode_failed(self, kind: str, reason: str) -> None:
+        self.states.append((kind, False, reason))
+
 
 async def test_sink_transcoding_routes_audio_and_events_through_one_transcoder() -> None:
     """The sink's seam picks its first codec PyAV encodes, reports the start with the reason,
@@ -615,3 +623,71 @@ def _negotiated(peer: ClientPeer) -> list[Codec]:
 
 def _rtx(peer: ClientPeer) -> set[int]:
     return {c.payload_type for c in _negotiated(peer) if c.name == "rtx"}
+
+
+VP9_ONLY_PHONE = "\r\n".join(
+    [
+        "v=0",
+        "o=- 1 1 IN IP4 127.0.0.1",
+        "s=-",
+        "c=IN IP4 127.0.0.1",
+        "t=0 0",
+        "m=video {port} RTP/AVP 98",
+        "a=rtpmap:98 VP9/90000",
+        "a=sendrecv",
+        "",
+    ]
+)
+
+
+async def test_untranscodable_source_raises_kms_error_on_the_source(
+    media_client: KurentoClient,
+) -> None:
+    """A VP8 sender connected to a sink that negotiated VP9 alone (which the server forwards but
+    cannot encode): the source element raises KMS's Error, as its agnosticbin's "Formats are not
+    compatible" warning does in KMS (UNEXPECTED_ELEMENT_ERROR, GstCoreError NEGOTIATION 7),
+    once, saying which codecs met."""
+    pipeline = await media_client.create("MediaPipeline")
+    source = await pipeline.create("WebRtcEndpoint")
+    sink = await pipeline.create("RtpEndpoint")
+    port = free_port_range(2).low
+    await sink.invoke("processOffer", offer=VP9_ONLY_PHONE.format(port=port))
+    errors = await source.subscribe("Error")
+    await source.connect(sink, "VIDEO")
+    async with contextlib.AsyncExitStack() as stack:
+        peer = ClientPeer(audio=False, video=True)
+        stack.push_async_callback(peer.close)
+        await negotiate(source, peer)
+        error = await errors.get(timeout=20)
+    assert error["type"] == "UNEXPECTED_ELEMENT_ERROR" and error["errorCode"] == 7
+    description = error["description"]
+    assert description.startswith("Error code 7: Formats are not compatible")
+    assert "VP8" in description and "VP9" in description
+    assert errors.queue.empty()
+
+
+async def test_undecodable_source_raises_stream_error_decode_on_the_source(
+    media_client: KurentoClient,
+) -> None:
+    """A plain RTP peer sends Opus packets no decoder takes to an RtpEndpoint whose audio a
+    PCMU-only peer receives (transcoded): the source element raises KMS's Error
+    STREAM_ERROR_DECODE (code 7, "Could not decode stream."), as GStreamer's decoder warning
+    does in KMS, once at the first refused packet."""
+    pipeline = await media_client.create("MediaPipeline")
+    source = await pipeline.create("RtpEndpoint")
+    sink = await pipeline.create("RtpEndpoint")
+    async with udp_peer() as sender, udp_peer() as listener:
+        answer = await source.invoke(
+            "processOffer", offer=peer_sdp(sender.port, audio="111 opus/48000/2", dtmf=None)
+        )
+        server_port = SessionDescription.parse(answer).media[0].port
+        await sink.invoke("processOffer", offer=peer_sdp(listener.port, dtmf=None))
+        errors = await source.subscribe("Error")
+        await source.connect(sink, "AUDIO")
+        rtp = RtpSender(111, step=960)
+        for _ in range(20):
+            sender.send(rtp.packet(b"\xff" * 40), ("127.0.0.1", server_port))
+        error = await errors.get(timeout=15)
+    assert error["type"] == "STREAM_ERROR_DECODE" and error["errorCode"] == 7
+    assert error["description"].startswith("Error code 7: Could not decode stream.")
+    assert "opus" in error["description"].lower()

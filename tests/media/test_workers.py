@@ -5,7 +5,12 @@ Real worker processes, real WebSockets, aiortc peers and the official JS client,
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import signal
+import socket
+import sys
 from collections.abc import AsyncIterator
 
 import pytest
@@ -13,11 +18,12 @@ import pytest
 from emulator.app import App, running_emulator
 from emulator.transport.client import KurentoClient, RemoteObject
 from emulator.workers import worker_settings
-from protocol.errors import MediaObjectNotFound, UnexpectedError
+from protocol.errors import MediaObjectNotFound, NotEnoughResources, UnexpectedError
 from protocol.sdp import SessionDescription
 from tests.conftest import make_settings
 from tests.interop.node_client import NodeScenario
 from tests.media.peers import ClientPeer, client_peer, negotiate
+from tests.observability.admin_http import http, metric
 
 
 def _both(peer: ClientPeer) -> bool:
@@ -50,7 +56,8 @@ def test_each_worker_gets_a_slice_of_every_port_range() -> None:
         (40064, 40099),
     ]
     assert [(s.rtp_min_port, s.rtp_max_port) for s in slices][1] == (50032, 50063)
-    assert all(s.host == "127.0.0.1" and s.admin_port is None for s in slices)
+    assert all(s.host == "127.0.0.1" and s.admin_host == "127.0.0.1" for s in slices)
+    assert all(s.admin_port == 0 and s.faults == [] for s in slices)  # faults: synced at start
     assert all(s.media_workers == 1 for s in slices)
 
 
@@ -168,3 +175,164 @@ async def test_restart_drops_every_workers_objects(two_workers: App) -> None:
             await after.call("invoke", {"object": old.id, "operation": "getName"})
         new = await after.create("MediaPipeline")
         assert await new.invoke("getName") == new.id
+
+
+def _children(pid: int) -> list[int]:
+    """The child processes of ``pid`` (Linux /proc)."""
+    with open(f"/proc/{pid}/task/{pid}/children") as listing:
+        return [int(child) for child in listing.read().split()]
+
+
+async def _wait_gone(pids: list[int], timeout: float = 20) -> None:
+    """Wait until every process in ``pids`` has exited: they are not this test's children, so a
+    pidfd (readable once the process exits) stands for wait()."""
+    loop = asyncio.get_running_loop()
+    async with asyncio.timeout(timeout):
+        for pid in pids:
+            try:
+                pidfd = os.pidfd_open(pid)
+            except ProcessLookupError:
+                continue  # already gone
+            exited = asyncio.Event()
+            loop.add_reader(pidfd, exited.set)
+            try:
+                await exited.wait()
+            finally:
+                loop.remove_reader(pidfd)
+                os.close(pidfd)
+
+
+async def test_a_listener_that_cannot_open_stops_the_started_workers() -> None:
+    """Workers start before the listener: when its port is taken, start() fails and no worker
+    is left running."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        settings = make_settings(media_workers=2, port=taken.getsockname()[1])
+        app = App(settings)
+        with pytest.raises(OSError):
+            await app.start()
+    assert app.pool is not None
+    assert all(worker.process is not None for worker in app.pool.workers)
+    assert not any(worker.alive for worker in app.pool.workers)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+async def test_a_server_stopped_while_starting_leaves_no_worker(sig: signal.Signals) -> None:
+    """SIGTERM while the workers start cancels the start, which stops them; SIGKILL (no chance
+    to clean up) makes the kernel stop them (PR_SET_PDEATHSIG)."""
+    server = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "emulator",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--no-wss",
+        "--no-admin",
+        "--media-workers",
+        "2",
+        "--log-level",
+        "INFO",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    assert server.stdout is not None
+    async with asyncio.timeout(60):
+        while not (line := (await server.stdout.readline()).decode()).startswith("[worker"):
+            assert line, "the server exited before its workers logged"
+    workers = _children(server.pid)
+    assert len(workers) == 2
+    server.send_signal(sig)
+    async with asyncio.timeout(30):
+        while await server.stdout.readline():
+            pass
+        await server.wait()
+    await _wait_gone(workers)
+
+
+async def _audio_lost(peer: ClientPeer) -> int:
+    report = await peer.pc.getStats()
+    return sum(
+        s.packetsLost for s in report.values() if s.type == "inbound-rtp" and s.kind == "audio"
+    )
+
+
+async def test_metrics_and_fault_rules_cover_every_worker() -> None:
+    """/metrics counts the workers' pipelines, ports and RTP; an rtp fault rule given at start
+    impairs the media of both workers (each peer sees loss); a rule added at run time reaches
+    the workers with the control plane's id, and goes when it is deleted."""
+    settings = make_settings(
+        media_workers=2,
+        network_interfaces="lo",
+        admin_port=0,
+        fault_injection=True,
+        fault_seed=5,
+        faults=[{"kind": "rtp", "media": "AUDIO", "loss": 0.3}],
+    )
+    async with running_emulator(settings) as app:
+        assert app.admin is not None and app.pool is not None
+        base = app.admin.url
+        async with await KurentoClient.connect(app.urls["ws"], reconnect=False) as client:
+            peers: list[ClientPeer] = []
+            try:
+                for _ in range(2):
+                    _endpoint, peer, _port = await _loopback_call(
+                        await client.create("MediaPipeline")
+                    )
+                    peers.append(peer)
+                for peer in peers:
+                    await peer.wait_for(lambda p: p.frames.get("audio", 0) > 60, timeout=30)
+                    assert await _audio_lost(peer) > 0
+                status, text = await http(base, "/metrics")
+                assert status == 200
+                assert metric(text, "kurento_pipelines") == 2
+                assert metric(text, "kurento_elements", type="WebRtcEndpoint") == 2
+                assert metric(text, "kurento_media_ports", state="in_use") >= 2
+                assert metric(text, "kurento_rtp_packets_total", direction="in", kind="video") > 0
+                assert metric(text, "kurento_fault_rtp_packets_total", action="dropped") > 0
+                assert metric(text, "kurento_faults_injected_total", kind="rtp") == 2
+                status, body = await http(base, "/faults")
+                report = json.loads(body)
+                assert report["rtpDropped"] > 0 and report["injected"]["rtp"] == 2
+                assert report["rules"][0]["applied"] == 2  # one endpoint on each worker
+                status, body = await http(
+                    base, "/faults", "POST", {"kind": "rtp", "media": "VIDEO", "delay": 0.01}
+                )
+                assert status == 201
+                added = json.loads(body)["added"][0]["id"]
+                on_workers = await app.pool.fault_reports()
+                assert len(on_workers) == 2
+                for worker in on_workers:
+                    assert isinstance(worker, dict)
+                    assert [r["id"] for r in worker["rules"]] == [1, added]
+                status, _ = await http(base, f"/faults/{added}", "DELETE")
+                assert status == 200
+                for worker in await app.pool.fault_reports():
+                    assert isinstance(worker, dict)
+                    assert [r["id"] for r in worker["rules"]] == [1]
+            finally:
+                for peer in peers:
+                    await peer.close()
+
+
+async def test_object_and_session_limits_hold_across_workers() -> None:
+    """max_objects_per_session counts a session's objects on every worker; max_sessions counts
+    the sessions of the whole server."""
+    settings = make_settings(media_workers=2, max_objects_per_session=3, max_sessions=1)
+    async with (
+        running_emulator(settings) as app,
+        await KurentoClient.connect(app.urls["ws"], reconnect=False) as client,
+    ):
+        first, second = [await client.create("MediaPipeline") for _ in range(2)]
+        element = await first.create("PassThrough")
+        with pytest.raises(NotEnoughResources, match="max_objects_per_session"):
+            await second.create("PassThrough")  # on the other worker: 3 objects already
+        await element.release()
+        await second.create("PassThrough")
+        await first.release()  # the pipeline and nothing else of this session on worker 0
+        await second.create("PassThrough")
+        async with await KurentoClient.connect(app.urls["ws"], reconnect=False) as other:
+            with pytest.raises(NotEnoughResources, match="max_sessions"):
+                await other.create("MediaPipeline")

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from protocol.pool import PoolConfigError, PoolPlan, ServerEntry, parse_kurentoservers
+from protocol.pool import (
+    DnsServerList,
+    PoolConfigError,
+    PoolPlan,
+    ServerEntry,
+    parse_kurentoservers,
+)
 
 A, B, C = (f"ws://10.21.3.1{n}:8888/kurento" for n in (1, 2, 3))
 
@@ -80,3 +86,41 @@ def test_candidate_filters_follow_the_cand_flags() -> None:
     only_turn = ServerEntry(A, candonlyturn=True)
     assert kept(only_turn) == [relay] and only_turn.relay_only
     assert not ServerEntry(A).candidate_filter("garbage")
+
+
+def test_set_listed_keeps_state_of_servers_that_stay_and_skips_those_that_left() -> None:
+    a, b, c = (ServerEntry(f"ws://10.0.0.{n}:8888/kurento") for n in (1, 2, 3))
+    plan = PoolPlan([a, b])
+    plan.mark_up(a.url)
+    plan.mark_down(b.url, "connection refused", now=0.0)
+    added, removed = plan.set_listed([b, c])
+    assert (added, removed) == ([c], [a])
+    assert plan.health(b.url).failures == 1, "a server that stays keeps its backoff"
+    assert plan.pick() is None, "the server that left gets no new call, though it is up"
+    assert plan.up_urls() == [] and plan.listed_urls() == [b.url, c.url]
+    plan.mark_up(c.url)
+    assert [plan.pick(), plan.pick()] == [c, c]
+    added, removed = plan.set_listed([a, b, c])
+    assert (added, removed) == ([a], [])
+    assert {plan.pick(), plan.pick()} == {a, c}
+
+
+def test_set_listed_retries_a_returning_server_at_once() -> None:
+    a = ServerEntry("ws://10.0.0.1:8888/kurento")
+    plan = PoolPlan([a], retry_initial=1, retry_max=30)
+    for now in range(5):
+        plan.mark_down(a.url, "refused", now=float(now))
+    plan.set_listed([])
+    assert plan.next_deadline() is None, "no retry of a server off the list"
+    plan.set_listed([a])
+    assert plan.retry_delay(a.url, now=5.0) == 0.0
+
+
+def test_dns_server_list_builds_sorted_urls_with_flags() -> None:
+    servers = DnsServerList("kurento-emulator.kurento.svc.cluster.local", candkilltcp=True)
+    assert servers.srv_name == "_kurento._tcp.kurento-emulator.kurento.svc.cluster.local"
+    entries = servers.entries([("10.0.0.2", 8888), ("fd00::1", 8888), ("10.0.0.2", 8888)])
+    assert [e.url for e in entries] == ["ws://10.0.0.2:8888/kurento", "ws://[fd00::1]:8888/kurento"]
+    assert all(e.candkilltcp and not e.candkillipv6 for e in entries)
+    with pytest.raises(PoolConfigError):
+        DnsServerList("kms.test", scheme="http")

@@ -76,6 +76,8 @@ AUDIO_QUEUE = 50
 VIDEO_QUEUE = 600
 """Pending video packets per transcoder before the oldest is dropped."""
 KEYFRAME_INTERVAL = 1.0
+DECODE_ERROR_EVERY = 100
+"""After the first, one decode failure in this many is reported (``Error`` events)."""
 """Seconds between two upstream keyframe requests of one transcoder."""
 OPUS_BITRATE = 32000
 
@@ -147,6 +149,8 @@ class TranscodedPacket:
 
 PacketCallback = Callable[[TranscodedPacket], None]
 KeyframeCallback = Callable[[], None]
+DecodeErrorCallback = Callable[[str, int], None]
+"""What the decoder said, and how many packets or frames it refused so far."""
 
 
 @dataclass(slots=True)
@@ -258,6 +262,8 @@ class _AudioCoder:
         self.timeline = _Timeline(source.clock_rate, target.clock_rate)
         self.encoding = _AudioEncoding(source, target, self.timeline)
         self.sink: FrameSink = self.encoding
+        self.decode_error = ""
+        """Set by the worker when the decoder refused a packet (what FFmpeg said)."""
 
     def process(self, item: _Input) -> list[_Output]:
         """One source packet in, zero or more target packets out."""
@@ -270,6 +276,7 @@ class _AudioCoder:
             frames = self.decoder.decode(av.Packet(item.payload))
         except av.error.FFmpegError as exc:
             logger.debug("audio decode failed: %s", exc)
+            self.decode_error = str(exc)
             return []
         for frame in frames:
             self.sink.frame(frame, position)
@@ -332,6 +339,8 @@ class _VideoCoder:
         self.next_sequence: int | None = None
         self.keyframe_needed = False
         """Set by the worker when the source must send a keyframe."""
+        self.decode_error = ""
+        """Set by the worker when the decoder refused a whole frame (what FFmpeg said)."""
 
     def process(self, item: _Input) -> list[_Output]:
         """One source RTP packet in; a whole encoded frame's packets out at its last packet."""
@@ -362,7 +371,8 @@ class _VideoCoder:
             return
         try:
             frames = self.decoder.decode(JitterFrame(data, timestamp))
-        except av.error.FFmpegError:
+        except av.error.FFmpegError as exc:
+            self.decode_error = str(exc)
             frames = []
         if not frames:
             self.keyframe_needed = True
@@ -411,6 +421,9 @@ class Transcoder:
         self._loop = loop
         self._on_closed = on_closed
         self._subscribers: dict[PacketCallback, KeyframeCallback | None] = {}
+        self._error_watchers: dict[PacketCallback, DecodeErrorCallback] = {}
+        self.decode_errors = 0
+        """Packets (audio) or frames (video) the decoder refused."""
         self._bitrates: dict[PacketCallback, int] = {}
         self._queue: collections.deque[_Input] = collections.deque()
         self._limit = AUDIO_QUEUE if kind == "audio" else VIDEO_QUEUE
@@ -432,16 +445,24 @@ class Transcoder:
         return len(self._subscribers)
 
     def subscribe(
-        self, on_packet: PacketCallback, on_keyframe: KeyframeCallback | None = None
+        self,
+        on_packet: PacketCallback,
+        on_keyframe: KeyframeCallback | None = None,
+        on_decode_error: DecodeErrorCallback | None = None,
     ) -> None:
-        """Receive every output packet; ``on_keyframe`` asks the source for a keyframe."""
+        """Receive every output packet; ``on_keyframe`` asks the source for a keyframe;
+        ``on_decode_error`` hears (the first subscriber's only: they share one source) that the
+        decoder refused what the source sent, with FFmpeg's words and the count so far."""
         self._subscribers[on_packet] = on_keyframe
+        if on_decode_error is not None:
+            self._error_watchers[on_packet] = on_decode_error
         if self.kind == "video":
             self.request_keyframe()
 
     def unsubscribe(self, on_packet: PacketCallback) -> None:
         """Stop receiving; the last subscriber leaving closes the transcoder."""
         self._subscribers.pop(on_packet, None)
+        self._error_watchers.pop(on_packet, None)
         if self._bitrates.pop(on_packet, None) is not None:
             self._apply_bitrate()
         if not self._subscribers:
@@ -538,6 +559,18 @@ class Transcoder:
             if asker is not None:
                 asker()
 
+    def _decode_failed(self, reason: str) -> None:
+        # GStreamer's decoders post a warning per refused frame, each an Error event in KMS:
+        # reported at the first, then every DECODE_ERROR_EVERY-th, so that a broken source does
+        # not flood the application.
+        self.decode_errors += 1
+        count = self.decode_errors
+        if count != 1 and count % DECODE_ERROR_EVERY:
+            return
+        watcher = next(iter(self._error_watchers.values()), None)
+        if watcher is not None and not self._closing:
+            watcher(reason, count)
+
     def _thread_ended(self) -> None:
         self.closed.set()
 
@@ -560,6 +593,9 @@ class Transcoder:
                 keyframe_needed = False
                 if isinstance(self.coder, _VideoCoder):
                     keyframe_needed, self.coder.keyframe_needed = self.coder.keyframe_needed, False
+                if self.coder.decode_error:
+                    self._post(self._decode_failed, self.coder.decode_error)
+                    self.coder.decode_error = ""
                 if outputs or keyframe_needed:
                     packets = [self._packet(o, item.arrival) for o in outputs]
                     self._post(self._deliver, packets, keyframe_needed)
@@ -666,6 +702,13 @@ class TranscodingListener(Protocol):
     def keyframe_needed(self, kind: str) -> None:
         """The transcoder needs a keyframe from the source."""
 
+    def transcoding_refused(self, kind: str, reason: str) -> None:
+        """No transcoder turns what the source sends into a codec this sink negotiated: its
+        packets of that kind are dropped (once per source and codec)."""
+
+    def decode_failed(self, kind: str, reason: str) -> None:
+        """The transcoder feeding this sink could not decode what the source sent."""
+
 
 @dataclass
 class _Route:
@@ -724,13 +767,12 @@ class SinkTranscoding:
             if refusal not in self.refused:
                 self.refused.add(refusal)
                 offered = ", ".join(describe(t) for t in targets) or "nothing"
-                logger.warning(
-                    "! cannot transcode %s %s for %s (it negotiated %s): packets dropped",
-                    kind.upper(),
-                    describe(codec),
-                    self.sink_name,
-                    offered,
+                reason = (
+                    f"cannot transcode {kind.upper()} {describe(codec)} for {self.sink_name} "
+                    f"(it negotiated {offered}): packets dropped"
                 )
+                logger.warning("! %s", reason)
+                self.listener.transcoding_refused(kind, reason)
             return None
         previous = self.routes.pop(kind, None)
         if previous is not None:
@@ -740,7 +782,12 @@ class SinkTranscoding:
         def deliver(packet: TranscodedPacket) -> None:
             self.listener.transcoded(kind, packet)
 
-        transcoder.subscribe(deliver, lambda: self.listener.keyframe_needed(kind))
+        def decode_failed(error: str, count: int) -> None:
+            self.listener.decode_failed(
+                kind, f"{describe(codec)} from the source ({count} so far): {error}"
+            )
+
+        transcoder.subscribe(deliver, lambda: self.listener.keyframe_needed(kind), decode_failed)
         route = _Route(transcoder, origin, deliver)
         self.routes[kind] = route
         reason = f"sink did not negotiate {codec.name}"

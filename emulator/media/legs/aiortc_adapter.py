@@ -49,7 +49,14 @@ from aioice.turn import (
     TurnClientUdpProtocol,
     TurnTransport,
 )
-from aiortc import RTCCertificate, RTCDtlsTransport, RTCIceGatherer, RTCIceTransport
+from aiortc import (
+    RTCCertificate,
+    RTCDtlsFingerprint,
+    RTCDtlsParameters,
+    RTCDtlsTransport,
+    RTCIceGatherer,
+    RTCIceTransport,
+)
 from aiortc.rtcdtlstransport import State
 
 __all__ = [
@@ -115,6 +122,11 @@ INTERNALS: tuple[Internal, ...] = (
     Internal("aiortc.rtcdtlstransport.State", "DtlsTransportSeam._set_state"),
     Internal(f"{_DTLS}._setup_srtp", "DtlsTransportSeam", read_by=(f"{_DTLS}.start",)),
     Internal(f"{_DTLS}._set_state", "DtlsTransportSeam", read_by=(f"{_DTLS}.start",)),
+    Internal(
+        f"{_DTLS}._validate_peer_identity",
+        "DtlsTransportSeam.unverified_peer",
+        read_by=(f"{_DTLS}.start",),
+    ),
     Internal(f"{_DTLS}._handle_rtp_data", "DtlsTransportSeam", read_by=(f"{_DTLS}._recv_next",)),
     Internal(f"{_DTLS}._handle_rtcp_data", "DtlsTransportSeam", read_by=(f"{_DTLS}._recv_next",)),
     Internal(
@@ -237,6 +249,21 @@ class DtlsTransportSeam(RTCDtlsTransport):
         """The sending SRTP session, once keyed (``ready`` guards every use)."""
         self.ready = False
         """DTLS is connected and SRTP keyed (kept as a flag: ``state`` builds a string)."""
+        self.unverified_peer = False
+        """Accept the peer's certificate whatever it is: its SDP gave no fingerprint, and KMS
+        (GStreamer's DTLS elements accept every peer certificate) takes such a peer."""
+
+    async def start(self, remoteParameters: RTCDtlsParameters) -> None:  # noqa: N803 (aiortc's)
+        """aiortc's start; without fingerprints, with ``unverified_peer`` (aiortc asserts one)."""
+        parameters = remoteParameters
+        if not parameters.fingerprints:
+            self.unverified_peer = True
+            parameters = RTCDtlsParameters([RTCDtlsFingerprint("sha-256", "")], parameters.role)
+        await super().start(parameters)
+
+    def _validate_peer_identity(self, remoteParameters: RTCDtlsParameters) -> None:  # noqa: N803
+        if not self.unverified_peer:
+            super()._validate_peer_identity(remoteParameters)
 
     def receive_session(self, session: pylibsrtp.Session) -> SrtpReceiver:
         """What aiortc's receive loop unprotects with, given the keyed session (a hook)."""

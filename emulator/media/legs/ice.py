@@ -422,6 +422,17 @@ class RangedConnection(IceConnectionSeam):
             return False
         return True
 
+    def polled_pair(self, component: int = 1) -> tuple[PolledSocket, tuple[Any, ...]] | None:
+        """The nominated pair's host socket, read by a poller, and its remote address (None
+        for a relayed or TCP pair, or before nomination): what a compiled route may use."""
+        pair = self.nominated.get(component)
+        if pair is None:
+            return None
+        polled = getattr(pair.protocol, "polled", None)
+        if not isinstance(polled, PolledSocket):
+            return None
+        return polled, tuple(pair.remote_addr)
+
     def selected_pair(self, component: int = 1) -> tuple[Candidate, Candidate] | None:
         """The nominated (local, remote) candidates."""
         pair = self.nominated.get(component)

@@ -319,11 +319,18 @@ class WebRtcPeer:
         for transport in self.transports.values():
             transport.route()
             media = description.media[transport.lines[0].index]
-            ufrag, pwd = negotiation.remote_ice(description, media)
-            transport.remote_ice = RTCIceParameters(
-                usernameFragment=ufrag, password=pwd, iceLite=description.ice_lite
-            )
+            credentials = negotiation.remote_ice(description, media)
+            if credentials is None:
+                self._warn(media, "a=ice-ufrag/a=ice-pwd", "ICE cannot check the peer: no media")
+            else:
+                transport.remote_ice = RTCIceParameters(
+                    usernameFragment=credentials[0],
+                    password=credentials[1],
+                    iceLite=description.ice_lite,
+                )
             fingerprints, setup = negotiation.remote_dtls(description, media)
+            if not fingerprints:
+                self._warn(media, "a=fingerprint", "the peer's DTLS certificate goes unverified")
             role = _dtls_role(setup, answering)
             set_dtls_role(transport.dtls, role)
             transport.remote_dtls = RTCDtlsParameters(
@@ -332,6 +339,16 @@ class WebRtcPeer:
             for line in transport.lines:
                 self._queue_sdp_candidates(description.media[line.index], line)
         self._flush_pending_candidates()
+
+    def _warn(self, media: MediaSection, missing: str, consequence: str) -> None:
+        logger.warning(
+            "! %s: m-line %s has no %s: answered as KMS does, but %s (add %s to the SDP)",
+            self.name,
+            media.mid or media.kind,
+            missing,
+            consequence,
+            missing,
+        )
 
     def _queue_sdp_candidates(self, media: MediaSection, line: MediaLine) -> None:
         for candidate in media.candidates:

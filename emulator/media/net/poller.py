@@ -20,11 +20,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import select
 import socket
 import weakref
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 logger = logging.getLogger(__name__)
 
@@ -45,13 +46,49 @@ WORTH_BATCHING = 4
 """Datagrams expected per interval from which the poller looks away after a batch."""
 
 
+class BatchForwarder(Protocol):
+    """The loop that reads a batch of ready sockets in one call and forwards by itself what it
+    has routes for (``emulator.media.fastpath``; the compiled one is ``_forward.c``)."""
+
+    read: int
+    """Datagrams read so far (forwarded and handed back)."""
+
+    def add_socket(self, fd: int) -> None:
+        """Read ``fd`` from now on."""
+
+    def remove_socket(self, fd: int) -> None:
+        """Stop reading ``fd`` (and forget its routes)."""
+
+    def forward(self, fds: Sequence[Any], limit: int = 128) -> list[tuple[int, bytes | None, Any]]:
+        """Read the sockets; what it did not forward, as ``(fd, datagram, address)`` (or
+        ``(fd, None, errno)`` when reading failed)."""
+
+
+class Datagrams(Protocol):
+    """Where a socket's datagrams go (``PolledSocket``)."""
+
+    def on_datagram(self, data: bytes, addr: Any) -> None:
+        """One datagram and its source."""
+
+    def on_error(self, exc: OSError) -> None:
+        """Reading failed (an ICMP error, reported as asyncio would)."""
+
+
 class MediaPollers:
     """The pollers of one server (``MediaServices``): one per event loop it runs on, each looking
-    away for the server's ``media_batch_ms`` after a batch."""
+    away for the server's ``media_batch_ms`` after a batch.
 
-    def __init__(self, interval: float) -> None:
+    Args:
+        forwarder: makes the batch forwarder of each poller (the server's ``datapath``); None:
+            each socket's own reader reads it, one datagram per round.
+    """
+
+    def __init__(
+        self, interval: float, forwarder: Callable[[], BatchForwarder] | None = None
+    ) -> None:
         self.interval = max(0.0, interval)
         """Seconds a poller looks away after a batch under load."""
+        self.make_forwarder = forwarder
         # Weak: a closed event loop must be able to go, and with it its poller (whose finalizer
         # closes the epoll descriptor).
         self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, MediaPoller] = (
@@ -62,14 +99,20 @@ class MediaPollers:
         """The poller of ``loop``, made on first use."""
         poller = self._by_loop.get(loop)
         if poller is None:
-            poller = self._by_loop[loop] = MediaPoller(loop, self.interval)
+            forwarder = self.make_forwarder() if self.make_forwarder is not None else None
+            poller = self._by_loop[loop] = MediaPoller(loop, self.interval, forwarder)
         return poller
 
 
 class MediaPoller:
     """Media sockets of one server on one event loop, read in batches."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, interval: float) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        interval: float,
+        forwarder: BatchForwarder | None = None,
+    ) -> None:
         # Weak: ``MediaPollers`` is keyed by loop, and a closed test loop must be able to go (with
         # it the poller, whose finalizer closes the epoll descriptor).
         self._loop = weakref.ref(loop)
@@ -78,6 +121,10 @@ class MediaPoller:
         self.datagrams = 0
         self._epoll = select.epoll()
         self._readers: dict[int, Reader] = {}
+        self.forwarder = forwarder
+        """Reads the sockets that have a ``Datagrams`` target, a batch per call (None: every
+        socket is read by its reader)."""
+        self._targets: dict[int, Datagrams] = {}
         self._watching = False
         self._timer: asyncio.TimerHandle | None = None
         self.rate = 0.0
@@ -86,13 +133,18 @@ class MediaPoller:
         self._window_count = 0
         weakref.finalize(self, self._epoll.close)
 
-    def add(self, fd: int, reader: Reader) -> None:
-        """Read ``fd`` with ``reader`` from the next batch on."""
+    def add(self, fd: int, reader: Reader, target: Datagrams | None = None) -> None:
+        """Read ``fd`` from the next batch on: with the forwarder, handing ``target`` what it
+        does not forward, when there is a target; else with ``reader``."""
         try:
             self._epoll.register(fd, select.EPOLLIN)
         except FileExistsError:  # a descriptor number reused before its old owner left
             self._epoll.modify(fd, select.EPOLLIN)
         self._readers[fd] = reader
+        self._targets.pop(fd, None)
+        if self.forwarder is not None and target is not None:
+            self.forwarder.add_socket(fd)
+            self._targets[fd] = target
         if not self._watching and self._timer is None:
             self._watch()
 
@@ -101,6 +153,8 @@ class MediaPoller:
         if self._readers.get(fd) is not reader:
             return
         del self._readers[fd]
+        if self._targets.pop(fd, None) is not None and self.forwarder is not None:
+            self.forwarder.remove_socket(fd)
         with contextlib.suppress(OSError, ValueError):  # already closed: epoll dropped it
             self._epoll.unregister(fd)
 
@@ -138,6 +192,8 @@ class MediaPoller:
         self._timer = self.loop.call_later(self.interval, self._watch)
 
     def _read(self, ready: list[tuple[int, int]]) -> int:
+        if self._targets:
+            return self._read_forwarded(ready)
         readers = self._readers
         for fd, _ in ready:
             reader = readers.get(fd)
@@ -149,6 +205,38 @@ class MediaPoller:
                 logger.exception("! media socket %d: handler failed", fd)
         self.datagrams += len(ready)
         return len(ready)
+
+    def _read_forwarded(self, ready: list[tuple[int, int]]) -> int:
+        """The sockets with a target through the forwarder, in one call, then what it handed
+        back to their targets; the others by their readers."""
+        forwarder = self.forwarder
+        assert forwarder is not None
+        targets, readers = self._targets, self._readers
+        before = forwarder.read
+        others = [fd for fd, _ in ready if fd not in targets]
+        back = forwarder.forward(ready, max(4, BATCH_LIMIT // len(ready)))
+        for fd, data, addr in back:
+            target = targets.get(fd)
+            if target is None:
+                continue
+            try:
+                if data is None:
+                    target.on_error(OSError(addr, os.strerror(addr)))
+                else:
+                    target.on_datagram(data, addr)
+            except Exception:  # a bug in one socket's handler must not stop every socket
+                logger.exception("! media socket %d: handler failed", fd)
+        for fd in others:
+            reader = readers.get(fd)
+            if reader is None:
+                continue
+            try:
+                reader()
+            except Exception:
+                logger.exception("! media socket %d: handler failed", fd)
+        count = forwarder.read - before + len(others)
+        self.datagrams += count
+        return count
 
     def _measure(self, count: int) -> None:
         """Update ``rate``: looking away after a batch costs two epoll changes and a timer, which
@@ -193,9 +281,19 @@ class PolledSocket:
             return False
         pause()
         self._fd = self.sock.fileno()
-        poller.add(self._fd, self.read)
+        poller.add(self._fd, self.read, self)
         self._poller = poller
         return True
+
+    @property
+    def poller(self) -> MediaPoller | None:
+        """The poller reading the socket (None: asyncio reads it)."""
+        return self._poller
+
+    @property
+    def fd(self) -> int:
+        """The socket's descriptor while a poller reads it (-1 before)."""
+        return self._fd
 
     def read(self) -> None:
         """Read one datagram (the poller calls this when the socket is readable)."""

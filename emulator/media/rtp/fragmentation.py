@@ -114,12 +114,12 @@ def _split_h264(payload: bytes, size: int) -> list[bytes] | None:
         pieces: list[bytes] = []
         offset = 1
         while offset + 2 <= len(payload):
-            (size,) = struct.unpack_from("!H", payload, offset)
-            nal = payload[offset + 2 : offset + 2 + size]
-            offset += 2 + size
-            if len(nal) != size or not nal:
+            (nal_size,) = struct.unpack_from("!H", payload, offset)
+            nal = payload[offset + 2 : offset + 2 + nal_size]
+            offset += 2 + nal_size
+            if len(nal) != nal_size or not nal:
                 return None
-            if len(nal) <= size:
+            if len(nal) <= size:  # the leg's limit, not the NAL unit's size
                 pieces.append(nal)
             else:
                 pieces += _fu_a(nal[0], nal[1:], size, start=True, end=True)

@@ -19,6 +19,9 @@ from emulator.media.rtp.packet import RtpView, sequence_delta
 
 NTP_EPOCH_OFFSET = 2208988800
 RETRANSMIT_BUFFER = 512
+OCTETS_THROUGH_KEPT = 8192
+"""Sent sequence numbers whose cumulative octets are kept for receiver reports (seconds of
+video at the rates the server forwards; an older report falls back to the mean size)."""
 
 
 def ntp_now() -> int:
@@ -159,6 +162,14 @@ class OutboundStream:
     remb: int = 0
     reports: int = 0
     history: OrderedDict[int, bytes] = field(default_factory=OrderedDict)
+    first_sequence: int | None = None
+    """The first sequence number sent: where the peer's extended sequence numbers start."""
+    octets_through: dict[int, int] = field(default_factory=dict)
+    """Sequence number -> payload octets sent up to and including it (the last ones only)."""
+    remote_packets: int = 0
+    """Packets the peer received, as its last receiver report gives them."""
+    remote_octets: int = 0
+    """Payload octets of those packets (see ``apply_report``)."""
 
     def next_numbers(self, source: object, view: RtpView, now: float) -> tuple[int, int]:
         """The sequence number and timestamp this packet gets, re-basing on a source switch."""
@@ -183,11 +194,23 @@ class OutboundStream:
         if self.offsets is not None:
             self.offsets.seq_offset = (self.offsets.seq_offset + 1) & 0xFFFF
 
+    def skip_packet(self) -> None:
+        """The current source's packet was swallowed (a fragment gathered, a NAL unit dropped):
+        later packets of that source take one sequence number less, so that none is missing."""
+        if self.offsets is not None:
+            self.offsets.seq_offset = (self.offsets.seq_offset - 1) & 0xFFFF
+
     def sent(self, sequence: int, packet: bytes, payload_bytes: int, now: float) -> None:
         """Account a sent packet and keep it for retransmission."""
         self.packets += 1
         self.octets += payload_bytes
         self.last_sent_at = now
+        if self.first_sequence is None:
+            self.first_sequence = sequence
+        through = self.octets_through
+        through[sequence] = self.octets
+        if len(through) > 2 * OCTETS_THROUGH_KEPT:  # trimmed in batches: this is the hot path
+            self.octets_through = dict(list(through.items())[-OCTETS_THROUGH_KEPT:])
         if self.kind == "video":
             self.history[sequence] = packet
             if len(self.history) > RETRANSMIT_BUFFER:
@@ -202,3 +225,21 @@ class OutboundStream:
         if block.lsr:
             rtt = (now_ntp_middle - block.lsr - block.dlsr) & 0xFFFFFFFF
             self.round_trip = rtt / 65536
+        self._count_remote(block)
+
+    def _count_remote(self, block: RtcpReceiverInfo) -> None:
+        """What the peer received: RFC 3550 6.4.1's extended highest sequence number, from our
+        first one, less the cumulative loss; its octets are what we sent up to that sequence,
+        less the lost packets at the mean payload size (a report counts no octets)."""
+        if not self.packets:
+            return
+        if self.first_sequence is None:  # sent by a path that keeps no per-sequence record
+            through = self.packets
+        else:
+            through = block.highest_sequence - self.first_sequence + 1
+        self.remote_packets = max(min(through, self.packets) - block.packets_lost, 0)
+        mean = self.octets / self.packets
+        sent_through = self.octets_through.get(block.highest_sequence & 0xFFFF)
+        if sent_through is None:  # older than what is kept: estimate from the mean
+            sent_through = round(mean * min(through, self.packets))
+        self.remote_octets = max(sent_through - round(mean * block.packets_lost), 0)

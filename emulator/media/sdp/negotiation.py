@@ -423,30 +423,23 @@ def _add_codec(media: MediaSection, codec: Codec) -> None:
         media.add("fmtp", f"{codec.payload_type} {codec.fmtp}")
 
 
-def remote_ice(description: SessionDescription, media: MediaSection) -> tuple[str, str]:
-    """The remote ufrag and password of an m-line (media level, else session level).
-
-    Raises:
-        SdpParseError: they are missing.
-    """
+def remote_ice(description: SessionDescription, media: MediaSection) -> tuple[str, str] | None:
+    """The remote ufrag and password of an m-line (media level, else session level); None when
+    either is missing. KMS answers such an offer (its SDP agent does not look) and then only
+    warns "Cannot set remote media credentials": its ICE never checks the peer."""
     ufrag = effective(description, media, "ice-ufrag")
     pwd = effective(description, media, "ice-pwd")
     if not ufrag or not pwd:
-        raise SdpParseError(f"m-line {media.mid or media.kind} has no a=ice-ufrag/a=ice-pwd")
+        return None
     return ufrag, pwd
 
 
 def remote_dtls(
     description: SessionDescription, media: MediaSection
 ) -> tuple[list[tuple[str, str]], str]:
-    """The remote fingerprints and setup role of an m-line.
-
-    Raises:
-        SdpParseError: no fingerprint.
-    """
+    """The remote fingerprints (empty when the offer has none: KMS answers it, and its DTLS
+    accepts whatever certificate the peer shows) and setup role of an m-line."""
     fingerprints = media.fingerprints or _session_fingerprints(description)
-    if not fingerprints:
-        raise SdpParseError(f"m-line {media.mid or media.kind} has no a=fingerprint")
     setup = effective(description, media, "setup") or "actpass"
     return fingerprints, setup
 

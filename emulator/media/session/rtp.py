@@ -48,8 +48,12 @@ from emulator.media.lab.impairment import Impairment
 from emulator.media.rtp.fragmentation import MAX_PAYLOAD, sized_for_leg
 from emulator.media.rtp.keyframes import keyframe_detector
 from emulator.media.rtp.packet import ExtensionMap, RtpView, rewrite_rtp
+from emulator.media.rtp.single_nal import SingleNalUnits
 from emulator.media.rtp.streams import InboundStream, OutboundStream, middle_ntp, ntp_now
+from emulator.media.sdp.h264 import carries as h264_carries
+from emulator.media.sdp.h264 import same_profile as h264_same_profile
 from emulator.media.sdp.negotiation import MediaLine
+from emulator.media.session import datapath as fast
 from emulator.media.session.stats import LatencyMeter, inbound_stats, outbound_stats
 from protocol.sdp import Codec
 
@@ -121,6 +125,12 @@ class MediaOwner(Protocol):
     ) -> None:
         """What this endpoint receives is now (or no longer) transcoded for it."""
 
+    def transcoding_refused(self, media_type: str, reason: str) -> None:
+        """What this endpoint receives cannot be transcoded into what its peer negotiated."""
+
+    def decode_failed(self, media_type: str, reason: str) -> None:
+        """The transcoder feeding this endpoint cannot decode what its source sends."""
+
     def video_receive_target(self) -> int | None:
         """The REMB (bps) to send the remote sender of our video, None for none."""
 
@@ -161,13 +171,28 @@ class RtpSession:
         self.keyframe_request_pending = False
         """A request for the remote's video that could not be sent yet."""
         self.latency = LatencyMeter()
-        self.impairments: dict[str, Impairment] | None = None
-        """Fault injection by media kind (``audio``, ``video``); None on the normal path."""
+        self._impairments: dict[str, Impairment] | None = None
+        self.fast_routes: dict[int, fast.FastRoute] = {}
+        """Received SSRC -> its route in the compiled forwarder (``session/datapath.py``)."""
+        self.fast_feeds: list[fast.FastRoute] = []
+        """Routes of the compiled forwarder that send to this session's peer."""
         # Per-route work done once, not per packet: the reverse extension map of each receiving
         # m-line, and (payload type, extension map, leg) per sending line, source map and codec.
         self._source_extensions: dict[int, tuple[dict[str, int], dict[int, str]]] = {}
         self._routes: dict[tuple[int, int, int], SendRoute] = {}
+        self._single_nal: dict[str, tuple[object, SingleNalUnits]] = {}
+        """H264 repacketisers towards a packetization-mode 0 peer, by kind, with their source."""
         self._timer: asyncio.Task[None] | None = None
+
+    @property
+    def impairments(self) -> dict[str, Impairment] | None:
+        """Fault injection by media kind (``audio``, ``video``); None on the normal path."""
+        return self._impairments
+
+    @impairments.setter
+    def impairments(self, impairments: dict[str, Impairment] | None) -> None:
+        self.fast_drop()  # impaired packets take the Python path
+        self._impairments = impairments
 
     # -- transport hooks -------------------------------------------------------------------------
 
@@ -191,11 +216,36 @@ class RtpSession:
         """The leg RTP of that m-line leaves by, None before there is one."""
         raise NotImplementedError
 
+    def fast_source(self, line: MediaLine) -> fast.FastEnd | None:
+        """Where the compiled forwarder reads that m-line's RTP (None: the Python path only)."""
+        return None
+
+    def fast_sink(self, line: MediaLine) -> fast.FastEnd | None:
+        """Where the compiled forwarder sends that m-line's RTP (None: the Python path only)."""
+        return None
+
+    # -- the compiled forwarder's routes (session/datapath.py) -------------------------------------
+
+    def fast_drop(self) -> None:
+        """Every route from or to this session goes back to the Python path (something that
+        changes the packets' journey: call it before the change, and before a transport
+        closes)."""
+        for route in [*self.fast_routes.values(), *self.fast_feeds]:
+            fast.unroute(route)
+
+    def fast_sync(self) -> None:
+        """The forwarder's figures of the routes from or to this session, into the streams."""
+        for route in [*self.fast_routes.values(), *self.fast_feeds]:
+            fast.sync(route)
+
     # -- receiving -------------------------------------------------------------------------------
 
     def receive_rtp(self, line: MediaLine, view: RtpView) -> None:
         """The one receive door: a clear RTP packet from the remote peer on an m-line; count it,
         mark the flow and send it down the pipeline."""
+        routed = self.fast_routes.get(view.ssrc)
+        if routed is not None:  # the forwarder handed it back: Python takes over the stream
+            fast.unroute(routed)
         codec = line.codec_for(view.payload_type)
         if codec is None:
             return
@@ -206,7 +256,17 @@ class RtpSession:
             cached = (negotiated, {ext_id: uri for uri, ext_id in negotiated.items()})
             self._source_extensions[id(line)] = cached
         packet = MediaPacket(line.kind, view, codec, stream, cached[1], stream.last_arrival)
-        self.owner.forward(KINDS[line.kind], packet)
+        if self.fast_source(line) is None:
+            self.owner.forward(KINDS[line.kind], packet)
+            return
+        recording = fast.RECORDING
+        outer, fanout = recording.current, fast.Fanout()
+        recording.current = fanout
+        try:
+            self.owner.forward(KINDS[line.kind], packet)
+        finally:
+            recording.current = outer
+        fast.learn(self, line, view, stream, codec, fanout)
 
     def inbound_stream(self, line: MediaLine, view: RtpView, codec: Codec) -> InboundStream:
         """Account a received RTP packet on its SSRC's stream and mark the flow in."""
@@ -304,6 +364,8 @@ class RtpSession:
         stream.nack_received += 1
         for sequence in lost:
             packet = stream.history.get(sequence)
+            if packet is None and self.fast_feeds:
+                packet = fast.history(self, stream, sequence)
             if packet is not None:
                 self.send_packet(line, packet, rtcp=False)
 
@@ -334,6 +396,8 @@ class RtpSession:
                 return False
             self.transcoding.stop(packet.kind)  # the source now sends a codec the peer takes
         view, source = packet.view, packet.source
+        if route.single_nal:
+            return self._send_single_nal(stream, view, source, route, packet.arrival)
         max_payload = self.max_payload
         if len(view.data) - view.header_end <= max_payload:  # the common case, without a list
             return self._send(stream, view, source, route, packet.arrival)
@@ -354,8 +418,38 @@ class RtpSession:
         route = self._route(line, NO_EXTENSIONS, packet.codec)
         if route is None or route.payload_type is None:
             return  # no leg yet, or telephone-event the peer did not negotiate at that clock
-        if self._send(stream, packet.view, packet.source, route, packet.arrival):
+        if route.single_nal:  # our encoder's packetiser writes FU-A and STAP-A
+            sent = self._send_single_nal(stream, packet.view, packet.source, route, packet.arrival)
+        else:
+            sent = self._send(stream, packet.view, packet.source, route, packet.arrival)
+        if sent:
             self.owner.mark_flow("out", KINDS[kind], True)
+
+    def _send_single_nal(
+        self,
+        stream: OutboundStream,
+        view: RtpView,
+        source: object,
+        route: SendRoute,
+        arrival: float,
+    ) -> bool:
+        """H264 to a packetization-mode 0 peer: one NAL unit per packet (``single_nal.py``)."""
+        held = self._single_nal.get(stream.kind)
+        if held is None or held[0] is not source:
+            held = self._single_nal[stream.kind] = (
+                source,
+                SingleNalUnits(self.name, self.max_payload),
+            )
+        pieces = held[1].take(view)
+        if not pieces:
+            stream.skip_packet()
+            return False
+        sent = False
+        for index, piece in enumerate(pieces):
+            if index:
+                stream.split_packet()
+            sent = self._send(stream, piece, source, route, arrival) or sent
+        return sent
 
     def _route(self, line: MediaLine, extensions: dict[int, str], codec: Codec) -> SendRoute | None:
         """Payload type, extension map and leg for this line, source and codec (cached by
@@ -374,13 +468,18 @@ class RtpSession:
             return None  # not cached: the leg appears with the transport
         if len(self._routes) > 64:
             self._routes.clear()  # sources come and go; stale routes are cheap to rebuild
+        payload_type = matching_payload_type(line, codec)
+        sink_codec = line.codec_for(payload_type) if payload_type is not None else None
         route = SendRoute(
             line,
             extensions,
             codec,
-            matching_payload_type(line, codec),
+            payload_type,
             _extension_map(extensions, line),
             leg.send_rtp,
+            single_nal=sink_codec is not None
+            and sink_codec.name.lower() == "h264"
+            and h264_mode(sink_codec) == "0",
         )
         self._routes[key] = route
         return route
@@ -407,14 +506,22 @@ class RtpSession:
             extensions=route.extensions,
         )
         line = route.line
-        impairments = self.impairments
+        impairments = self._impairments
         impairment = impairments.get(line.kind) if impairments is not None else None
+        fanout = fast.RECORDING.current
+        if fanout is not None:
+            waits = self.keyframe_wait is not None and line.kind == "video"
+            if impairment is not None or waits or route.single_nal:
+                fanout.opaque = True  # the compiled forwarder does none of these
+            else:
+                fanout.sends.append((self, line, stream, route, view))
         if impairment is None:
             if not route.send(data):
                 return False
         elif not impairment.send(self._send_late, line, data):
             return False
-        stream.sent(sequence, data, len(data) - view.header_end, now)
+        # the payload as the source carried it: the rewrite changed the header's extensions only
+        stream.sent(sequence, data, len(view.data) - view.header_end, now)
         self.latency.add(line.kind, now - arrival)
         if self.keyframe_wait is not None and line.kind == "video":
             self.keyframe_sent(route.codec, view)
@@ -452,6 +559,7 @@ class RtpSession:
         throttled, until one has been sent (``keyframe_sent``)."""
         if self.is_closed() or self.sending_line("video") is None:
             return
+        self.fast_drop()  # the wait is checked per packet, by the Python path
         wait = self.keyframe_wait
         if wait is None:
             wait = self.keyframe_wait = KeyframeWait(reason, time.monotonic())
@@ -538,6 +646,7 @@ class RtpSession:
         """Once a second (with jitter, RFC 3550 6.2): reports, flow and media-state timeouts."""
         while not self.is_closed():
             await asyncio.sleep(REPORT_INTERVAL * (0.5 + random.random()))
+            self.fast_sync()
             now = time.monotonic()
             self._send_reports(now)
             self._check_flows(now)
@@ -601,6 +710,14 @@ class RtpSession:
         if kind == "video" and active:
             self.await_keyframe("transcoding started")
 
+    def transcoding_refused(self, kind: str, reason: str) -> None:
+        """Report to the element (KMS's ``Error``, raised where its agnosticbin would)."""
+        self.owner.transcoding_refused(KINDS[kind], reason)
+
+    def decode_failed(self, kind: str, reason: str) -> None:
+        """Report to the element (KMS's ``Error`` STREAM_ERROR_DECODE)."""
+        self.owner.decode_failed(KINDS[kind], reason)
+
     def keyframe_needed(self, kind: str) -> None:
         """The transcoder's decoder needs a keyframe: ask the source as a PLI would."""
         self.owner.keyframe_wanted(KINDS[kind])
@@ -611,6 +728,7 @@ class RtpSession:
         self, media_type: str | None, srtp_failures: int, **inbound_extra: Any
     ) -> dict[str, Any]:
         """Inbound, outbound and remote-inbound entries of the media type (all without one)."""
+        self.fast_sync()
         now_ms = int(time.time() * 1000)
         entries: dict[str, Any] = {}
         for stream in self.inbound.values():
@@ -635,6 +753,8 @@ class SendRoute:
     extensions: ExtensionMap
     send: Callable[[bytes], bool]
     """The line's ``MediaLeg.send_rtp``, bound once: protects and sends an RTP packet."""
+    single_nal: bool = False
+    """The payload type is H264 in packetization-mode 0: single NAL unit packets only."""
 
 
 NO_EXTENSIONS: dict[int, str] = {}
@@ -644,13 +764,21 @@ NO_EXTENSIONS: dict[int, str] = {}
 def matching_payload_type(line: MediaLine, codec: Codec) -> int | None:
     """This line's payload type for the source's codec (telephone-event included), or None.
 
-    An H264 sink that negotiated several payload types gets the one in the source's
-    packetization mode when there is one (FU-A and STAP-A are mode 1 only)."""
+    An H264 sink that negotiated several payload types gets one in the source's packetization
+    mode (FU-A and STAP-A are mode 1 only), among those one of the source's profile, else one
+    whose profile carries the source's (``sdp/h264.py``: rtph264pay's rule), else the first in
+    the sink's order."""
     candidates = [c for c in [*line.codecs, *([line.dtmf] if line.dtmf else [])]]
     same = [c for c in candidates if c.key == codec.key]
     if len(same) > 1 and codec.name.lower() == "h264":
         mode = h264_mode(codec)
-        same = [c for c in same if h264_mode(c) == mode] or same
+        same.sort(
+            key=lambda c: (
+                h264_mode(c) != mode,
+                not h264_same_profile(c, codec),
+                not h264_carries(c, codec),
+            )
+        )
     return same[0].payload_type if same else None
 
 

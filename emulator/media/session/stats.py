@@ -186,8 +186,8 @@ def outbound_stats(name: str, stream: OutboundStream, now_ms: int) -> dict[str, 
             now_ms,
             **_rtp_common(stream.ssrc, key, True, transport),
             **feedback,
-            packetsReceived=max(stream.packets - stream.packets_lost, 0),
-            bytesReceived=0,
+            packetsReceived=stream.remote_packets,
+            bytesReceived=stream.remote_octets,
             jitter=stream.remote_jitter,
         )
     return entries
