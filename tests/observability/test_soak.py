@@ -17,13 +17,17 @@ from tests.ports import free_port_range
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.parametrize(("cycles", "workers"), [(20, 1), (10, 2)], ids=["in-process", "workers"])
-async def test_soak_short_holds_nothing_after_warm_up(cycles: int, workers: int) -> None:
+@pytest.mark.parametrize(
+    ("cycles", "warmup", "workers"), [(20, 8, 1), (10, 4, 2)], ids=["in-process", "workers"]
+)
+async def test_soak_short_holds_nothing_after_warm_up(
+    cycles: int, warmup: int, workers: int
+) -> None:
     """Every cycle carries media and releases it; the server ends as it was after warm-up."""
     if shutil.which("ffmpeg") is None:
         pytest.skip("ffmpeg makes the player's clip (make rtp-deps installs it)")
     block = free_port_range(100)
-    report = await soak(cycles, warmup=4, media_workers=workers, ports=(block.low, block.high))
+    report = await soak(cycles, warmup, media_workers=workers, ports=(block.low, block.high))
     assert report.problems() == []
     last = report.samples[-1]
     assert (last.udp_ports, last.media_ports_in_use, last.objects) == (0, 0, 0)
