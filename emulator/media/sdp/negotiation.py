@@ -4,6 +4,10 @@ Decides, per m-line, whether it is accepted, with which codecs, extensions and d
 which transport (one per BUNDLE group, else one per m-line); and writes the local description.
 Media-line rules follow KMS: at most ``numAudioMedias``/``numVideoMedias`` audio/video lines
 (1 each by default), data channels only with ``useDataChannels``, codecs in the offerer's order.
+As KMS's SDP agent (kms-core ``kmssdpagent.c`` and its media handlers), the answer repeats the
+offered profile (``RTP/SAVPF`` or ``UDP/TLS/RTP/SAVPF``; ``UDP/DTLS/SCTP`` or ``DTLS/SCTP``), and
+a refused m-line keeps the offered profile at port 0 with every offered format (no handler for
+it), or with the first offered format only (no codec in common).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 
 from emulator.media.codecs.served import SUPPORTED, CodecSpec, find_spec, is_dtmf, served
-from protocol.errors import SdpParseError
+from protocol.errors import SdpEndPointProcessOfferError, SdpParseError
 from protocol.sdp import Attribute, Codec, MediaSection, Origin, SessionDescription, effective
 
 logger = logging.getLogger(__name__)
@@ -28,6 +32,7 @@ EXTENSIONS = (
 )
 RTP_PROFILES = ("UDP/TLS/RTP/SAVPF", "RTP/SAVPF")
 SCTP_PROFILES = ("UDP/DTLS/SCTP", "DTLS/SCTP")
+SCTP_FORMAT = "webrtc-datachannel"
 REVERSE = {
     "sendrecv": "sendrecv",
     "sendonly": "recvonly",
@@ -68,6 +73,10 @@ class MediaLine:
     local_ssrc: int = 0
     remote_ssrcs: set[int] = field(default_factory=set)
     reason: str = ""
+    proto: str = "UDP/TLS/RTP/SAVPF"
+    """The m-line's profile: the offered one when answering, as KMS repeats it."""
+    refused_formats: list[str] = field(default_factory=list)
+    """The formats written on the m-line when it is refused (port 0)."""
 
     @property
     def sends(self) -> bool:
@@ -171,20 +180,13 @@ def _plan_line(
     index: int, media: MediaSection, policy: LocalPolicy, counts: dict[str, int]
 ) -> MediaLine:
     mid = media.mid if media.mid is not None else str(index)
-    line = MediaLine(index=index, kind=media.kind, mid=mid, accepted=False)
+    line = MediaLine(index=index, kind=media.kind, mid=mid, accepted=False, proto=media.proto)
+    line.refused_formats = list(media.formats)
     if media.rejected:
         line.reason = "rejected by the offerer (port 0)"
         return line
     if media.kind == "application":
-        if media.proto not in SCTP_PROFILES:
-            line.reason = f"unsupported application profile {media.proto}"
-        elif not policy.use_data_channels:
-            line.reason = "data channels are off (useDataChannels=false)"
-        elif counts["application"]:
-            line.reason = "only one data channel line is supported"
-        else:
-            counts["application"] += 1
-            line.accepted = True
+        _plan_data_channel(line, media, policy, counts)
         return line
     limit = {"audio": policy.num_audio, "video": policy.num_video}.get(media.kind, 0)
     if media.kind not in SUPPORTED:
@@ -205,7 +207,36 @@ def _plan_line(
             offered = ", ".join(c.name for c in media.codecs) or "none"
             have = policy.served_names(media.kind)
             line.reason = f"no common codec; offered {offered}, have {have}"
+            # KMS's RTP/AVP handler (kms-core bug 627's fix) keeps the first offered format.
+            line.refused_formats = media.formats[:1]
     return line
+
+
+def _plan_data_channel(
+    line: MediaLine, media: MediaSection, policy: LocalPolicy, counts: dict[str, int]
+) -> None:
+    """The data channel m-line, as KMS's SCTP handler takes it (RFC 8841 only).
+
+    Raises:
+        SdpEndPointProcessOfferError: 40205 for a data channel line in the pre-RFC 8841 form
+            (``DTLS/SCTP 5000`` with ``a=sctpmap``) while data channels are on: KMS's handler
+            fails the whole offer ("Cannot process SCTP: Invalid SDP offer").
+    """
+    if media.proto not in SCTP_PROFILES:
+        line.reason = f"unsupported application profile {media.proto}"
+    elif not policy.use_data_channels:
+        line.reason = "data channels are off (useDataChannels=false)"
+    elif counts["application"]:
+        line.reason = "only one data channel line is supported"
+    elif media.formats[:1] != [SCTP_FORMAT] or not media.has("sctp-port"):
+        raise SdpEndPointProcessOfferError(
+            f"Error processing offer: the data channel m-line ({media.proto} "
+            f"{' '.join(media.formats)}) needs the format {SCTP_FORMAT} and a=sctp-port "
+            "(RFC 8841); the older a=sctpmap form is not accepted"
+        )
+    else:
+        counts["application"] += 1
+        line.accepted = True
 
 
 def _choose_codecs(line: MediaLine, media: MediaSection, policy: LocalPolicy) -> None:
@@ -261,8 +292,9 @@ def plan_offer(policy: LocalPolicy, audio: bool, video: bool) -> list[MediaLine]
         line.direction = policy.direction
         lines.append(line)
     if policy.use_data_channels:
+        index = len(lines)
         lines.append(
-            MediaLine(index=len(lines), kind="application", mid=str(len(lines)), accepted=True)
+            MediaLine(index, "application", str(index), accepted=True, proto=SCTP_PROFILES[0])
         )
     for line in lines:
         line.transport = -1
@@ -348,16 +380,15 @@ def _write_line(
     sctp_port: int,
 ) -> MediaSection:
     transport = transports.get(line.transport)
-    if line.kind == "application":
-        media = _section(
-            "application", 9 if line.accepted else 0, "UDP/DTLS/SCTP", ["webrtc-datachannel"]
-        )
+    if not line.accepted:
+        media = _section(line.kind, 0, line.proto, line.refused_formats or ["0"])
+    elif line.kind == "application":
+        media = _section("application", 9, line.proto, [SCTP_FORMAT])
     else:
         formats = [str(c.payload_type) for c in line.codecs]
         if line.dtmf is not None:
             formats.append(str(line.dtmf.payload_type))
-        port = 9 if line.accepted else 0
-        media = _section(line.kind, port, "UDP/TLS/RTP/SAVPF", formats or ["0"])
+        media = _section(line.kind, 9, line.proto, formats)
     media.connection = "0.0.0.0"
     media.connection_line = "IN IP4 0.0.0.0"
     if transport is not None and line.accepted:
