@@ -303,6 +303,9 @@ CODECS = [
     ("audio", ["111 opus/48000"], []),  # KMS compares "opus/48000/2" whole: channels count
     ("audio", ["111 opus/44100/2"], []),
     ("audio", ["96 PCMU/8000"], [96]),  # a static codec on a dynamic payload type
+    # KMS compares static names (PCMU, PCMA) case-sensitively and would refuse this one; taken
+    # here, encoding names being case-insensitive (RFC 4855), as KMS treats the dynamic ones.
+    ("audio", ["0 pcmu/8000"], [0]),
     ("audio", ["0 PCMU/8000/1"], [0]),  # "/1" is one channel, as omitted
     ("audio", ["97 PCMU/16000", "8 PCMA/8000"], [8]),
     ("audio", ["99 speex/16000", "18 G729/8000"], []),
