@@ -237,6 +237,37 @@ def test_m_lines_past_num_medias_are_refused_the_first_kept(
     assert all(m.proto == proto and m.formats in (["111", "0"], ["96"]) for m in refused)
 
 
+WRONG_PROFILE = {WEBRTC: "RTP/AVP", RTP: "RTP/SAVPF", SRTP: "RTP/AVP"}
+
+
+@pytest.mark.parametrize("endpoint", KINDS)
+@pytest.mark.parametrize("first", ["wrong profile", "no common codec", "port 0"])
+def test_a_refused_m_line_still_uses_its_media_slot(endpoint: str, first: str) -> None:
+    """KMS hands each audio m-line a handler (``on_handler_required``) before looking at its
+    profile, codecs or port: with ``numAudioMedias`` 1, an audio line refused for those takes
+    the slot, and a good one after it is refused too."""
+    proto, extra = PROFILE_OF[endpoint], extra_for(endpoint)
+    refused = {
+        "wrong profile": audio(WRONG_PROFILE[endpoint], *extra),
+        "no common codec": media("audio", proto, "99", "rtpmap:99 speex/16000", *extra),
+        "port 0": audio(proto, *extra, port=0),
+    }[first]
+    written = answer(endpoint, offer(refused, audio(proto, *extra, port=5008)))
+    assert [taken(m) for m in written.media] == [False, False]
+
+
+@pytest.mark.parametrize("endpoint", KINDS)
+def test_m_lines_of_other_kinds_use_no_slot(endpoint: str) -> None:
+    """A ``text`` or data channel m-line before the audio one leaves the audio slot free."""
+    proto, extra = PROFILE_OF[endpoint], extra_for(endpoint)
+    text = offer(
+        media("text", "RTP/AVP", "98", "rtpmap:98 t140/1000"),
+        media(DATA, "UDP/DTLS/SCTP", "webrtc-datachannel", *RFC8841, port=9),
+        audio(proto, *extra),
+    )
+    assert [taken(m) for m in answer(endpoint, text).media] == [False, False, True]
+
+
 # -- bundle and rtcp-mux ---------------------------------------------------------------------
 
 SAVPF = "UDP/TLS/RTP/SAVPF"

@@ -16,7 +16,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from emulator.media.codecs.served import SUPPORTED, CodecSpec, find_spec, is_dtmf, served
+from emulator.media.codecs.served import CodecSpec, find_spec, is_dtmf, served
 from protocol.errors import SdpEndPointProcessOfferError, SdpParseError
 from protocol.sdp import Attribute, Codec, MediaSection, Origin, SessionDescription, effective
 
@@ -176,29 +176,49 @@ def _transport_of(line: MediaLine, bundles: list[list[str]], index: int) -> int:
     return index
 
 
+def take_slot(kind: str, policy: LocalPolicy, counts: dict[str, int]) -> str:
+    """Give an m-line of this kind one of the endpoint's media slots; why not, or "".
+
+    As KMS's base SDP endpoint (``on_handler_required``): each audio, video or data channel
+    m-line, in offer order, takes a media handler while ``numAudioMedias``/``numVideoMedias``
+    (one data channel with ``useDataChannels``) last, before its profile, codecs or port are
+    looked at: one refused for those still uses its slot, and the lines after the last slot are
+    refused even when they could be taken.
+    """
+    limits = {
+        "audio": policy.num_audio,
+        "video": policy.num_video,
+        "application": 1 if policy.use_data_channels else 0,
+    }
+    if kind not in limits:
+        return f"unsupported media kind {kind}"
+    if kind == "application" and not policy.use_data_channels:
+        return "data channels are off (useDataChannels=false)"
+    if counts.get(kind, 0) >= limits[kind]:
+        setting = {"audio": "numAudioMedias", "video": "numVideoMedias"}.get(kind, "one")
+        return f"no {kind} m-line left ({setting}: {limits[kind]}), taken by the ones before it"
+    counts[kind] = counts.get(kind, 0) + 1
+    return ""
+
+
 def _plan_line(
     index: int, media: MediaSection, policy: LocalPolicy, counts: dict[str, int]
 ) -> MediaLine:
     mid = media.mid if media.mid is not None else str(index)
     line = MediaLine(index=index, kind=media.kind, mid=mid, accepted=False, proto=media.proto)
     line.refused_formats = list(media.formats)
+    line.reason = take_slot(media.kind, policy, counts)
+    if line.reason:
+        return line
     if media.rejected:
         line.reason = "rejected by the offerer (port 0)"
-        return line
-    if media.kind == "application":
-        _plan_data_channel(line, media, policy, counts)
-        return line
-    limit = {"audio": policy.num_audio, "video": policy.num_video}.get(media.kind, 0)
-    if media.kind not in SUPPORTED:
-        line.reason = f"unsupported media kind {media.kind}"
+    elif media.kind == "application":
+        _plan_data_channel(line, media)
     elif media.proto not in RTP_PROFILES:
         line.reason = f"profile {media.proto} is not WebRTC (needs UDP/TLS/RTP/SAVPF)"
-    elif counts[media.kind] >= limit:
-        line.reason = f"only {limit} {media.kind} line(s) accepted (SdpEndpoint.conf.json)"
     else:
         _choose_codecs(line, media, policy)
         if line.codecs:
-            counts[media.kind] += 1
             line.accepted = True
             line.direction = intersect_direction(policy.direction, media.direction)
             line.extensions = {uri: ext_id for ext_id, _, uri in media.extmaps if uri in EXTENSIONS}
@@ -212,9 +232,7 @@ def _plan_line(
     return line
 
 
-def _plan_data_channel(
-    line: MediaLine, media: MediaSection, policy: LocalPolicy, counts: dict[str, int]
-) -> None:
+def _plan_data_channel(line: MediaLine, media: MediaSection) -> None:
     """The data channel m-line, as KMS's SCTP handler takes it (RFC 8841 only).
 
     Raises:
@@ -224,10 +242,6 @@ def _plan_data_channel(
     """
     if media.proto not in SCTP_PROFILES:
         line.reason = f"unsupported application profile {media.proto}"
-    elif not policy.use_data_channels:
-        line.reason = "data channels are off (useDataChannels=false)"
-    elif counts["application"]:
-        line.reason = "only one data channel line is supported"
     elif media.formats[:1] != [SCTP_FORMAT] or not media.has("sctp-port"):
         raise SdpEndPointProcessOfferError(
             f"Error processing offer: the data channel m-line ({media.proto} "
@@ -235,7 +249,6 @@ def _plan_data_channel(
             "(RFC 8841); the older a=sctpmap form is not accepted"
         )
     else:
-        counts["application"] += 1
         line.accepted = True
 
 

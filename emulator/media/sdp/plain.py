@@ -20,6 +20,7 @@ from emulator.media.sdp.negotiation import (
     _choose_codecs,
     intersect_direction,
     plan_offer,
+    take_slot,
 )
 from emulator.media.sdp.sdes import SdesConfig, choose_crypto
 from protocol.errors import SdpParseError
@@ -116,7 +117,6 @@ def plan_answer(
                 continue
             line.local_crypto = sdes.crypto_line(chosen[0].tag)
             line.remote_key = chosen[1]
-        counts[section.kind] += 1
         media.accepted = True
         media.direction = intersect_direction(policy.direction, section.direction)
         media.remote_ssrcs = set(section.ssrcs)
@@ -128,17 +128,17 @@ def plan_answer(
 def _refusal(
     section: MediaSection, sdes: SdesConfig | None, counts: dict[str, int], policy: LocalPolicy
 ) -> str:
+    if section.kind not in ("audio", "video"):
+        return f"an RtpEndpoint takes audio and video m-lines, not {section.kind}"
+    slot = take_slot(section.kind, policy, counts)
+    if slot:
+        return slot
     if section.rejected:
         return "rejected by the offerer (port 0)"
-    if section.kind not in counts:
-        return f"unsupported media kind {section.kind}"
     if sdes is None and section.proto not in PLAIN_PROFILES:
         return f"profile {section.proto}: this RtpEndpoint has no crypto, it needs RTP/AVP"
     if sdes is not None and section.proto not in SECURE_PROFILES:
         return f"profile {section.proto}: this RtpEndpoint has crypto, it needs RTP/SAVP"
-    limit = policy.num_audio if section.kind == "audio" else policy.num_video
-    if counts[section.kind] >= limit:
-        return f"only {limit} {section.kind} line(s) accepted"
     return ""
 
 
