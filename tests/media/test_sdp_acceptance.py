@@ -25,6 +25,8 @@ running server with the project's client.
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from emulator.media.sdp import negotiation, plain
@@ -322,6 +324,20 @@ def test_webrtc_answers_rtcp_mux_when_offered() -> None:
 def test_webrtc_answers_without_rtcp_mux_when_not_offered() -> None:
     written = answer(WEBRTC, offer(audio(SAVPF)))
     assert not written.media[0].rtcp_mux
+
+
+async def test_webrtc_endpoint_warns_when_rtcp_mux_is_not_offered(
+    media_client: KurentoClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Until RTCP has its own ICE component, the difference is said in the log."""
+    pipeline = await media_client.create("MediaPipeline")
+    endpoint = await pipeline.create("WebRtcEndpoint")
+    text = offer(audio(SAVPF, "mid:0", "ice-ufrag:abcd", "ice-pwd:" + "p" * 24))
+    with caplog.at_level(logging.WARNING, logger="emulator.media.legs.peer"):
+        written = SessionDescription.parse(await endpoint.invoke("processOffer", offer=text))
+    assert taken(written.media[0]) and written.media[0].rtcp_mux
+    warnings = [r.getMessage() for r in caplog.records if "has no a=rtcp-mux" in r.getMessage()]
+    assert warnings and "add a=rtcp-mux" in warnings[0]
 
 
 # -- codecs ----------------------------------------------------------------------------------
