@@ -259,6 +259,25 @@ def test_a_refused_m_line_still_uses_its_media_slot(endpoint: str, first: str) -
 
 
 @pytest.mark.parametrize("endpoint", KINDS)
+@pytest.mark.parametrize(
+    ("formats", "rtpmaps", "answered"),
+    [
+        ("99 111 0", ["99 speex/16000", "111 opus/48000/2"], ["111", "0"]),
+        ("99 98", ["99 speex/16000", "98 iLBC/8000"], ["99"]),
+    ],
+)
+def test_an_m_line_offered_at_port_0_is_answered_at_port_0_with_the_formats_it_would_take(
+    endpoint: str, formats: str, rtpmaps: list[str], answered: list[str]
+) -> None:
+    """KMS's agent answers it "as usual" (the handler's formats, the first when none), then
+    sets port 0 (RFC 3264 8.2)."""
+    maps = (*(f"rtpmap:{r}" for r in rtpmaps), *extra_for(endpoint))
+    section = media("audio", PROFILE_OF[endpoint], formats, *maps, port=0)
+    (written,) = answer(endpoint, offer(section)).media
+    assert (written.port, written.formats) == (0, answered)
+
+
+@pytest.mark.parametrize("endpoint", KINDS)
 def test_m_lines_of_other_kinds_use_no_slot(endpoint: str) -> None:
     """A ``text`` or data channel m-line before the audio one leaves the audio slot free."""
     proto, extra = PROFILE_OF[endpoint], extra_for(endpoint)

@@ -210,7 +210,7 @@ def _plan_line(
     line.reason = take_slot(media.kind, policy, counts)
     if line.reason:
         return line
-    if media.rejected:
+    if media.kind == "application" and media.rejected:
         line.reason = "rejected by the offerer (port 0)"
     elif media.kind == "application":
         _plan_data_channel(line, media)
@@ -218,7 +218,9 @@ def _plan_line(
         line.reason = f"profile {media.proto} is not WebRTC (needs UDP/TLS/RTP/SAVPF)"
     else:
         _choose_codecs(line, media, policy)
-        if line.codecs:
+        if media.rejected:
+            refuse_offered_port_0(line, media)
+        elif line.codecs:
             line.accepted = True
             line.direction = intersect_direction(policy.direction, media.direction)
             line.extensions = {uri: ext_id for ext_id, _, uri in media.extmaps if uri in EXTENSIONS}
@@ -230,6 +232,15 @@ def _plan_line(
             # KMS's RTP/AVP handler (kms-core bug 627's fix) keeps the first offered format.
             line.refused_formats = media.formats[:1]
     return line
+
+
+def refuse_offered_port_0(line: MediaLine, media: MediaSection) -> None:
+    """An m-line offered with port 0 (RFC 3264 8.2): KMS answers it "as usual", then at port 0,
+    so with the formats it would have taken (the first offered one when none)."""
+    taken = [*line.codecs, *([line.dtmf] if line.dtmf else [])]
+    line.refused_formats = [str(c.payload_type) for c in taken] or media.formats[:1]
+    line.codecs, line.dtmf = [], None
+    line.reason = "rejected by the offerer (port 0)"
 
 
 def _plan_data_channel(line: MediaLine, media: MediaSection) -> None:

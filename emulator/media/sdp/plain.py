@@ -20,6 +20,7 @@ from emulator.media.sdp.negotiation import (
     _choose_codecs,
     intersect_direction,
     plan_offer,
+    refuse_offered_port_0,
     take_slot,
 )
 from emulator.media.sdp.sdes import SdesConfig, choose_crypto
@@ -99,6 +100,10 @@ def plan_answer(
         if media.reason:
             continue
         _choose_codecs(media, section, policy)
+        if section.rejected:
+            refuse_offered_port_0(media, section)
+            line.offered_formats = media.refused_formats
+            continue
         if not media.codecs:
             offered = ", ".join(c.name for c in section.codecs) or "none"
             have = policy.served_names(section.kind)
@@ -133,8 +138,6 @@ def _refusal(
     slot = take_slot(section.kind, policy, counts)
     if slot:
         return slot
-    if section.rejected:
-        return "rejected by the offerer (port 0)"
     if sdes is None and section.proto not in PLAIN_PROFILES:
         return f"profile {section.proto}: this RtpEndpoint has no crypto, it needs RTP/AVP"
     if sdes is not None and section.proto not in SECURE_PROFILES:
