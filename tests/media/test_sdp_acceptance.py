@@ -28,6 +28,8 @@ from __future__ import annotations
 import logging
 
 import pytest
+from aiortc import RTCConfiguration, RTCPeerConnection
+from aiortc.rtcconfiguration import RTCBundlePolicy
 
 from emulator.media.sdp import negotiation, plain
 from emulator.media.sdp.negotiation import LocalPolicy
@@ -35,6 +37,7 @@ from emulator.media.sdp.sdes import SUITES, SdesConfig
 from emulator.transport.client import KurentoClient
 from protocol.errors import SdpEndPointProcessOfferError
 from protocol.sdp import MediaSection, SessionDescription
+from tests.media.peers import client_peer
 
 SDES = SdesConfig(SUITES["AES_128_CM_HMAC_SHA1_80"], bytes(range(30)))
 CRYPTO = "crypto:1 AES_CM_128_HMAC_SHA1_80 inline:YUJDZGVmZ2hpSktMbW9QUXJzVFVWd3l6MTIzNDU2"
@@ -343,6 +346,40 @@ def test_webrtc_answers_rtcp_mux_when_offered() -> None:
 def test_webrtc_answers_without_rtcp_mux_when_not_offered() -> None:
     written = answer(WEBRTC, offer(audio(SAVPF)))
     assert not written.media[0].rtcp_mux
+
+
+async def test_webrtc_endpoint_without_bundle_carries_media_on_a_transport_per_m_line(
+    media_client: KurentoClient,
+) -> None:
+    """An offer without ``a=group:BUNDLE`` (aiortc in max-compat, one transport per m-line):
+    the answer has no group, its own ICE credentials per m-line, candidates on other ports per
+    m-line, and both media arrive."""
+    pipeline = await media_client.create("MediaPipeline")
+    endpoint = await pipeline.create("WebRtcEndpoint")
+    await endpoint.connect(endpoint)
+    found = await endpoint.subscribe("IceCandidateFound")
+    done = await endpoint.subscribe("IceGatheringDone")
+    compat = RTCPeerConnection(RTCConfiguration(bundlePolicy=RTCBundlePolicy.MAX_COMPAT))
+    async with client_peer(pc=compat) as peer:
+        sdp = "".join(
+            line for line in (await peer.offer()).splitlines(True) if "a=group:" not in line
+        )
+        answer_text = await endpoint.invoke("processOffer", offer=sdp)
+        written = SessionDescription.parse(answer_text)
+        assert written.bundle_groups == []
+        assert written.media[0].ice_ufrag != written.media[1].ice_ufrag
+        await endpoint.invoke("gatherCandidates")
+        await peer.accept_answer(answer_text)
+        await done.get(timeout=15)
+        ports: dict[str, set[str]] = {}
+        while not found.queue.empty():
+            event = found.queue.get_nowait()
+            candidate = event["candidate"]
+            ports.setdefault(candidate["sdpMid"], set()).add(candidate["candidate"].split()[5])
+            await peer.add_candidate(event)
+        # Port 9 is the placeholder of active ICE-TCP candidates (RFC 6544), in both.
+        assert set(ports) == {"0", "1"} and not (ports["0"] & ports["1"]) - {"9"}
+        await peer.wait_for(lambda p: p.frames.get("audio", 0) > 3 and p.frames.get("video", 0) > 3)
 
 
 async def test_webrtc_endpoint_warns_when_rtcp_mux_is_not_offered(
