@@ -38,6 +38,7 @@ from emulator.transport.client import KurentoClient
 from protocol.errors import SdpEndPointProcessOfferError
 from protocol.sdp import MediaSection, SessionDescription
 from tests.media.peers import client_peer
+from tests.media.rtp_peers import RtpSender, peer_sdp, udp_peer
 
 SDES = SdesConfig(SUITES["AES_128_CM_HMAC_SHA1_80"], bytes(range(30)))
 CRYPTO = "crypto:1 AES_CM_128_HMAC_SHA1_80 inline:YUJDZGVmZ2hpSktMbW9QUXJzVFVWd3l6MTIzNDU2"
@@ -606,6 +607,33 @@ async def test_rtp_endpoint_answers_a_mixed_offer_through_the_server(
     first, _, feedback, _, _ = written.media
     assert first.direction == "recvonly"
     assert feedback.proto == "RTP/AVPF" and feedback.codecs[0].rtcp_fb == ["nack pli"]
+
+
+@pytest.mark.parametrize("proto", ["RTP/SAVPF", "UDP/TLS/RTP/SAVPF"])
+async def test_sdes_rtp_endpoints_carry_media_in_a_savpf_profile(
+    media_client: KurentoClient, proto: str
+) -> None:
+    """An SDES offer in RTP/SAVPF or UDP/TLS/RTP/SAVPF (keyed by a=crypto, as KMS's RTP/SAVPF
+    handler takes it) is answered in that profile, and SRTP flows between the two endpoints."""
+    pipeline = await media_client.create("MediaPipeline")
+    sdes = {"__module__": "kurento", "__type__": "SDES", "crypto": "AES_128_CM_HMAC_SHA1_80"}
+    edge_in = await pipeline.create("RtpEndpoint")
+    near = await pipeline.create("RtpEndpoint", crypto=sdes)
+    far = await pipeline.create("RtpEndpoint", crypto=sdes)
+    edge_out = await pipeline.create("RtpEndpoint")
+    await edge_in.connect(near)
+    await far.connect(edge_out)
+    local = (await near.invoke("generateOffer")).replace(" RTP/SAVP ", f" {proto} ")
+    answer_text = await far.invoke("processOffer", offer=local)
+    assert [m.proto for m in SessionDescription.parse(answer_text).media] == [proto, proto]
+    await near.invoke("processAnswer", answer=answer_text)
+    async with udp_peer() as phone_a, udp_peer() as phone_b:
+        answer_in = await edge_in.invoke("processOffer", offer=peer_sdp(phone_a.port))
+        await edge_out.invoke("processOffer", offer=peer_sdp(phone_b.port))
+        description = SessionDescription.parse(answer_in)
+        target = ((description.connection or "").split()[-1], description.media[0].port)
+        phone_a.send(RtpSender(0).packet(b"\x22" * 160), target)
+        assert (await phone_b.next_rtp()).payload == b"\x22" * 160
 
 
 @pytest.mark.parametrize("endpoint", [WEBRTC, RTP])
