@@ -13,7 +13,9 @@ the endpoints that pick the handlers (kms-elements ``kmswebrtcendpoint.c`` and
 - codecs match on ``name/clock[/channels]`` without regard to case, in the offerer's order; an
   m-line with none in common is answered with port 0 and the first offered format;
 - the direction is read at media level only and mirrored (sendonly -> recvonly ...);
-- the m-lines past ``numAudioMedias``/``numVideoMedias`` get no handler and are refused;
+- each audio/video m-line takes one of ``numAudioMedias``/``numVideoMedias`` handlers before
+  its profile, codecs or port are looked at; the m-lines past them are refused;
+- an m-line offered at port 0 is answered at port 0 with the formats it would have taken;
 - ``a=rtcp-mux`` and ``a=group:BUNDLE`` are answered only when offered;
 - a data channel m-line needs ``useDataChannels`` and the RFC 8841 form (``webrtc-datachannel``
   with ``a=sctp-port``); in the older ``a=sctpmap`` form KMS fails the offer (40205);
