@@ -1,12 +1,13 @@
 """The media behind the filters: decode, process each frame, encode, off the event loop.
 
 A ``VideoFilterStage`` takes a filter's incoming video as pipeline packets (VP8 or H264), and
-on one worker thread per filter depayloads and decodes it (``codecs/transcoding.py``'s video
-decoding), hands each frame to a ``FrameProcessor`` as a BGR ``numpy`` image (OpenCV's layout),
-and encodes what it returns once per output codec, the codecs the sinks take as they are
-(``MediaElement.video_codecs_taken``; VP8 when none is known), so that no sink has to transcode
-again. The encoded frames become ``MediaPacket``s with ``codecs/packetize.py``'s ``RtpStamper``
-(one outgoing stream per output codec, as the player's), back on the event loop.
+on one worker thread per filter depayloads and decodes it (``codecs/coders.py``'s
+``VideoCoder``, the transcoders' decoding), hands each frame to a ``FrameProcessor`` as a BGR
+``numpy`` image (OpenCV's layout), and encodes what it returns once per output codec, the codecs
+the sinks take as they are (``MediaElement.codecs_taken``; VP8 when none is known:
+``coders.encodable_codec``), so that no sink has to transcode again. The encoded frames become
+``MediaPacket``s with ``codecs/packetize.py``'s ``RtpStamper`` (one outgoing stream per output
+codec, as the player's), back on the event loop.
 
 A sink's keyframe request (PLI/FIR) reaches the encoders (``request_keyframe``); when the decoder
 lacks a keyframe, the stage tells its owner (at most once a second), which asks its source.
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import fractions
 import logging
 import threading
@@ -33,18 +33,18 @@ import av
 import numpy as np
 from aiortc.codecs import get_encoder
 
+from emulator.media.codecs.coders import (
+    AudioCoder,
+    MediaInput,
+    VideoCoder,
+    call_from_thread,
+    can_transcode,
+    codec_identity,
+    rtc_codec,
+)
 from emulator.media.codecs.packetize import VP8, RtpPayload, RtpStamper, video_payloads
 from emulator.media.codecs.served import is_dtmf
-from emulator.media.codecs.transcoding import (
-    VIDEO_QUEUE,
-    TranscodedPacket,
-    Transcoder,
-    _AudioCoder,
-    _Input,
-    _rtc_codec,
-    _VideoCoder,
-    can_transcode,
-)
+from emulator.media.codecs.transcoding import VIDEO_QUEUE, TranscodedPacket, Transcoder
 from emulator.media.flow import MediaPacket
 from protocol.sdp import Codec
 
@@ -77,17 +77,6 @@ class FilterOwner(Protocol):
         """The decoder needs a keyframe from the source."""
 
 
-def codec_identity(codec: Codec) -> tuple[Any, ...]:
-    """What makes two codecs one encoder output (H264 profiles differ in fmtp)."""
-    return (*codec.key, codec.fmtp or "") if codec.name.lower() == "h264" else codec.key
-
-
-def output_codec(taken: list[Codec]) -> Codec:
-    """What a sink gets: the first codec it takes that PyAV encodes; VP8 when none is known
-    (a recorder, a sink not negotiated yet: VP8 is what every WebRTC peer takes)."""
-    return next((codec for codec in taken if can_transcode("video", codec)), VP8)
-
-
 @dataclass
 class _Output:
     """One encoded output stream (worker side: encoder; loop side: stamper)."""
@@ -111,7 +100,7 @@ class VideoFilterStage:
         self.dropped = 0
         self.frames = 0
         self._loop = asyncio.get_running_loop()
-        self._queue: collections.deque[tuple[_Input, object, Codec]] = collections.deque()
+        self._queue: collections.deque[tuple[MediaInput, object, Codec]] = collections.deque()
         self._wake = threading.Condition()
         self._closing = False
         self._targets: list[Codec] = [VP8]
@@ -119,7 +108,7 @@ class VideoFilterStage:
         self._force_keyframe = False
         self._bitrate: int | None = None
         self._last_keyframe_request = 0.0
-        self._decoding: tuple[object, tuple[Any, ...], _VideoCoder] | None = None
+        self._decoding: tuple[object, tuple[Any, ...], VideoCoder] | None = None
         self._offset = 0.0
         self._last_seconds = 0.0
         self._failed_once = False
@@ -135,10 +124,7 @@ class VideoFilterStage:
         """Queue one packet of the incoming video (the oldest is dropped on overload)."""
         if self._closing or not can_transcode("video", packet.codec):
             return
-        view = packet.view
-        item = _Input(
-            view.media_payload, view.sequence, view.timestamp, view.marker, packet.arrival
-        )
+        item = MediaInput.of(packet)
         with self._wake:
             if len(self._queue) >= VIDEO_QUEUE:
                 self._queue.popleft()
@@ -184,9 +170,7 @@ class VideoFilterStage:
             self.owner.filter_keyframe_needed()
 
     def _post(self, callback: Callable[..., None], *args: Any) -> None:
-        # A closed loop has nobody left to deliver to.
-        with contextlib.suppress(RuntimeError):
-            self._loop.call_soon_threadsafe(callback, *args)
+        call_from_thread(self._loop, callback, *args)
 
     # -- worker thread ---------------------------------------------------------------------------
 
@@ -208,13 +192,13 @@ class VideoFilterStage:
         finally:
             self._post(self.closed.set)
 
-    def _decoding_for(self, source: object, codec: Codec) -> _VideoCoder:
+    def _decoding_for(self, source: object, codec: Codec) -> VideoCoder:
         """The decoder of this source and codec; a new one when either changes, its frames
         placed right after the last one sent so that the outputs' timestamps go on."""
         identity = codec_identity(codec)
         if self._decoding is not None and self._decoding[:2] == (source, identity):
             return self._decoding[2]
-        decoding = _VideoCoder(codec, VP8)  # the transcoders' decoding; its frames come here
+        decoding = VideoCoder(codec, VP8)  # the transcoders' decoding; its frames come here
         decoding.sink = self
         if self._decoding is not None:
             self._offset = self._last_seconds + SOURCE_GAP
@@ -251,7 +235,7 @@ class VideoFilterStage:
             del self._outputs[identity]
         for identity, codec in wanted.items():
             if identity not in self._outputs:  # a new encoder starts with a keyframe
-                encoder = get_encoder(_rtc_codec(codec))
+                encoder = get_encoder(rtc_codec(codec))
                 self._outputs[identity] = _Output(codec, encoder, RtpStamper("video", codec))
         if self._bitrate is not None:
             for output in self._outputs.values():
@@ -315,7 +299,7 @@ class AudioGainStage:
         self.close()
         transcoder = Transcoder(codec, codec, "audio", asyncio.get_running_loop(), _ignore)
         coder = transcoder.coder
-        assert isinstance(coder, _AudioCoder)
+        assert isinstance(coder, AudioCoder)
         coder.sink = _ScaledAudio(coder.encoding, self.gain)
         transcoder.subscribe(self._transcoded)
         self._route = (source, codec.key, transcoder)
