@@ -20,7 +20,6 @@ its encoder. Audio the filters do not touch is forwarded by the element without 
 from __future__ import annotations
 
 import asyncio
-import collections
 import fractions
 import logging
 import threading
@@ -37,6 +36,7 @@ from emulator.media.codecs.coders import (
     AudioCoder,
     MediaInput,
     VideoCoder,
+    WorkQueue,
     call_from_thread,
     can_transcode,
     codec_identity,
@@ -97,12 +97,9 @@ class VideoFilterStage:
         """False: frames are only looked at (a scanner); the element forwards the video."""
         self.owner = owner
         self.name = name
-        self.dropped = 0
         self.frames = 0
         self._loop = asyncio.get_running_loop()
-        self._queue: collections.deque[tuple[MediaInput, object, Codec]] = collections.deque()
-        self._wake = threading.Condition()
-        self._closing = False
+        self._queue: WorkQueue[tuple[MediaInput, object, Codec]] = WorkQueue(VIDEO_QUEUE)
         self._targets: list[Codec] = [VP8]
         self._outputs: dict[tuple[Any, ...], _Output] = {}
         self._force_keyframe = False
@@ -120,17 +117,15 @@ class VideoFilterStage:
 
     # -- event loop side -------------------------------------------------------------------------
 
+    @property
+    def dropped(self) -> int:
+        """Packets dropped on overload (the oldest pending one when the queue was full)."""
+        return self._queue.dropped
+
     def feed(self, packet: MediaPacket) -> None:
         """Queue one packet of the incoming video (the oldest is dropped on overload)."""
-        if self._closing or not can_transcode("video", packet.codec):
-            return
-        item = MediaInput.of(packet)
-        with self._wake:
-            if len(self._queue) >= VIDEO_QUEUE:
-                self._queue.popleft()
-                self.dropped += 1
-            self._queue.append((item, packet.source, packet.codec))
-            self._wake.notify()
+        if can_transcode("video", packet.codec):
+            self._queue.put((MediaInput.of(packet), packet.source, packet.codec))
 
     def set_targets(self, codecs: list[Codec]) -> None:
         """Encode into these codecs from the next frame on (one output stream each)."""
@@ -147,10 +142,7 @@ class VideoFilterStage:
 
     def close(self) -> None:
         """Stop the worker thread (it ends after the frame in hand)."""
-        self._closing = True
-        with self._wake:
-            self._queue.clear()
-            self._wake.notify()
+        self._queue.close()
 
     async def wait_closed(self) -> None:
         """Until the worker thread has ended."""
@@ -158,14 +150,14 @@ class VideoFilterStage:
         await asyncio.to_thread(self._thread.join)
 
     def _deliver(self, batches: list[tuple[RtpStamper, list[RtpPayload]]], arrival: float) -> None:
-        if self._closing:
+        if self._queue.closed:
             return
         for stamper, payloads in batches:
             self.owner.filtered_frame(stamper.codec, stamper.packets(payloads, arrival))
 
     def _keyframe_needed(self) -> None:
         now = time.monotonic()
-        if not self._closing and now - self._last_keyframe_request > KEYFRAME_INTERVAL:
+        if not self._queue.closed and now - self._last_keyframe_request > KEYFRAME_INTERVAL:
             self._last_keyframe_request = now
             self.owner.filter_keyframe_needed()
 
@@ -176,13 +168,8 @@ class VideoFilterStage:
 
     def _run(self) -> None:
         try:
-            while True:
-                with self._wake:
-                    while not self._queue and not self._closing:
-                        self._wake.wait()
-                    if self._closing:
-                        return
-                    item, source, codec = self._queue.popleft()
+            while (taken := self._queue.take()) is not None:
+                item, source, codec = taken
                 decoding = self._decoding_for(source, codec)
                 self._arrival = item.arrival
                 decoding.process(item)

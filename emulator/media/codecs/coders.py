@@ -16,22 +16,26 @@ settings reaches all of them:
 - ``Timeline``: source RTP timestamps, unwrapped and mapped onto the target clock.
 - ``can_transcode``, ``codec_identity``, ``encodable_codec``: which codecs these classes cover,
   when two codecs are one encoder output, and which output a list of negotiated codecs gets.
-- ``call_from_thread``: how a worker thread hands its results back to the event loop.
+- ``WorkQueue``: what the event loop hands a worker thread, bounded (the oldest goes first);
+  ``call_from_thread``: how a worker thread hands its results back to the event loop.
 
-Nothing here is thread-safe: each instance belongs to one worker thread.
+Apart from ``WorkQueue``, nothing here is thread-safe: each instance belongs to one worker
+thread.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import fractions
 import logging
 import random
 import struct
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Generic, TypeVar, cast
 
 import av
 from aiortc.codecs import depayload, get_decoder, get_encoder
@@ -102,6 +106,47 @@ def call_from_thread(
     # A closed loop has nobody left to deliver to.
     with contextlib.suppress(RuntimeError):
         loop.call_soon_threadsafe(callback, *args)
+
+
+T = TypeVar("T")
+
+
+class WorkQueue(Generic[T]):
+    """What the event loop hands one worker thread, bounded: on overload the oldest item goes
+    (``dropped`` counts them), so that a codec that cannot keep up loses old media instead of
+    falling further behind."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.dropped = 0
+        self.closed = False
+        self._items: collections.deque[T] = collections.deque()
+        self._wake = threading.Condition()
+
+    def put(self, item: T) -> None:
+        """Queue ``item`` for the worker (nothing once closed)."""
+        with self._wake:
+            if self.closed:
+                return
+            if len(self._items) >= self.limit:
+                self._items.popleft()
+                self.dropped += 1
+            self._items.append(item)
+            self._wake.notify()
+
+    def take(self) -> T | None:
+        """The next item, waiting for one; None once the queue is closed (worker thread)."""
+        with self._wake:
+            while not self._items and not self.closed:
+                self._wake.wait()
+            return None if self.closed else self._items.popleft()
+
+    def close(self) -> None:
+        """Tell the worker to end after the item in hand; what is pending is dropped."""
+        with self._wake:
+            self.closed = True
+            self._items.clear()
+            self._wake.notify()
 
 
 @dataclass(slots=True)

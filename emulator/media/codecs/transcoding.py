@@ -45,7 +45,6 @@ packetisers.
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 import random
 import struct
@@ -62,6 +61,7 @@ from emulator.media.codecs.coders import (
     CodedOutput,
     MediaInput,
     VideoCoder,
+    WorkQueue,
     call_from_thread,
     can_transcode,
     codec_identity,
@@ -154,7 +154,6 @@ class Transcoder:
         self.ssrc = random.getrandbits(32)
         self.stream = InboundStream(self.ssrc, target.clock_rate, kind)
         self.fed = 0
-        self.dropped = 0
         self.produced = 0
         self._loop = loop
         self._on_closed = on_closed
@@ -163,10 +162,9 @@ class Transcoder:
         self.decode_errors = 0
         """Packets (audio) or frames (video) the decoder refused."""
         self._bitrates: dict[PacketCallback, int] = {}
-        self._queue: collections.deque[MediaInput] = collections.deque()
-        self._limit = AUDIO_QUEUE if kind == "audio" else VIDEO_QUEUE
-        self._wake = threading.Condition()
-        self._closing = False
+        self._queue: WorkQueue[MediaInput] = WorkQueue(
+            AUDIO_QUEUE if kind == "audio" else VIDEO_QUEUE
+        )
         self._last_fed: tuple[object, int] | None = None
         self._last_keyframe_request = 0.0
         self._sequence = random.getrandbits(16)
@@ -176,6 +174,11 @@ class Transcoder:
         self._thread.start()
 
     # -- event loop side -------------------------------------------------------------------------
+
+    @property
+    def dropped(self) -> int:
+        """Packets dropped on overload (the oldest pending one when the queue was full)."""
+        return self._queue.dropped
 
     @property
     def subscribers(self) -> int:
@@ -240,7 +243,7 @@ class Transcoder:
         self._put(view, source_key, clock_rate)
 
     def _put(self, view: RtpView, source_key: object, event_clock: int) -> None:
-        if self._closing:
+        if self._queue.closed:
             return
         fed = (source_key, view.sequence)
         if fed == self._last_fed:
@@ -255,12 +258,7 @@ class Transcoder:
             time.monotonic(),
             event_clock,
         )
-        with self._wake:
-            if len(self._queue) >= self._limit:
-                self._queue.popleft()
-                self.dropped += 1
-            self._queue.append(item)
-            self._wake.notify()
+        self._queue.put(item)
 
     def request_keyframe(self) -> None:
         """The next encoded video frame is a keyframe (a sink asked with PLI or FIR)."""
@@ -269,13 +267,10 @@ class Transcoder:
 
     def close(self) -> None:
         """Stop the worker thread (it ends after the packet in hand) and leave the registry."""
-        if self._closing:
+        if self._queue.closed:
             return
-        self._closing = True
+        self._queue.close()
         self._subscribers.clear()
-        with self._wake:
-            self._queue.clear()
-            self._wake.notify()
         self._on_closed(self)
 
     async def wait_closed(self) -> None:
@@ -283,7 +278,7 @@ class Transcoder:
         await self.closed.wait()
 
     def _deliver(self, packets: list[TranscodedPacket], keyframe_needed: bool) -> None:
-        if self._closing:
+        if self._queue.closed:
             return
         now = time.monotonic()
         for packet in packets:
@@ -306,7 +301,7 @@ class Transcoder:
         if count != 1 and count % DECODE_ERROR_EVERY:
             return
         watcher = next(iter(self._error_watchers.values()), None)
-        if watcher is not None and not self._closing:
+        if watcher is not None and not self._queue.closed:
             watcher(reason, count)
 
     def _thread_ended(self) -> None:
@@ -316,13 +311,7 @@ class Transcoder:
 
     def _run(self) -> None:
         try:
-            while True:
-                with self._wake:
-                    while not self._queue and not self._closing:
-                        self._wake.wait()
-                    if self._closing:
-                        return
-                    item = self._queue.popleft()
+            while (item := self._queue.take()) is not None:
                 try:
                     outputs = self.coder.process(item)
                 except Exception:
