@@ -39,7 +39,7 @@ import threading
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 import av
 import numpy as np
@@ -88,6 +88,8 @@ MIXED = Codec(0, "L16", MIX_RATE, 1)
 
 PortKey = object
 """A port as the threads know it: a dictionary key, never called there."""
+InputT = TypeVar("InputT")
+"""What a thread keeps per port: its decoder and what it decoded."""
 
 
 class MixPort(Protocol):
@@ -267,7 +269,7 @@ class HubMedia:
     async def close(self) -> None:
         """Stop the threads."""
         self.closed = True
-        workers: list[_ClockedWorker] = [self.audio]
+        workers: list[_ClockedWorker[Any]] = [self.audio]
         if self.video is not None:
             workers.append(self.video)
         for worker in workers:
@@ -376,10 +378,14 @@ class HubMedia:
 # -- the threads ----------------------------------------------------------------------------------
 
 
-class _ClockedWorker:
-    """A thread that runs ``tick`` every ``period``, after handling what was queued since."""
+class _ClockedWorker(Generic[InputT]):
+    """A thread that runs ``tick`` every ``period``, after handling what was queued since: the
+    ports' packets, each to its port's input (``InputT``: its decoder), and the ports removed."""
 
     def __init__(self, name: str, period: float, catch_up: float) -> None:
+        self.inputs: dict[PortKey, InputT] = {}
+        self.outputs: dict[Hashable, Codec] = {}
+        """What is encoded at each tick, by output key; the event loop replaces it whole."""
         self.name = name
         self.period = period
         self.catch_up = catch_up
@@ -403,6 +409,14 @@ class _ClockedWorker:
                 self._queue.popleft()
                 self.dropped += 1
             self._queue.append((action, port, item))
+
+    def feed(self, port: PortKey, packet: MediaPacket) -> None:
+        """A port's packet (event loop side)."""
+        self._put("packet", port, (packet.codec, packet.source, MediaInput.of(packet)))
+
+    def set_outputs(self, outputs: dict[Hashable, Codec]) -> None:
+        """The outputs wanted now (replaced whole: a plain assignment)."""
+        self.outputs = outputs
 
     def remove(self, port: PortKey) -> None:
         """Forget a port's input (and its decoder)."""
@@ -445,6 +459,14 @@ class _ClockedWorker:
             logger.exception("! %s failed", self.name)
 
     def _handle(self, action: str, port: PortKey, item: Any) -> None:
+        if action == "remove":
+            self.inputs.pop(port, None)
+            return
+        codec, origin, data = item
+        self.decode(port, codec, origin, data)
+
+    def decode(self, port: PortKey, codec: Codec, origin: object, data: MediaInput) -> None:
+        """A packet of ``port`` whose stream (``origin``) sends ``codec``, into its input."""
         raise NotImplementedError
 
     def tick(self) -> None:
@@ -520,12 +542,10 @@ class _AudioInput:
         self.ticks, self.lowest = 0, len(self.buffer)
 
 
-class AudioMixer(_ClockedWorker):
+class AudioMixer(_ClockedWorker[_AudioInput]):
     """The audio thread: decode each port's audio, mix per output, encode per (mix, codec)."""
 
     def __init__(self, name: str, deliver: Callable[[_Produced], None]) -> None:
-        self.inputs: dict[PortKey, _AudioInput] = {}
-        self.outputs: dict[Hashable, Codec] = {}
         self.encodings: dict[Hashable, AudioEncoding] = {}
         self.position = 0
         self.mixes = 0
@@ -533,19 +553,8 @@ class AudioMixer(_ClockedWorker):
         self._deliver = deliver
         super().__init__(f"hub audio {name}", TICK, LATE_LIMIT)
 
-    def feed(self, port: PortKey, packet: MediaPacket) -> None:
-        """A port's audio packet (event loop side)."""
-        self._put("packet", port, (packet.codec, packet.source, MediaInput.of(packet)))
-
-    def set_outputs(self, outputs: dict[Hashable, Codec]) -> None:
-        """The (mix, codec) outputs wanted now (replaced whole: a plain assignment)."""
-        self.outputs = outputs
-
-    def _handle(self, action: str, port: PortKey, item: Any) -> None:
-        if action == "remove":
-            self.inputs.pop(port, None)
-            return
-        codec, origin, data = item
+    def decode(self, port: PortKey, codec: Codec, origin: object, data: MediaInput) -> None:
+        """Into the port's decoder; a new source (or codec) starts a new one."""
         found = self.inputs.get(port)
         if found is None or found.codec_key != codec.key or found.origin is not origin:
             found = self.inputs[port] = _AudioInput(codec, origin)  # a new source: new timeline
@@ -618,7 +627,7 @@ class _VideoInput:
         self.latest = frame
 
 
-class VideoCompositor(_ClockedWorker):
+class VideoCompositor(_ClockedWorker[_VideoInput]):
     """The video thread: decode each port's video, compose the grid, encode it per codec."""
 
     def __init__(
@@ -634,8 +643,6 @@ class VideoCompositor(_ClockedWorker):
         """Read once per picture; the event loop replaces it whole."""
         self.order: list[PortKey] = []
         """The ports in creation order (KMS sorts the grid's cells by port id)."""
-        self.inputs: dict[PortKey, _VideoInput] = {}
-        self.outputs: dict[Hashable, Codec] = {}
         self.encodings: dict[Hashable, VideoEncoding] = {}
         self.forced: set[Hashable] = set()
         self.position = 0
@@ -645,23 +652,12 @@ class VideoCompositor(_ClockedWorker):
         period = 1.0 / max(1, fmt.framerate)
         super().__init__(f"hub video {name}", period, period)
 
-    def feed(self, port: PortKey, packet: MediaPacket) -> None:
-        """A port's video packet (event loop side)."""
-        self._put("packet", port, (packet.codec, packet.source, MediaInput.of(packet)))
-
-    def set_outputs(self, outputs: dict[Hashable, Codec]) -> None:
-        """The codecs the grid is encoded in now."""
-        self.outputs = outputs
-
     def request_keyframe(self, out_key: Hashable) -> None:
         """The next grid of that codec is a keyframe (a set's add is atomic)."""
         self.forced.add(out_key)
 
-    def _handle(self, action: str, port: PortKey, item: Any) -> None:
-        if action == "remove":
-            self.inputs.pop(port, None)
-            return
-        codec, origin, data = item
+    def decode(self, port: PortKey, codec: Codec, origin: object, data: MediaInput) -> None:
+        """Into the port's decoder (a new one, and a keyframe asked, for a new source)."""
         found = self.inputs.get(port)
         if found is None or found.codec_key != codec_identity(codec) or found.origin is not origin:
             if found is not None:
