@@ -56,7 +56,6 @@ from benchmarks.control_plane import (
     media_arguments,
     pin_server,
     plot_levels,
-    release_all,
     report_head,
     sweep_levels,
     usage_window,
@@ -75,6 +74,7 @@ from benchmarks.load_peers import (
     in_batches,
     loopback_only,
     negotiate,
+    tear_down,
     vp8_clip,
 )
 from emulator.transport.client import KurentoClient, RemoteObject
@@ -259,12 +259,7 @@ async def conference_level(
         window = (start, start + run.window)
         late_frames = counters.late
     finally:
-        sender.clear()
-        if sender.task is not None:
-            sender.task.cancel()
-        await release_all(pipelines)
-        for peer in peers:
-            await peer.close()
+        await tear_down(pipelines, peers, sender)
     wrong = {pt for peer in peers for pt in peer.payload_types} - {OPUS_PT, VP8_PT}
     if wrong:
         raise PreconditionFailed(f"participants received payload types {wrong}")

@@ -56,7 +56,7 @@ from aiortc import (
     RTCIceTransport,
 )
 
-from benchmarks.control_plane import PreconditionFailed
+from benchmarks.control_plane import PreconditionFailed, release_all
 from emulator.media.legs.aiortc_adapter import (
     gatherer_connection,
     nominated_pairs,
@@ -458,6 +458,12 @@ class Sender:
         """Stop every stream."""
         self.heap.clear()
 
+    def stop(self) -> None:
+        """Stop every stream and end the schedule."""
+        self.clear()
+        if self.task is not None:
+            self.task.cancel()
+
     async def _run(self) -> None:
         heap, counters = self.heap, self.counters
         while True:
@@ -637,6 +643,17 @@ async def in_batches(count: int, make: Callable[[int], Awaitable[T]]) -> list[T]
         stop = min(count, start + SETUP_BATCH)
         made += await asyncio.gather(*(make(index) for index in range(start, stop)))
     return made
+
+
+async def tear_down(
+    pipelines: Sequence[Any], peers: Sequence[LoadPeer], sender: Sender | None = None
+) -> None:
+    """After a level: stop sending, release its pipelines (``RemoteObject``s), close its peers."""
+    if sender is not None:
+        sender.stop()
+    await release_all(pipelines)
+    for peer in peers:
+        await peer.close()
 
 
 def loopback_only() -> None:

@@ -81,7 +81,6 @@ from benchmarks.control_plane import (
     media_arguments,
     pin_server,
     plot_levels,
-    release_all,
     report_head,
     sweep_levels,
     usage_window,
@@ -101,6 +100,7 @@ from benchmarks.load_peers import (
     loopback_only,
     negotiate,
     opus_clip,
+    tear_down,
     vp8_clip,
 )
 from emulator.transport.client import KurentoClient, RemoteObject
@@ -363,9 +363,7 @@ async def players_level(
             sink.measure(start, start + run.window)
         cpu, rss, generator = await usage_window(server, run.window)
     finally:
-        await release_all(pipelines)
-        for _, sink in made:
-            await sink.close()
+        await tear_down(pipelines, [sink for _, sink in made])
     without = sum(1 for s in sinks if not (s.got["audio"].is_set() and s.got["video"].is_set()))
     unexpected = {pt for s in sinks for pt in s.payload_types if pt not in (OPUS_PT, VP8_PT)}
     if unexpected:
@@ -462,12 +460,7 @@ async def recorders_level(
 
         stops = list(await asyncio.gather(*(stop(recorder) for recorder, *_ in made)))
     finally:
-        sender.clear()
-        if sender.task is not None:
-            sender.task.cancel()
-        await release_all(pipelines)
-        for _, peer, _, _ in made:
-            await peer.close()
+        await tear_down(pipelines, [peer for _, peer, _, _ in made], sender)
     indexes = sorted({0, streams - 1, *random.sample(range(streams), min(streams, PROBE_SAMPLE))})
     probed = []
     for index in indexes[:PROBE_SAMPLE]:
