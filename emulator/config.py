@@ -45,6 +45,11 @@ INI_FIELDS: dict[str, dict[str, str]] = {
         "minEncoderBitrate": "min_encoder_bitrate",
         "maxEncoderBitrate": "max_encoder_bitrate",
     },
+    "Composite": {
+        "width": "composite_width",
+        "height": "composite_height",
+        "framerate": "composite_framerate",
+    },
     "RecorderEndpoint": {"gapsFix": "gaps_fix"},
     "UriEndpoint": {"defaultPath": "default_path"},
     "HttpEndpoint": {

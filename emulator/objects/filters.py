@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 from typing import Any, ClassVar
 
+from emulator.media.codecs.coders import codec_identity, encodable_codec
 from emulator.media.flow import MediaPacket
 from emulator.media.frame_filters import (
     CodeScanner,
@@ -36,13 +37,7 @@ from emulator.media.gst_elements import (
     parse_command,
 )
 from emulator.media.images import Bgra, ImageLoadFailed, load_image
-from emulator.media.video_filter import (
-    AudioGainStage,
-    FrameProcessor,
-    VideoFilterStage,
-    codec_identity,
-    output_codec,
-)
+from emulator.media.video_filter import AudioGainStage, FrameProcessor, VideoFilterStage
 from emulator.objects.media_element import ElementLink, Filter
 from protocol.errors import KurentoNotImplemented, MediaObjectIllegalParamError
 from protocol.sdp import Codec
@@ -119,7 +114,7 @@ class VideoProcessingFilter(Filter):
         routes: dict[int, tuple[Any, ...]] = {}
         targets: dict[tuple[Any, ...], Codec] = {}
         for sink in self._sinks.get("VIDEO", ()):
-            codec = output_codec(sink.video_codecs_taken())
+            codec = encodable_codec("video", sink.codecs_taken("VIDEO"))
             identity = codec_identity(codec)
             routes[id(sink)] = identity
             targets.setdefault(identity, codec)
@@ -128,9 +123,11 @@ class VideoProcessingFilter(Filter):
             self.stage.set_bitrate(self.video_send_limit())
         return routes
 
-    def video_codecs_taken(self) -> list[Codec]:
+    def codecs_taken(self, media_type: str) -> list[Codec]:
         """A filter that encodes decodes any VP8 or H264: it asks nothing of its source."""
-        return [] if self.ENCODES else super().video_codecs_taken()
+        if media_type == "VIDEO" and self.ENCODES:
+            return []
+        return super().codecs_taken(media_type)
 
     def produce_keyframe(self, media_type: str) -> None:
         """A sink wants a keyframe: the encoders make one (the source is not asked)."""

@@ -233,3 +233,27 @@ def test_start_report_names_addresses_range_and_fingerprint() -> None:
     assert "advertised IPv4 address: 203.0.113.9" in report
     assert "media UDP port range 41000-41099" in report
     assert "DTLS certificate fingerprint sha-256" in report
+
+
+def test_composite_conf_ini_gives_the_grid_size_and_framerate(tmp_path: Path) -> None:
+    """Composite.conf.ini's width, height and framerate (protocol.md 5.2) become the Composite
+    defaults; without the file, the KMD's 800x600 at 15 fps."""
+    folder = _conf_dir(tmp_path) / "modules" / "kurento"
+    loaded = load_settings({}, environ={}, conf_file=tmp_path / "kurento.conf.json")
+    settings = loaded.settings
+    assert (settings.composite_width, settings.composite_height) == (800, 600)
+    assert settings.composite_framerate == 15
+    (folder / "Composite.conf.ini").write_text("width=1280\nheight=720\nframerate=30\n")
+    loaded = load_settings({}, environ={}, conf_file=tmp_path / "kurento.conf.json")
+    settings = loaded.settings
+    assert (settings.composite_width, settings.composite_height) == (1280, 720)
+    assert settings.composite_framerate == 30
+    assert loaded.origins["composite_width"] == str(folder / "Composite.conf.ini")
+
+
+def test_composite_conf_ini_refuses_a_zero_size(tmp_path: Path) -> None:
+    """A width of 0 is refused at start, naming the setting and the file."""
+    folder = _conf_dir(tmp_path) / "modules" / "kurento"
+    (folder / "Composite.conf.ini").write_text("width=0\n")
+    with pytest.raises(ConfigError, match=r"composite_width.*Composite\.conf\.ini"):
+        load_settings({}, environ={}, conf_file=tmp_path / "kurento.conf.json")

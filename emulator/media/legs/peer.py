@@ -331,6 +331,8 @@ class WebRtcPeer:
             fingerprints, setup = negotiation.remote_dtls(description, media)
             if not fingerprints:
                 self._warn(media, "a=fingerprint", "the peer's DTLS certificate goes unverified")
+            if answering and media.kind != "application" and not media.rtcp_mux:
+                self._warn_no_rtcp_mux(media)
             role = _dtls_role(setup, answering)
             set_dtls_role(transport.dtls, role)
             transport.remote_dtls = RTCDtlsParameters(
@@ -348,6 +350,17 @@ class WebRtcPeer:
             missing,
             consequence,
             missing,
+        )
+
+    def _warn_no_rtcp_mux(self, media: MediaSection) -> None:
+        # KMS answers without a=rtcp-mux and gathers a second ICE component for RTCP; this
+        # server's ICE has one component, so it answers a=rtcp-mux and says so.
+        logger.warning(
+            "! %s: m-line %s has no a=rtcp-mux: answered with a=rtcp-mux all the same (KMS would "
+            "take RTCP on a second ICE component, which this server does not gather), so RTCP "
+            "goes on the RTP port (add a=rtcp-mux to the SDP)",
+            self.name,
+            media.mid or media.kind,
         )
 
     def _queue_sdp_candidates(self, media: MediaSection, line: MediaLine) -> None:
