@@ -27,7 +27,7 @@ async def _latencies(peer: RawPeer, count: int) -> list[float]:
 
 async def test_websocket_flood_does_not_starve_other_sessions() -> None:
     """While one connection pushes 5,000 requests as fast as it can, another session's pings
-    are answered within a second each (generous: a shared 2-core machine); afterwards the
+    are answered within 2 s each (generous: a shared 2-core machine; they take milliseconds); afterwards the
     flooder reads exactly one answer per request, ids in order."""
     async with (
         running_emulator(make_settings()) as server,
@@ -43,7 +43,7 @@ async def test_websocket_flood_does_not_starve_other_sessions() -> None:
         flooding = asyncio.create_task(flood())
         took = await _latencies(neighbour, 50)
         await flooding
-        assert max(took) < 1.0, f"slowest neighbour ping {max(took):.3f} s"
+        assert max(took) < 2.0, f"slowest neighbour ping {max(took):.3f} s"
         ids = [(await flooder.reply(timeout=30))["id"] for _ in range(FLOOD)]
         assert ids == list(range(FLOOD))
         assert (await flooder.result("ping"))["value"] == "pong"
@@ -62,7 +62,7 @@ async def test_slowloris_handshakes_do_not_starve_others_and_are_closed() -> Non
             stalled.append((reader, writer))
         async with RawPeer.open(server.urls["ws"]) as client:
             took = await _latencies(client, 20)
-            assert max(took) < 1.0
+            assert max(took) < 2.0
         async with asyncio.timeout(30):
             for reader, writer in stalled:
                 await reader.read()  # EOF: the server gave up on the handshake
