@@ -27,8 +27,8 @@ async def _latencies(peer: RawPeer, count: int) -> list[float]:
 
 async def test_websocket_flood_does_not_starve_other_sessions() -> None:
     """While one connection pushes 5,000 requests as fast as it can, another session's pings
-    are answered within 2 s each (generous: a shared 2-core machine; they take milliseconds); afterwards the
-    flooder reads exactly one answer per request, ids in order."""
+    are answered within 2 s each (generous for a shared 2-core machine: they take milliseconds);
+    afterwards the flooder reads exactly one answer per request, ids in order."""
     async with (
         running_emulator(make_settings()) as server,
         RawPeer.open(server.urls["ws"]) as flooder,
