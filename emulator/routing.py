@@ -71,6 +71,9 @@ class RoutingRpcDispatcher(RpcDispatcher):
         self.session_objects: dict[str, set[str]] = {}
         """Session id -> the objects it created or ref'd, on every worker: the control plane's
         own count for ``max_objects_per_session``, which a worker alone sees only part of."""
+        self.session_subscriptions: dict[str, dict[str, str]] = {}
+        """Session id -> subscription id -> the object it listens to, on every worker: the
+        control plane's count for ``max_subscriptions_per_session``."""
         self._opening: dict[tuple[str, int], asyncio.Lock] = {}
         self._manager_subscriptions: dict[str, list[tuple[int, str]]] = {}
         self._id_base = 0
@@ -129,13 +132,23 @@ class RoutingRpcDispatcher(RpcDispatcher):
     async def subscribe(self, params: Params | None) -> Any:
         """``subscribe``: on the object's worker; ServerManager events on every worker."""
         params = require_params(params)
-        if string_param(params, "object") == MANAGER:
-            return await self._manager_subscribe(params)
-        return await self._on_owner("subscribe")(params)
+        session_id = session_or_new(params)
+        object_id = string_param(params, "object")
+        self._check_subscription_limit(session_id)
+        if object_id == MANAGER:
+            result = await self._manager_subscribe(params)
+        else:
+            result = await self._on_owner("subscribe")(params)
+        if isinstance(result, dict) and isinstance(result.get("value"), str):
+            held = self.session_subscriptions.setdefault(session_id, {})
+            held[result["value"]] = object_id
+        return result
 
     async def unsubscribe(self, params: Params | None) -> Any:
         """``unsubscribe``: on the object's worker (every worker for the ServerManager)."""
         params = require_params(params)
+        held = self.session_subscriptions.get(session_or_new(params), {})
+        held.pop(str(params.get("subscription")), None)
         aliases = self._manager_subscriptions.pop(str(params.get("subscription")), None)
         if string_param(params, "object") != MANAGER or aliases is None:
             return await self._on_owner("unsubscribe")(params)
@@ -241,12 +254,29 @@ class RoutingRpcDispatcher(RpcDispatcher):
                 "(setting max_objects_per_session)"
             )
 
+    def _check_subscription_limit(self, session_id: str) -> None:
+        """``max_subscriptions_per_session`` over every worker (each worker sees only its part)."""
+        limit = self.settings.max_subscriptions_per_session
+        if limit is not None and len(self.session_subscriptions.get(session_id, {})) >= limit:
+            raise NotEnoughResources(
+                f"Session {session_id} already holds {limit} subscriptions "
+                "(setting max_subscriptions_per_session); unsubscribe from one first"
+            )
+
     def _forget(self, object_id: str) -> None:
-        """A released object, and what was inside it (a pipeline's elements), in every session."""
+        """A released object, and what was inside it (a pipeline's elements), in every session:
+        its references and the subscriptions to it (the worker dropped those with it)."""
         inside = object_id + "/"
+
+        def gone(candidate: str) -> bool:
+            return candidate == object_id or candidate.startswith(inside)
+
         for objects in self.session_objects.values():
-            for gone in [o for o in objects if o == object_id or o.startswith(inside)]:
-                objects.discard(gone)
+            for released in [o for o in objects if gone(o)]:
+                objects.discard(released)
+        for held in self.session_subscriptions.values():
+            for subscription in [s for s, listened in held.items() if gone(listened)]:
+                del held[subscription]
 
     def _live(self) -> list[int]:
         return [w.index for w in self.pool.workers if w.alive]
@@ -334,6 +364,7 @@ class RoutingRpcDispatcher(RpcDispatcher):
         gone = set(session_ids)
         for session_id in gone:
             self.session_objects.pop(session_id, None)
+            self.session_subscriptions.pop(session_id, None)
         for key in [key for key in self.upstreams if key[0] in gone]:
             self._opening.pop(key, None)
             upstream = self.upstreams.pop(key)
@@ -345,6 +376,7 @@ class RoutingRpcDispatcher(RpcDispatcher):
         await self.sessions_gone([session for session, _ in self.upstreams])
         self.pipelines.clear()
         self.session_objects.clear()
+        self.session_subscriptions.clear()
 
 
 def _strings(node: Any) -> list[str]:

@@ -168,3 +168,25 @@ async def test_subscription_limit_holds_inside_a_media_worker() -> None:
             await pipeline.subscribe("Error")
         assert caught.value.code == 40009
         assert "max_subscriptions_per_session" in str(caught.value)
+
+
+async def test_subscription_limit_holds_over_every_media_worker() -> None:
+    """With media workers the control plane counts the subscriptions of a session on every
+    worker: two pipelines on two workers share one ``max_subscriptions_per_session``; an
+    unsubscribe, or the release of a pipeline, makes room again."""
+    settings = make_settings(max_subscriptions_per_session=2, media_workers=2)
+    async with server_and_client(settings) as (_, client):
+        first = await client.create("MediaPipeline")
+        second = await client.create("MediaPipeline")
+        stream = await first.subscribe("Error")
+        await second.subscribe("Error")
+        for pipeline in (first, second):
+            with pytest.raises(RpcError) as caught:
+                await pipeline.subscribe("Error")
+            assert caught.value.code == 40009
+            assert "max_subscriptions_per_session" in str(caught.value)
+        await stream.close()
+        await second.subscribe("Error")  # the room the unsubscribe made, on the other worker
+        await second.release()
+        for _ in range(2):
+            await first.subscribe("Error")
