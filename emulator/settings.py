@@ -34,6 +34,12 @@ class Settings(BaseSettings):
     max_message_size: int = Field(
         KMS_MAX_MESSAGE_SIZE, description="Largest JSON-RPC message accepted, in characters"
     )
+    max_unsent_bytes: int = Field(
+        2 * KMS_MAX_MESSAGE_SIZE,
+        ge=1,
+        description="Most characters of replies and events queued for one connection that its "
+        "client has not read; past it the connection is closed with 1008",
+    )
 
     # -- sessions (mediaServer.resources) ------------------------------------------------------
     gc_period: float = Field(

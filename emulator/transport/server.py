@@ -40,20 +40,64 @@ class RequestHandler(Protocol):
         """Execute the request."""
 
 
+UNREAD_CLOSE_TIMEOUT = 2.0
+"""Seconds a connection closed for not reading gets to take the close frame before it is cut."""
+
+
 @dataclass(eq=False)
 class ClientLink:
-    """One open WebSocket: its protocol state and its ordered outbox."""
+    """One open WebSocket: its protocol state and its ordered outbox.
+
+    The outbox holds at most ``max_unsent`` characters: a client that sends requests and never
+    reads the replies would otherwise grow it without bound. Past it the link is ``overflowed``:
+    nothing more is queued and the connection is closed with 1008.
+    """
 
     websocket: ServerConnection
     protocol: ProtocolConnection
     peer: str
+    max_unsent: int | None = None
     outbox: asyncio.Queue[str | None] = field(default_factory=asyncio.Queue)
     writer: asyncio.Task[None] | None = None
+    unsent: int = 0
+    overflowed: bool = False
+    closer: asyncio.Task[None] | None = None
 
     def flush(self) -> None:
         """Move what the protocol produced into the outbox (the writer task sends it)."""
         for text in self.protocol.data_to_send():
+            if self.overflowed:
+                continue  # being closed for not reading: queue nothing more
             self.outbox.put_nowait(text)
+            self.unsent += len(text)
+            if self.max_unsent is not None and self.unsent > self.max_unsent:
+                self._overflow()
+
+    def sent(self, text: str) -> None:
+        """The writer handed ``text`` to the socket."""
+        self.unsent -= len(text)
+
+    def _overflow(self) -> None:
+        reason = (
+            f"client does not read: over {self.max_unsent} characters unsent (max_unsent_bytes)"
+        )
+        logger.warning("! %s: %s; closing with 1008", self.peer, reason)
+        self.overflowed = True
+        while not self.outbox.empty():  # give the memory back now, not when the socket dies
+            self.outbox.get_nowait()
+        self.outbox.put_nowait(None)
+        self.unsent = 0
+        self.closer = asyncio.create_task(_close_unread(self.websocket, reason))
+
+
+async def _close_unread(websocket: ServerConnection, reason: str) -> None:
+    """Close with 1008; a client that does not read even the close frame is cut off (its
+    socket buffers are full, so the closing handshake would wait for ever)."""
+    try:
+        async with asyncio.timeout(UNREAD_CLOSE_TIMEOUT):
+            await websocket.close(1008, reason)
+    except TimeoutError:
+        websocket.transport.abort()
 
 
 class SessionBindings:
@@ -229,7 +273,12 @@ class WebSocketListener:
             logger.info("! %s asked for path %r: closing with 1002 Invalid path", peer, path)
             await websocket.close(1002, "Invalid path")
             return
-        link = ClientLink(websocket, ProtocolConnection(self.settings.max_message_size), peer)
+        link = ClientLink(
+            websocket,
+            ProtocolConnection(self.settings.max_message_size),
+            peer,
+            self.settings.max_unsent_bytes,
+        )
         self.links.add(link)
         writer = asyncio.create_task(self._writer(link), name=f"writer {peer}")
         link.writer = writer
@@ -237,6 +286,8 @@ class WebSocketListener:
         try:
             async for message in websocket:
                 await self._receive(link, message)
+                if link.overflowed:
+                    break  # read no more: the library stops reading the socket (max_queue)
         except ConnectionClosed:
             pass
         finally:
@@ -244,6 +295,8 @@ class WebSocketListener:
             self.bindings.unbind(link)
             link.outbox.put_nowait(None)
             await writer
+            if link.closer is not None:
+                await link.closer
             code = websocket.close_code
             logger.info("x connection from %s closed (code %s)", peer, code)
 
@@ -279,6 +332,7 @@ class WebSocketListener:
                 await link.websocket.send(text)
             except ConnectionClosed:
                 return
+            link.sent(text)
 
 
 def access_refusal(
