@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -71,12 +72,14 @@ class RoutingRpcDispatcher(RpcDispatcher):
         self.session_objects: dict[str, set[str]] = {}
         """Session id -> the objects it created or ref'd, on every worker: the control plane's
         own count for ``max_objects_per_session``, which a worker alone sees only part of."""
-        self.session_subscriptions: dict[str, dict[str, str]] = {}
-        """Session id -> subscription id -> the object it listens to, on every worker: the
-        control plane's count for ``max_subscriptions_per_session``."""
+        self.session_subscriptions: dict[str, dict[str, tuple[str, str]]] = {}
+        """Session id -> subscription id -> (object, event type), on every worker: the control
+        plane's count for ``max_subscriptions_per_session``, and who hears a worker die."""
         self._opening: dict[tuple[str, int], asyncio.Lock] = {}
         self._manager_subscriptions: dict[str, list[tuple[int, str]]] = {}
         self._id_base = 0
+        self._closing: set[asyncio.Task[None]] = set()
+        pool.on_exit(self.worker_died)
         self._here: dict[str, Handler] = {
             "invoke": super().invoke,
             "describe": super().describe,
@@ -141,7 +144,7 @@ class RoutingRpcDispatcher(RpcDispatcher):
             result = await self._on_owner("subscribe")(params)
         if isinstance(result, dict) and isinstance(result.get("value"), str):
             held = self.session_subscriptions.setdefault(session_id, {})
-            held[result["value"]] = object_id
+            held[result["value"]] = (object_id, string_param(params, "type"))
         return result
 
     async def unsubscribe(self, params: Params | None) -> Any:
@@ -275,7 +278,7 @@ class RoutingRpcDispatcher(RpcDispatcher):
             for released in [o for o in objects if gone(o)]:
                 objects.discard(released)
         for held in self.session_subscriptions.values():
-            for subscription in [s for s, listened in held.items() if gone(listened)]:
+            for subscription in [s for s, (listened, _) in held.items() if gone(listened)]:
                 del held[subscription]
 
     def _live(self) -> list[int]:
@@ -358,6 +361,38 @@ class RoutingRpcDispatcher(RpcDispatcher):
 
     # -- lifecycle -------------------------------------------------------------------------------
 
+    def worker_died(self, index: int, status: int) -> None:
+        """A worker exited unasked (killed, crashed): its pipelines are gone. Sessions subscribed
+        to ``Error`` on them or their elements get it (KMS's UNEXPECTED_PIPELINE_ERROR /
+        UNEXPECTED_ELEMENT_ERROR); the objects no longer count for the session limits; requests
+        for them go on failing with 40003 naming the worker."""
+        dead = {pipeline for pipeline, owner in self.pipelines.items() if owner == index}
+        for session_id, held in list(self.session_subscriptions.items()):
+            for object_id, event in list(held.values()):
+                if event == "Error" and object_id.split("/", 1)[0] in dead:
+                    self._deliver_error(session_id, object_id, index, status)
+        for pipeline in dead:
+            self._forget(pipeline)
+        for key in [key for key in self.upstreams if key[1] == index]:
+            self._opening.pop(key, None)
+            closing = asyncio.create_task(_close_quietly(self.upstreams.pop(key)))
+            self._closing.add(closing)  # a reference until done (asyncio keeps weak ones)
+            closing.add_done_callback(self._closing.discard)
+
+    def _deliver_error(self, session_id: str, object_id: str, index: int, status: int) -> None:
+        is_pipeline = object_id in self.pipelines
+        data = {
+            "description": f"media worker {index} exited (status {status}): "
+            f"{'this pipeline' if is_pipeline else 'the pipeline of this element'} is gone",
+            "errorCode": 1,
+            "source": object_id,
+            "tags": [],
+            "timestampMillis": str(int(time.time() * 1000)),
+            "type": "UNEXPECTED_PIPELINE_ERROR" if is_pipeline else "UNEXPECTED_ELEMENT_ERROR",
+        }
+        self.media_set.events_sent += 1
+        self.deliver(session_id, {"value": {"data": data, "object": object_id, "type": "Error"}})
+
     async def sessions_gone(self, session_ids: list[str]) -> None:
         """Close the upstream connections of sessions closed or collected here: each worker
         then collects them as it would a client that went away."""
@@ -377,6 +412,12 @@ class RoutingRpcDispatcher(RpcDispatcher):
         self.pipelines.clear()
         self.session_objects.clear()
         self.session_subscriptions.clear()
+
+
+async def _close_quietly(upstream: KurentoClient) -> None:
+    """Close an upstream connection whose worker is gone (its reader ended with the socket)."""
+    with contextlib.suppress(Exception):
+        await upstream.close()
 
 
 def _strings(node: Any) -> list[str]:

@@ -22,7 +22,7 @@ import os
 import re
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from emulator.settings import Settings
 
@@ -104,6 +104,8 @@ class MediaWorker:
         self.admin_url = ""
         self.process: asyncio.subprocess.Process | None = None
         self.stopping = False
+        self.on_exit: Callable[[int, int], None] | None = None
+        """Called with (index, exit status) when the process exits without being stopped."""
         self._pump: asyncio.Task[None] | None = None
 
     @property
@@ -168,10 +170,13 @@ class MediaWorker:
         code = await self.process.wait()
         if self.stopping:
             logger.info("x media worker %d stopped (status %d)", self.index, code)
-        elif code:
+            return
+        if code:
             logger.error("! media worker %d exited with status %d", self.index, code)
         else:
             logger.error("! media worker %d exited", self.index)
+        if self.on_exit is not None:
+            self.on_exit(self.index, code)
 
     def _relay(self, line: bytes) -> None:
         """A worker's log line, in this process's log (stdout), marked with the worker."""
@@ -240,6 +245,11 @@ class WorkerPool:
     async def metrics(self) -> list[str]:
         """Every worker's ``/metrics`` exposition."""
         return [payload.decode() for payload in await self.admin_all("GET", "/metrics")]
+
+    def on_exit(self, callback: Callable[[int, int], None]) -> None:
+        """Call ``callback(index, status)`` when a worker exits without being stopped."""
+        for worker in self.workers:
+            worker.on_exit = callback
 
     def pick(self) -> int:
         """The worker of a new pipeline: the next live one, in turn."""

@@ -163,6 +163,53 @@ async def test_a_dead_worker_fails_its_pipelines_only(
     assert await third.invoke("getName") == third.id
 
 
+async def test_sigkill_of_a_worker_ends_its_calls_with_error_and_spares_the_others(
+    two_workers: App, client: KurentoClient
+) -> None:
+    """SIGKILL of a media worker while two calls run, one on each worker: the subscribers of the
+    killed worker's pipeline and endpoint get ``Error`` (UNEXPECTED_PIPELINE_ERROR /
+    UNEXPECTED_ELEMENT_ERROR naming the worker), its objects answer 40003, the call on the other
+    worker keeps its audio and video flowing to its peer, and a new call lands on the survivor
+    and carries media."""
+    doomed, kept = [await client.create("MediaPipeline") for _ in range(2)]
+    pipeline_errors = await doomed.subscribe("Error")
+    peers: list[ClientPeer] = []
+    try:
+        doomed_endpoint, doomed_peer, _ = await _loopback_call(doomed)
+        endpoint_errors = await doomed_endpoint.subscribe("Error")
+        _, kept_peer, _ = await _loopback_call(kept)
+        peers += [doomed_peer, kept_peer]
+        assert two_workers.pool is not None
+        process = two_workers.pool.workers[0].process
+        assert process is not None
+        process.send_signal(signal.SIGKILL)
+        await process.wait()
+
+        error = await pipeline_errors.get(timeout=10)
+        assert error["type"] == "UNEXPECTED_PIPELINE_ERROR"
+        assert "media worker 0" in error["description"]
+        error = await endpoint_errors.get(timeout=10)
+        assert error["type"] == "UNEXPECTED_ELEMENT_ERROR"
+        assert error["source"] == doomed_endpoint.id
+        with pytest.raises(UnexpectedError, match="media worker 0"):
+            await doomed_endpoint.invoke("getName")
+
+        after_kill = dict(kept_peer.frames)
+        await kept_peer.wait_for(
+            lambda peer: all(
+                peer.frames.get(kind, 0) > after_kill[kind] + 10 for kind in after_kill
+            )
+        )
+        newcomer = await client.create("MediaPipeline")
+        _, new_peer, port = await _loopback_call(newcomer)
+        peers.append(new_peer)
+        survivor = worker_settings(two_workers.settings, 1, 2)
+        assert survivor.min_port <= port <= survivor.max_port
+    finally:
+        for peer in peers:
+            await peer.close()
+
+
 async def test_restart_drops_every_workers_objects(two_workers: App) -> None:
     """The admin /restart (fault injection) restarts the workers: old ids are gone, new work
     goes on."""
