@@ -70,6 +70,8 @@ class App:
             self.http_endpoints,
         )
         self.pool = WorkerPool(settings, WORKER_COMMAND) if worker_count(settings) > 1 else None
+        if self.pool is not None:
+            self.pool.on_restarted(self._worker_restarted)
         rpc_metrics = RpcMetrics(RPC_METHODS)
         self.dispatcher = self._rpc_dispatcher(rpc_metrics)
         self.listener = WebSocketListener(settings, self.dispatcher, self.bindings)
@@ -152,6 +154,11 @@ class App:
             return
         await self.pool.start()
         if self.faults is not None:
+            await self.pool.sync_faults(self.faults.media_rules())
+
+    async def _worker_restarted(self, index: int) -> None:
+        """A worker that died was started again: it needs the media fault rules."""
+        if self.pool is not None and self.faults is not None:
             await self.pool.sync_faults(self.faults.media_rules())
 
     async def stop(self, drain_timeout: float = 5.0) -> None:

@@ -34,7 +34,7 @@ from emulator.settings import Settings
 from emulator.transport.client import ConnectionLost, KurentoClient
 from emulator.workers import WorkerPool
 from protocol.client import ClientConnection, EventReceived
-from protocol.errors import NotEnoughResources, UnexpectedError
+from protocol.errors import MediaObjectNotFound, NotEnoughResources, UnexpectedError
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +79,8 @@ class RoutingRpcDispatcher(RpcDispatcher):
         self._manager_subscriptions: dict[str, list[tuple[int, str]]] = {}
         self._id_base = 0
         self._closing: set[asyncio.Task[None]] = set()
+        self.lost: dict[str, str] = {}
+        """Pipeline id -> why it is gone (its worker died): requests for it get 40101 saying so."""
         pool.on_exit(self.worker_died)
         self._here: dict[str, Handler] = {
             "invoke": super().invoke,
@@ -238,7 +240,15 @@ class RoutingRpcDispatcher(RpcDispatcher):
     # -- routing ---------------------------------------------------------------------------------
 
     def _owner(self, object_id: str) -> int | None:
-        return self.pipelines.get(object_id.split("/", 1)[0])
+        """The worker of the object's pipeline; None for an object no worker owns.
+
+        Raises:
+            MediaObjectNotFound: the pipeline died with its worker.
+        """
+        pipeline = object_id.split("/", 1)[0]
+        if pipeline in self.lost:
+            raise MediaObjectNotFound(f"object {object_id!r} is gone: {self.lost[pipeline]}")
+        return self.pipelines.get(pipeline)
 
     def _worker_in(self, params: Any) -> int:
         """The worker of the first known object id among the parameters, else the next one."""
@@ -282,7 +292,7 @@ class RoutingRpcDispatcher(RpcDispatcher):
                 del held[subscription]
 
     def _live(self) -> list[int]:
-        return [w.index for w in self.pool.workers if w.alive]
+        return [w.index for w in self.pool.workers if w.serving]
 
     def _indices_of(self, session_id: str) -> list[int]:
         return [index for (session, index) in self.upstreams if session == session_id]
@@ -343,7 +353,7 @@ class RoutingRpcDispatcher(RpcDispatcher):
             if upstream is not None and upstream.connected:
                 return upstream
             worker = self.pool.workers[index]
-            if not worker.alive:
+            if not worker.serving:
                 raise UnexpectedError(f"media worker {index} is not running")
             upstream = await KurentoClient.connect(worker.url, reconnect=False)
             # Request ids never repeat in a session: the worker's replay cache would answer a
@@ -365,7 +375,7 @@ class RoutingRpcDispatcher(RpcDispatcher):
         """A worker exited unasked (killed, crashed): its pipelines are gone. Sessions subscribed
         to ``Error`` on them or their elements get it (KMS's UNEXPECTED_PIPELINE_ERROR /
         UNEXPECTED_ELEMENT_ERROR); the objects no longer count for the session limits; requests
-        for them go on failing with 40003 naming the worker."""
+        for them get 40101 naming the worker (as objects of a restarted KMS)."""
         dead = {pipeline for pipeline, owner in self.pipelines.items() if owner == index}
         for session_id, held in list(self.session_subscriptions.items()):
             for object_id, event in list(held.values()):
@@ -373,6 +383,8 @@ class RoutingRpcDispatcher(RpcDispatcher):
                     self._deliver_error(session_id, object_id, index, status)
         for pipeline in dead:
             self._forget(pipeline)
+            del self.pipelines[pipeline]
+            self.lost[pipeline] = f"its media worker {index} exited (status {status})"
         for key in [key for key in self.upstreams if key[1] == index]:
             self._opening.pop(key, None)
             closing = asyncio.create_task(_close_quietly(self.upstreams.pop(key)))
@@ -380,7 +392,7 @@ class RoutingRpcDispatcher(RpcDispatcher):
             closing.add_done_callback(self._closing.discard)
 
     def _deliver_error(self, session_id: str, object_id: str, index: int, status: int) -> None:
-        is_pipeline = object_id in self.pipelines
+        is_pipeline = "/" not in object_id
         data = {
             "description": f"media worker {index} exited (status {status}): "
             f"{'this pipeline' if is_pipeline else 'the pipeline of this element'} is gone",
@@ -410,6 +422,7 @@ class RoutingRpcDispatcher(RpcDispatcher):
         """Close every upstream connection (server stop)."""
         await self.sessions_gone([session for session, _ in self.upstreams])
         self.pipelines.clear()
+        self.lost.clear()
         self.session_objects.clear()
         self.session_subscriptions.clear()
 

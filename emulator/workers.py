@@ -22,7 +22,8 @@ import os
 import re
 import signal
 import sys
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Awaitable, Callable, Sequence
 
 from emulator.settings import Settings
 
@@ -33,6 +34,9 @@ READY = re.compile(r"listening on (ws://\S+) \(ws\)")
 ADMIN_READY = re.compile(r"admin: .* on (http://\S+)")
 ADMIN_TIMEOUT = 10.0
 START_TIMEOUT = 60.0
+QUICK_DEATH = 10.0
+"""Seconds: a restarted worker that dies sooner than this again is not restarted a third time
+(it would die at every start: a crash loop)."""
 
 
 PR_SET_PDEATHSIG = 1
@@ -104,6 +108,8 @@ class MediaWorker:
         self.admin_url = ""
         self.process: asyncio.subprocess.Process | None = None
         self.stopping = False
+        self.started_at = 0.0
+        self.quick_deaths = 0
         self.on_exit: Callable[[int, int], None] | None = None
         """Called with (index, exit status) when the process exits without being stopped."""
         self._pump: asyncio.Task[None] | None = None
@@ -113,10 +119,16 @@ class MediaWorker:
         """Whether the process runs."""
         return self.process is not None and self.process.returncode is None
 
+    @property
+    def serving(self) -> bool:
+        """Whether the process runs and listens (a restarted one does not yet while starting)."""
+        return self.alive and bool(self.url)
+
     async def start(self) -> None:
         """Start the process and wait for its ws:// URL."""
         self.url = self.admin_url = ""
         self.stopping = False
+        self.started_at = time.monotonic()
         env = {**os.environ, SETTINGS_ENV: self.settings.model_dump_json()}
         self.process = await asyncio.create_subprocess_exec(
             *self.command,
@@ -198,10 +210,18 @@ class WorkerPool:
             MediaWorker(index, worker_settings(settings, index, count), command)
             for index in range(count)
         ]
+        self._exit_callbacks: list[Callable[[int, int], None]] = []
+        self._restart_callbacks: list[Callable[[int], Awaitable[None]]] = []
+        self._restarts: set[asyncio.Task[None]] = set()
+        self._changed = asyncio.Event()
+        for worker in self.workers:
+            worker.on_exit = self._worker_exited
         self._next = 0
 
     async def start(self) -> None:
         """Start every worker (in parallel); a failure stops those already started."""
+        for worker in self.workers:
+            worker.quick_deaths = 0
         try:
             await asyncio.gather(*(worker.start() for worker in self.workers))
         except BaseException:
@@ -209,7 +229,10 @@ class WorkerPool:
             raise
 
     async def stop(self, timeout: float) -> None:
-        """Stop every worker."""
+        """Stop every worker (and any restart under way)."""
+        for restart in list(self._restarts):
+            restart.cancel()
+        await asyncio.gather(*self._restarts, return_exceptions=True)
         await asyncio.gather(*(worker.stop(timeout) for worker in self.workers))
 
     async def admin_all(self, method: str, path: str, body: bytes = b"") -> list[bytes]:
@@ -248,22 +271,70 @@ class WorkerPool:
 
     def on_exit(self, callback: Callable[[int, int], None]) -> None:
         """Call ``callback(index, status)`` when a worker exits without being stopped."""
-        for worker in self.workers:
-            worker.on_exit = callback
+        self._exit_callbacks.append(callback)
+
+    def on_restarted(self, callback: Callable[[int], Awaitable[None]]) -> None:
+        """Await ``callback(index)`` when a worker that died has been started again."""
+        self._restart_callbacks.append(callback)
+
+    async def wait_ready(self, timeout: float) -> None:
+        """Wait until every worker runs (a dead one restarted).
+
+        Raises:
+            TimeoutError: not within ``timeout`` seconds.
+        """
+        async with asyncio.timeout(timeout):
+            while not self.ready:
+                self._changed.clear()
+                await self._changed.wait()
+
+    def _worker_exited(self, index: int, status: int) -> None:
+        """A worker died unasked: tell the listeners, then start it again (an empty worker on
+        the same port slice), unless it keeps dying as soon as it starts. One that exited with
+        status 0 was stopped on purpose (a Ctrl-C reaches the whole process group): it stays
+        stopped."""
+        for callback in self._exit_callbacks:
+            callback(index, status)
+        if status == 0:
+            return
+        worker = self.workers[index]
+        lived = time.monotonic() - worker.started_at
+        worker.quick_deaths = worker.quick_deaths + 1 if lived < QUICK_DEATH else 0
+        if worker.quick_deaths >= 2:
+            logger.error(
+                "! media worker %d died twice within %.0f s of starting: not restarted",
+                index,
+                QUICK_DEATH,
+            )
+            return
+        restart = asyncio.create_task(self._restart(worker), name=f"restart worker {index}")
+        self._restarts.add(restart)
+        restart.add_done_callback(self._restarts.discard)
+
+    async def _restart(self, worker: MediaWorker) -> None:
+        try:
+            await worker.start()
+        except (RuntimeError, TimeoutError, OSError) as exc:
+            logger.error("! media worker %d did not restart: %s", worker.index, exc)
+            return
+        logger.warning("= media worker %d restarted (its old pipelines are gone)", worker.index)
+        for callback in self._restart_callbacks:
+            await callback(worker.index)
+        self._changed.set()
 
     def pick(self) -> int:
         """The worker of a new pipeline: the next live one, in turn."""
         for _ in range(len(self.workers)):
             index = self._next
             self._next = (self._next + 1) % len(self.workers)
-            if self.workers[index].alive:
+            if self.workers[index].serving:
                 return index
         return 0  # none alive: the request fails on the closed connection, with a clear error
 
     @property
     def ready(self) -> bool:
-        """Whether every worker runs."""
-        return all(worker.alive for worker in self.workers)
+        """Whether every worker runs and listens."""
+        return all(worker.serving for worker in self.workers)
 
 
 async def admin_request(url: str, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:

@@ -16,9 +16,10 @@ from collections.abc import AsyncIterator
 import pytest
 
 from emulator.app import App, running_emulator
+from emulator.routing import RoutingRpcDispatcher
 from emulator.transport.client import KurentoClient, RemoteObject
 from emulator.workers import worker_settings
-from protocol.errors import MediaObjectNotFound, NotEnoughResources, UnexpectedError
+from protocol.errors import MediaObjectNotFound, NotEnoughResources
 from protocol.sdp import SessionDescription
 from tests.conftest import make_settings
 from tests.interop.node_client import NodeScenario
@@ -145,22 +146,34 @@ async def test_official_client_through_workers(two_workers: App) -> None:
         assert await node.finish() == 0
 
 
-async def test_a_dead_worker_fails_its_pipelines_only(
+async def test_a_dead_worker_fails_its_pipelines_only_and_is_restarted(
     two_workers: App, client: KurentoClient
 ) -> None:
-    """Requests for a dead worker's pipeline get 40003 naming it; the other worker goes on."""
+    """A worker killed: its pipeline raises Error and then answers 40101 naming the worker; the
+    other worker goes on and takes the new pipelines; the dead worker is started again (empty)
+    and takes pipelines again."""
     doomed, survivor = [await client.create("MediaPipeline") for _ in range(2)]
-    assert two_workers.pool is not None and two_workers.pool.ready
-    process = two_workers.pool.workers[0].process
+    errors = await doomed.subscribe("Error")
+    pool = two_workers.pool
+    assert pool is not None and pool.ready
+    process = pool.workers[0].process
     assert process is not None
     process.kill()
     await process.wait()
-    assert not two_workers.pool.ready
-    with pytest.raises(UnexpectedError, match="media worker 0"):
+    assert "media worker 0" in (await errors.get(timeout=10))["description"]
+    with pytest.raises(MediaObjectNotFound, match="media worker 0"):
         await doomed.invoke("getName")
     assert await survivor.invoke("getName") == survivor.id
-    third = await client.create("MediaPipeline")  # new pipelines go to the live worker
+    third = await client.create("MediaPipeline")  # new pipelines go to a live worker
     assert await third.invoke("getName") == third.id
+    await pool.wait_ready(timeout=30)
+    assert pool.workers[0].process is not process
+    later = [await client.create("MediaPipeline") for _ in range(2)]
+    routing = two_workers.dispatcher
+    assert isinstance(routing, RoutingRpcDispatcher)
+    assert sorted(routing.pipelines[p.id] for p in later) == [0, 1]
+    for pipeline in later:
+        assert await pipeline.invoke("getName") == pipeline.id
 
 
 async def test_sigkill_of_a_worker_ends_its_calls_with_error_and_spares_the_others(
@@ -168,9 +181,10 @@ async def test_sigkill_of_a_worker_ends_its_calls_with_error_and_spares_the_othe
 ) -> None:
     """SIGKILL of a media worker while two calls run, one on each worker: the subscribers of the
     killed worker's pipeline and endpoint get ``Error`` (UNEXPECTED_PIPELINE_ERROR /
-    UNEXPECTED_ELEMENT_ERROR naming the worker), its objects answer 40003, the call on the other
-    worker keeps its audio and video flowing to its peer, and a new call lands on the survivor
-    and carries media."""
+    UNEXPECTED_ELEMENT_ERROR naming the worker), its objects answer 40101, the call on the other
+    worker keeps its audio and video flowing to its peer, a new call lands on the survivor and
+    carries media, and once the killed worker is started again calls land on it and carry
+    media."""
     doomed, kept = [await client.create("MediaPipeline") for _ in range(2)]
     pipeline_errors = await doomed.subscribe("Error")
     peers: list[ClientPeer] = []
@@ -191,7 +205,7 @@ async def test_sigkill_of_a_worker_ends_its_calls_with_error_and_spares_the_othe
         error = await endpoint_errors.get(timeout=10)
         assert error["type"] == "UNEXPECTED_ELEMENT_ERROR"
         assert error["source"] == doomed_endpoint.id
-        with pytest.raises(UnexpectedError, match="media worker 0"):
+        with pytest.raises(MediaObjectNotFound, match="media worker 0"):
             await doomed_endpoint.invoke("getName")
 
         after_kill = dict(kept_peer.frames)
@@ -205,6 +219,16 @@ async def test_sigkill_of_a_worker_ends_its_calls_with_error_and_spares_the_othe
         peers.append(new_peer)
         survivor = worker_settings(two_workers.settings, 1, 2)
         assert survivor.min_port <= port <= survivor.max_port
+
+        await two_workers.pool.wait_ready(timeout=30)  # the killed worker, started again
+        restarted = worker_settings(two_workers.settings, 0, 2)
+        for _ in range(2):  # the next pipeline in turn may be the survivor's
+            _, new_peer, port = await _loopback_call(await client.create("MediaPipeline"))
+            peers.append(new_peer)
+            if restarted.min_port <= port <= restarted.max_port:
+                break
+        else:
+            pytest.fail("no new call landed on the restarted worker")
     finally:
         for peer in peers:
             await peer.close()
