@@ -2,6 +2,29 @@
 #   docker build -t kurento-emulator .
 #   docker run -d --name kurento --network host kurento-emulator
 #   docker run -d -p 8888:8888/tcp -p 40000-40099:40000-40099/udp kurento-emulator
+#
+# Two stages, so that the image runs the compiled media forwarding loop
+# (emulator/media/fastpath/_forward.c) without carrying a compiler: the builder (the same base, so
+# the wheel fits the runtime's Python) installs gcc and builds a wheel of the project; the runtime
+# stage installs that wheel. One RUN that installs gcc, builds and purges it would keep the
+# compiler out too, but `apt-get purge --auto-remove` decides for itself what else goes, and any
+# source change would fetch the compiler again; a discarded stage leaves nothing behind, and its
+# apt layer stays cached.
+
+FROM python:3.11-slim AS builder
+# Unpinned: python:3.11-slim moves between Debian point releases (and releases), whose archives
+# drop the old versions, so a pin would break the build; these packages (and apt's lists) stay in
+# this stage and never reach the image.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev
+WORKDIR /src
+COPY pyproject.toml setup.py README.md ./
+COPY protocol ./protocol
+COPY emulator ./emulator
+# Only the project: its dependencies are binary wheels the runtime stage gets from PyPI.
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
+
 FROM python:3.11-slim
 
 # Logs go to stdout unbuffered (docker logs), as KMS's do.
@@ -26,19 +49,11 @@ ENV KMS_MIN_PORT="" \
     KMS_PEM_CERTIFICATE_ECDSA="" \
     GST_DEBUG=""
 
-WORKDIR /opt/kurento-emulator
-COPY pyproject.toml setup.py README.md ./
-COPY protocol ./protocol
-COPY emulator ./emulator
-# gcc only for the build: the compiled forwarding loop (emulator/media/fastpath/_forward.c);
-# without it the server would fall back to the Python loop. Unpinned: the base image's Debian
-# release decides the versions, and the compiler is gone from the final layer.
-# hadolint ignore=DL3008
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends gcc libc6-dev \
-    && pip install --no-cache-dir . \
-    && apt-get purge -y --auto-remove gcc libc6-dev \
-    && rm -rf /var/lib/apt/lists/* \
+COPY --from=builder /wheels /wheels
+# The import fails the build if the wheel has no compiled loop (setup.py makes it optional, so a
+# builder without a compiler would otherwise give an image that quietly runs the Python loop).
+RUN pip install --no-cache-dir /wheels/kurento_emulator-*.whl \
+    && python -c "import emulator.media.fastpath._forward" \
     && groupadd --system --gid 10001 kurento \
     && useradd --system --uid 10001 --gid kurento --home-dir /nonexistent \
        --shell /usr/sbin/nologin kurento \

@@ -4,7 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 JS := tests/interop/js
 
-.PHONY: build sanitize docker-steps run test install install-test js-deps media-deps browser-deps rtp-deps lint typecheck unit clean bench bench-quick bench-bridged bench-deps bench-throughput bench-media
+FUZZ := tests/protocol/test_fuzz_codec.py tests/protocol/test_jsonrpc.py tests/protocol/test_sdp.py \
+	tests/media/test_fuzz_media.py tests/media/test_keyframe_detection.py tests/emulator/test_fuzz_config.py
+
+.PHONY: build sanitize docker-steps fuzz soak run test install install-test js-deps media-deps browser-deps rtp-deps lint typecheck unit clean bench bench-quick bench-bridged bench-deps bench-throughput bench-media bench-composite
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -89,6 +92,18 @@ unit: install-test js-deps media-deps browser-deps rtp-deps
 ## test: install the test extras and everything the tests need, then ruff, mypy and pytest
 test: install-test js-deps lint typecheck unit
 
+## fuzz: every property test with the long hypothesis profile (10,000 examples each), untimed
+fuzz: install-test
+	$(BIN)/python -m pytest -n $(WORKERS) --hypothesis-profile=long --timeout=0 \
+		--hypothesis-show-statistics -k "fuzz or garbage" $(FUZZ)
+
+## soak: SOAK_CYCLES full calls built, carried and released, without and with media workers;
+## what the server still holds afterwards (benchmarks/results/soak-<date>-workers<N>.json)
+SOAK_CYCLES ?= 500
+soak: install-test rtp-deps
+	$(BIN)/python -m benchmarks.soak --cycles $(SOAK_CYCLES) --media-workers 1
+	$(BIN)/python -m benchmarks.soak --cycles $(SOAK_CYCLES) --media-workers 2
+
 bench: install-test
 	$(BIN)/python -m benchmarks.control_plane
 
@@ -109,6 +124,9 @@ bench-throughput: install-test
 ## bench-media: players into WebRTC sinks and WebRTC sources into recorders, remux and transcode
 bench-media: install-test
 	$(BIN)/python -m benchmarks.media_elements
+## bench-composite: N participants in one Composite (audio, audio + video): pace, CPU, latency
+bench-composite: install-test
+	$(BIN)/python -m benchmarks.composite
 
 clean:
 	rm -rf $(VENV) $(JS)/node_modules .mypy_cache .ruff_cache .pytest_cache

@@ -5,6 +5,12 @@
 Measures, with 1 and 50 concurrent clients (each its own WebSocket, requests one after another):
 ``ping`` round trips, and create/release of a pipeline with 10 PassThrough elements (12 requests per
 cycle). The server runs in its own process, as in production; the clients share this process.
+
+Also what the media benchmarks (``media_elements.py``, ``composite.py``) share on the server
+side: a fresh server process per level (``server_running``, ``Server``), the server's cost over a
+measuring window (``usage_window``), the sweep over levels until one does not hold
+(``sweep_levels``), the CPU split between server and load generator (``pin_server``), and the
+results' JSON and plot (``write_results``, ``plot_levels``).
 """
 
 from __future__ import annotations
@@ -19,15 +25,17 @@ import re
 import statistics
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import asdict, dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 from websockets.asyncio.client import ClientConnection, connect
+
+from emulator.transport.client import KurentoClient
 
 console = Console()
 
@@ -224,6 +232,252 @@ async def measure(
         latency_ms_p99=round(p99 * 1000, 3),
         server_cpu_seconds=round(cpu, 3),
     )
+
+
+# -- a server per level: what the media benchmarks share ------------------------------------------
+
+
+class PreconditionFailed(RuntimeError):
+    """The run did not run as intended: its figures would mean nothing."""
+
+
+@dataclass
+class Server:
+    """A server in its own process, its log's warnings and errors kept."""
+
+    process: asyncio.subprocess.Process
+    url: str
+    warnings: list[str] = field(default_factory=list)
+    idle_rss: float = 0.0
+    """RSS (MB) of the fresh server, before any stream."""
+
+    @property
+    def pid(self) -> int:
+        """The server's pid."""
+        return self.process.pid
+
+    def check_alive(self) -> None:
+        """Raise when the server process has exited."""
+        stat = Path(f"/proc/{self.pid}/stat")
+        state = stat.read_text().rsplit(")", 1)[1].split()[0] if stat.exists() else "gone"
+        if self.process.returncode is not None or state in ("Z", "X", "gone"):
+            tail = "\n".join(self.warnings[-5:])
+            raise PreconditionFailed(f"the server exited ({self.process.returncode}): {tail}")
+
+
+@contextlib.asynccontextmanager
+async def server_running(cpu: int | None, extra: Sequence[str] = ()) -> AsyncIterator[Server]:
+    """``python -m emulator`` on an ephemeral port, gathering on loopback, pinned to ``cpu``
+    with taskset; ``extra`` options are added to its command line."""
+    prefix = ["taskset", "-c", str(cpu)] if cpu is not None else []
+    try:
+        process, url = await launch_emulator(
+            ["--network-interfaces", "lo", *extra], prefix, timeout=30
+        )
+    except RuntimeError as exc:
+        raise PreconditionFailed(str(exc)) from exc
+    assert process.stdout is not None
+    server = Server(process, url)
+    # Keep reading the log (a full pipe would block the server) and keep what went wrong.
+    drain = asyncio.create_task(_keep_warnings(process.stdout, server.warnings))
+    try:
+        yield server
+    finally:
+        if process.returncode is None:
+            process.terminate()
+            try:
+                await asyncio.wait_for(process.wait(), 15)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+        drain.cancel()
+
+
+async def _keep_warnings(stream: asyncio.StreamReader, warnings: list[str]) -> None:
+    while line := await stream.readline():
+        text = line.decode(errors="replace").rstrip()
+        if " ! " in text or "WARNING" in text or "ERROR" in text or "Traceback" in text:
+            warnings.append(text)
+
+
+Usage = tuple[float, tuple[float, float], float]
+"""Server cores, (idle, now) server RSS in MB, and the load generator's own cores."""
+
+
+async def usage_window(server: Server, seconds: float) -> Usage:
+    """Server cores used (its media workers included) and (idle, now) RSS over a window of
+    ``seconds``; the generator's own cores (this process)."""
+    # throughput.py holds the process-tree measures and imports this module: taken when used.
+    from benchmarks.throughput import process_cpu as tree_cpu
+
+    server.check_alive()
+    cpu, own, wall = tree_cpu(server.pid), time.process_time(), time.perf_counter()
+    await asyncio.sleep(seconds)
+    elapsed = time.perf_counter() - wall
+    used = (tree_cpu(server.pid) - cpu) / elapsed
+    generator = (time.process_time() - own) / elapsed
+    server.check_alive()
+    return used, (server.idle_rss, _rss_mb(server.pid)), generator
+
+
+def _rss_mb(pid: int) -> float:
+    from benchmarks.throughput import rss_and_threads  # as in usage_window
+
+    return rss_and_threads(pid)[0]
+
+
+async def release_all(pipelines: Sequence[Any]) -> None:
+    """Release each pipeline (``RemoteObject``), whatever became of the others."""
+    for pipeline in pipelines:
+        with contextlib.suppress(Exception):
+            await pipeline.release()
+
+
+def pin_server(pin: bool) -> int | None:
+    """The CPU the servers are pinned to (the last one), this process (the load generator)
+    moved to the others; None when not pinned (asked, or a single CPU)."""
+    cores = os.cpu_count() or 1
+    if not pin or cores < 2:
+        return None
+    os.sched_setaffinity(0, set(range(cores - 1)))
+    return cores - 1
+
+
+class HeldLevel(Protocol):
+    """A level of a sweep: its case, whether it held, and why not."""
+
+    @property
+    def case(self) -> str:
+        """The case the level belongs to."""
+
+    @property
+    def held(self) -> bool:
+        """Whether the level held real-time pace."""
+
+    @property
+    def why_not(self) -> list[str]:
+        """What did not hold."""
+
+
+L = TypeVar("L", bound=HeldLevel)
+
+
+async def sweep_levels(
+    label: str,
+    counts: Sequence[int],
+    cpu: int | None,
+    measure: Callable[[int, Server, KurentoClient], Awaitable[L]],
+    describe: Callable[[L], str],
+    out: Console,
+    extra: Sequence[str] = (),
+) -> list[L]:
+    """``measure`` each count on a fresh server, until a level does not hold pace; each level
+    is printed with ``describe`` (what it cost) and whether it held."""
+    levels: list[L] = []
+    for count in counts:
+        out.print(f"{label} x{count}...")
+        async with server_running(cpu, extra) as server:
+            server.idle_rss = _rss_mb(server.pid)
+            async with await KurentoClient.connect(server.url) as client:
+                level = await measure(count, server, client)
+            server.check_alive()
+        levels.append(level)
+        state = "held" if level.held else "NOT held: " + "; ".join(level.why_not)
+        out.print(f"  {describe(level)}, {state}")
+        if not level.held:
+            break
+    return levels
+
+
+def plot_levels(
+    levels: Sequence[Any],
+    count: str,
+    metrics: list[tuple[str, str, float]],
+    xlabel: str,
+    target: Path,
+    log2: bool = False,
+) -> None:
+    """Side by side, each metric (attribute, title, scale) against the ``count`` attribute, one
+    line per ``case``; hollow points: the level did not hold pace."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+    figure, axes = plt.subplots(1, len(metrics), figsize=(12, 4.2))
+    cases = list(dict.fromkeys(level.case for level in levels))
+    for axis, (attribute, label, scale) in zip(axes, metrics, strict=True):
+        for index, case in enumerate(cases):
+            mine = [lv for lv in levels if lv.case == case and getattr(lv, attribute) is not None]
+            xs = [getattr(level, count) for level in mine]
+            ys = [getattr(level, attribute) * scale for level in mine]
+            color = f"C{index}"
+            axis.plot(xs, ys, color=color, label=case)
+            for x, y, level in zip(xs, ys, mine, strict=True):
+                axis.plot(x, y, "o", color=color, markerfacecolor=color if level.held else "none")
+        if log2:
+            axis.set_xscale("log", base=2)
+            axis.xaxis.set_major_formatter(ScalarFormatter())
+            axis.xaxis.set_minor_formatter(NullFormatter())
+        axis.set_xlabel(xlabel)
+        axis.set_title(label, fontsize=10)
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(target, dpi=100)
+    plt.close(figure)
+
+
+def media_arguments(description: str, quick: str) -> argparse.ArgumentParser:
+    """The options every media benchmark takes: ``--quick`` (what it means: ``quick``), ``--out``
+    and ``--no-pin``."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--quick", action="store_true", help=quick)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--no-pin", dest="pin", action="store_false", help="no CPU pinning")
+    return parser
+
+
+def report_head(
+    benchmark: str, quick: bool, server_cpu: int | None, warmup: float, window: float
+) -> dict[str, Any]:
+    """What every media benchmark's report starts with; its own ``setup`` entries are added."""
+    pinned = server_cpu is not None
+    generator = "this process, on the other CPUs" if pinned else "this process, unpinned"
+    return {
+        "benchmark": benchmark,
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": machine(),
+        "quick": quick,
+        "setup": {
+            "server_cpu": server_cpu,
+            "generator": generator,
+            "warmup_seconds": warmup,
+            "window_seconds": window,
+        },
+    }
+
+
+def best_and_broken(levels: Sequence[L], count: str) -> dict[str, tuple[L | None, L | None]]:
+    """Per ``case``: the level with the highest ``count`` that held, and the first that did not."""
+    found: dict[str, tuple[L | None, L | None]] = {}
+    for case in dict.fromkeys(level.case for level in levels):
+        mine = [level for level in levels if level.case == case]
+        held = [level for level in mine if level.held]
+        best = max(held, key=lambda level: getattr(level, count)) if held else None
+        found[case] = (best, next((level for level in mine if not level.held), None))
+    return found
+
+
+def write_results(
+    report: dict[str, Any], stem: Path, plot: Callable[[Path], None], out: Console
+) -> None:
+    """``<stem>.json`` and the plot as ``<stem>.png``."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    Path(f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
+    plot(Path(f"{stem}.png"))
+    out.print(f"wrote {stem}.json and .png")
 
 
 def machine() -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Lightweight WebRTC load peers for the throughput benchmark.
+"""Lightweight WebRTC load peers for the throughput and media benchmarks.
 
 A load peer does ICE (aioice) and the DTLS-SRTP handshake (aiortc's ``RTCDtlsTransport``) like a
 browser, then leaves aiortc: media is protected with the negotiated pylibsrtp session and sent with
@@ -10,6 +10,10 @@ that forwarding leaves untouched): send time (``perf_counter``, CLOCK_MONOTONIC,
 processes), stream id and packet index, then the padding count. The receiver derives one-way
 latency and per-window loss from it. Payloads are real Opus and VP8 (encoded once at start-up by
 aiortc's encoders) so that a decoding relay can decode them.
+
+The media benchmarks (``media_elements.py``, ``composite.py``) take the peers without workers:
+``negotiate`` an endpoint with a peer, ``in_batches`` to set many up, ``PlainStream`` to send as a
+browser does (no trailer), ``loopback_only`` to gather as a server on ``lo`` does.
 
 A worker process (``worker_main``) owns a share of the calls of a run: it signals them to the
 system under test, runs the sender schedule and counts what arrives; the parent drives it through
@@ -33,9 +37,10 @@ import time
 import urllib.request
 import uuid
 from array import array
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, TypeVar
 
 import aioice.ice
 import numpy as np
@@ -51,6 +56,7 @@ from aiortc import (
     RTCIceTransport,
 )
 
+from benchmarks.control_plane import PreconditionFailed, release_all
 from emulator.media.legs.aiortc_adapter import (
     gatherer_connection,
     nominated_pairs,
@@ -65,6 +71,7 @@ AUDIO_LEVEL = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
 ABS_SEND_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 OPUS_PT = 111
 VP8_PT = 96
+T = TypeVar("T")
 
 
 # -- media ----------------------------------------------------------------------------------------
@@ -82,24 +89,33 @@ class Clip:
 
 def opus_clip(seconds: float = 1.0) -> Clip:
     """20 ms Opus frames of a tone with noise, encoded by aiortc's Opus encoder."""
+    rng = np.random.default_rng(1)
+
+    def samples(index: int) -> np.ndarray[Any, Any]:
+        t = (np.arange(960) + index * 960) / 48000
+        return 8000 * np.sin(2 * np.pi * 440 * t) + rng.normal(0, 2000, 960)
+
+    return encoded_opus([samples(index) for index in range(int(seconds * 50))])
+
+
+def encoded_opus(frames: list[np.ndarray[Any, Any]]) -> Clip:
+    """A clip of 20 ms mono frames (960 samples at 48 kHz, int16 range), encoded in stereo Opus
+    by aiortc's encoder."""
     import av
     from aiortc.codecs import get_encoder
     from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
     encoder = get_encoder(RTCRtpCodecParameters("audio/opus", 48000, channels=2))
-    frames: list[list[bytes]] = []
-    rng = np.random.default_rng(1)
-    for index in range(int(seconds * 50)):
-        t = (np.arange(960) + index * 960) / 48000
-        mono = 8000 * np.sin(2 * np.pi * 440 * t) + rng.normal(0, 2000, 960)
+    encoded: list[list[bytes]] = []
+    for index, mono in enumerate(frames):
         samples = np.repeat(mono.astype(np.int16), 2).reshape(1, -1)
         frame = av.AudioFrame.from_ndarray(samples, format="s16", layout="stereo")
         frame.sample_rate = 48000
         frame.pts = index * 960
         frame.time_base = fractions.Fraction(1, 48000)
         payloads, _ = encoder.encode(frame)
-        frames.append(list(payloads))
-    return Clip("audio", frames, 0.02, 960)
+        encoded.append(list(payloads))
+    return Clip("audio", encoded, 0.02, 960)
 
 
 def vp8_clip(seconds: float = 1.0, width: int = 640, height: int = 480) -> Clip:
@@ -288,6 +304,68 @@ class LoadPeer:
             await self.ice.stop()
 
 
+class CountingPeer(LoadPeer):
+    """A load peer of the media benchmarks that only counts what it receives, as a browser
+    would get it (no trailer, no decoding): packets per payload type, ``got`` once each kind
+    arrived, and within ``measure``'s window the audio packets and the video frames (marker
+    bits). Subclasses look closer through ``arrived`` and ``frame_arrived``."""
+
+    def __init__(self, certificate: RTCCertificate) -> None:
+        super().__init__(certificate, Counters(), controlling=True)
+        self.payload_types: dict[int, int] = {}
+        self.window = (0.0, 0.0)
+        self.audio_packets = 0
+        self.video_frames = 0
+        self.got = {"audio": asyncio.Event(), "video": asyncio.Event()}
+
+    def _datagram(self, data: Any, addr: Any, original: Any) -> None:
+        if not (127 < data[0] < 192 and not 192 <= data[1] <= 223):
+            original(data, addr)
+            return
+        now = time.perf_counter()
+        try:
+            plain = self.rx.unprotect(data)  # type: ignore[union-attr]
+        except Exception:
+            self.counters.srtp_errors += 1
+            return
+        payload_type = plain[1] & 0x7F
+        self.payload_types[payload_type] = self.payload_types.get(payload_type, 0) + 1
+        kind = "audio" if payload_type == OPUS_PT else "video" if payload_type == VP8_PT else ""
+        if kind:
+            self.got[kind].set()
+        self.arrived(kind, plain, now)
+        start, end = self.window
+        if not start <= now <= end:
+            return
+        if kind == "audio":
+            self.audio_packets += 1
+        elif kind == "video" and plain[1] & 0x80:
+            self.video_frames += 1
+            self.frame_arrived(plain, now)
+
+    def arrived(self, kind: str, plain: bytes, now: float) -> None:
+        """Any RTP packet, window or not (``kind`` is empty for another payload type)."""
+
+    def frame_arrived(self, plain: bytes, now: float) -> None:
+        """The last packet of a video frame, within the window."""
+
+    def measure(self, start: float, end: float) -> None:
+        """Count from ``start`` to ``end`` (perf_counter)."""
+        self.window = (start, end)
+        self.audio_packets = self.video_frames = 0
+
+
+async def first_media(
+    peers: Sequence[CountingPeer], kinds: tuple[str, ...], timeout: float
+) -> None:
+    """Wait (up to ``timeout`` in all) until every peer has had media of each of ``kinds``."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout):
+            for peer in peers:
+                for kind in kinds:
+                    await peer.got[kind].wait()
+
+
 @dataclass
 class Stream:
     """One RTP stream a peer sends, looping a clip, with the trailer filled at send time."""
@@ -335,6 +413,28 @@ class Stream:
                 counters.sent += self.receivers
 
 
+class PlainStream(Stream):
+    """A looped clip sent as a browser does: no RTP padding, no timing trailer."""
+
+    first_sent: float = 0.0
+
+    def send_frame(self, now: float, counters: Counters) -> None:
+        """Every packet of the next frame of the clip."""
+        if not self.first_sent:
+            self.first_sent = time.time()
+        payloads = self.clip.frames[self.frame % len(self.clip.frames)]
+        self.frame += 1
+        self.timestamp = (self.timestamp + self.clip.clock_step) & 0xFFFFFFFF
+        last = len(payloads) - 1
+        for number, payload in enumerate(payloads):
+            self.sequence = (self.sequence + 1) & 0xFFFF
+            marker = 0x80 if number == last else 0
+            header = RTP_HEADER.pack(
+                0x80, marker | self.payload_type, self.sequence, self.timestamp, self.ssrc
+            )
+            self.peer.send(header + payload)
+
+
 class Sender:
     """The schedule of every stream of a worker: one heap, frames sent when due."""
 
@@ -357,6 +457,12 @@ class Sender:
     def clear(self) -> None:
         """Stop every stream."""
         self.heap.clear()
+
+    def stop(self) -> None:
+        """Stop every stream and end the schedule."""
+        self.clear()
+        if self.task is not None:
+            self.task.cancel()
 
     async def _run(self) -> None:
         heap, counters = self.heap, self.counters
@@ -507,6 +613,53 @@ def candidate_of(line: str) -> tuple[str, int] | None:
 
 
 # -- systems under test ---------------------------------------------------------------------------
+
+
+SETUP_BATCH = 4
+"""Peers negotiated at once by ``in_batches``."""
+
+
+async def negotiate(endpoint: Any, peer: LoadPeer, ssrcs: dict[str, int]) -> None:
+    """Offer VP8/Opus from the peer to ``endpoint`` (a WebRtcEndpoint's ``RemoteObject``), take
+    the answer and the trickled candidates, connect.
+
+    Raises:
+        PreconditionFailed: the answer did not take Opus 111 and VP8 96.
+    """
+    offer = offer_sdp(peer, True, ssrcs, extensions=False)
+    answer_text, trickled = await exchange_offer(endpoint, offer)
+    answer = parse_answer(answer_text)
+    if answer.payload_types != {"audio": OPUS_PT, "video": VP8_PT}:
+        raise PreconditionFailed(f"answer gave {answer.payload_types}, not Opus 111 and VP8 96")
+    candidates = list(dict.fromkeys(answer.candidates + trickled))
+    role = "server" if answer.setup == "active" else "client"
+    await peer.connect(answer.ufrag, answer.pwd, candidates, answer.fingerprint, role)
+
+
+async def in_batches(count: int, make: Callable[[int], Awaitable[T]]) -> list[T]:
+    """``make(index)`` for every index, ``SETUP_BATCH`` at a time."""
+    made: list[T] = []
+    for start in range(0, count, SETUP_BATCH):
+        stop = min(count, start + SETUP_BATCH)
+        made += await asyncio.gather(*(make(index) for index in range(start, stop)))
+    return made
+
+
+async def tear_down(
+    pipelines: Sequence[Any], peers: Sequence[LoadPeer], sender: Sender | None = None
+) -> None:
+    """After a level: stop sending, release its pipelines (``RemoteObject``s), close its peers."""
+    if sender is not None:
+        sender.stop()
+    await release_all(pipelines)
+    for peer in peers:
+        await peer.close()
+
+
+def loopback_only() -> None:
+    """The peers of this process gather loopback candidates only, as a server started with
+    ``--network-interfaces lo`` does."""
+    aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"]
 
 
 @dataclass

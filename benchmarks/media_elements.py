@@ -56,7 +56,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import random
@@ -66,33 +65,44 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aioice.ice
 from aiortc import RTCCertificate
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks.control_plane import launch_emulator, machine
+from benchmarks.control_plane import (
+    PreconditionFailed,
+    Server,
+    Usage,
+    best_and_broken,
+    media_arguments,
+    pin_server,
+    plot_levels,
+    report_head,
+    sweep_levels,
+    usage_window,
+    write_results,
+)
 from benchmarks.load_peers import (
     OPUS_PT,
-    RTP_HEADER,
     VP8_PT,
     Clip,
     Counters,
+    CountingPeer,
     LoadPeer,
+    PlainStream,
     Sender,
-    Stream,
-    exchange_offer,
-    offer_sdp,
+    first_media,
+    in_batches,
+    loopback_only,
+    negotiate,
     opus_clip,
-    parse_answer,
+    tear_down,
     vp8_clip,
 )
-from benchmarks.throughput import process_cpu, rss_and_threads
 from emulator.transport.client import KurentoClient, RemoteObject
 
 console = Console(width=None if sys.stdout.isatty() else 130)
@@ -110,14 +120,8 @@ STOP_LIMIT = 1.0
 """Most seconds ``stopAndWait`` may take (the recording's backlog) for a level to hold pace."""
 PROBE_SAMPLE = 6
 """Recorded files read by ffprobe per level (first, last and a random few)."""
-SETUP_BATCH = 4
-"""Streams negotiated at once."""
 GENERATOR_BOUND = 0.9
 """Share of its cores above which the load generator may be what limits a level."""
-
-
-class PreconditionFailed(RuntimeError):
-    """The run did not run as intended: its figures would mean nothing."""
 
 
 @dataclass(frozen=True)
@@ -199,7 +203,7 @@ def _cost(
     streams: int,
     run: Run,
     why: list[str],
-    measured: tuple[float, tuple[float, float], float],
+    measured: Usage,
     without: int,
     server: Server,
 ) -> dict[str, Any]:
@@ -220,65 +224,6 @@ def _cost(
         "streams_without_media": without,
         "server_warnings": len(server.warnings),
     }
-
-
-# -- the server -----------------------------------------------------------------------------------
-
-
-@dataclass
-class Server:
-    """A server in its own process, its log's warnings and errors kept."""
-
-    process: asyncio.subprocess.Process
-    url: str
-    warnings: list[str] = field(default_factory=list)
-    idle_rss: float = 0.0
-    """RSS (MB) of the fresh server, before any stream."""
-
-    @property
-    def pid(self) -> int:
-        """The server's pid."""
-        return self.process.pid
-
-    def check_alive(self) -> None:
-        """Raise when the server process has exited."""
-        stat = Path(f"/proc/{self.pid}/stat")
-        state = stat.read_text().rsplit(")", 1)[1].split()[0] if stat.exists() else "gone"
-        if self.process.returncode is not None or state in ("Z", "X", "gone"):
-            tail = "\n".join(self.warnings[-5:])
-            raise PreconditionFailed(f"the server exited ({self.process.returncode}): {tail}")
-
-
-@contextlib.asynccontextmanager
-async def server_running(cpu: int | None) -> AsyncIterator[Server]:
-    """``python -m emulator`` on an ephemeral port (pinned to ``cpu`` with taskset)."""
-    prefix = ["taskset", "-c", str(cpu)] if cpu is not None else []
-    try:
-        process, url = await launch_emulator(["--network-interfaces", "lo"], prefix, timeout=30)
-    except RuntimeError as exc:
-        raise PreconditionFailed(str(exc)) from exc
-    assert process.stdout is not None
-    server = Server(process, url)
-    # Keep reading the log (a full pipe would block the server) and keep what went wrong.
-    drain = asyncio.create_task(_drain(process.stdout, server.warnings))
-    try:
-        yield server
-    finally:
-        if process.returncode is None:
-            process.terminate()
-            try:
-                await asyncio.wait_for(process.wait(), 15)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
-        drain.cancel()
-
-
-async def _drain(stream: asyncio.StreamReader, warnings: list[str]) -> None:
-    while line := await stream.readline():
-        text = line.decode(errors="replace").rstrip()
-        if " ! " in text or "WARNING" in text or "ERROR" in text or "Traceback" in text:
-            warnings.append(text)
 
 
 # -- media ----------------------------------------------------------------------------------------
@@ -338,97 +283,28 @@ def probe(path: Path) -> dict[str, Any]:
     return {"codecs": codecs, "video_frames": frames.get("video", 0), "duration": duration}
 
 
-class Sink(LoadPeer):
+class Sink(CountingPeer):
     """A load peer that only receives: RTP counted per payload type, frame timing kept."""
 
     def __init__(self, certificate: RTCCertificate) -> None:
-        super().__init__(certificate, Counters(), controlling=True)
-        self.payload_types: dict[int, int] = {}
-        self.window = (0.0, 0.0)
-        self.video_frames = 0
-        self.audio_packets = 0
+        super().__init__(certificate)
         self.delays: list[float] = []
         """Arrival minus RTP time of each video frame in the window (relative)."""
         self._origin: tuple[float, int] | None = None
-        self.got = {"audio": asyncio.Event(), "video": asyncio.Event()}
 
-    def _datagram(self, data: Any, addr: Any, original: Any) -> None:
-        if not (127 < data[0] < 192 and not 192 <= data[1] <= 223):
-            original(data, addr)
-            return
-        now = time.perf_counter()
-        try:
-            plain = self.rx.unprotect(data)  # type: ignore[union-attr]
-        except Exception:
-            self.counters.srtp_errors += 1
-            return
-        payload_type = plain[1] & 0x7F
-        self.payload_types[payload_type] = self.payload_types.get(payload_type, 0) + 1
-        kind = "video" if payload_type == VP8_PT else "audio" if payload_type == OPUS_PT else ""
-        if kind:
-            self.got[kind].set()
-        start, end = self.window
-        if not start <= now <= end:
-            return
-        if kind == "audio":
-            self.audio_packets += 1
-        elif kind == "video" and plain[1] & 0x80:
-            self.video_frames += 1
-            timestamp = int.from_bytes(plain[4:8], "big")
-            if self._origin is None:
-                self._origin = (now, timestamp)
-            arrived, rtp = self._origin
-            self.delays.append((now - arrived) - ((timestamp - rtp) & 0xFFFFFFFF) / 90000)
+    def frame_arrived(self, plain: bytes, now: float) -> None:
+        """The frame's delay against its RTP time, relative to the first frame's."""
+        timestamp = int.from_bytes(plain[4:8], "big")
+        if self._origin is None:
+            self._origin = (now, timestamp)
+        arrived, rtp = self._origin
+        self.delays.append((now - arrived) - ((timestamp - rtp) & 0xFFFFFFFF) / 90000)
 
     def measure(self, start: float, end: float) -> None:
         """Count from ``start`` to ``end`` (perf_counter)."""
-        self.window = (start, end)
-        self.video_frames = self.audio_packets = 0
+        super().measure(start, end)
         self.delays = []
         self._origin = None
-
-
-class PlainStream(Stream):
-    """A looped clip sent as a browser does: no RTP padding, no timing trailer."""
-
-    first_sent: float = 0.0
-
-    def send_frame(self, now: float, counters: Counters) -> None:
-        """Every packet of the next frame of the clip."""
-        if not self.first_sent:
-            self.first_sent = time.time()
-        payloads = self.clip.frames[self.frame % len(self.clip.frames)]
-        self.frame += 1
-        self.timestamp = (self.timestamp + self.clip.clock_step) & 0xFFFFFFFF
-        last = len(payloads) - 1
-        for number, payload in enumerate(payloads):
-            self.sequence = (self.sequence + 1) & 0xFFFF
-            marker = 0x80 if number == last else 0
-            header = RTP_HEADER.pack(
-                0x80, marker | self.payload_type, self.sequence, self.timestamp, self.ssrc
-            )
-            self.peer.send(header + payload)
-
-
-async def negotiate(endpoint: RemoteObject, peer: LoadPeer, ssrcs: dict[str, int]) -> None:
-    """Offer VP8/Opus from the peer, take the answer and the trickled candidates, connect."""
-    offer = offer_sdp(peer, True, ssrcs, extensions=False)
-    answer_text, trickled = await exchange_offer(endpoint, offer)
-    answer = parse_answer(answer_text)
-    if answer.payload_types != {"audio": OPUS_PT, "video": VP8_PT}:
-        raise PreconditionFailed(f"answer gave {answer.payload_types}, not Opus 111 and VP8 96")
-    candidates = list(dict.fromkeys(answer.candidates + trickled))
-    role = "server" if answer.setup == "active" else "client"
-    await peer.connect(answer.ufrag, answer.pwd, candidates, answer.fingerprint, role)
-
-
-async def in_batches(count: int, make: Callable[[int], Any]) -> list[Any]:
-    """``make(index)`` for every index, ``SETUP_BATCH`` at a time."""
-    made: list[Any] = []
-    for start in range(0, count, SETUP_BATCH):
-        stop = min(count, start + SETUP_BATCH)
-        made += await asyncio.gather(*(make(index) for index in range(start, stop)))
-    return made
 
 
 def _rate_summary(values: list[float]) -> tuple[float, float]:
@@ -476,7 +352,7 @@ async def players_level(
         made = await in_batches(streams, make)
         await asyncio.gather(*(player.invoke("play") for player, _ in made))
         sinks = [sink for _, sink in made]
-        await _first_media(sinks, 20.0)
+        await first_media(sinks, ("audio", "video"), 20.0)
         await asyncio.sleep(run.warmup)
         transcoding = {
             kind: bool(await made[0][0].invoke("isMediaTranscoding", mediaType=kind))
@@ -485,11 +361,9 @@ async def players_level(
         start = time.perf_counter()
         for sink in sinks:
             sink.measure(start, start + run.window)
-        cpu, rss, generator = await _window(server, run.window)
+        cpu, rss, generator = await usage_window(server, run.window)
     finally:
-        await _release(pipelines)
-        for _, sink in made:
-            await sink.close()
+        await tear_down(pipelines, [sink for _, sink in made])
     without = sum(1 for s in sinks if not (s.got["audio"].is_set() and s.got["video"].is_set()))
     unexpected = {pt for s in sinks for pt in s.payload_types if pt not in (OPUS_PT, VP8_PT)}
     if unexpected:
@@ -575,7 +449,7 @@ async def recorders_level(
         made = await in_batches(streams, make)
         await asyncio.sleep(run.warmup)
         counters.late = 0
-        cpu, rss, generator = await _window(server, run.window)
+        cpu, rss, generator = await usage_window(server, run.window)
         late_frames = counters.late
         stop_wall = time.time()
 
@@ -586,12 +460,7 @@ async def recorders_level(
 
         stops = list(await asyncio.gather(*(stop(recorder) for recorder, *_ in made)))
     finally:
-        sender.clear()
-        if sender.task is not None:
-            sender.task.cancel()
-        await _release(pipelines)
-        for _, peer, _, _ in made:
-            await peer.close()
+        await tear_down(pipelines, [peer for _, peer, _, _ in made], sender)
     indexes = sorted({0, streams - 1, *random.sample(range(streams), min(streams, PROBE_SAMPLE))})
     probed = []
     for index in indexes[:PROBE_SAMPLE]:
@@ -642,70 +511,37 @@ async def recorders_level(
     )
 
 
-async def _first_media(sinks: list[Sink], timeout: float) -> None:
-    """Wait (up to ``timeout`` in all) until every sink has had audio and video."""
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(timeout):
-            for sink in sinks:
-                await sink.got["audio"].wait()
-                await sink.got["video"].wait()
-
-
-async def _window(server: Server, seconds: float) -> tuple[float, tuple[float, float], float]:
-    """Server cores used and (idle, now) RSS over a window; the generator's own cores."""
-    server.check_alive()
-    cpu, own, wall = process_cpu(server.pid), time.process_time(), time.perf_counter()
-    await asyncio.sleep(seconds)
-    elapsed = time.perf_counter() - wall
-    used = (process_cpu(server.pid) - cpu) / elapsed
-    generator = (time.process_time() - own) / elapsed
-    server.check_alive()
-    return used, (server.idle_rss, rss_and_threads(server.pid)[0]), generator
-
-
-async def _release(pipelines: list[RemoteObject]) -> None:
-    for pipeline in pipelines:
-        with contextlib.suppress(Exception):
-            await pipeline.release()
-
-
 # -- the sweep ------------------------------------------------------------------------------------
 
 
 async def sweep(case: Case, cpu: int | None, run: Run) -> list[Level]:
-    """Each level of a case on a fresh server, until one does not hold pace."""
-    levels: list[Level] = []
-    for streams in case.levels:
-        console.print(f"{case.key} x{streams}...")
-        async with server_running(cpu) as server:
-            server.idle_rss = rss_and_threads(server.pid)[0]
-            async with await KurentoClient.connect(server.url) as client:
-                measure = players_level if case.role == "players" else recorders_level
-                level = await measure(case, streams, server, client, run)
-            server.check_alive()
-        levels.append(level)
-        state = "held" if level.held else "NOT held: " + "; ".join(level.why_not)
-        if level.generator_bound:
-            state += " (the load generator was near its CPU limit)"
-        console.print(
-            f"  {level.cpu_per_stream:.1%} of a core and {level.rss_mb_per_stream} MB per "
-            f"stream, {state}"
-        )
-        if streams == 1 and not level.held:
-            raise PreconditionFailed(f"{case.key}: one stream does not hold pace: {level.why_not}")
-        if not level.held:
-            break
+    """Each level of a case on a fresh server, until one does not hold pace; the baseline
+    (N = 1) must hold."""
+    measure = players_level if case.role == "players" else recorders_level
+
+    def cost(level: Level) -> str:
+        text = f"{level.cpu_per_stream:.1%} of a core and {level.rss_mb_per_stream} MB per stream"
+        bound = " (the load generator was near its CPU limit)" if level.generator_bound else ""
+        return text + bound
+
+    levels = await sweep_levels(
+        case.key,
+        case.levels,
+        cpu,
+        lambda streams, server, client: measure(case, streams, server, client, run),
+        cost,
+        console,
+    )
+    first = levels[0]
+    if first.streams == 1 and not first.held:
+        raise PreconditionFailed(f"{case.key}: one stream does not hold pace: {first.why_not}")
     return levels
 
 
 def summarize(levels: list[Level]) -> dict[str, Any]:
     """Per case: the highest N that held pace and its cost."""
     summary: dict[str, Any] = {}
-    for key in dict.fromkeys(level.case for level in levels):
-        mine = [level for level in levels if level.case == key]
-        held = [level for level in mine if level.held]
-        best = max(held, key=lambda level: level.streams) if held else None
-        broke = next((level for level in mine if not level.held), None)
+    for key, (best, broke) in best_and_broken(levels, "streams").items():
         summary[key] = {
             "max_streams_held": best.streams if best else 0,
             "first_not_held": broke.streams if broke else None,
@@ -721,37 +557,12 @@ def summarize(levels: list[Level]) -> dict[str, Any]:
 
 def plot(levels: list[Level], target: Path) -> None:
     """CPU and RSS per stream against N, one line per case (hollow: pace not held)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import NullFormatter, ScalarFormatter
-
-    figure, axes = plt.subplots(1, 2, figsize=(12, 4.2))
     metrics = [
         ("cpu_per_stream", "server CPU per stream (% of a core)", 100.0),
         ("rss_mb_per_stream", "server RSS per stream (MB)", 1.0),
     ]
-    cases = list(dict.fromkeys(level.case for level in levels))
-    for axis, (attribute, label, scale) in zip(axes, metrics, strict=True):
-        for index, key in enumerate(cases):
-            mine = [level for level in levels if level.case == key]
-            xs = [level.streams for level in mine]
-            ys = [getattr(level, attribute) * scale for level in mine]
-            color = f"C{index}"
-            axis.plot(xs, ys, color=color, label=key)
-            for x, y, level in zip(xs, ys, mine, strict=True):
-                axis.plot(x, y, "o", color=color, markerfacecolor=color if level.held else "none")
-        axis.set_xscale("log", base=2)
-        axis.xaxis.set_major_formatter(ScalarFormatter())
-        axis.xaxis.set_minor_formatter(NullFormatter())
-        axis.set_xlabel("concurrent streams (hollow: real-time pace not held)")
-        axis.set_title(label, fontsize=10)
-        axis.grid(alpha=0.3)
-        axis.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(target, dpi=100)
-    plt.close(figure)
+    xlabel = "concurrent streams (hollow: real-time pace not held)"
+    plot_levels(levels, "streams", metrics, xlabel, target, log2=True)
 
 
 def show(report: dict[str, Any]) -> None:
@@ -805,13 +616,8 @@ def show(report: dict[str, Any]) -> None:
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     """Every case; the baseline (N = 1) of each must hold."""
-    cores = os.cpu_count() or 1
-    pin = args.pin and cores >= 2
-    server_cpu = cores - 1 if pin else None
-    if pin:
-        os.sched_setaffinity(0, set(range(cores - 1)))
-    # The peers gather loopback candidates only, as the server does with --network-interfaces lo.
-    aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"]
+    server_cpu = pin_server(args.pin)
+    loopback_only()
     warmup, window = (1.0, 3.0) if args.quick else (3.0, 8.0)
     cases = [c for c in plan(args.quick) if not args.case or c.key in args.case]
     levels: list[Level] = []
@@ -833,47 +639,34 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         )
         for case in cases:
             levels += await sweep(case, server_cpu, context)
-    return {
-        "benchmark": "media_elements",
-        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": machine(),
-        "quick": args.quick,
-        "setup": {
-            "server_cpu": server_cpu,
-            "generator": "this process, on the other CPUs" if pin else "this process, unpinned",
-            "warmup_seconds": warmup,
-            "window_seconds": window,
-            "clip": f"{WIDTH}x{HEIGHT} {FPS} fps, 1 Mbit/s video, 48 kHz stereo audio; players: "
-            "VP8 + Opus WebM (remux), H264 + AAC MP4 (transcode); recorders: aiortc's VP8 and "
-            "Opus, looped",
-            "sinks": "load peers negotiating VP8 (96) and Opus (111), counting RTP, no decoding",
-            "held_when": {
-                "players": f"video and audio rates >= {RATE_LIMIT:.0%} of the clip's, <= "
-                f"{LATE_LIMIT:.0%} of frames > {LATE_SECONDS * 1000:.0f} ms late, every sink fed",
-                "recorders": f"stopAndWait <= {STOP_LIMIT} s, no packet dropped, sampled files "
-                f">= {RATE_LIMIT:.0%} of wall-clock duration and frames",
-            },
+    report = report_head("media_elements", args.quick, server_cpu, warmup, window)
+    report["setup"] |= {
+        "clip": f"{WIDTH}x{HEIGHT} {FPS} fps, 1 Mbit/s video, 48 kHz stereo audio; players: "
+        "VP8 + Opus WebM (remux), H264 + AAC MP4 (transcode); recorders: aiortc's VP8 and "
+        "Opus, looped",
+        "sinks": "load peers negotiating VP8 (96) and Opus (111), counting RTP, no decoding",
+        "held_when": {
+            "players": f"video and audio rates >= {RATE_LIMIT:.0%} of the clip's, <= "
+            f"{LATE_LIMIT:.0%} of frames > {LATE_SECONDS * 1000:.0f} ms late, every sink fed",
+            "recorders": f"stopAndWait <= {STOP_LIMIT} s, no packet dropped, sampled files "
+            f">= {RATE_LIMIT:.0%} of wall-clock duration and frames",
         },
-        "levels": [asdict(level) for level in levels],
-        "summary": summarize(levels),
     }
+    report["levels"] = [asdict(level) for level in levels]
+    report["summary"] = summarize(levels)
+    return report
 
 
 def main() -> None:
     """Command-line entry point."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="two levels per case, < 2 minutes")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
-    parser.add_argument("--no-pin", dest="pin", action="store_false", help="no CPU pinning")
+    parser = media_arguments(__doc__.splitlines()[0], "two levels per case, < 2 minutes")
     parser.add_argument("--case", nargs="*", help="e.g. players/remux recorders/transcode")
     args = parser.parse_args()
     report = asyncio.run(run(args))
     show(report)
-    args.out.mkdir(parents=True, exist_ok=True)
+    levels = [Level(**level) for level in report["levels"]]
     stem = args.out / f"media_elements-{report['date'][:10]}"
-    stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    plot([Level(**level) for level in report["levels"]], stem.with_suffix(".png"))
-    console.print(f"wrote {stem}.json and .png")
+    write_results(report, stem, lambda target: plot(levels, target), console)
 
 
 if __name__ == "__main__":

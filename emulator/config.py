@@ -45,6 +45,11 @@ INI_FIELDS: dict[str, dict[str, str]] = {
         "minEncoderBitrate": "min_encoder_bitrate",
         "maxEncoderBitrate": "max_encoder_bitrate",
     },
+    "Composite": {
+        "width": "composite_width",
+        "height": "composite_height",
+        "framerate": "composite_framerate",
+    },
     "RecorderEndpoint": {"gapsFix": "gaps_fix"},
     "UriEndpoint": {"defaultPath": "default_path"},
     "HttpEndpoint": {
@@ -178,7 +183,13 @@ def gst_debug_level(value: str) -> str:
     for item in value.split(","):
         item = item.strip()
         level = item.rsplit(":", 1)[-1] if ":" in item else item
-        if item and (":" not in item or item.startswith("*:")) and level.isdigit():
+        # isascii: str.isdigit() also takes "²", which int() refuses.
+        if (
+            item
+            and (":" not in item or item.startswith("*:"))
+            and level.isascii()
+            and level.isdigit()
+        ):
             return GST_LEVELS.get(min(int(level), 5), "DEBUG")
     return "INFO"
 

@@ -79,6 +79,17 @@ class Settings(BaseSettings):
     min_encoder_bitrate: int = Field(0, description="minEncoderBitrate default")
     max_encoder_bitrate: int = Field(0, description="maxEncoderBitrate default (0 = unlimited)")
 
+    # -- mixing hubs (Composite.conf.ini) --------------------------------------------------------
+    composite_width: int = Field(
+        800, gt=0, description="width of a Composite's grid when its create does not give one"
+    )
+    composite_height: int = Field(
+        600, gt=0, description="height of a Composite's grid when its create does not give one"
+    )
+    composite_framerate: int = Field(
+        15, gt=0, description="pictures per second of a Composite when its create gives none"
+    )
+
     # -- WebRTC (WebRtcEndpoint.conf.ini) -----------------------------------------------------
     stun_server_address: str = Field("", description="stunServerAddress (IP address)")
     stun_server_port: int = Field(3478, description="stunServerPort")

@@ -25,6 +25,9 @@ FACE_CASCADE = "haarcascade_frontalface_default.xml"
 """The frontal face Haar cascade that OpenCV ships (KMS's kmsfaceoverlay loads the same one)."""
 DETECTION_WIDTH = 320
 """Frames are scaled down to this width for detection (the boxes are scaled back)."""
+SMALLEST_FACE = 32
+"""Pixels (at the detection width: a tenth of it) of the smallest face looked for; smaller
+sizes cost more than the frame rate allows on one core."""
 
 
 class Throttle:
@@ -110,7 +113,7 @@ class FaceOverlay:
         """The faces in ``image``, in its pixels."""
         grey, factor = detection_scale(image)
         found = self.cascade.detectMultiScale(grey, scaleFactor=1.2, minNeighbors=3,
-                                              minSize=(24, 24))  # fmt: skip
+                                              minSize=(SMALLEST_FACE, SMALLEST_FACE))  # fmt: skip
         return [
             (round(x * factor), round(y * factor), round(w * factor), round(h * factor))
             for x, y, w, h in found

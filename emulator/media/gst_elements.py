@@ -103,6 +103,7 @@ class GstElement:
 
         Raises:
             BadProperty: the element has no such property, or the value is refused.
+            CommandRefused: a value the emulator does not apply (caps of another media type).
         """
         if name in self.IGNORED:
             return
@@ -112,6 +113,8 @@ class GstElement:
             raise BadProperty(f"{self.NAME} has no property {name!r} (it has: {known})")
         try:
             parsed = spec[0](value)
+        except CommandRefused:
+            raise  # something the emulator does not do (caps of other media), not a bad value
         except ValueError as exc:
             raise BadProperty(f"{self.NAME} property {name}={value!r}: {exc}") from None
         self.values = {**self.values, name: parsed}
@@ -207,16 +210,24 @@ class VideoBalance(VideoElement):
         saturation, hue = values["saturation"], values["hue"]
         if (brightness, contrast, saturation, hue) == (0.0, 1.0, 1.0, 0.0):
             return image  # GStreamer's passthrough too
-        ycrcb = cv2.cvtColor(image, cv2.COLOR_BGR2YCrCb).astype(np.float32)
+        ycrcb = cv2.cvtColor(image, cv2.COLOR_BGR2YCrCb)
         # gstvideobalance.c: luma (Y - 16) * contrast + brightness * 255 + 16; chroma rotated by
-        # hue * pi around its centre and scaled by saturation.
-        ycrcb[..., 0] = (ycrcb[..., 0] - 16) * contrast + brightness * 255 + 16
-        cb, cr = ycrcb[..., 2] - 128, ycrcb[..., 1] - 128
+        # hue * pi around its centre and scaled by saturation. Without hue each channel maps on
+        # its own: one lookup table per channel; hue mixes the two chroma channels.
+        levels = np.arange(256, dtype=np.float32)
+        luma = np.clip((levels - 16) * contrast + brightness * 255 + 16, 0, 255)
+        if hue == 0.0:
+            chroma = np.clip((levels - 128) * saturation + 128, 0, 255)
+            table = np.stack([luma, chroma, chroma], axis=1).astype(np.uint8).reshape(256, 1, 3)
+            return cv2.cvtColor(cv2.LUT(ycrcb, table), cv2.COLOR_YCrCb2BGR)  # type: ignore[return-value]
+        out = ycrcb.astype(np.float32)
+        out[..., 0] = luma[ycrcb[..., 0]]
+        cb, cr = out[..., 2] - 128, out[..., 1] - 128
         cos, sin = math.cos(hue * math.pi), math.sin(hue * math.pi)
-        ycrcb[..., 2] = (cb * cos + cr * sin) * saturation + 128
-        ycrcb[..., 1] = (cr * cos - cb * sin) * saturation + 128
-        out = np.clip(ycrcb, 0, 255).astype(np.uint8)
-        return cv2.cvtColor(out, cv2.COLOR_YCrCb2BGR)  # type: ignore[return-value]
+        out[..., 2] = (cb * cos + cr * sin) * saturation + 128
+        out[..., 1] = (cr * cos - cb * sin) * saturation + 128
+        balanced = np.clip(out, 0, 255).astype(np.uint8)
+        return cv2.cvtColor(balanced, cv2.COLOR_YCrCb2BGR)  # type: ignore[return-value]
 
 
 class FrameRate:

@@ -4,65 +4,61 @@ Composite as KMS's ``kmscompositemixer``, AlphaBlending as ``kmsalphablending``,
 both as ``kmsaudiomixer``, Mixer's audio as ``kmsselectablemixer`` (each sink port hears the
 sources linked to it; its video is routed by the hub, not here):
 
-- **audio**: every port's audio is decoded (PyAV, through the transcoder's ``_AudioCoder``) and
+- **audio**: every port's audio is decoded (PyAV, ``codecs/coders.py``'s ``AudioCoder``) and
   resampled to one internal format, 48 kHz mono s16. A clock ticks every 20 ms whatever the
-  inputs do; at each tick every input gives 20 ms from its jitter buffer (40 ms primed; an input
-  that runs dry is silent until it has primed again), so a late or silent participant never
-  stalls the mix. The inputs are summed in int32 once, and each port hears that sum minus its
-  own input (``kmsaudiomixer`` never feeds a port's input back to it), clipped to int16 (a
-  Mixer port hears the sum of its linked sources, its own too if linked). Each
-  distinct (mix, codec) is encoded once (``_AudioEncoding``: Opus, PCMU, PCMA, G.722): ports
-  without audio input of their own (a recorder's port) share the full mix.
-- **video**: every port's video is decoded (``_VideoCoder``: VP8, H264); at the Composite's frame
-  rate the latest frame of each port is scaled into its cell of a grid of ``width`` x
-  ``height`` (1 port: the whole picture, 2: side by side, then ``ceil(sqrt(n))`` columns), in
-  the order the ports' video first arrived, and the grid is encoded once per output codec
-  (``_VideoEncoding``: VP8, H264) for every port whose sinks take it. Unlike audio, each port
-  sees the whole grid, itself included, as in KMS. AlphaBlending draws its master's picture
-  whole and the others at their ``setPortProperties`` places, by z-order (``BlendLayout``). A
-  keyframe request from any sink reaches the shared encoder.
+  inputs do; at each tick every input gives 20 ms from its jitter buffer (``_AudioInput``), so a
+  late or silent participant never stalls the mix. The inputs are summed in int32 once, and
+  each port hears that sum minus its own input (``kmsaudiomixer`` never feeds a port's input
+  back to it), clipped to int16 (a Mixer port hears the sum of its linked sources, its own too
+  if linked). Each distinct (mix, codec) is encoded once (``AudioEncoding``: Opus, PCMU, PCMA,
+  G.722): ports without audio input of their own (a recorder's port) share the full mix.
+- **video**: every port's video is decoded (``VideoCoder``: VP8, H264). At the Composite's
+  frame rate the latest picture of each port is scaled into its cell of a grid of ``width`` x
+  ``height`` (1 port: the whole picture, 2: side by side, then ``ceil(sqrt(n))`` columns) in the
+  order the ports were created, keeping its shape (black borders). AlphaBlending draws its
+  master's picture whole and the others at their ``setPortProperties`` places, by z-order
+  (``BlendLayout``). The picture is encoded once per output codec (``VideoEncoding``: VP8,
+  H264) for every port whose sinks take it; unlike audio, each port sees the whole picture,
+  itself included, as in KMS. A keyframe request from any sink reaches the shared encoder.
 
 Each hub has one audio thread and (Composite, AlphaBlending) one video thread (PyAV and libvpx
-release the GIL while they work), fed through bounded queues; what they produce comes back to
-the event loop with ``call_soon_threadsafe``, where it becomes ``MediaPacket``s of the hub's own
-streams. The loop side also picks, every tick, what each port's sinks negotiated
-(``MixPort.wants``), so that a PBX leg gets PCMA straight from the mix instead of through a
-second transcoder.
+release the GIL while they work), fed through bounded queues that they take at each tick; what
+they produce comes back to the event loop with ``call_soon_threadsafe``, where it becomes
+``MediaPacket``s of the hub's own streams. The loop side also picks, every tick, what each
+port's sinks negotiated (``MixPort.wants``), so that a PBX leg gets PCMA straight from the mix
+instead of through a second transcoder.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import logging
 import math
-import random
-import struct
 import threading
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 import av
 import numpy as np
 
-from emulator.media.codecs.packetize import OPUS, VP8
-from emulator.media.codecs.served import is_dtmf
-from emulator.media.codecs.transcoding import (
-    KEYFRAME_INTERVAL,
-    _AudioCoder,
-    _AudioEncoding,
-    _Input,
-    _Timeline,
-    _VideoCoder,
-    _VideoEncoding,
-    can_transcode,
+from emulator.media.codecs.coders import (
+    AudioCoder,
+    AudioEncoding,
+    MediaInput,
+    Timeline,
+    VideoCoder,
+    VideoEncoding,
+    call_from_thread,
+    codec_identity,
+    encodable_codec,
 )
+from emulator.media.codecs.packetize import VP8, RtpStamper
+from emulator.media.codecs.served import is_dtmf
+from emulator.media.codecs.transcoding import KEYFRAME_INTERVAL
 from emulator.media.flow import MediaPacket
-from emulator.media.rtp.packet import FIXED_HEADER, RtpView
-from emulator.media.rtp.streams import InboundStream
 from protocol.sdp import Codec
 
 logger = logging.getLogger(__name__)
@@ -90,14 +86,14 @@ LATE_LIMIT = 0.2
 MIXED = Codec(0, "L16", MIX_RATE, 1)
 """What the mixer's encoders take: their source clock is the mix's."""
 
-_HEADER = struct.Struct("!BBHII")
-
 PortKey = object
 """A port as the threads know it: a dictionary key, never called there."""
+InputT = TypeVar("InputT")
+"""What a thread keeps per port: its decoder and what it decoded."""
 
 
 class MixPort(Protocol):
-    """What the Composite's media asks of and tells a port (always on the event loop)."""
+    """What a mixing hub's media asks of and tells a port (always on the event loop)."""
 
     def wants(self, kind: str) -> list[Codec] | None:
         """The codecs the port's sinks negotiated for ``kind`` (``[]``: any); None: no sinks."""
@@ -118,19 +114,6 @@ class MixFormat:
 
     framerate: int = 15
     flow_timeout: float = 2.0
-
-
-def choose_codec(kind: str, offered: list[Codec]) -> Codec:
-    """The first codec the sinks negotiated that PyAV encodes (Opus/VP8 when they say none)."""
-    found = next((c for c in offered if not is_dtmf(c) and can_transcode(kind, c)), None)
-    if found is not None:
-        return found
-    return OPUS if kind == "audio" else VP8
-
-
-def codec_identity(codec: Codec) -> tuple[Any, ...]:
-    """Codecs that encode alike (H264 differs by profile and mode)."""
-    return (*codec.key, codec.fmtp or "") if codec.name.lower() == "h264" else codec.key
 
 
 def grid(count: int, width: int, height: int) -> list[tuple[int, int, int, int]]:
@@ -174,7 +157,8 @@ class Placement:
 
 @dataclass(frozen=True, slots=True)
 class GridLayout:
-    """Composite: the pictures in a grid of ``width`` x ``height``, in arrival order."""
+    """Composite: the pictures in a grid of ``width`` x ``height``, in the ports' creation
+    order, each keeping its shape inside its cell."""
 
     width: int
     height: int
@@ -197,32 +181,6 @@ Layout = GridLayout | BlendLayout
 
 
 # -- the event loop side ------------------------------------------------------------------------
-
-
-@dataclass
-class _Stamper:
-    """RTP packets of one output stream of the Composite: its own SSRC and numbering."""
-
-    kind: str
-    codec: Codec
-    ssrc: int = field(default_factory=lambda: random.getrandbits(32))
-    sequence: int = field(default_factory=lambda: random.getrandbits(16))
-    source: InboundStream = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.source = InboundStream(self.ssrc, self.codec.clock_rate, self.kind)
-
-    def packet(self, payload: bytes, timestamp: int, marker: bool, arrival: float) -> MediaPacket:
-        """One payload of the stream as a pipeline packet."""
-        self.sequence = (self.sequence + 1) & 0xFFFF
-        payload_type = self.codec.payload_type
-        second = (0x80 if marker else 0) | payload_type
-        data = _HEADER.pack(0x80, second, self.sequence, timestamp, self.ssrc) + payload
-        view = RtpView(
-            data, payload_type, marker, self.sequence, timestamp, self.ssrc, FIXED_HEADER, -1
-        )
-        self.source.received(view, arrival)
-        return MediaPacket(self.kind, view, self.codec, self.source, {}, arrival)
 
 
 _Payload = tuple[bytes, int, bool]
@@ -258,7 +216,7 @@ class HubMedia:
         self._last_in: dict[tuple[MixPort, str], float] = {}
         self._last_out: dict[tuple[MixPort, str], float] = {}
         self._routes: dict[str, dict[Hashable, list[MixPort]]] = {"audio": {}, "video": {}}
-        self._stampers: dict[tuple[str, Hashable], _Stamper] = {}
+        self._stampers: dict[tuple[str, Hashable], RtpStamper] = {}
         self._video_codecs: dict[MixPort, Hashable] = {}
         self.audio = AudioMixer(name, lambda out: self._post(loop, "audio", out))
         self.video: VideoCompositor | None = None
@@ -311,7 +269,7 @@ class HubMedia:
     async def close(self) -> None:
         """Stop the threads."""
         self.closed = True
-        workers: list[_ClockedWorker] = [self.audio]
+        workers: list[_ClockedWorker[Any]] = [self.audio]
         if self.video is not None:
             workers.append(self.video)
         for worker in workers:
@@ -321,13 +279,11 @@ class HubMedia:
     # -- what the threads produced ---------------------------------------------------------------
 
     def _post(self, loop: asyncio.AbstractEventLoop, kind: str, produced: _Produced) -> None:
-        with contextlib.suppress(RuntimeError):  # a closed loop has nobody to deliver to
-            loop.call_soon_threadsafe(self._deliver, kind, produced)
+        call_from_thread(loop, self._deliver, kind, produced)
 
     def _keyframe_needed(self, loop: asyncio.AbstractEventLoop) -> Callable[[PortKey], None]:
         def post(port: PortKey) -> None:
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(self._ask_keyframe, port)
+            call_from_thread(loop, self._ask_keyframe, port)
 
         return post
 
@@ -362,50 +318,53 @@ class HubMedia:
         self._expire(now)
 
     def _route_audio(self, ports: list[MixPort], now: float) -> None:
-        routes: dict[Hashable, list[MixPort]] = {}
-        wanted: dict[Hashable, Codec] = {}
-        for port in ports:
-            offered = port.wants("audio")
-            if offered is None:
-                continue
+        def out_key_of(port: MixPort, codec: Codec) -> Hashable | None:
             last = self._last_in.get((port, "audio"))
             mix = self._mix_of(port, last is not None and now - last < 1.0)
-            if mix is None:
-                continue
-            codec = choose_codec("audio", offered)
-            out_key = (mix, codec_identity(codec))
-            routes.setdefault(out_key, []).append(port)
-            wanted[out_key] = codec
-        self._apply("audio", routes, wanted)
-        self.audio.set_outputs(wanted)
+            return None if mix is None else (mix, codec_identity(codec))
+
+        self.audio.set_outputs(self._route("audio", ports, out_key_of))
 
     def _route_video(self, ports: list[MixPort], video: VideoCompositor) -> None:
+        wanted = self._route("video", ports, lambda port, codec: codec_identity(codec))
+        previous = self._video_codecs
+        self._video_codecs = {
+            p: key for key, routed in self._routes["video"].items() for p in routed
+        }
+        for port, out_key in self._video_codecs.items():
+            if previous.get(port) != out_key:
+                video.request_keyframe(out_key)  # a new viewer starts with a keyframe
+        video.set_outputs(wanted)
+        video.order = list(ports)
+
+    def _route(
+        self,
+        kind: str,
+        ports: list[MixPort],
+        out_key_of: Callable[[MixPort, Codec], Hashable | None],
+    ) -> dict[Hashable, Codec]:
+        """Which output each port with sinks gets (its codec: the first its sinks negotiated
+        that is encoded here; ``out_key_of`` None: no output), with a stream per output; the
+        outputs the thread encodes now."""
         routes: dict[Hashable, list[MixPort]] = {}
         wanted: dict[Hashable, Codec] = {}
         for port in ports:
-            offered = port.wants("video")
+            offered = port.wants(kind)
             if offered is None:
-                self._video_codecs.pop(port, None)
                 continue
-            codec = choose_codec("video", offered)
-            out_key = codec_identity(codec)
+            codec = encodable_codec(kind, offered)
+            out_key = out_key_of(port, codec)
+            if out_key is None:
+                continue
             routes.setdefault(out_key, []).append(port)
             wanted[out_key] = codec
-            if self._video_codecs.get(port) != out_key:
-                self._video_codecs[port] = out_key
-                video.request_keyframe(out_key)  # a new viewer starts with a keyframe
-        self._apply("video", routes, wanted)
-        video.set_outputs(wanted)
-
-    def _apply(
-        self, kind: str, routes: dict[Hashable, list[MixPort]], wanted: dict[Hashable, Codec]
-    ) -> None:
         self._routes[kind] = routes
         for key in [k for k in self._stampers if k[0] == kind and k[1] not in wanted]:
             del self._stampers[key]
         for out_key, codec in wanted.items():
             if (kind, out_key) not in self._stampers:
-                self._stampers[(kind, out_key)] = _Stamper(kind, codec)
+                self._stampers[(kind, out_key)] = RtpStamper(kind, codec)
+        return wanted
 
     def _expire(self, now: float) -> None:
         timeout = self.format.flow_timeout
@@ -419,10 +378,14 @@ class HubMedia:
 # -- the threads ----------------------------------------------------------------------------------
 
 
-class _ClockedWorker:
-    """A thread that takes queued packets as they come and runs ``tick`` every ``period``."""
+class _ClockedWorker(Generic[InputT]):
+    """A thread that runs ``tick`` every ``period``, after handling what was queued since: the
+    ports' packets, each to its port's input (``InputT``: its decoder), and the ports removed."""
 
     def __init__(self, name: str, period: float, catch_up: float) -> None:
+        self.inputs: dict[PortKey, InputT] = {}
+        self.outputs: dict[Hashable, Codec] = {}
+        """What is encoded at each tick, by output key; the event loop replaces it whole."""
         self.name = name
         self.period = period
         self.catch_up = catch_up
@@ -438,12 +401,22 @@ class _ClockedWorker:
         self._thread.start()
 
     def _put(self, action: str, port: PortKey, item: Any) -> None:
+        # No wake-up: the thread takes the queue at its next tick (what arrives is only mixed or
+        # drawn then), so it wakes 50 (or framerate) times a second however many packets come,
+        # instead of contending for the GIL with the event loop on every packet.
         with self._wake:
             if len(self._queue) >= QUEUE_LIMIT:
                 self._queue.popleft()
                 self.dropped += 1
             self._queue.append((action, port, item))
-            self._wake.notify()
+
+    def feed(self, port: PortKey, packet: MediaPacket) -> None:
+        """A port's packet (event loop side)."""
+        self._put("packet", port, (packet.codec, packet.source, MediaInput.of(packet)))
+
+    def set_outputs(self, outputs: dict[Hashable, Codec]) -> None:
+        """The outputs wanted now (replaced whole: a plain assignment)."""
+        self.outputs = outputs
 
     def remove(self, port: PortKey) -> None:
         """Forget a port's input (and its decoder)."""
@@ -462,7 +435,7 @@ class _ClockedWorker:
             while True:
                 with self._wake:
                     delay = next_tick - time.monotonic()
-                    if not self._queue and not self._closing and delay > 0:
+                    if not self._closing and delay > 0:
                         self._wake.wait(delay)
                     if self._closing:
                         return
@@ -477,8 +450,7 @@ class _ClockedWorker:
                     self._guarded(self.tick)
                     next_tick += self.period
         finally:
-            with contextlib.suppress(RuntimeError):
-                self._loop.call_soon_threadsafe(self.ended.set)
+            call_from_thread(self._loop, self.ended.set)
 
     def _guarded(self, work: Callable[..., None], *args: Any) -> None:
         try:
@@ -487,16 +459,19 @@ class _ClockedWorker:
             logger.exception("! %s failed", self.name)
 
     def _handle(self, action: str, port: PortKey, item: Any) -> None:
+        if action == "remove":
+            self.inputs.pop(port, None)
+            return
+        codec, origin, data = item
+        self.decode(port, codec, origin, data)
+
+    def decode(self, port: PortKey, codec: Codec, origin: object, data: MediaInput) -> None:
+        """A packet of ``port`` whose stream (``origin``) sends ``codec``, into its input."""
         raise NotImplementedError
 
     def tick(self) -> None:
         """The clock's work."""
         raise NotImplementedError
-
-
-def _input_of(packet: MediaPacket) -> _Input:
-    view = packet.view
-    return _Input(view.media_payload, view.sequence, view.timestamp, view.marker, packet.arrival)
 
 
 class _AudioInput:
@@ -513,7 +488,7 @@ class _AudioInput:
     def __init__(self, codec: Codec, origin: object) -> None:
         self.codec_key = codec.key
         self.origin = origin
-        self.coder = _AudioCoder(codec, codec)
+        self.coder = AudioCoder(codec, codec)
         self.coder.sink = self
         self.resampler = av.AudioResampler(format="s16", layout="mono", rate=MIX_RATE)
         self.buffer = np.zeros(0, dtype=np.int16)
@@ -567,32 +542,19 @@ class _AudioInput:
         self.ticks, self.lowest = 0, len(self.buffer)
 
 
-class AudioMixer(_ClockedWorker):
+class AudioMixer(_ClockedWorker[_AudioInput]):
     """The audio thread: decode each port's audio, mix per output, encode per (mix, codec)."""
 
     def __init__(self, name: str, deliver: Callable[[_Produced], None]) -> None:
-        self.inputs: dict[PortKey, _AudioInput] = {}
-        self.outputs: dict[Hashable, Codec] = {}
-        self.encodings: dict[Hashable, _AudioEncoding] = {}
+        self.encodings: dict[Hashable, AudioEncoding] = {}
         self.position = 0
         self.mixes = 0
         """Mixes encoded since the start (one per (mix, codec) and tick)."""
         self._deliver = deliver
         super().__init__(f"hub audio {name}", TICK, LATE_LIMIT)
 
-    def feed(self, port: PortKey, packet: MediaPacket) -> None:
-        """A port's audio packet (event loop side)."""
-        self._put("packet", port, (packet.codec, packet.source, _input_of(packet)))
-
-    def set_outputs(self, outputs: dict[Hashable, Codec]) -> None:
-        """The (mix, codec) outputs wanted now (replaced whole: a plain assignment)."""
-        self.outputs = outputs
-
-    def _handle(self, action: str, port: PortKey, item: Any) -> None:
-        if action == "remove":
-            self.inputs.pop(port, None)
-            return
-        codec, origin, data = item
+    def decode(self, port: PortKey, codec: Codec, origin: object, data: MediaInput) -> None:
+        """Into the port's decoder; a new source (or codec) starts a new one."""
         found = self.inputs.get(port)
         if found is None or found.codec_key != codec.key or found.origin is not origin:
             found = self.inputs[port] = _AudioInput(codec, origin)  # a new source: new timeline
@@ -639,7 +601,7 @@ class AudioMixer(_ClockedWorker):
     ) -> list[_Payload]:
         encoding = self.encodings.get(out_key)
         if encoding is None:
-            encoding = _AudioEncoding(MIXED, codec, _Timeline(MIX_RATE, codec.clock_rate))
+            encoding = AudioEncoding(MIXED, codec, Timeline(MIX_RATE, codec.clock_rate))
             self.encodings[out_key] = encoding
         frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
         frame.sample_rate = MIX_RATE
@@ -654,7 +616,7 @@ class _VideoInput:
     def __init__(self, codec: Codec, origin: object) -> None:
         self.codec_key = codec_identity(codec)
         self.origin = origin
-        self.coder = _VideoCoder(codec, codec)
+        self.coder = VideoCoder(codec, codec)
         self.coder.sink = self
         self.latest: Any = None
         self.asked = -KEYFRAME_INTERVAL
@@ -665,7 +627,7 @@ class _VideoInput:
         self.latest = frame
 
 
-class VideoCompositor(_ClockedWorker):
+class VideoCompositor(_ClockedWorker[_VideoInput]):
     """The video thread: decode each port's video, compose the grid, encode it per codec."""
 
     def __init__(
@@ -679,9 +641,9 @@ class VideoCompositor(_ClockedWorker):
         self.format = fmt
         self.layout = layout
         """Read once per picture; the event loop replaces it whole."""
-        self.inputs: dict[PortKey, _VideoInput] = {}
-        self.outputs: dict[Hashable, Codec] = {}
-        self.encodings: dict[Hashable, _VideoEncoding] = {}
+        self.order: list[PortKey] = []
+        """The ports in creation order (KMS sorts the grid's cells by port id)."""
+        self.encodings: dict[Hashable, VideoEncoding] = {}
         self.forced: set[Hashable] = set()
         self.position = 0
         self.composed = 0
@@ -690,23 +652,12 @@ class VideoCompositor(_ClockedWorker):
         period = 1.0 / max(1, fmt.framerate)
         super().__init__(f"hub video {name}", period, period)
 
-    def feed(self, port: PortKey, packet: MediaPacket) -> None:
-        """A port's video packet (event loop side)."""
-        self._put("packet", port, (packet.codec, packet.source, _input_of(packet)))
-
-    def set_outputs(self, outputs: dict[Hashable, Codec]) -> None:
-        """The codecs the grid is encoded in now."""
-        self.outputs = outputs
-
     def request_keyframe(self, out_key: Hashable) -> None:
         """The next grid of that codec is a keyframe (a set's add is atomic)."""
         self.forced.add(out_key)
 
-    def _handle(self, action: str, port: PortKey, item: Any) -> None:
-        if action == "remove":
-            self.inputs.pop(port, None)
-            return
-        codec, origin, data = item
+    def decode(self, port: PortKey, codec: Codec, origin: object, data: MediaInput) -> None:
+        """Into the port's decoder (a new one, and a keyframe asked, for a new source)."""
         found = self.inputs.get(port)
         if found is None or found.codec_key != codec_identity(codec) or found.origin is not origin:
             if found is not None:
@@ -741,7 +692,7 @@ class VideoCompositor(_ClockedWorker):
         for out_key, codec in outputs.items():
             encoding = self.encodings.get(out_key)
             if encoding is None:
-                encoding = _VideoEncoding(VP8, codec, _Timeline(90000, 90000))
+                encoding = VideoEncoding(VP8, codec, Timeline(90000, 90000))
                 self.encodings[out_key] = encoding
                 self.forced.add(out_key)
             if out_key in self.forced:
@@ -758,14 +709,27 @@ class VideoCompositor(_ClockedWorker):
         layout = self.layout
         if isinstance(layout, GridLayout):
             width, height = layout.width & ~3, layout.height & ~3
-            cells = grid(len(pictures), width, height)
-            layers = [(p, *cell) for p, cell in zip(pictures.values(), cells, strict=True)]
+            order = self.order
+            ranked = sorted(pictures, key=lambda p: order.index(p) if p in order else len(order))
+            cells = grid(len(ranked), width, height)
+            layers = [
+                (pictures[port], *fit(pictures[port], *cell))
+                for port, cell in zip(ranked, cells, strict=True)
+            ]
         else:
             width, height, layers = blend(layout, pictures)
         canvas = _Canvas(width, height)
         for picture, x, y, w, h in layers:
             canvas.paste(picture, x, y, w, h)
         return canvas.array()
+
+
+def fit(picture: Any, x: int, y: int, w: int, h: int) -> tuple[int, int, int, int]:
+    """The picture's place in a cell, scaled to keep its shape and centred (black borders, as
+    GStreamer's videoscale ``add-borders`` does in KMS's composite)."""
+    scale = min(w / picture.width, h / picture.height)
+    fitted_w, fitted_h = int(picture.width * scale) & ~1, int(picture.height * scale) & ~1
+    return x + (w - fitted_w) // 2, y + (h - fitted_h) // 2, fitted_w, fitted_h
 
 
 def blend(

@@ -174,6 +174,8 @@ class PlainRtpMedia(RtpSession):
         self.local_ssrcs: dict[str, int] = {}
         self._tap: LegTap | None = None
         self.closed = False
+        self.malformed_rtp = 0
+        """Datagrams from the remote that are neither RTCP nor valid RTP: dropped, counted."""
 
     @property
     def tap(self) -> LegTap | None:
@@ -353,8 +355,10 @@ class PlainRtpMedia(RtpSession):
             self.rtcp_received(data)
             return
         view = parse_rtp(data)
-        if view is not None:
-            self._on_rtp(leg, view)
+        if view is None:
+            self.malformed_rtp += 1
+            return
+        self._on_rtp(leg, view)
 
     def _accept_source(self, leg: RtpLeg, source: Address, rtcp: bool) -> bool:
         remote = leg.line.remote
@@ -478,6 +482,16 @@ class PlainRtpMedia(RtpSession):
     def srtp_failures(self) -> int:
         """SRTP/SRTCP packets that failed authentication."""
         return sum(leg.srtp.failures for leg in self.legs.values() if leg.srtp is not None)
+
+    @property
+    def drops(self) -> dict[str, int]:
+        """Datagrams dropped on receipt, by reason (``kurento_media_dropped_total``)."""
+        return {
+            "foreign_source": self.dropped_foreign,
+            "srtp_auth": self.srtp_failures,
+            "malformed_rtp": self.malformed_rtp,
+            "malformed_rtcp": self.malformed_rtcp,
+        }
 
     def stats(self, media_type: str | None) -> dict[str, Any]:
         """RTP stream entries; inbound ones also count the foreign-source drops."""

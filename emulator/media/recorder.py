@@ -42,7 +42,7 @@ from aiortc.codecs.h264 import h264_depayload
 from aiortc.codecs.vpx import vp8_depayload
 from av.container import OutputContainer
 
-from emulator.media.codecs.transcoding import AUDIO_FORMATS
+from emulator.media.codecs.coders import AUDIO_FORMATS
 from emulator.media.flow import MediaPacket
 from emulator.media.rtp.keyframes import keyframe_detector
 

@@ -53,6 +53,10 @@ class StreamMedia(Protocol):
     def srtp_failures(self) -> int:
         """SRTP/SRTCP packets that failed authentication."""
 
+    @property
+    def drops(self) -> Mapping[str, int]:
+        """Datagrams dropped on receipt, by reason (unvalidated source, bad SRTP, malformed)."""
+
 
 MediaHook = Callable[[StreamMedia, "MediaOwnerIds"], None]
 """Called for every new endpoint media (fault injection installs its impairments)."""
@@ -75,6 +79,7 @@ class MediaTotals:
     packets: dict[tuple[str, str], int] = field(default_factory=dict)
     octets: dict[tuple[str, str], int] = field(default_factory=dict)
     srtp_failures: int = 0
+    drops: dict[str, int] = field(default_factory=dict)
 
     def add_media(self, media: StreamMedia) -> None:
         """Add the counters of one endpoint's streams and transports."""
@@ -87,6 +92,8 @@ class MediaTotals:
             self.packets[key] = self.packets.get(key, 0) + outbound.packets
             self.octets[key] = self.octets.get(key, 0) + outbound.octets
         self.srtp_failures += media.srtp_failures
+        for reason, count in media.drops.items():
+            self.drops[reason] = self.drops.get(reason, 0) + count
 
     def add(self, other: MediaTotals) -> None:
         """Add another total."""
@@ -95,6 +102,8 @@ class MediaTotals:
         for key, value in other.octets.items():
             self.octets[key] = self.octets.get(key, 0) + value
         self.srtp_failures += other.srtp_failures
+        for reason, count in other.drops.items():
+            self.drops[reason] = self.drops.get(reason, 0) + count
 
 
 @dataclass

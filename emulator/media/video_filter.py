@@ -1,12 +1,13 @@
 """The media behind the filters: decode, process each frame, encode, off the event loop.
 
 A ``VideoFilterStage`` takes a filter's incoming video as pipeline packets (VP8 or H264), and
-on one worker thread per filter depayloads and decodes it (``codecs/transcoding.py``'s video
-decoding), hands each frame to a ``FrameProcessor`` as a BGR ``numpy`` image (OpenCV's layout),
-and encodes what it returns once per output codec, the codecs the sinks take as they are
-(``MediaElement.video_codecs_taken``; VP8 when none is known), so that no sink has to transcode
-again. The encoded frames become ``MediaPacket``s with ``codecs/packetize.py``'s ``RtpStamper``
-(one outgoing stream per output codec, as the player's), back on the event loop.
+on one worker thread per filter depayloads and decodes it (``codecs/coders.py``'s
+``VideoCoder``, the transcoders' decoding), hands each frame to a ``FrameProcessor`` as a BGR
+``numpy`` image (OpenCV's layout), and encodes what it returns once per output codec, the codecs
+the sinks take as they are (``MediaElement.codecs_taken``; VP8 when none is known:
+``coders.encodable_codec``), so that no sink has to transcode again. The encoded frames become
+``MediaPacket``s with ``codecs/packetize.py``'s ``RtpStamper`` (one outgoing stream per output
+codec, as the player's), back on the event loop.
 
 A sink's keyframe request (PLI/FIR) reaches the encoders (``request_keyframe``); when the decoder
 lacks a keyframe, the stage tells its owner (at most once a second), which asks its source.
@@ -19,8 +20,6 @@ its encoder. Audio the filters do not touch is forwarded by the element without 
 from __future__ import annotations
 
 import asyncio
-import collections
-import contextlib
 import fractions
 import logging
 import threading
@@ -33,18 +32,19 @@ import av
 import numpy as np
 from aiortc.codecs import get_encoder
 
+from emulator.media.codecs.coders import (
+    AudioCoder,
+    MediaInput,
+    VideoCoder,
+    WorkQueue,
+    call_from_thread,
+    can_transcode,
+    codec_identity,
+    rtc_codec,
+)
 from emulator.media.codecs.packetize import VP8, RtpPayload, RtpStamper, video_payloads
 from emulator.media.codecs.served import is_dtmf
-from emulator.media.codecs.transcoding import (
-    VIDEO_QUEUE,
-    TranscodedPacket,
-    Transcoder,
-    _AudioCoder,
-    _Input,
-    _rtc_codec,
-    _VideoCoder,
-    can_transcode,
-)
+from emulator.media.codecs.transcoding import VIDEO_QUEUE, TranscodedPacket, Transcoder
 from emulator.media.flow import MediaPacket
 from protocol.sdp import Codec
 
@@ -77,17 +77,6 @@ class FilterOwner(Protocol):
         """The decoder needs a keyframe from the source."""
 
 
-def codec_identity(codec: Codec) -> tuple[Any, ...]:
-    """What makes two codecs one encoder output (H264 profiles differ in fmtp)."""
-    return (*codec.key, codec.fmtp or "") if codec.name.lower() == "h264" else codec.key
-
-
-def output_codec(taken: list[Codec]) -> Codec:
-    """What a sink gets: the first codec it takes that PyAV encodes; VP8 when none is known
-    (a recorder, a sink not negotiated yet: VP8 is what every WebRTC peer takes)."""
-    return next((codec for codec in taken if can_transcode("video", codec)), VP8)
-
-
 @dataclass
 class _Output:
     """One encoded output stream (worker side: encoder; loop side: stamper)."""
@@ -95,10 +84,6 @@ class _Output:
     codec: Codec
     encoder: Any
     stamper: RtpStamper
-
-
-class _Decoding(_VideoCoder):
-    """The transcoders' video decoding, its frames handed to the stage."""
 
 
 class VideoFilterStage:
@@ -112,17 +97,15 @@ class VideoFilterStage:
         """False: frames are only looked at (a scanner); the element forwards the video."""
         self.owner = owner
         self.name = name
-        self.dropped = 0
         self.frames = 0
         self._loop = asyncio.get_running_loop()
-        self._queue: collections.deque[tuple[_Input, object, Codec]] = collections.deque()
-        self._wake = threading.Condition()
-        self._closing = False
+        self._queue: WorkQueue[tuple[MediaInput, object, Codec]] = WorkQueue(VIDEO_QUEUE)
         self._targets: list[Codec] = [VP8]
         self._outputs: dict[tuple[Any, ...], _Output] = {}
         self._force_keyframe = False
+        self._bitrate: int | None = None
         self._last_keyframe_request = 0.0
-        self._decoding: tuple[object, tuple[Any, ...], _Decoding] | None = None
+        self._decoding: tuple[object, tuple[Any, ...], VideoCoder] | None = None
         self._offset = 0.0
         self._last_seconds = 0.0
         self._failed_once = False
@@ -134,20 +117,15 @@ class VideoFilterStage:
 
     # -- event loop side -------------------------------------------------------------------------
 
+    @property
+    def dropped(self) -> int:
+        """Packets dropped on overload (the oldest pending one when the queue was full)."""
+        return self._queue.dropped
+
     def feed(self, packet: MediaPacket) -> None:
         """Queue one packet of the incoming video (the oldest is dropped on overload)."""
-        if self._closing or not can_transcode("video", packet.codec):
-            return
-        view = packet.view
-        item = _Input(
-            view.media_payload, view.sequence, view.timestamp, view.marker, packet.arrival
-        )
-        with self._wake:
-            if len(self._queue) >= VIDEO_QUEUE:
-                self._queue.popleft()
-                self.dropped += 1
-            self._queue.append((item, packet.source, packet.codec))
-            self._wake.notify()
+        if can_transcode("video", packet.codec):
+            self._queue.put((MediaInput.of(packet), packet.source, packet.codec))
 
     def set_targets(self, codecs: list[Codec]) -> None:
         """Encode into these codecs from the next frame on (one output stream each)."""
@@ -157,45 +135,41 @@ class VideoFilterStage:
         """The next frame of every output is a keyframe (a sink asked with PLI or FIR)."""
         self._force_keyframe = True
 
+    def set_bitrate(self, bitrate: int | None) -> None:
+        """The video bitrate (bps) the receivers take (their REMB), None when unknown (the
+        encoders' default then); aiortc's encoders clamp it and follow it from the next frame."""
+        self._bitrate = bitrate
+
     def close(self) -> None:
         """Stop the worker thread (it ends after the frame in hand)."""
-        self._closing = True
-        with self._wake:
-            self._queue.clear()
-            self._wake.notify()
+        self._queue.close()
 
     async def wait_closed(self) -> None:
         """Until the worker thread has ended."""
         await self.closed.wait()
+        await asyncio.to_thread(self._thread.join)
 
     def _deliver(self, batches: list[tuple[RtpStamper, list[RtpPayload]]], arrival: float) -> None:
-        if self._closing:
+        if self._queue.closed:
             return
         for stamper, payloads in batches:
             self.owner.filtered_frame(stamper.codec, stamper.packets(payloads, arrival))
 
     def _keyframe_needed(self) -> None:
         now = time.monotonic()
-        if not self._closing and now - self._last_keyframe_request > KEYFRAME_INTERVAL:
+        if not self._queue.closed and now - self._last_keyframe_request > KEYFRAME_INTERVAL:
             self._last_keyframe_request = now
             self.owner.filter_keyframe_needed()
 
     def _post(self, callback: Callable[..., None], *args: Any) -> None:
-        # A closed loop has nobody left to deliver to.
-        with contextlib.suppress(RuntimeError):
-            self._loop.call_soon_threadsafe(callback, *args)
+        call_from_thread(self._loop, callback, *args)
 
     # -- worker thread ---------------------------------------------------------------------------
 
     def _run(self) -> None:
         try:
-            while True:
-                with self._wake:
-                    while not self._queue and not self._closing:
-                        self._wake.wait()
-                    if self._closing:
-                        return
-                    item, source, codec = self._queue.popleft()
+            while (taken := self._queue.take()) is not None:
+                item, source, codec = taken
                 decoding = self._decoding_for(source, codec)
                 self._arrival = item.arrival
                 decoding.process(item)
@@ -205,13 +179,13 @@ class VideoFilterStage:
         finally:
             self._post(self.closed.set)
 
-    def _decoding_for(self, source: object, codec: Codec) -> _Decoding:
+    def _decoding_for(self, source: object, codec: Codec) -> VideoCoder:
         """The decoder of this source and codec; a new one when either changes, its frames
         placed right after the last one sent so that the outputs' timestamps go on."""
         identity = codec_identity(codec)
         if self._decoding is not None and self._decoding[:2] == (source, identity):
             return self._decoding[2]
-        decoding = _Decoding(codec, VP8)
+        decoding = VideoCoder(codec, VP8)  # the transcoders' decoding; its frames come here
         decoding.sink = self
         if self._decoding is not None:
             self._offset = self._last_seconds + SOURCE_GAP
@@ -248,8 +222,11 @@ class VideoFilterStage:
             del self._outputs[identity]
         for identity, codec in wanted.items():
             if identity not in self._outputs:  # a new encoder starts with a keyframe
-                encoder = get_encoder(_rtc_codec(codec))
+                encoder = get_encoder(rtc_codec(codec))
                 self._outputs[identity] = _Output(codec, encoder, RtpStamper("video", codec))
+        if self._bitrate is not None:
+            for output in self._outputs.values():
+                output.encoder.target_bitrate = self._bitrate
         return list(self._outputs.values())
 
 
@@ -309,7 +286,7 @@ class AudioGainStage:
         self.close()
         transcoder = Transcoder(codec, codec, "audio", asyncio.get_running_loop(), _ignore)
         coder = transcoder.coder
-        assert isinstance(coder, _AudioCoder)
+        assert isinstance(coder, AudioCoder)
         coder.sink = _ScaledAudio(coder.encoding, self.gain)
         transcoder.subscribe(self._transcoded)
         self._route = (source, codec.key, transcoder)

@@ -237,6 +237,20 @@ class WebRtcMedia(RtpSession):
         """SRTP/SRTCP packets that failed authentication, on every transport."""
         return sum(t.dtls.srtp_failures for t in self.peer.transports.values())
 
+    @property
+    def drops(self) -> dict[str, int]:
+        """Datagrams dropped on receipt, by reason (``kurento_media_dropped_total``)."""
+        transports = list(self.peer.transports.values())
+        counters = [t.connection.counters for t in transports]
+        return {
+            "unvalidated_source": sum(c.unvalidated_source for c in counters),
+            "malformed_stun": sum(c.malformed_stun for c in counters),
+            "receive_queue_full": sum(c.queue_overflow for c in counters),
+            "srtp_auth": self.srtp_failures,
+            "malformed_rtp": sum(t.malformed_rtp for t in transports),
+            "malformed_rtcp": self.malformed_rtcp,
+        }
+
     def stats(self, media_type: str | None) -> dict[str, Any]:
         """RTP stream entries of the media type, and the connection's when none is given."""
         entries = self.rtp_stats(media_type, self.srtp_failures)

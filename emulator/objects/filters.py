@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 from typing import Any, ClassVar
 
+from emulator.media.codecs.coders import codec_identity, encodable_codec
 from emulator.media.flow import MediaPacket
 from emulator.media.frame_filters import (
     CodeScanner,
@@ -36,13 +37,7 @@ from emulator.media.gst_elements import (
     parse_command,
 )
 from emulator.media.images import Bgra, ImageLoadFailed, load_image
-from emulator.media.video_filter import (
-    AudioGainStage,
-    FrameProcessor,
-    VideoFilterStage,
-    codec_identity,
-    output_codec,
-)
+from emulator.media.video_filter import AudioGainStage, FrameProcessor, VideoFilterStage
 from emulator.objects.media_element import ElementLink, Filter
 from protocol.errors import KurentoNotImplemented, MediaObjectIllegalParamError
 from protocol.sdp import Codec
@@ -81,6 +76,8 @@ class VideoProcessingFilter(Filter):
             super().receive_media(media_type, packet)
             return
         self.mark_flow("in", "VIDEO", True)
+        if self.ENCODES and not self.has_sinks("VIDEO"):
+            return  # nobody to encode for: when a sink comes, the decoder asks for a keyframe
         if self.stage is None:
             short = self.id.rsplit("/", 1)[-1][:8]
             self.stage = VideoFilterStage(processor, self, short, encodes=self.ENCODES)
@@ -113,21 +110,24 @@ class VideoProcessingFilter(Filter):
 
     def _update_targets(self) -> dict[int, tuple[Any, ...]]:
         """Which output codec each VIDEO sink gets (by the sink's id()); the stage encodes
-        each of them once."""
+        each of them once, at the lowest bitrate the receivers take (their REMB)."""
         routes: dict[int, tuple[Any, ...]] = {}
         targets: dict[tuple[Any, ...], Codec] = {}
         for sink in self._sinks.get("VIDEO", ()):
-            codec = output_codec(sink.video_codecs_taken())
+            codec = encodable_codec("video", sink.codecs_taken("VIDEO"))
             identity = codec_identity(codec)
             routes[id(sink)] = identity
             targets.setdefault(identity, codec)
         if self.stage is not None:
             self.stage.set_targets(list(targets.values()))
+            self.stage.set_bitrate(self.video_send_limit())
         return routes
 
-    def video_codecs_taken(self) -> list[Codec]:
+    def codecs_taken(self, media_type: str) -> list[Codec]:
         """A filter that encodes decodes any VP8 or H264: it asks nothing of its source."""
-        return [] if self.ENCODES else super().video_codecs_taken()
+        if media_type == "VIDEO" and self.ENCODES:
+            return []
+        return super().codecs_taken(media_type)
 
     def produce_keyframe(self, media_type: str) -> None:
         """A sink wants a keyframe: the encoders make one (the source is not asked)."""
@@ -220,10 +220,13 @@ class GStreamerFilter(VideoProcessingFilter):
         Raises:
             MediaObjectIllegalParamError: 40107 for a property the element lacks or a value
                 it refuses.
+            KurentoNotImplemented: 40006 for a value the emulator does not apply (caps fields).
         """
         try:
             self.element.set_property(property_name, property_value)
-        except (BadProperty, CommandRefused) as exc:
+        except CommandRefused as exc:
+            raise KurentoNotImplemented(str(exc)) from None
+        except BadProperty as exc:
             raise MediaObjectIllegalParamError(str(exc)) from None
         self.log.info("= %s %s=%s", self.element.NAME, property_name, property_value)
 

@@ -10,7 +10,7 @@ AlphaBlending's blend) or, in a Mixer, the video routed to it.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from emulator.media.flow import MediaPacket
 from emulator.media.mixing import (
@@ -112,14 +112,14 @@ class HubPort(MediaElement):
         self.hub.port_left(self)
         await super().on_release()
 
-    # -- MixPort: what a Composite's media asks and tells (on the event loop) ----------------------
+    # -- MixPort: what a mixing hub's media asks and tells (on the event loop) ---------------------
 
     def wants(self, kind: str) -> list[Codec] | None:
         """The codecs the port's sinks negotiated (``[]``: any); None without sinks."""
         media_type = kind.upper()
         if not self.has_sinks(media_type):
             return None
-        return [c for sink in self._sinks.get(media_type, ()) for c in sink.sink_codecs(media_type)]
+        return self.codecs_taken_by_sinks(media_type)
 
     def mixed(self, kind: str, packet: MediaPacket) -> None:
         """The hub's output for this port: to its sinks."""
@@ -206,15 +206,26 @@ class Composite(MixingHub):
 
     TYPE = "Composite"
 
+    KMD_DEFAULTS: ClassVar[dict[str, int]] = {"width": 800, "height": 600, "framerate": 15}
+    """The constructor's ``defaultValue``s (elements.kmd.json)."""
+
     def framerate(self) -> int:
-        """The ``framerate`` constructor parameter (15 by default, as Composite.conf.ini)."""
-        return int(self.params.get("framerate") or 15)
+        """The ``framerate`` constructor parameter, else Composite.conf.ini's."""
+        return self._configured("framerate", self.services.settings.composite_framerate)
 
     def layout(self) -> Layout | None:
-        """A grid of ``width`` x ``height`` (800x600 by default, as Composite.conf.ini)."""
+        """A grid of ``width`` x ``height``: the constructor's, else Composite.conf.ini's."""
+        settings = self.services.settings
         return GridLayout(
-            int(self.params.get("width") or 800), int(self.params.get("height") or 600)
+            self._configured("width", settings.composite_width),
+            self._configured("height", settings.composite_height),
         )
+
+    def _configured(self, name: str, configured: int) -> int:
+        # The protocol fills an absent optional parameter with its KMD defaultValue: a value
+        # equal to that default stands for one not given, which Composite.conf.ini replaces.
+        given = int(self.params.get(name) or 0)
+        return configured if given in (0, self.KMD_DEFAULTS[name]) else given
 
 
 class Mixer(MixingHub):

@@ -196,11 +196,6 @@ class MediaElement(MediaObject):
         for sink in sinks:
             sink.receive_media(media_type, packet)
 
-    def sink_codecs(self, media_type: str) -> list[Codec]:
-        """The codecs this element sends on to its peer, by preference (``[]``: it takes any,
-        or does not know yet); a mixer encodes its output in the first it can."""
-        return []
-
     def has_sinks(self, media_type: str) -> bool:
         """Whether any element receives this media type from this one."""
         return media_type in self._sinks
@@ -332,22 +327,23 @@ class MediaElement(MediaObject):
         limits = (sink.video_send_limit() for sink in self._sinks.get("VIDEO", ()))
         return [limit for limit in limits if limit is not None]
 
-    def video_codecs_taken(self) -> list[Codec]:
-        """The video codec each receiver behind this element takes as it is (its first one
-        that the transcoders encode), for elements that encode video once per codec (filters);
-        empty when unknown. Elements without a remote peer pass on their sinks' ones."""
+    def codecs_taken(self, media_type: str) -> list[Codec]:
+        """The codecs of ``media_type`` that the receivers behind this element take as they are,
+        by preference (``[]``: any, or not known yet), for elements that encode their output
+        once per codec (mixing hubs, filters: each uses the first it encodes). An element
+        without a remote peer of its own passes on its sinks' (``codecs_taken_by_sinks``)."""
         if self._busy:
-            return []
+            return []  # a cycle of pass-through elements
         self._busy = True
         try:
-            return self.sink_video_codecs()
+            return self.codecs_taken_by_sinks(media_type)
         finally:
             self._busy = False
 
-    def sink_video_codecs(self) -> list[Codec]:
-        """``video_codecs_taken`` of every VIDEO sink, in order."""
-        return [codec for sink in self._sinks.get("VIDEO", ()) for codec in
-                sink.video_codecs_taken()]  # fmt: skip
+    def codecs_taken_by_sinks(self, media_type: str) -> list[Codec]:
+        """``codecs_taken`` of every sink of ``media_type``, one after another."""
+        sinks = self._sinks.get(media_type, ())
+        return [codec for sink in sinks for codec in sink.codecs_taken(media_type)]
 
     def mark_flow(self, direction: str, media_type: str, flowing: bool) -> None:
         """Record media flow and raise MediaFlowIn/OutStateChanged on a change."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Protocol, TypeVar
 
-from emulator.media.codecs.transcoding import SinkTranscoding, can_transcode
+from emulator.media.codecs.transcoding import SinkTranscoding
 from emulator.media.lab.capture import PcapWriter
 from emulator.media.rtp.bitrate import receive_target, send_limit
 from emulator.media.sdp.negotiation import MediaLine
@@ -219,8 +219,8 @@ class BaseRtpEndpoint(SdpEndpoint):
         """The media resources shared by every endpoint of the server."""
         return self.services.media_services
 
-    def sink_codecs(self, media_type: str) -> list[Codec]:
-        """The codecs negotiated on the m-line this endpoint sends ``media_type`` on."""
+    def codecs_taken(self, media_type: str) -> list[Codec]:
+        """The codecs the remote peer negotiated on the m-line we send ``media_type`` on."""
         line = self.media.sending_line(media_type.lower()) if self.media is not None else None
         return list(line.codecs) if line is not None else []
 
@@ -239,13 +239,6 @@ class BaseRtpEndpoint(SdpEndpoint):
         return send_limit(
             remb, start, props["minVideoSendBandwidth"], props["maxVideoSendBandwidth"]
         )
-
-    def video_codecs_taken(self) -> list[Codec]:
-        """The first video codec the remote peer negotiated that the transcoders encode."""
-        line = self.media.sending_line("video") if self.media is not None else None
-        if line is None:
-            return []
-        return next(([codec] for codec in line.codecs if can_transcode("video", codec)), [])
 
     def video_receive_target(self) -> int | None:
         """The REMB (bps) for our remote sender: our sinks' lowest figure, within

@@ -9,9 +9,17 @@ server has its own ``CollectorRegistry`` (tests run several).
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -53,6 +61,17 @@ class WorkerFigures:
             if key == label
         }
 
+
+DROP_REASONS = (
+    "unvalidated_source",
+    "foreign_source",
+    "srtp_auth",
+    "malformed_stun",
+    "malformed_rtp",
+    "malformed_rtcp",
+    "receive_queue_full",
+)
+"""Every reason is exposed from the start (at 0), so that alerts and rates need no absent()."""
 
 RPC_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -114,6 +133,7 @@ class EmulatorCollector:
         yield CounterMetricFamily(
             "kurento_events_sent", "onEvent notifications delivered", value=media_set.events_sent
         )
+        yield from _runtime_figures()
         usage = self.media_services.ports.usage()
         ports = GaugeMetricFamily(
             "kurento_media_ports",
@@ -159,6 +179,19 @@ class EmulatorCollector:
             "SRTP/SRTCP packets that failed authentication",
             value=totals.srtp_failures + workers.get("kurento_srtp_failures_total"),
         )
+        dropped = CounterMetricFamily(
+            "kurento_media_dropped",
+            "Media datagrams dropped on receipt, by reason (unvalidated_source: not from the "
+            "ICE-validated address; foreign_source: not from the SDP's; srtp_auth; malformed_*)",
+            labels=["reason"],
+        )
+        for reason in DROP_REASONS:
+            dropped.add_metric(
+                [reason],
+                totals.drops.get(reason, 0)
+                + workers.get("kurento_media_dropped_total", reason=reason),
+            )
+        yield dropped
         if self.faults is not None:
             injected = CounterMetricFamily(
                 "kurento_faults_injected",
@@ -181,6 +214,19 @@ class EmulatorCollector:
                 extra = workers.get("kurento_fault_rtp_packets_total", action=action)
                 rtp.add_metric([action], count + extra)
             yield rtp
+
+
+def _runtime_figures() -> Iterable[Metric]:
+    """Threads and asyncio tasks of this process: what a leak shows in first (the soak reads
+    them; prometheus_client's ProcessCollector adds fds and memory)."""
+    yield GaugeMetricFamily(
+        "kurento_threads", "Threads of the server process", value=threading.active_count()
+    )
+    try:
+        tasks = len(asyncio.all_tasks())
+    except RuntimeError:  # scraped outside the event loop (a test reading exposition())
+        return
+    yield GaugeMetricFamily("kurento_asyncio_tasks", "asyncio tasks not done", value=tasks)
 
 
 class RpcMetrics:
@@ -218,6 +264,8 @@ class ServerMetrics:
         self.collector = collector
         self.registry = CollectorRegistry()
         self.registry.register(collector)
+        # process_open_fds, process_resident_memory_bytes, process_cpu_seconds_total... (Linux)
+        ProcessCollector(registry=self.registry)
         self.registry.register(rpc.duration)
         self.registry.register(rpc.errors)
 

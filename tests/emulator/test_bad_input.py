@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -311,3 +312,47 @@ async def test_thousand_pipelines_in_one_session_and_release(raw: RawPeer) -> No
         "invoke", {"object": "manager_ServerManager", "operation": "getPipelines"}
     )
     assert listed["value"] == []
+
+
+async def test_deeply_nested_json_is_a_parse_error(raw: RawPeer) -> None:
+    """JSON nested 100,000 deep (past the interpreter's recursion limit) gets -32700; the
+    connection carries on."""
+    await raw.send_text("[" * 100_000)
+    assert (await raw.reply())["error"]["code"] == -32700
+    await raw.send_text('{"a":' * 100_000 + "1" + "}" * 100_000)
+    assert (await raw.reply())["error"]["code"] == -32700
+    assert (await raw.result("ping"))["value"] == "pong"
+
+
+async def test_invalid_utf8_binary_frame_is_a_parse_error(raw: RawPeer) -> None:
+    """A binary frame of invalid UTF-8 is read with replacement characters: inside a string it
+    is a request like another, elsewhere -32700; the connection carries on."""
+    await raw.ws.send(b'{"jsonrpc":"2.0","method":"ping","id":1,"x":"\xff\xfe\xc3"}')
+    assert (await raw.reply())["result"]["value"] == "pong"
+    await raw.ws.send(b'{"jsonrpc":"2.0",\xff"method":"ping","id":2}')
+    assert (await raw.reply())["error"]["code"] == -32700
+    assert (await raw.result("ping"))["value"] == "pong"
+
+
+async def test_invalid_utf8_text_frame_closes_only_that_connection(server: App) -> None:
+    """A text frame that is not UTF-8 breaks RFC 6455: that connection is closed with 1007;
+    another session is untouched."""
+    url = server.urls["ws"]
+    async with RawPeer.open(url) as good, RawPeer.open(url) as bad:
+        pipeline = (await good.result("create", {"type": "MediaPipeline"}))["value"]
+        await bad.ws.send(b'{"jsonrpc":"2.0","method":"ping","id":1,"x":"\xff"}', text=True)
+        await asyncio.wait_for(bad.ws.wait_closed(), timeout=5)
+        assert bad.ws.close_code == 1007
+        assert (await good.result("describe", {"object": pipeline}))["type"] == "MediaPipeline"
+
+
+async def test_lone_surrogate_escape_gets_an_answer(raw: RawPeer) -> None:
+    """An object id holding a lone surrogate (``\\ud800``, valid JSON) is answered with 40101
+    naming it (escaped) and the connection keeps working. Before the fix the reply could not be
+    encoded as UTF-8: the connection's writer died and every later reply was lost."""
+    await raw.send_text(
+        '{"jsonrpc":"2.0","method":"describe","params":{"object":"x\\ud800"},"id":1}'
+    )
+    reply = await raw.reply()
+    assert reply["error"]["code"] == 40101 and "x\ud800" in reply["error"]["message"]
+    assert (await raw.result("ping"))["value"] == "pong"

@@ -114,6 +114,13 @@ def test_invalid_value_names_setting_and_origin(tmp_path: Path) -> None:
         )
 
 
+def test_gst_debug_with_a_non_ascii_digit_is_ignored() -> None:
+    """GST_DEBUG="²" (a digit to str.isdigit, not to int) keeps the default level instead of
+    stopping the start with a ValueError (found by test_fuzz_config's long run)."""
+    assert gst_debug_level("²") == "INFO"
+    assert gst_debug_level("*:²,3") == "INFO"
+
+
 def test_ini_values_are_verbatim_percent_included(tmp_path: Path) -> None:
     """A "%" in an INI value (a TURN password) is kept as written, not interpolated (found by
     tests/emulator/test_fuzz_config.py: configparser raised InterpolationSyntaxError)."""
@@ -226,3 +233,27 @@ def test_start_report_names_addresses_range_and_fingerprint() -> None:
     assert "advertised IPv4 address: 203.0.113.9" in report
     assert "media UDP port range 41000-41099" in report
     assert "DTLS certificate fingerprint sha-256" in report
+
+
+def test_composite_conf_ini_gives_the_grid_size_and_framerate(tmp_path: Path) -> None:
+    """Composite.conf.ini's width, height and framerate (protocol.md 5.2) become the Composite
+    defaults; without the file, the KMD's 800x600 at 15 fps."""
+    folder = _conf_dir(tmp_path) / "modules" / "kurento"
+    loaded = load_settings({}, environ={}, conf_file=tmp_path / "kurento.conf.json")
+    settings = loaded.settings
+    assert (settings.composite_width, settings.composite_height) == (800, 600)
+    assert settings.composite_framerate == 15
+    (folder / "Composite.conf.ini").write_text("width=1280\nheight=720\nframerate=30\n")
+    loaded = load_settings({}, environ={}, conf_file=tmp_path / "kurento.conf.json")
+    settings = loaded.settings
+    assert (settings.composite_width, settings.composite_height) == (1280, 720)
+    assert settings.composite_framerate == 30
+    assert loaded.origins["composite_width"] == str(folder / "Composite.conf.ini")
+
+
+def test_composite_conf_ini_refuses_a_zero_size(tmp_path: Path) -> None:
+    """A width of 0 is refused at start, naming the setting and the file."""
+    folder = _conf_dir(tmp_path) / "modules" / "kurento"
+    (folder / "Composite.conf.ini").write_text("width=0\n")
+    with pytest.raises(ConfigError, match=r"composite_width.*Composite\.conf\.ini"):
+        load_settings({}, environ={}, conf_file=tmp_path / "kurento.conf.json")

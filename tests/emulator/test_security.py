@@ -154,3 +154,17 @@ async def test_max_subscriptions_per_session_answers_40009() -> None:
             own = await other.create("MediaPipeline")
             for _ in range(3):
                 await own.subscribe("Error")
+
+
+async def test_subscription_limit_holds_inside_a_media_worker() -> None:
+    """With media workers the subscription limit is enforced by the worker that holds the
+    pipeline (per worker, as the README says): the relayed subscribe answers 40009 too."""
+    settings = make_settings(max_subscriptions_per_session=2, media_workers=2)
+    async with server_and_client(settings) as (_, client):
+        pipeline = await client.create("MediaPipeline")
+        for _ in range(2):
+            await pipeline.subscribe("Error")
+        with pytest.raises(RpcError) as caught:
+            await pipeline.subscribe("Error")
+        assert caught.value.code == 40009
+        assert "max_subscriptions_per_session" in str(caught.value)

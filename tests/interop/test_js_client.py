@@ -6,11 +6,15 @@ import asyncio
 import json
 from pathlib import Path
 
+import av
+import numpy as np
+
 from emulator.app import App, running_emulator
 from emulator.transport.tls import self_signed_pem
 from protocol.sdp import SessionDescription
 from tests.conftest import make_settings, restart_port
 from tests.interop.node_client import NodeScenario
+from tests.media.clips import GREEN, make_clip, qr_image, solid_png
 from tests.ports import free_port_range
 
 
@@ -171,3 +175,58 @@ async def test_js_client_records_what_a_player_plays(server: App, tmp_path: Path
         "audio": "opus",
     }
     assert abs(float(info["format"]["duration"]) - 2.0) < 0.3, info["format"]
+
+
+async def test_js_client_drives_the_filters(server: App, tmp_path: Path) -> None:
+    """The official client chains a player, ZBarFilter, GStreamerFilter (videoflip),
+    FaceOverlayFilter (the magic mirror's offsets) and ImageOverlayFilter into a recorder
+    (addImage is not called: this client version mangles its parameters, see scenario.js):
+    CodeFound reaches it with codeType and value, setElementProperty and getCommand answer,
+    the flipped video flows, and an unsupported command is refused with 40006."""
+    clip = make_clip(tmp_path / "qr.webm", [qr_image("kurento")], 10)
+    image = solid_png(tmp_path / "hat.png", GREEN)
+    async with NodeScenario.run(server.urls["ws"], "filters") as node:
+        await node.command(json.dumps({"clip": clip, "image": image.as_uri()}))
+        code = await node.step("code")
+        assert code == {
+            "step": "code",
+            "type": "CodeFound",
+            "codeType": "QR-Code",
+            "value": "kurento",
+        }
+        mirror = await node.step("mirror")
+        assert mirror["command"] == "videoflip method=horizontal-flip" and mirror["flowing"]
+        refused = (await node.step("refused"))["error"]
+        assert refused["code"] == 40006 and "'facedetect'" in refused["message"]
+        assert await node.finish() == 0
+
+
+async def test_js_client_records_a_call_through_a_composite(server: App, tmp_path: Path) -> None:
+    """The official client records two parties (players of a 440 Hz and a 660 Hz tone) through a
+    Composite's third port: the file holds both tones; Mixer.connect/disconnect and
+    AlphaBlending.setMaster/setPortProperties are accepted as the client sends them."""
+    clips = [tmp_path / "a.ogg", tmp_path / "b.ogg"]
+    for clip, tone in zip(clips, (440, 660), strict=True):
+        await ffmpeg("-f", "lavfi", "-i", f"sine=frequency={tone}:duration=2", "-c:a", "libopus",
+                     str(clip))  # fmt: skip
+    target = tmp_path / "call.webm"
+    async with NodeScenario.run(server.urls["ws"], "hubs") as node:
+        await node.command(
+            json.dumps({"clips": [c.as_uri() for c in clips], "target": target.as_uri()})
+        )
+        await node.step("recorded")
+        hubs = await node.step("hubs")
+        assert hubs["videoDisconnect"]["code"] == 40005
+        assert await node.finish() == 0
+    with av.open(str(target)) as container:
+        rate = container.streams.audio[0].rate
+        samples = np.concatenate(
+            [f.to_ndarray().reshape(len(f.layout.channels), -1, order="F")[0]
+             if f.format.is_packed else f.to_ndarray()[0]
+             for f in container.decode(audio=0)]
+        )  # fmt: skip
+    middle = samples[len(samples) // 2 - rate // 2 : len(samples) // 2 + rate // 2]
+    spectrum = np.abs(np.fft.rfft(middle * np.hanning(len(middle))))
+    bins = np.fft.rfftfreq(len(middle), 1 / rate)
+    level = {f: spectrum[(bins > f - 15) & (bins < f + 15)].max() for f in (440, 660, 880)}
+    assert min(level[440], level[660]) > 10 * level[880], level

@@ -19,11 +19,13 @@ import pytest
 from aiortc import VideoStreamTrack
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from emulator.media.mixing import grid
+from emulator.app import running_emulator
+from emulator.media.mixing import BlendLayout, Placement, blend, fit, grid
 from emulator.media.rtp.keyframes import vp8_keyframe
 from emulator.transport.client import EventStream, KurentoClient, RemoteObject
 from protocol.errors import RpcError
 from protocol.sdp import SessionDescription
+from tests.conftest import make_settings
 from tests.media.peers import ClientPeer, negotiate_connected
 from tests.media.rtp_peers import TonePeer, peer_sdp, spy_received, udp_peer
 
@@ -197,6 +199,25 @@ async def test_composite_grid_shows_each_participant_in_its_cell_and_follows_lea
         for peer in peers[:2]:
             await peer.wait_for(lambda p: shows(p, list(COLOURS[:2])), timeout=30)
         assert_hears(await heard_fresh(peers[0]), peers[0].heard_rate, [TONES[1]], TONES[2])
+
+
+async def test_composite_size_comes_from_the_config_unless_create_gives_one() -> None:
+    """On a server whose Composite.conf.ini says 256x192 (``composite_width``/``height``), a
+    Composite created without a size sends 256x192 pictures; one created with 320x240 sends
+    those."""
+    settings = make_settings(network_interfaces="lo", composite_width=256, composite_height=192)
+    async with (
+        running_emulator(settings) as server,
+        await KurentoClient.connect(server.urls["ws"], reconnect=False) as client,
+    ):
+        pipeline = await client.create("MediaPipeline")
+        for params, size in (({}, (192, 256)), ({"width": 320, "height": 240}, (240, 320))):
+            hub = await pipeline.create("Composite", **params)
+            peer = participant(0, video=True)
+            async with joined(pipeline, hub, peer):
+                await peer.wait_for(lambda p: shows(p, [COLOURS[0]]), timeout=40)
+                assert peer.picture is not None and peer.picture.shape[:2] == size
+            await hub.release()
 
 
 async def test_composite_participant_joins_mid_call(media_client: KurentoClient) -> None:
@@ -486,3 +507,30 @@ async def test_composite_keyframe_request_reaches_the_shared_encoder(
             await viewer.wait_for(lambda _: len(keyframes() - before) > 0, timeout=10)
         finally:
             await viewer.close()
+
+
+def test_grid_cells_follow_kms_composite_layout() -> None:
+    """1 picture fills the output, 2 sit side by side, then ceil(sqrt(n)) columns."""
+    assert grid(1, 800, 600) == [(0, 0, 800, 600)]
+    assert grid(2, 800, 600) == [(0, 0, 400, 600), (400, 0, 400, 600)]
+    assert grid(3, 800, 600) == [(0, 0, 400, 300), (400, 0, 400, 300), (0, 300, 400, 300)]
+    assert len(grid(5, 800, 600)) == 5 and grid(5, 800, 600)[4] == (266, 300, 266, 300)
+
+
+def test_grid_pictures_keep_their_shape_centred_in_their_cell() -> None:
+    """A 4:3 picture in a tall cell is letterboxed, centred."""
+    picture = av.VideoFrame(640, 480, "yuv420p")
+    assert fit(picture, 400, 0, 400, 600) == (400, 150, 400, 300)
+
+
+def test_blend_places_ports_by_z_order_relative_to_the_master() -> None:
+    """The master sets the size; a placed port is scaled to its share, above a lower z."""
+    master, placed, plain = (av.VideoFrame(320, 240, "yuv420p") for _ in range(3))
+    layout = BlendLayout("m", 3, {"p": Placement(0.5, 0.25, 0.5, 0.5, 4)})
+    width, height, layers = blend(layout, {"p": placed, "m": master, "x": plain})
+    assert (width, height) == (320, 240)
+    assert [(layer[0], layer[1:]) for layer in layers] == [
+        (plain, (0, 0, 320, 240)),
+        (master, (0, 0, 320, 240)),
+        (placed, (160, 60, 160, 120)),
+    ]

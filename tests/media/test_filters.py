@@ -9,94 +9,23 @@ import http.server
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-import av
 import cv2
 import numpy as np
 import pytest
-import zxingcpp
 from aiortc import RTCRtpReceiver
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from emulator.app import App
 from emulator.transport.client import KurentoClient, RemoteObject
 from protocol.errors import KurentoNotImplemented, MediaObjectIllegalParamError
+from tests.media.clips import BLUE, GREEN, GREY, RED, halves, make_clip, qr_image, solid_png
 from tests.media.peers import ClientPeer, negotiate_connected
 from tests.media.rtp_peers import dominant_frequency
 
 pytestmark = pytest.mark.timeout(120)
-
-RED = (0, 0, 255)
-BLUE = (255, 0, 0)
-GREEN = (0, 255, 0)
-GREY = (128, 128, 128)
-FPS = 15
-
-
-def make_clip(
-    path: Path, images: list[np.ndarray[Any, Any]], seconds: float, tone: float = 0.0
-) -> str:
-    """A VP8 WebM at 15 fps cycling through ``images`` (BGR) for ``seconds`` (each image for
-    ``len(images)`` equal parts of it), with an Opus tone of ``tone`` Hz when not 0; its URI."""
-    height, width = images[0].shape[:2]
-    frames = int(seconds * FPS)
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libvpx", rate=FPS)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.bit_rate = 2_000_000
-        stream.codec_context.gop_size = FPS
-        audio = _tone_stream(container) if tone else None
-        sample = 0
-        for index in range(frames):
-            image = images[index * len(images) // frames]
-            frame = av.VideoFrame.from_ndarray(image, format="bgr24")
-            frame.pts, frame.time_base = index, Fraction(1, FPS)
-            container.mux(stream.encode(frame))
-            while audio is not None and sample < (index + 1) * 48000 // FPS:
-                container.mux(audio.encode(_tone_frame(tone, sample)))
-                sample += OPUS_FRAME
-        container.mux(stream.encode(None))
-        if audio is not None:
-            container.mux(audio.encode(None))
-    return path.as_uri()
-
-
-OPUS_FRAME = 960
-
-
-def _tone_stream(container: Any) -> Any:
-    audio = container.add_stream("libopus", rate=48000)
-    audio.layout, audio.format = "stereo", "s16"
-    return audio
-
-
-def _tone_frame(hz: float, start: int) -> av.AudioFrame:
-    """20 ms of a sine tone at ``start`` (samples), stereo s16 at 48 kHz."""
-    times = np.arange(start, start + OPUS_FRAME) / 48000
-    mono = (np.sin(2 * np.pi * hz * times) * 8000).astype(np.int16)
-    frame = av.AudioFrame.from_ndarray(np.repeat(mono, 2).reshape(1, -1), format="s16",
-                                       layout="stereo")  # fmt: skip
-    frame.sample_rate, frame.pts, frame.time_base = 48000, start, Fraction(1, 48000)
-    return frame
-
-
-def halves(left: tuple[int, int, int], right: tuple[int, int, int]) -> np.ndarray[Any, Any]:
-    """A 320x240 BGR image: one colour on the left half, another on the right."""
-    image = np.zeros((240, 320, 3), np.uint8)
-    image[:, :160] = left
-    image[:, 160:] = right
-    return image
-
-
-def solid_png(path: Path, colour: tuple[int, int, int], size: int = 64) -> Path:
-    """A square PNG of one colour."""
-    image = np.zeros((size, size, 3), np.uint8)
-    image[:] = colour
-    cv2.imwrite(str(path), image)
-    return path
 
 
 @dataclass
@@ -191,7 +120,8 @@ async def test_gstreamer_videoflip_mirrors_frames_and_set_element_property_chang
     media_client: KurentoClient, tmp_path: Path
 ) -> None:
     """``videoflip method=horizontal-flip``: red-left/blue-right frames arrive blue-left/
-    red-right; setElementProperty method=none turns them back, live."""
+    red-right; setElementProperty method=none turns them back, live; release ends the
+    filter's worker thread."""
     uri = make_clip(tmp_path / "halves.webm", [halves(RED, BLUE)], 20)
     async with frame_peer() as peer:
         _, flt = await play_through(
@@ -205,6 +135,15 @@ async def test_gstreamer_videoflip_mirrors_frames_and_set_element_property_chang
         assert near(mean(straight, RIGHT), BLUE)
         assert await flt.invoke("isMediaFlowingIn", mediaType="VIDEO")
         assert await flt.invoke("isMediaFlowingOut", mediaType="VIDEO")
+        assert filter_threads(flt)
+        await flt.release()
+        assert not filter_threads(flt)
+
+
+def filter_threads(flt: RemoteObject) -> list[threading.Thread]:
+    """The worker threads of that filter alive now (named after its id)."""
+    name = "filter " + flt.id.rsplit("/", 1)[-1][:8]
+    return [t for t in threading.enumerate() if t.name == name]
 
 
 async def test_gstreamer_videobalance_saturation_zero_gives_grey_frames(
@@ -237,7 +176,8 @@ async def test_gstreamer_capsfilter_scales_frames(
 
 async def test_gstreamer_unsupported_commands_are_refused(media_client: KurentoClient) -> None:
     """An element the emulator does not run: 40006 naming it and listing the supported ones;
-    a property the element lacks, or a bad value: 40107; setElementProperty likewise."""
+    a property the element lacks, a bad value or a filterType that does not fit: 40107;
+    setElementProperty likewise; the refused filters were not created."""
     pipeline = await media_client.create("MediaPipeline")
     with pytest.raises(KurentoNotImplemented) as refused:
         await pipeline.create("GStreamerFilter", command="facedetect min-size-width=60")
@@ -249,6 +189,8 @@ async def test_gstreamer_unsupported_commands_are_refused(media_client: KurentoC
         await pipeline.create("GStreamerFilter", command="videoflip angle=90")
     with pytest.raises(MediaObjectIllegalParamError, match="is not one of"):
         await pipeline.create("GStreamerFilter", command="videoflip method=sideways")
+    with pytest.raises(MediaObjectIllegalParamError, match="filterType VIDEO does not fit volume"):
+        await pipeline.create("GStreamerFilter", command="volume volume=2", filterType="VIDEO")
     flt = await pipeline.create("GStreamerFilter", command="videobalance")
     with pytest.raises(MediaObjectIllegalParamError, match=r"outside 0\.\.2"):
         await flt.invoke("setElementProperty", propertyName="saturation", propertyValue="5")
@@ -337,18 +279,6 @@ async def test_filter_encodes_each_codec_its_sinks_take_and_keyframes_for_late_s
 
 
 # -- ZBarFilter ------------------------------------------------------------------------------------
-
-
-def qr_image(value: str) -> np.ndarray[Any, Any]:
-    """A 320x240 BGR frame showing a QR code of ``value`` on white."""
-    code = np.asarray(zxingcpp.write_barcode_to_image(
-        zxingcpp.create_barcode(value, zxingcpp.BarcodeFormat.QRCode), scale=6
-    ))  # fmt: skip
-    frame = np.full((240, 320, 3), 255, np.uint8)
-    height, width = code.shape[:2]
-    top, left = (240 - height) // 2, (320 - width) // 2
-    frame[top : top + height, left : left + width] = code[..., None]
-    return frame
 
 
 async def test_zbar_filter_raises_code_found_when_the_code_changes(

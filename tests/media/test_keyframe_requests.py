@@ -20,9 +20,11 @@ VP8_DELTA = bytes([0x10, 0x01]) + b"\x00" * 40
 
 
 def _fir_only_offer(audio_port: int, video_port: int) -> str:
-    """A video phone's offer: VP8 with ``ccm fir`` as its only feedback, RTCP on the RTP port."""
+    """A video phone's offer: VP8 with ``ccm fir`` as its only feedback, RTCP on the RTP port.
+    Feedback needs the AVPF profile (RFC 4585): KMS answers no ``a=rtcp-fb`` on ``RTP/AVP``."""
     sdp = peer_sdp(audio_port, dtmf=None, video="97 VP8/90000", video_port=video_port)
     rtpmap = "a=rtpmap:97 VP8/90000\r\n"
+    sdp = sdp.replace(f"m=video {video_port} RTP/AVP ", f"m=video {video_port} RTP/AVPF ")
     return sdp.replace(rtpmap, rtpmap + "a=rtcp-fb:97 ccm fir\r\na=rtcp-mux\r\n")
 
 

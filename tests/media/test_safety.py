@@ -140,3 +140,31 @@ async def test_vanished_peer_fails_ice_and_disconnects() -> None:
             assert server.media_services.ports.usage().in_use == 0
         finally:
             await peer.close()
+
+
+async def test_client_vanishing_mid_negotiation_is_collected() -> None:
+    """A client that leaves after processOffer and gatherCandidates (its ports taken, ICE
+    checking) without releasing anything: after garbageCollectorPeriod its session's objects
+    are destroyed (ObjectDestroyed, seen by another client) and every media port is free."""
+    settings = make_settings(network_interfaces="lo", gc_period=0.3)
+    async with (
+        running_emulator(settings) as server,
+        await KurentoClient.connect(server.urls["ws"], reconnect=False) as watcher,
+    ):
+        manager = await watcher.server_manager()
+        destroyed = await manager.subscribe("ObjectDestroyed")
+        peer = ClientPeer()
+        try:
+            async with await KurentoClient.connect(server.urls["ws"], reconnect=False) as owner:
+                pipeline = await owner.create("MediaPipeline")
+                endpoint = await pipeline.create("WebRtcEndpoint")
+                await endpoint.invoke("processOffer", offer=await peer.offer())
+                await endpoint.invoke("gatherCandidates")
+                assert server.media_services.ports.usage().in_use > 0
+            gone = set()
+            while not {pipeline.id, endpoint.id} <= gone:
+                gone.add((await destroyed.get(timeout=10))["objectId"])
+            assert server.media_services.ports.usage().in_use == 0
+            assert not server.media_set.objects.keys() - {"manager_ServerManager"}
+        finally:
+            await peer.close()

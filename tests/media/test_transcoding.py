@@ -250,7 +250,7 @@ async def test_transcoder_drops_the_oldest_packets_on_overload() -> None:
     collector = _Collector()
     transcoder.subscribe(collector)
     payload = bytes(160)
-    with transcoder._wake:  # the worker cannot take packets meanwhile: it is "busy"
+    with transcoder._queue._wake:  # the worker cannot take packets meanwhile: it is "busy"
         for number in range(60):
             transcoder.feed(_rtp(0, number, number * 160, payload), "a")
     assert (transcoder.fed, transcoder.dropped) == (60, 10)

@@ -9,7 +9,8 @@ Both demux a container with PyAV and send the codecs the pipeline carries as the
   (RFC 7587), so packet durations follow the file.
 - ``RtpStamper``: payloads -> ``MediaPacket``s of one outgoing stream (its own SSRC, sequence
   numbers from a random start, timestamps from the media time in the codec's clock from a random
-  base, and the ``InboundStream`` that identifies the stream to the sinks and counts it).
+  base, or as an encoder set them, and the ``InboundStream`` that identifies the stream to the
+  sinks and counts it); the mixing hubs' and the filters' outputs are such streams too.
 
 Markers: the last packet of a video frame (RFC 7741 4.1, RFC 6184 5.1); the first audio packet
 of a talkspurt, i.e. after a start or a seek (RFC 3551 4.1).
@@ -148,16 +149,21 @@ class RtpStamper:
 
     def packets(self, payloads: list[RtpPayload], arrival: float) -> list[MediaPacket]:
         """The payloads as pipeline packets, entering the server at ``arrival``."""
-        out = []
+        clock = self.codec.clock_rate
+        return [
+            self.packet(payload, (self.base + round(seconds * clock)) & 0xFFFFFFFF, marker, arrival)
+            for payload, seconds, marker in payloads
+        ]
+
+    def packet(self, payload: bytes, timestamp: int, marker: bool, arrival: float) -> MediaPacket:
+        """One payload whose RTP timestamp its encoder set (a mixer's clock), as a pipeline
+        packet."""
+        self.sequence = (self.sequence + 1) & 0xFFFF
         payload_type = self.codec.payload_type
-        for payload, seconds, marker in payloads:
-            self.sequence = (self.sequence + 1) & 0xFFFF
-            timestamp = (self.base + round(seconds * self.codec.clock_rate)) & 0xFFFFFFFF
-            second = (0x80 if marker else 0) | payload_type
-            data = _HEADER.pack(0x80, second, self.sequence, timestamp, self.ssrc) + payload
-            view = RtpView(
-                data, payload_type, marker, self.sequence, timestamp, self.ssrc, FIXED_HEADER, -1
-            )
-            self.source.received(view, arrival)
-            out.append(MediaPacket(self.kind, view, self.codec, self.source, {}, arrival))
-        return out
+        second = (0x80 if marker else 0) | payload_type
+        data = _HEADER.pack(0x80, second, self.sequence, timestamp, self.ssrc) + payload
+        view = RtpView(
+            data, payload_type, marker, self.sequence, timestamp, self.ssrc, FIXED_HEADER, -1
+        )
+        self.source.received(view, arrival)
+        return MediaPacket(self.kind, view, self.codec, self.source, {}, arrival)

@@ -24,7 +24,7 @@ target clock, marker), ``codec`` is the target codec (or ``telephone-event`` at 
 ``OutboundStream.next_numbers`` as the source) and ``arrival`` when its input was fed.
 ``on_keyframe_needed`` is called (at most once a second) when the decoder needs a keyframe from
 the source. ``SinkTranscoding`` is the small seam a sink's media owns (``WebRtcMedia`` has one):
-``feed(kind, view, codec, origin, sink_codecs)`` when the sink lacks the codec (and for
+``feed(kind, view, codec, origin, targets)`` when the sink lacks the codec (and for
 telephone-events while transcoding), ``stop(kind)`` when the link goes, ``transcoder(kind)`` for
 PLI/FIR, ``bitrate(kind, bps)`` for REMB. It picks the target (the sink's first codec PyAV
 encodes), subscribes, switches when the source changes and tells its ``TranscodingListener``;
@@ -32,20 +32,19 @@ the element then calls ``MediaElement.transcoding_changed``, which raises
 ``MediaTranscodingStateChanged`` on the element feeding the sink, and
 ``MediaElement.on_source_removed`` is where a sink stops its transcoding.
 
-Each transcoder runs one worker thread fed through a bounded queue that drops the oldest packet
-on overload (``Transcoder.dropped`` counts them); results come back with
-``loop.call_soon_threadsafe``. Audio is resampled (``av.AudioResampler``) and re-packetised in
-20 ms frames; RTP timestamps follow the source's timeline, converted to the target clock (G.722
-samples at 16 kHz with an 8 kHz RTP clock, RFC 3551 4.5.2). Video is depayloaded, decoded and
-re-encoded with aiortc's VP8 (RFC 7741) and H264 (RFC 6184) codecs and packetisers.
+The decoding and encoding are ``coders.py``'s (``AudioCoder``, ``VideoCoder``), which the mixing
+hubs and the filters use as well. Each transcoder runs one worker thread fed through a bounded
+queue that drops the oldest packet on overload (``Transcoder.dropped`` counts them); results come
+back with ``loop.call_soon_threadsafe``. Audio is resampled (``av.AudioResampler``) and
+re-packetised in 20 ms frames; RTP timestamps follow the source's timeline, converted to the
+target clock (G.722 samples at 16 kHz with an 8 kHz RTP clock, RFC 3551 4.5.2). Video is
+depayloaded, decoded and re-encoded with aiortc's VP8 (RFC 7741) and H264 (RFC 6184) codecs and
+packetisers.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
-import contextlib
-import fractions
 import logging
 import random
 import struct
@@ -53,66 +52,41 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
-import av
-from aiortc.codecs import depayload, get_decoder, get_encoder
-from aiortc.jitterbuffer import JitterFrame
-from aiortc.rtcrtpparameters import RTCRtpCodecParameters
-from av.audio.codeccontext import AudioCodecContext
-
+from emulator.media.codecs.coders import (
+    AUDIO_FORMATS,
+    VIDEO_CODECS,
+    AudioCoder,
+    CodedOutput,
+    MediaInput,
+    VideoCoder,
+    WorkQueue,
+    call_from_thread,
+    can_transcode,
+    codec_identity,
+)
 from emulator.media.codecs.served import is_dtmf
-from emulator.media.flow import FrameSink
 from emulator.media.rtp.packet import FIXED_HEADER, RtpView
 from emulator.media.rtp.streams import InboundStream
 from protocol.sdp import Codec
 
 logger = logging.getLogger(__name__)
 
-FRAME_MS = 20
-"""Audio output packets carry 20 ms (RFC 3551 4.5 default packetisation)."""
 AUDIO_QUEUE = 50
 """Pending audio packets per transcoder (1 s of 20 ms packets) before the oldest is dropped."""
 VIDEO_QUEUE = 600
 """Pending video packets per transcoder before the oldest is dropped."""
 KEYFRAME_INTERVAL = 1.0
+"""Seconds between two upstream keyframe requests of one transcoder."""
 DECODE_ERROR_EVERY = 100
 """After the first, one decode failure in this many is reported (``Error`` events)."""
-"""Seconds between two upstream keyframe requests of one transcoder."""
-OPUS_BITRATE = 32000
 
 _HEADER = struct.Struct("!BBHII")
-_DTMF = struct.Struct("!BBH")
-
-
-@dataclass(frozen=True, slots=True)
-class AudioFormat:
-    """How PyAV handles one audio codec: codec names, sampling rate and layout."""
-
-    decoder: str
-    encoder: str
-    sample_rate: int
-    """Actual sampling rate (G.722: 16000 with an 8000 RTP clock)."""
-    layout: str
-
-
-AUDIO_FORMATS = {
-    "opus": AudioFormat("opus", "libopus", 48000, "stereo"),
-    "pcmu": AudioFormat("pcm_mulaw", "pcm_mulaw", 8000, "mono"),
-    "pcma": AudioFormat("pcm_alaw", "pcm_alaw", 8000, "mono"),
-    "g722": AudioFormat("g722", "g722", 16000, "mono"),
-}
-VIDEO_CODECS = ("vp8", "h264")
 
 
 class TranscodingUnsupported(ValueError):
     """No transcoder exists for that pair of codecs."""
-
-
-def can_transcode(kind: str, codec: Codec) -> bool:
-    """Whether the transcoders decode and encode this codec."""
-    name = codec.name.lower()
-    return name in AUDIO_FORMATS if kind == "audio" else name in VIDEO_CODECS
 
 
 def describe(codec: Codec) -> str:
@@ -153,242 +127,6 @@ DecodeErrorCallback = Callable[[str, int], None]
 """What the decoder said, and how many packets or frames it refused so far."""
 
 
-@dataclass(slots=True)
-class _Input:
-    payload: bytes
-    sequence: int
-    timestamp: int
-    marker: bool
-    arrival: float
-    event_clock: int = 0
-    """Clock rate of a telephone-event packet; 0 for media."""
-
-
-_Output = tuple[bytes, int, bool, bool]
-"""payload, timestamp (target clock), marker, is telephone-event."""
-
-
-class _Timeline:
-    """Source RTP timestamps, unwrapped, mapped onto the target clock from a random base."""
-
-    def __init__(self, source_clock: int, target_clock: int) -> None:
-        self.source_clock = source_clock
-        self.target_clock = target_clock
-        self.last_raw: int | None = None
-        self.unwrapped = 0
-        self.target_base = random.getrandbits(32)
-
-    def unwrap(self, timestamp: int) -> int:
-        """The timestamp as a monotonic count from the first one seen."""
-        if self.last_raw is not None:
-            delta = ((timestamp - self.last_raw + 0x80000000) & 0xFFFFFFFF) - 0x80000000
-            self.unwrapped += delta
-        self.last_raw = timestamp
-        return self.unwrapped
-
-    def to_target(self, unwrapped: int) -> int:
-        """An unwrapped source timestamp in the target clock (not wrapped)."""
-        return self.target_base + unwrapped * self.target_clock // self.source_clock
-
-
-class _AudioEncoding:
-    """The audio ``FrameSink`` of a transcoder: resample, re-packetise in 20 ms frames, encode
-    (worker-thread side). What it encodes is collected for ``take()``."""
-
-    def __init__(self, source: Codec, target: Codec, timeline: _Timeline) -> None:
-        self.source_clock = source.clock_rate
-        self.target_clock = target.clock_rate
-        fmt = self.target_format = AUDIO_FORMATS[target.name.lower()]
-        self.encoder = cast(AudioCodecContext, av.CodecContext.create(fmt.encoder, "w"))
-        self.encoder.sample_rate = fmt.sample_rate
-        self.encoder.layout = fmt.layout
-        self.encoder.format = "s16"
-        self.encoder.time_base = fractions.Fraction(1, fmt.sample_rate)
-        if fmt.encoder == "libopus":
-            self.encoder.bit_rate = OPUS_BITRATE
-        self.frame_samples = fmt.sample_rate * FRAME_MS // 1000
-        self.timeline = timeline
-        self.resampler: Any = None
-        self.expected: int | None = None
-        """Unwrapped source timestamp the next frame has when nothing is missing."""
-        self.out_timestamp = 0
-        self.out_samples = 0
-        self.fresh = True
-        self.produced: list[_Output] = []
-
-    def frame(self, frame: Any, position: int) -> None:
-        """A decoded ``av.AudioFrame`` at ``position`` (unwrapped source timestamp)."""
-        if self.resampler is None or position != self.expected:
-            # A gap or a new timeline: restart the 20 ms framing at this frame's time.
-            self.resampler = av.AudioResampler(
-                format="s16",
-                layout=self.target_format.layout,
-                rate=self.target_format.sample_rate,
-                frame_size=self.frame_samples,
-            )
-            self.out_timestamp = max(self.timeline.to_target(position), self.out_timestamp)
-            self.fresh = True
-        self.expected = position + frame.samples * self.source_clock // frame.sample_rate
-        frame.pts = None
-        for chunk in self.resampler.resample(frame):
-            chunk.pts = self.out_samples
-            self.out_samples += chunk.samples
-            for packet in self.encoder.encode(chunk):
-                self.produced.append(
-                    (bytes(packet), self.out_timestamp & 0xFFFFFFFF, self.fresh, False)
-                )
-                self.fresh = False
-                self.out_timestamp += (
-                    self.frame_samples * self.target_clock // self.target_format.sample_rate
-                )
-
-    def take(self) -> list[_Output]:
-        """What was encoded since the last call."""
-        produced, self.produced = self.produced, []
-        return produced
-
-
-class _AudioCoder:
-    """Decode the source's packets and hand each frame to the ``FrameSink`` (the encoding);
-    telephone-events are retimed, never decoded (worker-thread side)."""
-
-    def __init__(self, source: Codec, target: Codec) -> None:
-        fmt = AUDIO_FORMATS[source.name.lower()]
-        self.source_clock = source.clock_rate
-        self.target_clock = target.clock_rate
-        self.decoder = cast(AudioCodecContext, av.CodecContext.create(fmt.decoder, "r"))
-        self.decoder.sample_rate = fmt.sample_rate
-        self.decoder.layout = fmt.layout
-        self.timeline = _Timeline(source.clock_rate, target.clock_rate)
-        self.encoding = _AudioEncoding(source, target, self.timeline)
-        self.sink: FrameSink = self.encoding
-        self.decode_error = ""
-        """Set by the worker when the decoder refused a packet (what FFmpeg said)."""
-
-    def process(self, item: _Input) -> list[_Output]:
-        """One source packet in, zero or more target packets out."""
-        position = self.timeline.unwrap(item.timestamp)
-        if item.event_clock:
-            return [self._event(item, position)]
-        if not item.payload:
-            return []  # padding only: nothing to decode
-        try:
-            frames = self.decoder.decode(av.Packet(item.payload))
-        except av.error.FFmpegError as exc:
-            logger.debug("audio decode failed: %s", exc)
-            self.decode_error = str(exc)
-            return []
-        for frame in frames:
-            self.sink.frame(frame, position)
-            position += frame.samples * self.source_clock // frame.sample_rate
-        return self.encoding.take()
-
-    def _event(self, item: _Input, position: int) -> _Output:
-        # RFC 4733 2.3: event, E/R/volume, duration in the event's clock; only the duration and
-        # the timestamp change clock, the event itself is never decoded.
-        payload = item.payload
-        if len(payload) >= _DTMF.size:
-            event, flags, duration = _DTMF.unpack_from(payload)
-            duration = min(duration * self.target_clock // item.event_clock, 0xFFFF)
-            payload = _DTMF.pack(event, flags, duration) + payload[_DTMF.size :]
-        timestamp = self.timeline.to_target(position) & 0xFFFFFFFF
-        return (payload, timestamp, item.marker, True)
-
-
-class _VideoEncoding:
-    """The video ``FrameSink`` of a transcoder: encode (a keyframe when asked) and packetise
-    with aiortc's encoders (worker-thread side)."""
-
-    def __init__(self, source: Codec, target: Codec, timeline: _Timeline) -> None:
-        self.encoder = get_encoder(_rtc_codec(target))
-        self.timeline = timeline
-        self.force_keyframe = False
-        self.produced: list[_Output] = []
-
-    def frame(self, frame: Any, position: int) -> None:
-        """A decoded ``av.VideoFrame`` at ``position`` (unwrapped source timestamp)."""
-        # PyAV rebases pts in place to the encoder's time base (aiortc's: 1/30 s), which
-        # rounds: the RTP timestamp is taken from the source's, not from the encoder.
-        frame.pts = position
-        frame.time_base = fractions.Fraction(1, self.timeline.source_clock)
-        payloads, _ = self.encoder.encode(frame, self.force_keyframe)
-        self.force_keyframe = False
-        out_timestamp = self.timeline.to_target(position) & 0xFFFFFFFF
-        for index, payload in enumerate(payloads):
-            self.produced.append((payload, out_timestamp, index == len(payloads) - 1, False))
-
-    def take(self) -> list[_Output]:
-        """What was encoded since the last call."""
-        produced, self.produced = self.produced, []
-        return produced
-
-
-class _VideoCoder:
-    """Depayload, reassemble frames and decode them, handing each to the ``FrameSink`` (the
-    encoding); notes when the source must send a keyframe (worker-thread side)."""
-
-    def __init__(self, source: Codec, target: Codec) -> None:
-        self.source = _rtc_codec(source)
-        self.decoder = get_decoder(self.source)
-        self.timeline = _Timeline(source.clock_rate, target.clock_rate)
-        self.encoding = _VideoEncoding(source, target, self.timeline)
-        self.sink: FrameSink = self.encoding
-        self.frame_timestamp: int | None = None
-        self.parts: list[bytes] = []
-        self.broken = False
-        self.next_sequence: int | None = None
-        self.keyframe_needed = False
-        """Set by the worker when the source must send a keyframe."""
-        self.decode_error = ""
-        """Set by the worker when the decoder refused a whole frame (what FFmpeg said)."""
-
-    def process(self, item: _Input) -> list[_Output]:
-        """One source RTP packet in; a whole encoded frame's packets out at its last packet."""
-        if not item.payload:  # padding only (a bandwidth probe): it only takes a number
-            if self.next_sequence == item.sequence:
-                self.next_sequence = (item.sequence + 1) & 0xFFFF
-            return []
-        position = self.timeline.unwrap(item.timestamp)
-        if self.frame_timestamp is not None and position != self.frame_timestamp:
-            self._finish()  # the previous frame lost its marker packet
-        if self.next_sequence is not None and item.sequence != self.next_sequence:
-            self.broken = True
-        self.next_sequence = (item.sequence + 1) & 0xFFFF
-        self.frame_timestamp = position
-        try:
-            self.parts.append(depayload(self.source, item.payload))
-        except ValueError:
-            self.broken = True
-        if item.marker:
-            self._finish()
-        return self.encoding.take()
-
-    def _finish(self) -> None:
-        data, timestamp, broken = b"".join(self.parts), self.frame_timestamp, self.broken
-        self.parts, self.frame_timestamp, self.broken = [], None, False
-        if broken or timestamp is None or not data:
-            self.keyframe_needed = True
-            return
-        try:
-            frames = self.decoder.decode(JitterFrame(data, timestamp))
-        except av.error.FFmpegError as exc:
-            self.decode_error = str(exc)
-            frames = []
-        if not frames:
-            self.keyframe_needed = True
-        for frame in frames:
-            self.sink.frame(frame, timestamp)
-
-
-def _rtc_codec(codec: Codec) -> RTCRtpCodecParameters:
-    return RTCRtpCodecParameters(
-        mimeType=f"video/{codec.name}",
-        clockRate=codec.clock_rate,
-        payloadType=codec.payload_type,
-        parameters=dict(codec.parameters()),
-    )
-
-
 class Transcoder:
     """Decodes one received stream and encodes it in another codec, for every subscriber."""
 
@@ -410,13 +148,12 @@ class Transcoder:
         self.kind = kind
         self.name = f"{kind}:{describe(source)}->{describe(target)}"
         self.event_codec = Codec(101, "telephone-event", target.clock_rate, None, "0-16")
-        self.coder: _AudioCoder | _VideoCoder = (
-            _AudioCoder(source, target) if kind == "audio" else _VideoCoder(source, target)
+        self.coder: AudioCoder | VideoCoder = (
+            AudioCoder(source, target) if kind == "audio" else VideoCoder(source, target)
         )
         self.ssrc = random.getrandbits(32)
         self.stream = InboundStream(self.ssrc, target.clock_rate, kind)
         self.fed = 0
-        self.dropped = 0
         self.produced = 0
         self._loop = loop
         self._on_closed = on_closed
@@ -425,10 +162,9 @@ class Transcoder:
         self.decode_errors = 0
         """Packets (audio) or frames (video) the decoder refused."""
         self._bitrates: dict[PacketCallback, int] = {}
-        self._queue: collections.deque[_Input] = collections.deque()
-        self._limit = AUDIO_QUEUE if kind == "audio" else VIDEO_QUEUE
-        self._wake = threading.Condition()
-        self._closing = False
+        self._queue: WorkQueue[MediaInput] = WorkQueue(
+            AUDIO_QUEUE if kind == "audio" else VIDEO_QUEUE
+        )
         self._last_fed: tuple[object, int] | None = None
         self._last_keyframe_request = 0.0
         self._sequence = random.getrandbits(16)
@@ -438,6 +174,11 @@ class Transcoder:
         self._thread.start()
 
     # -- event loop side -------------------------------------------------------------------------
+
+    @property
+    def dropped(self) -> int:
+        """Packets dropped on overload (the oldest pending one when the queue was full)."""
+        return self._queue.dropped
 
     @property
     def subscribers(self) -> int:
@@ -477,14 +218,14 @@ class Transcoder:
     @property
     def target_bitrate(self) -> int | None:
         """The video encoder's target bitrate (bps), None for audio."""
-        if isinstance(self.coder, _VideoCoder):
+        if isinstance(self.coder, VideoCoder):
             return int(self.coder.encoding.encoder.target_bitrate)  # type: ignore[attr-defined]
         return None
 
     def _apply_bitrate(self) -> None:
         # aiortc's encoders clamp it and re-create their codec on the next frame when it moves
         # by more than 10%; the worker reads it there.
-        if isinstance(self.coder, _VideoCoder) and self._bitrates:
+        if isinstance(self.coder, VideoCoder) and self._bitrates:
             encoder = self.coder.encoding.encoder
             encoder.target_bitrate = min(self._bitrates.values())  # type: ignore[attr-defined]
 
@@ -502,14 +243,14 @@ class Transcoder:
         self._put(view, source_key, clock_rate)
 
     def _put(self, view: RtpView, source_key: object, event_clock: int) -> None:
-        if self._closing:
+        if self._queue.closed:
             return
         fed = (source_key, view.sequence)
         if fed == self._last_fed:
             return  # the same packet through another sink of the same source: fan-out
         self._last_fed = fed
         self.fed += 1
-        item = _Input(
+        item = MediaInput(
             view.media_payload,
             view.sequence,
             view.timestamp,
@@ -517,27 +258,19 @@ class Transcoder:
             time.monotonic(),
             event_clock,
         )
-        with self._wake:
-            if len(self._queue) >= self._limit:
-                self._queue.popleft()
-                self.dropped += 1
-            self._queue.append(item)
-            self._wake.notify()
+        self._queue.put(item)
 
     def request_keyframe(self) -> None:
         """The next encoded video frame is a keyframe (a sink asked with PLI or FIR)."""
-        if isinstance(self.coder, _VideoCoder):
+        if isinstance(self.coder, VideoCoder):
             self.coder.encoding.force_keyframe = True
 
     def close(self) -> None:
         """Stop the worker thread (it ends after the packet in hand) and leave the registry."""
-        if self._closing:
+        if self._queue.closed:
             return
-        self._closing = True
+        self._queue.close()
         self._subscribers.clear()
-        with self._wake:
-            self._queue.clear()
-            self._wake.notify()
         self._on_closed(self)
 
     async def wait_closed(self) -> None:
@@ -545,7 +278,7 @@ class Transcoder:
         await self.closed.wait()
 
     def _deliver(self, packets: list[TranscodedPacket], keyframe_needed: bool) -> None:
-        if self._closing:
+        if self._queue.closed:
             return
         now = time.monotonic()
         for packet in packets:
@@ -568,7 +301,7 @@ class Transcoder:
         if count != 1 and count % DECODE_ERROR_EVERY:
             return
         watcher = next(iter(self._error_watchers.values()), None)
-        if watcher is not None and not self._closing:
+        if watcher is not None and not self._queue.closed:
             watcher(reason, count)
 
     def _thread_ended(self) -> None:
@@ -578,20 +311,14 @@ class Transcoder:
 
     def _run(self) -> None:
         try:
-            while True:
-                with self._wake:
-                    while not self._queue and not self._closing:
-                        self._wake.wait()
-                    if self._closing:
-                        return
-                    item = self._queue.popleft()
+            while (item := self._queue.take()) is not None:
                 try:
                     outputs = self.coder.process(item)
                 except Exception:
                     logger.exception("! transcoder %s failed on a packet", self.name)
                     continue
                 keyframe_needed = False
-                if isinstance(self.coder, _VideoCoder):
+                if isinstance(self.coder, VideoCoder):
                     keyframe_needed, self.coder.keyframe_needed = self.coder.keyframe_needed, False
                 if self.coder.decode_error:
                     self._post(self._decode_failed, self.coder.decode_error)
@@ -603,11 +330,9 @@ class Transcoder:
             self._post(self._thread_ended)
 
     def _post(self, callback: Callable[..., None], *args: Any) -> None:
-        # A closed loop has nobody left to deliver to.
-        with contextlib.suppress(RuntimeError):
-            self._loop.call_soon_threadsafe(callback, *args)
+        call_from_thread(self._loop, callback, *args)
 
-    def _packet(self, output: _Output, arrival: float) -> TranscodedPacket:
+    def _packet(self, output: CodedOutput, arrival: float) -> TranscodedPacket:
         payload, timestamp, marker, event = output
         codec = self.event_codec if event else self.target
         self._sequence = (self._sequence + 1) & 0xFFFF
@@ -651,7 +376,7 @@ class Transcoders:
         Raises:
             TranscodingUnsupported: PyAV transcoding does not cover one of the codecs.
         """
-        key = (id(origin), _identity(source), _identity(target), kind)
+        key = (id(origin), codec_identity(source), codec_identity(target), kind)
         found = self._running.get(key)
         if found is not None:
             return found
@@ -683,11 +408,6 @@ class Transcoders:
         """Stop every transcoder (server shutdown)."""
         for transcoder in list(self._running.values()):
             transcoder.close()
-
-
-def _identity(codec: Codec) -> tuple[Any, ...]:
-    # H264 profiles and packetisation modes differ in fmtp; other codecs by name/clock/channels.
-    return (*codec.key, codec.fmtp or "") if codec.name.lower() == "h264" else codec.key
 
 
 class TranscodingListener(Protocol):
@@ -753,7 +473,9 @@ class SinkTranscoding:
             route is None
             or route.origin is not origin
             or route.transcoder.source.key != codec.key
-            or not any(_identity(t) == _identity(route.transcoder.target) for t in targets)
+            or not any(
+                codec_identity(t) == codec_identity(route.transcoder.target) for t in targets
+            )
         ):  # a new source, codec, or a sink that renegotiated away from our target
             route = self._open(kind, codec, origin, targets)
             if route is None:

@@ -21,6 +21,12 @@ from emulator.media.rtp.packet import is_rtcp
 logger = logging.getLogger(__name__)
 
 
+UNPROTECT_ERRORS = (pylibsrtp.Error, ValueError)
+"""What pylibsrtp raises for a packet it cannot take: libsrtp's errors, and ValueError for one
+longer than its 1500-byte buffer. aiortc's receive loop catches only the first; anything else it
+sees closes the DTLS transport, so one oversized datagram from the peer would end the call."""
+
+
 class CountingSrtpSession:
     """A libsrtp session that counts the packets it rejects."""
 
@@ -29,20 +35,24 @@ class CountingSrtpSession:
         self.failures = 0
 
     def unprotect(self, data: bytes) -> bytes:
-        """Decrypt and authenticate an SRTP packet."""
+        """Decrypt and authenticate an SRTP packet.
+
+        Raises:
+            pylibsrtp.Error: it failed (counted); aiortc's receive loop drops the packet.
+        """
         try:
             return bytes(self.session.unprotect(data))
-        except pylibsrtp.Error:
+        except UNPROTECT_ERRORS as exc:
             self.failed()
-            raise
+            raise pylibsrtp.Error(str(exc)) from exc
 
     def unprotect_rtcp(self, data: bytes) -> bytes:
-        """Decrypt and authenticate an SRTCP packet."""
+        """Decrypt and authenticate an SRTCP packet (raises as ``unprotect``)."""
         try:
             return bytes(self.session.unprotect_rtcp(data))
-        except pylibsrtp.Error:
+        except UNPROTECT_ERRORS as exc:
             self.failed()
-            raise
+            raise pylibsrtp.Error(str(exc)) from exc
 
     def failed(self) -> None:
         """Count (and log now and then) a packet that failed authentication."""

@@ -30,6 +30,7 @@ import ipaddress
 import logging
 import socket
 import ssl
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -106,6 +107,8 @@ class IceCounters:
     """What the guards dropped."""
 
     unvalidated_source: int = 0
+    malformed_stun: int = 0
+    """STUN-looking datagrams aioice's parser raised on (an attribute whose length lies)."""
     queue_overflow: int = 0
     send_errors: int = 0
     sources: set[tuple[str, int]] = field(default_factory=set)
@@ -153,7 +156,7 @@ class GuardedStunProtocol(StunProtocol):
         receiver = self.connection
         if data[0] < 4:
             if not receiver.drop_stun:
-                super().datagram_received(data, addr)
+                self._stun(data, addr)
             return
         if addr != self._validated:
             source = (addr[0], addr[1])
@@ -165,6 +168,15 @@ class GuardedStunProtocol(StunProtocol):
         if fast_path is not None and data[0] > 127 and fast_path(data, addr):
             return
         receiver.queue_datagram(data, self.local_candidate.component)
+
+    def _stun(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        # aioice catches only ValueError around its parser, which raises struct.error on an
+        # attribute shorter than its type needs (ERROR-CODE of 1 byte): anyone, validated or
+        # not, could otherwise raise out of the receive loop with one datagram.
+        try:
+            super().datagram_received(data, addr)
+        except (struct.error, IndexError):
+            self.connection.counters.malformed_stun += 1
 
 
 class RangedConnection(IceConnectionSeam):

@@ -20,7 +20,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import pylibsrtp
 from aioice import Candidate, TransportPolicy
 from aiortc import (
     RTCCertificate,
@@ -36,7 +35,7 @@ from aiortc import (
 
 from emulator.media.lab.capture import Address, PacketTap
 from emulator.media.legs.aiortc_adapter import dtls_role, ice_transport_over, set_dtls_role
-from emulator.media.legs.dtls import MediaDtlsTransport
+from emulator.media.legs.dtls import UNPROTECT_ERRORS, MediaDtlsTransport
 from emulator.media.legs.ice import IcePolicy, RangedConnection
 from emulator.media.net.ports import PortRange
 from emulator.media.rtp.packet import RtpView, parse_rtp
@@ -130,6 +129,8 @@ class PeerTransport:
     task: asyncio.Task[None] | None = None
     by_ssrc: dict[int, MediaLine] = field(default_factory=dict)
     by_payload_type: dict[int, MediaLine] = field(default_factory=dict)
+    malformed_rtp: int = 0
+    """Authenticated packets that are not valid RTP (extensions past the end...): dropped."""
 
     def route(self) -> None:
         """Index the m-lines by signalled SSRC and by payload type, for demultiplexing."""
@@ -330,6 +331,8 @@ class WebRtcPeer:
             fingerprints, setup = negotiation.remote_dtls(description, media)
             if not fingerprints:
                 self._warn(media, "a=fingerprint", "the peer's DTLS certificate goes unverified")
+            if answering and media.kind != "application" and not media.rtcp_mux:
+                self._warn_no_rtcp_mux(media)
             role = _dtls_role(setup, answering)
             set_dtls_role(transport.dtls, role)
             transport.remote_dtls = RTCDtlsParameters(
@@ -347,6 +350,17 @@ class WebRtcPeer:
             missing,
             consequence,
             missing,
+        )
+
+    def _warn_no_rtcp_mux(self, media: MediaSection) -> None:
+        # KMS answers without a=rtcp-mux and gathers a second ICE component for RTCP; this
+        # server's ICE has one component, so it answers a=rtcp-mux and says so.
+        logger.warning(
+            "! %s: m-line %s has no a=rtcp-mux: answered with a=rtcp-mux all the same (KMS would "
+            "take RTCP on a second ICE component, which this server does not gather), so RTCP "
+            "goes on the RTP port (add a=rtcp-mux to the SDP)",
+            self.name,
+            media.mid or media.kind,
         )
 
     def _queue_sdp_candidates(self, media: MediaSection, line: MediaLine) -> None:
@@ -530,7 +544,7 @@ class WebRtcPeer:
             return False
         try:
             plain = counter.session.unprotect(data)
-        except pylibsrtp.Error:
+        except UNPROTECT_ERRORS:
             counter.failed()
             return True
         self._rtp(transport, plain)
@@ -542,6 +556,7 @@ class WebRtcPeer:
             tap(data, False)
         view = parse_rtp(data)
         if view is None:
+            transport.malformed_rtp += 1
             return
         line = transport.line_of(view)
         if line is not None and line.receives:

@@ -4,6 +4,10 @@ Decides, per m-line, whether it is accepted, with which codecs, extensions and d
 which transport (one per BUNDLE group, else one per m-line); and writes the local description.
 Media-line rules follow KMS: at most ``numAudioMedias``/``numVideoMedias`` audio/video lines
 (1 each by default), data channels only with ``useDataChannels``, codecs in the offerer's order.
+As KMS's SDP agent (kms-core ``kmssdpagent.c`` and its media handlers), the answer repeats the
+offered profile (``RTP/SAVPF`` or ``UDP/TLS/RTP/SAVPF``; ``UDP/DTLS/SCTP`` or ``DTLS/SCTP``), and
+a refused m-line keeps the offered profile at port 0 with every offered format (no handler for
+it), or with the first offered format only (no codec in common).
 """
 
 from __future__ import annotations
@@ -12,8 +16,8 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from emulator.media.codecs.served import SUPPORTED, CodecSpec, find_spec, is_dtmf, served
-from protocol.errors import SdpParseError
+from emulator.media.codecs.served import CodecSpec, find_spec, is_dtmf, served
+from protocol.errors import SdpEndPointProcessOfferError, SdpParseError
 from protocol.sdp import Attribute, Codec, MediaSection, Origin, SessionDescription, effective
 
 logger = logging.getLogger(__name__)
@@ -28,6 +32,7 @@ EXTENSIONS = (
 )
 RTP_PROFILES = ("UDP/TLS/RTP/SAVPF", "RTP/SAVPF")
 SCTP_PROFILES = ("UDP/DTLS/SCTP", "DTLS/SCTP")
+SCTP_FORMAT = "webrtc-datachannel"
 REVERSE = {
     "sendrecv": "sendrecv",
     "sendonly": "recvonly",
@@ -68,6 +73,10 @@ class MediaLine:
     local_ssrc: int = 0
     remote_ssrcs: set[int] = field(default_factory=set)
     reason: str = ""
+    proto: str = "UDP/TLS/RTP/SAVPF"
+    """The m-line's profile: the offered one when answering, as KMS repeats it."""
+    refused_formats: list[str] = field(default_factory=list)
+    """The formats written on the m-line when it is refused (port 0)."""
 
     @property
     def sends(self) -> bool:
@@ -167,36 +176,51 @@ def _transport_of(line: MediaLine, bundles: list[list[str]], index: int) -> int:
     return index
 
 
+def take_slot(kind: str, policy: LocalPolicy, counts: dict[str, int]) -> str:
+    """Give an m-line of this kind one of the endpoint's media slots; why not, or "".
+
+    As KMS's base SDP endpoint (``on_handler_required``): each audio, video or data channel
+    m-line, in offer order, takes a media handler while ``numAudioMedias``/``numVideoMedias``
+    (one data channel with ``useDataChannels``) last, before its profile, codecs or port are
+    looked at: one refused for those still uses its slot, and the lines after the last slot are
+    refused even when they could be taken.
+    """
+    limits = {
+        "audio": policy.num_audio,
+        "video": policy.num_video,
+        "application": 1 if policy.use_data_channels else 0,
+    }
+    if kind not in limits:
+        return f"unsupported media kind {kind}"
+    if kind == "application" and not policy.use_data_channels:
+        return "data channels are off (useDataChannels=false)"
+    if counts.get(kind, 0) >= limits[kind]:
+        setting = {"audio": "numAudioMedias", "video": "numVideoMedias"}.get(kind, "one")
+        return f"no {kind} m-line left ({setting}: {limits[kind]}), taken by the ones before it"
+    counts[kind] = counts.get(kind, 0) + 1
+    return ""
+
+
 def _plan_line(
     index: int, media: MediaSection, policy: LocalPolicy, counts: dict[str, int]
 ) -> MediaLine:
     mid = media.mid if media.mid is not None else str(index)
-    line = MediaLine(index=index, kind=media.kind, mid=mid, accepted=False)
-    if media.rejected:
+    line = MediaLine(index=index, kind=media.kind, mid=mid, accepted=False, proto=media.proto)
+    line.refused_formats = list(media.formats)
+    line.reason = take_slot(media.kind, policy, counts)
+    if line.reason:
+        return line
+    if media.kind == "application" and media.rejected:
         line.reason = "rejected by the offerer (port 0)"
-        return line
-    if media.kind == "application":
-        if media.proto not in SCTP_PROFILES:
-            line.reason = f"unsupported application profile {media.proto}"
-        elif not policy.use_data_channels:
-            line.reason = "data channels are off (useDataChannels=false)"
-        elif counts["application"]:
-            line.reason = "only one data channel line is supported"
-        else:
-            counts["application"] += 1
-            line.accepted = True
-        return line
-    limit = {"audio": policy.num_audio, "video": policy.num_video}.get(media.kind, 0)
-    if media.kind not in SUPPORTED:
-        line.reason = f"unsupported media kind {media.kind}"
+    elif media.kind == "application":
+        _plan_data_channel(line, media)
     elif media.proto not in RTP_PROFILES:
         line.reason = f"profile {media.proto} is not WebRTC (needs UDP/TLS/RTP/SAVPF)"
-    elif counts[media.kind] >= limit:
-        line.reason = f"only {limit} {media.kind} line(s) accepted (SdpEndpoint.conf.json)"
     else:
         _choose_codecs(line, media, policy)
-        if line.codecs:
-            counts[media.kind] += 1
+        if media.rejected:
+            refuse_offered_port_0(line, media)
+        elif line.codecs:
             line.accepted = True
             line.direction = intersect_direction(policy.direction, media.direction)
             line.extensions = {uri: ext_id for ext_id, _, uri in media.extmaps if uri in EXTENSIONS}
@@ -205,7 +229,38 @@ def _plan_line(
             offered = ", ".join(c.name for c in media.codecs) or "none"
             have = policy.served_names(media.kind)
             line.reason = f"no common codec; offered {offered}, have {have}"
+            # KMS's RTP/AVP handler (kms-core bug 627's fix) keeps the first offered format.
+            line.refused_formats = media.formats[:1]
     return line
+
+
+def refuse_offered_port_0(line: MediaLine, media: MediaSection) -> None:
+    """An m-line offered with port 0 (RFC 3264 8.2): KMS answers it "as usual", then at port 0,
+    so with the formats it would have taken (the first offered one when none)."""
+    taken = [*line.codecs, *([line.dtmf] if line.dtmf else [])]
+    line.refused_formats = [str(c.payload_type) for c in taken] or media.formats[:1]
+    line.codecs, line.dtmf = [], None
+    line.reason = "rejected by the offerer (port 0)"
+
+
+def _plan_data_channel(line: MediaLine, media: MediaSection) -> None:
+    """The data channel m-line, as KMS's SCTP handler takes it (RFC 8841 only).
+
+    Raises:
+        SdpEndPointProcessOfferError: 40205 for a data channel line in the pre-RFC 8841 form
+            (``DTLS/SCTP 5000`` with ``a=sctpmap``) while data channels are on: KMS's handler
+            fails the whole offer ("Cannot process SCTP: Invalid SDP offer").
+    """
+    if media.proto not in SCTP_PROFILES:
+        line.reason = f"unsupported application profile {media.proto}"
+    elif media.formats[:1] != [SCTP_FORMAT] or not media.has("sctp-port"):
+        raise SdpEndPointProcessOfferError(
+            f"Error processing offer: the data channel m-line ({media.proto} "
+            f"{' '.join(media.formats)}) needs the format {SCTP_FORMAT} and a=sctp-port "
+            "(RFC 8841); the older a=sctpmap form is not accepted"
+        )
+    else:
+        line.accepted = True
 
 
 def _choose_codecs(line: MediaLine, media: MediaSection, policy: LocalPolicy) -> None:
@@ -261,8 +316,9 @@ def plan_offer(policy: LocalPolicy, audio: bool, video: bool) -> list[MediaLine]
         line.direction = policy.direction
         lines.append(line)
     if policy.use_data_channels:
+        index = len(lines)
         lines.append(
-            MediaLine(index=len(lines), kind="application", mid=str(len(lines)), accepted=True)
+            MediaLine(index, "application", str(index), accepted=True, proto=SCTP_PROFILES[0])
         )
     for line in lines:
         line.transport = -1
@@ -348,16 +404,15 @@ def _write_line(
     sctp_port: int,
 ) -> MediaSection:
     transport = transports.get(line.transport)
-    if line.kind == "application":
-        media = _section(
-            "application", 9 if line.accepted else 0, "UDP/DTLS/SCTP", ["webrtc-datachannel"]
-        )
+    if not line.accepted:
+        media = _section(line.kind, 0, line.proto, line.refused_formats or ["0"])
+    elif line.kind == "application":
+        media = _section("application", 9, line.proto, [SCTP_FORMAT])
     else:
         formats = [str(c.payload_type) for c in line.codecs]
         if line.dtmf is not None:
             formats.append(str(line.dtmf.payload_type))
-        port = 9 if line.accepted else 0
-        media = _section(line.kind, port, "UDP/TLS/RTP/SAVPF", formats or ["0"])
+        media = _section(line.kind, 9, line.proto, formats)
     media.connection = "0.0.0.0"
     media.connection_line = "IN IP4 0.0.0.0"
     if transport is not None and line.accepted:

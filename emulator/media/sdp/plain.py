@@ -4,7 +4,10 @@ No ICE and no DTLS: each m-line has its own UDP port (even) and RTCP port (+1, o
 RFC 3605), or RTCP on the RTP port with ``a=rtcp-mux`` (RFC 5761). Media is plain
 ``RTP/AVP``, or ``RTP/SAVP`` with ``a=crypto`` (SDES, RFC 4568) when the endpoint has a
 ``crypto`` suite. Hold is a direction (``sendonly``/``inactive``) or the RFC 2543 ``c=0.0.0.0``.
-Codec choice reuses ``negotiation``: the served codecs, in the offerer's order.
+Codec choice reuses ``negotiation``: the served codecs, in the offerer's order. As KMS's
+``RTP/AVPF`` handler (kms-core ``kmssdprtpavpfmediahandler.c``), the answer repeats the offered
+profile, carries ``a=rtcp-fb`` only for a feedback profile (``RTP/AVPF``, ``RTP/SAVPF``), and an
+m-line with no codec in common is refused (port 0) with the first offered format only.
 """
 
 from __future__ import annotations
@@ -17,13 +20,20 @@ from emulator.media.sdp.negotiation import (
     _choose_codecs,
     intersect_direction,
     plan_offer,
+    refuse_offered_port_0,
+    take_slot,
 )
 from emulator.media.sdp.sdes import SdesConfig, choose_crypto
 from protocol.errors import SdpParseError
 from protocol.sdp import Crypto, MediaSection, SessionDescription
 
 PLAIN_PROFILES = ("RTP/AVP", "RTP/AVPF")
-SECURE_PROFILES = ("RTP/SAVP", "RTP/SAVPF")
+"""KMS's RtpEndpoint without crypto: its RTP/AVPF handler takes exactly these two."""
+SECURE_PROFILES = ("RTP/SAVP", "RTP/SAVPF", "UDP/TLS/RTP/SAVPF")
+"""With SDES crypto KMS uses its RTP/SAVPF handler, whose pattern ``(UDP/TLS/)?RTP/SAVPF`` also
+takes ``UDP/TLS/RTP/SAVPF`` (keyed by ``a=crypto``, no DTLS). ``RTP/SAVP``, which that pattern
+does not match in kms-core's source, is still taken here: the SIP trunks and PBXs that use SDES
+offer it, and 7.3.0's handler could not be read to confirm the refusal."""
 HOLD_ADDRESSES = ("0.0.0.0", "::")
 
 
@@ -90,11 +100,20 @@ def plan_answer(
         if media.reason:
             continue
         _choose_codecs(media, section, policy)
+        if section.rejected:
+            refuse_offered_port_0(media, section)
+            line.offered_formats = media.refused_formats
+            continue
         if not media.codecs:
             offered = ", ".join(c.name for c in section.codecs) or "none"
             have = policy.served_names(section.kind)
             media.reason = f"no common codec; offered {offered}, have {have}"
+            line.offered_formats = section.formats[:1]
             continue
+        if not section.proto.endswith("AVPF"):
+            # No feedback in an RTP/AVP answer, whatever rtcp-fb the offer lists.
+            for codec in [*media.codecs, *([media.dtmf] if media.dtmf else [])]:
+                codec.rtcp_fb = []
         if sdes is not None:
             chosen = choose_crypto(section.cryptos, sdes.suite)
             if chosen is None:
@@ -103,7 +122,6 @@ def plan_answer(
                 continue
             line.local_crypto = sdes.crypto_line(chosen[0].tag)
             line.remote_key = chosen[1]
-        counts[section.kind] += 1
         media.accepted = True
         media.direction = intersect_direction(policy.direction, section.direction)
         media.remote_ssrcs = set(section.ssrcs)
@@ -115,17 +133,15 @@ def plan_answer(
 def _refusal(
     section: MediaSection, sdes: SdesConfig | None, counts: dict[str, int], policy: LocalPolicy
 ) -> str:
-    if section.rejected:
-        return "rejected by the offerer (port 0)"
-    if section.kind not in counts:
-        return f"unsupported media kind {section.kind}"
+    if section.kind not in ("audio", "video"):
+        return f"an RtpEndpoint takes audio and video m-lines, not {section.kind}"
+    slot = take_slot(section.kind, policy, counts)
+    if slot:
+        return slot
     if sdes is None and section.proto not in PLAIN_PROFILES:
         return f"profile {section.proto}: this RtpEndpoint has no crypto, it needs RTP/AVP"
     if sdes is not None and section.proto not in SECURE_PROFILES:
         return f"profile {section.proto}: this RtpEndpoint has crypto, it needs RTP/SAVP"
-    limit = policy.num_audio if section.kind == "audio" else policy.num_video
-    if counts[section.kind] >= limit:
-        return f"only {limit} {section.kind} line(s) accepted"
     return ""
 
 

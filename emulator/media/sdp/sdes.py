@@ -162,7 +162,7 @@ class SrtpPair:
         """Decrypt and authenticate an incoming packet; None (counted, logged) when it fails."""
         try:
             return bytes(self.rx.unprotect_rtcp(data) if rtcp else self.rx.unprotect(data))
-        except pylibsrtp.Error:
+        except (pylibsrtp.Error, ValueError):  # ValueError: longer than libsrtp's 1500 bytes
             self.failures += 1
             if self.failures in (1, 10, 100, 1000) or self.failures % 10000 == 0:
                 logger.warning(

@@ -162,6 +162,8 @@ class RtpSession:
         self.line_of_ssrc: dict[int, int] = {}
         """Received SSRC -> index of its m-line."""
         self.last_rtcp = 0.0
+        self.malformed_rtcp = 0
+        """RTCP compounds that did not parse (lying lengths...): dropped, counted for /metrics."""
         self.media_connected = False
         self.transcoding = SinkTranscoding(transcoders or Transcoders(), self, name)
         self.keyframe_wait: KeyframeWait | None = None
@@ -284,6 +286,7 @@ class RtpSession:
         try:
             packets = RtcpPacket.parse(data)
         except ValueError:
+            self.malformed_rtcp += 1
             return
         self.last_rtcp = time.monotonic()
         if not self.media_connected:
@@ -319,7 +322,11 @@ class RtpSession:
     def _handle_psfb(self, packet: RtcpPsfbPacket) -> None:
         if packet.fmt == RTCP_PSFB_APP:
             if packet.fci[:4] == b"REMB":
-                bitrate, _ = unpack_remb_fci(packet.fci)
+                try:
+                    bitrate, _ = unpack_remb_fci(packet.fci)
+                except ValueError:  # a REMB cut short: aiortc parses only the common header
+                    self.malformed_rtcp += 1
+                    return
                 for out in self.outbound.values():
                     if out.kind == "video":
                         out.remb = bitrate

@@ -31,6 +31,16 @@ function call(target, method, ...args) {
   });
 }
 
+// A new HubPort, in a one-element array. Not resolved alone: a promise resolved with the port
+// would adopt it (the client makes its objects thenable) and hand back something that is no
+// MediaObject, which the client then sends as an object instead of its id wherever the operation
+// has no 'sink' parameter (AlphaBlending.setMaster).
+function hubPort(hub) {
+  return new Promise((resolve, reject) => {
+    hub.createHubPort((error, port) => (error ? reject(error) : resolve([port])));
+  });
+}
+
 function once(emitter, event, timeoutMs) {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`no ${event} within ${timeoutMs} ms`)), timeoutMs);
@@ -231,6 +241,102 @@ const scenarios = {
     report('ended', { state: await call(recorder, 'getState') });
     await call(recorder, 'stopAndWait');
     report('stopped', { state: await call(recorder, 'getState'), events });
+    await call(pipeline, 'release');
+    client.close();
+    report('done');
+  },
+
+  // The filters as the tutorials use them (magic mirror's setOverlayedImage offsets), chained
+  // after a player: the QR clip's and the overlay image's URIs come from the test.
+  // ImageOverlayFilter.addImage/removeImage are not called: kurento-client 7.3.0's
+  // serializeParams replaces an operationParams object that has an `id` field by that id, so
+  // this client sends `"operationParams": "logo"` to any server (the Python tests cover them).
+  async filters() {
+    const client = await connectClient();
+    const { clip, image } = JSON.parse(await nextCommand());
+    const pipeline = await call(client, 'create', 'MediaPipeline');
+    const player = await call(pipeline, 'create', 'PlayerEndpoint', { uri: clip });
+    const zbar = await call(pipeline, 'create', 'ZBarFilter');
+    const mirror = await call(pipeline, 'create', 'GStreamerFilter',
+      { command: 'videoflip method=horizontal-flip' });
+    const faces = await call(pipeline, 'create', 'FaceOverlayFilter');
+    const overlay = await call(pipeline, 'create', 'ImageOverlayFilter');
+    const recorder = await call(pipeline, 'create', 'RecorderEndpoint',
+      { uri: clip + '.out.webm', mediaProfile: 'WEBM_VIDEO_ONLY' });
+    await call(player, 'connect', zbar);
+    await call(zbar, 'connect', mirror);
+    await call(mirror, 'connect', faces);
+    await call(faces, 'connect', overlay);
+    await call(overlay, 'connect', recorder);
+    const found = once(zbar, 'CodeFound', 20000);
+    const flowing = once(mirror, 'MediaFlowOutStateChanged', 20000);
+    await call(faces, 'setOverlayedImage', image, -0.35, -1.2, 1.6, 1.6);
+    await call(recorder, 'record');
+    await call(player, 'play');
+    const [event] = await found;
+    report('code', { type: event.type, codeType: event.codeType, value: event.value });
+    await flowing;
+    await call(mirror, 'setElementProperty', 'method', 'vertical-flip');
+    report('mirror', {
+      command: await call(mirror, 'getCommand'),
+      flowing: await call(mirror, 'isMediaFlowingOut', 'VIDEO'),
+    });
+    await call(faces, 'unsetOverlayedImage');
+    try {
+      await call(pipeline, 'create', 'GStreamerFilter', { command: 'facedetect' });
+      report('refused', { error: null });
+    } catch (error) {
+      report('refused', { error: describeError(error) });
+    }
+    await call(pipeline, 'release');
+    client.close();
+    report('done');
+  },
+
+  // A two-party call recorded through a Composite, as a UC application builds it (players stand
+  // in for the parties; their URIs and the target come from the test); then the Mixer's and
+  // AlphaBlending's operations as the client marshals them.
+  async hubs() {
+    const client = await connectClient();
+    const { clips, target } = JSON.parse(await nextCommand());
+    const pipeline = await call(client, 'create', 'MediaPipeline');
+    const composite = await call(pipeline, 'create', 'Composite');
+    const players = [];
+    for (const uri of clips) {
+      const player = await call(pipeline, 'create', 'PlayerEndpoint', { uri });
+      const [port] = await hubPort(composite);
+      await call(player, 'connect', port);
+      players.push(player);
+    }
+    const recorder = await call(pipeline, 'create', 'RecorderEndpoint',
+      { uri: target, mediaProfile: 'WEBM_AUDIO_ONLY' });
+    const [output] = await hubPort(composite);
+    await call(output, 'connect', recorder);
+    const recording = once(recorder, 'Recording', 15000);
+    const ended = players.map((player) => once(player, 'EndOfStream', 20000));
+    await call(recorder, 'record');
+    for (const player of players) await call(player, 'play');
+    await recording;
+    await Promise.all(ended);
+    await call(recorder, 'stopAndWait');
+    report('recorded');
+    const mixer = await call(pipeline, 'create', 'Mixer');
+    const [first] = await hubPort(mixer);
+    const [second] = await hubPort(mixer);
+    await call(mixer, 'connect', 'AUDIO', first, second);
+    await call(mixer, 'connect', 'VIDEO', first, second);
+    let videoDisconnect = null;
+    try {
+      await call(mixer, 'disconnect', 'VIDEO', first, second);
+    } catch (error) {
+      videoDisconnect = describeError(error);
+    }
+    const blending = await call(pipeline, 'create', 'AlphaBlending');
+    const [master] = await hubPort(blending);
+    const [placed] = await hubPort(blending);
+    await call(blending, 'setMaster', master, 2);
+    await call(blending, 'setPortProperties', 0.5, 0.5, 3, 0.5, 0.5, placed);
+    report('hubs', { videoDisconnect });
     await call(pipeline, 'release');
     client.close();
     report('done');
