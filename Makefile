@@ -38,7 +38,7 @@ build: install
 ## the normal build put back
 SANITIZE_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -O1 -g
 SANITIZE_PRELOAD = $(shell gcc -print-file-name=libasan.so) $(shell gcc -print-file-name=libubsan.so)
-SANITIZE_TESTS := tests/media/test_fastpath.py
+SANITIZE_TESTS := tests/media/test_fastpath.py tests/media/test_datapath.py
 sanitize: install-test
 	CFLAGS="$(SANITIZE_FLAGS)" $(BIN)/python setup.py -q build_ext --inplace --force
 	LD_PRELOAD="$(SANITIZE_PRELOAD)" ASAN_OPTIONS=detect_leaks=0 REQUIRE_COMPILED=1 \

@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from emulator.app import App, running_emulator
+from emulator.media import fastpath
 from emulator.media.fastpath import compiled_available
 from emulator.media.session import datapath
 from emulator.transport.client import KurentoClient, RemoteObject
@@ -185,3 +187,21 @@ async def test_plain_and_sdes_rtp_legs_are_forwarded_by_the_loop() -> None:
             ]
             == 0
         )
+
+
+async def test_without_the_compiled_loop_the_server_falls_back_and_says_so(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Where the extension was not built, datapath=compiled runs the Python loop, and the start
+    log says why."""
+    monkeypatch.setattr(fastpath, "_forward", None)
+    monkeypatch.setattr(fastpath, "IMPORT_ERROR", "No module named '_forward'")
+    caplog.set_level(logging.INFO, logger="emulator.app")
+    async with server("compiled") as (app, client):
+        assert app.media_services.pollers.of(asyncio.get_running_loop()).forwarder is None
+        assert "media data path: Python (the compiled loop is not built" in caplog.text
+        pipeline = await client.create("MediaPipeline")
+        async with call(pipeline, 2) as [(a, _), (b, peer_b)]:
+            await a.connect(b)
+            await peer_b.wait_for(_both(5))
+            assert not datapath.ACTIVE
