@@ -205,3 +205,31 @@ async def test_without_the_compiled_loop_the_server_falls_back_and_says_so(
             await a.connect(b)
             await peer_b.wait_for(_both(5))
             assert not datapath.ACTIVE
+
+
+@needs_compiled
+async def test_a_fault_rule_takes_a_routed_stream_back_to_python() -> None:
+    """An rtp fault rule added while the loop forwards a call drops its routes, so the loss is
+    applied (the impairment counts drops); cleared, the stream is routed again."""
+    settings = make_settings(network_interfaces="lo", fault_injection=True, fault_seed=3)
+    async with (
+        running_emulator(settings) as app,
+        await KurentoClient.connect(app.urls["ws"], reconnect=False) as client,
+    ):
+        assert app.faults is not None
+        pipeline = await client.create("MediaPipeline")
+        async with call(pipeline, 2) as [(a, _), (b, peer_b)]:
+            await a.connect(b)
+            await peer_b.wait_for(_both(10))
+            assert datapath.ACTIVE
+            app.faults.add({"kind": "rtp", "media": "AUDIO", "loss": 0.2})
+            assert not any(r.kind == "audio" for r in datapath.ACTIVE.values())
+            seen = peer_b.frames["audio"]
+            await peer_b.wait_for(lambda p: p.frames["audio"] > seen + 50)
+            assert app.faults.impairments.dropped > 10
+            app.faults.clear()
+            dropped = app.faults.impairments.dropped
+            seen = peer_b.frames["audio"]
+            await peer_b.wait_for(lambda p: p.frames["audio"] > seen + 50)
+            assert any(r.kind == "audio" for r in datapath.ACTIVE.values())
+            assert app.faults.impairments.dropped - dropped < 5
