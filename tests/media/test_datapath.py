@@ -14,7 +14,9 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+import pylibsrtp
 import pytest
+from aiortc.rtp import RTCP_RTPFB_NACK, RtcpRtpfbPacket
 
 from emulator.app import App, running_emulator
 from emulator.media import fastpath
@@ -24,7 +26,7 @@ from emulator.transport.client import KurentoClient, RemoteObject
 from protocol.sdp import SessionDescription
 from tests.conftest import make_settings
 from tests.media.peers import ClientPeer, negotiate
-from tests.media.rtp_peers import RtpSender, peer_sdp, udp_peer
+from tests.media.rtp_peers import RtpSender, peer_sdp, spy_received, udp_peer
 
 needs_compiled = pytest.mark.skipif(
     not compiled_available(), reason="the compiled loop is not built (make build)"
@@ -205,3 +207,78 @@ async def test_without_the_compiled_loop_the_server_falls_back_and_says_so(
             await a.connect(b)
             await peer_b.wait_for(_both(5))
             assert not datapath.ACTIVE
+
+
+@needs_compiled
+async def test_a_fault_rule_takes_a_routed_stream_back_to_python() -> None:
+    """An rtp fault rule added while the loop forwards a call drops its routes, so the loss is
+    applied (the impairment counts drops); cleared, the stream is routed again."""
+    settings = make_settings(network_interfaces="lo", fault_injection=True, fault_seed=3)
+    async with (
+        running_emulator(settings) as app,
+        await KurentoClient.connect(app.urls["ws"], reconnect=False) as client,
+    ):
+        assert app.faults is not None
+        pipeline = await client.create("MediaPipeline")
+        async with call(pipeline, 2) as [(a, _), (b, peer_b)]:
+            await a.connect(b)
+            await peer_b.wait_for(_both(10))
+            assert datapath.ACTIVE
+            app.faults.add({"kind": "rtp", "media": "AUDIO", "loss": 0.2})
+            assert not any(r.kind == "audio" for r in datapath.ACTIVE.values())
+            seen = peer_b.frames["audio"]
+            await peer_b.wait_for(lambda p: p.frames["audio"] > seen + 50)
+            assert app.faults.impairments.dropped > 10
+            app.faults.clear()
+            dropped = app.faults.impairments.dropped
+            seen = peer_b.frames["audio"]
+            await peer_b.wait_for(lambda p: p.frames["audio"] > seen + 50)
+            assert any(r.kind == "audio" for r in datapath.ACTIVE.values())
+            assert app.faults.impairments.dropped - dropped < 5
+
+
+class LosingSrtp:
+    """The peer's receiving SRTP session, losing one chosen video packet before it is
+    unprotected (as the network would: the replay window never sees it)."""
+
+    def __init__(self, session: Any) -> None:
+        self.session = session
+        self.armed = False
+        self.lost: tuple[int, int] | None = None
+
+    def unprotect(self, data: bytes) -> bytes:
+        if self.armed and len(data) > 400 and self.lost is None:
+            self.lost = (int.from_bytes(data[8:12], "big"), int.from_bytes(data[2:4], "big"))
+            raise pylibsrtp.Error("lost on purpose")
+        return bytes(self.session.unprotect(data))
+
+    def unprotect_rtcp(self, data: bytes) -> bytes:
+        return bytes(self.session.unprotect_rtcp(data))
+
+
+@needs_compiled
+async def test_a_nack_for_a_routed_video_packet_is_answered_from_the_loops_history() -> None:
+    """The compiled loop keeps what it sent on video streams: a NACK from the sink's peer for a
+    packet it lost gets that packet, through the Python RTCP path, from the loop's history."""
+    async with server("compiled") as (_, client):
+        pipeline = await client.create("MediaPipeline")
+        async with call(pipeline, 2) as [(a, _), (b, peer_b)]:
+            await a.connect(b)
+            await peer_b.wait_for(_both(10))
+            assert any(r.kind == "video" for r in datapath.ACTIVE.values())
+            dtls = peer_b.pc.getTransceivers()[0].receiver.transport
+            losing = LosingSrtp(dtls._rx_srtp)
+            dtls._rx_srtp = losing
+            seen = spy_received(peer_b)  # BUNDLE: every packet of the peer's one transport
+            losing.armed = True
+            await peer_b.wait_for(lambda _: losing.lost is not None)
+            assert losing.lost is not None
+            ssrc, sequence = losing.lost
+            assert not any(r.kind == "video" and not r.sinks for r in datapath.ACTIVE.values())
+            nack = RtcpRtpfbPacket(fmt=RTCP_RTPFB_NACK, ssrc=1234, media_ssrc=ssrc)
+            nack.lost = [sequence]
+            await dtls._send_rtp(bytes(nack))
+            await peer_b.wait_for(
+                lambda _: any(v.sequence == sequence and v.ssrc == ssrc for v in seen)
+            )
+            assert any(r.kind == "video" for r in datapath.ACTIVE.values())  # still routed
