@@ -21,7 +21,7 @@ from emulator.media.legs.ice import RangedConnection
 from emulator.media.legs.peer import PeerConfig, PeerTransport, WebRtcPeer
 from emulator.media.rtp.fragmentation import MAX_PAYLOAD
 from emulator.media.rtp.packet import RtpView
-from emulator.media.rtp.streams import OutboundStream
+from emulator.media.rtp.streams import OutboundStream, WireCounters
 from emulator.media.sdp.negotiation import MediaLine
 from emulator.media.session.datapath import FastEnd
 from emulator.media.session.rtp import KINDS, MediaOwner, RtpSession, SessionTimeouts
@@ -202,14 +202,14 @@ class WebRtcMedia(RtpSession):
         counter = transport.dtls.rx_counter
         if counter is None:
             return None
-        return _fast_end(transport.connection, counter.session)
+        return _fast_end(transport.connection, counter.session, transport.dtls.received)
 
     def fast_sink(self, line: MediaLine) -> FastEnd | None:
         """The nominated host socket of the line's transport, protecting with its keys."""
         transport = self.peer.transports.get(line.transport)
         if transport is None or not transport.dtls.ready or transport.dtls.tap is not None:
             return None
-        return _fast_end(transport.connection, transport.dtls.tx_session)
+        return _fast_end(transport.connection, transport.dtls.tx_session, transport.dtls.sent)
 
     def send_data(self, label: str, message: str | bytes) -> bool:
         """Send a data channel message on the channel with that label (else the first open)."""
@@ -256,8 +256,11 @@ class WebRtcMedia(RtpSession):
         entries = self.rtp_stats(media_type, self.srtp_failures)
         if not media_type:
             now_ms = int(time.time() * 1000)
-            sent = sum(s.octets for s in self.outbound.values())
-            received = sum(s.octets for s in self.inbound.values())
+            transports = [t.dtls for t in self.peer.transports.values()]
+            sent, received = WireCounters(), WireCounters()
+            for dtls in transports:
+                sent.count(dtls.sent.octets, dtls.sent.packets)
+                received.count(dtls.received.octets, dtls.received.packets)
             entries.update(connection_stats(self._connection_view(), sent, received, now_ms))
         return entries
 
@@ -281,9 +284,11 @@ class WebRtcMedia(RtpSession):
         )
 
 
-def _fast_end(connection: RangedConnection, srtp: pylibsrtp.Session) -> FastEnd | None:
+def _fast_end(
+    connection: RangedConnection, srtp: pylibsrtp.Session, counters: WireCounters
+) -> FastEnd | None:
     """A compiled route's end on the connection's nominated host socket, when a forwarder
-    reads it."""
+    reads it (``counters``: the DTLS transport's, of that direction)."""
     found = connection.polled_pair()
     if found is None:
         return None
@@ -291,4 +296,4 @@ def _fast_end(connection: RangedConnection, srtp: pylibsrtp.Session) -> FastEnd 
     poller = polled.poller
     if poller is None or poller.forwarder is None or polled.fd < 0:
         return None
-    return FastEnd(cast(Forwarder, poller.forwarder), polled.fd, remote, srtp)
+    return FastEnd(cast(Forwarder, poller.forwarder), polled.fd, remote, srtp, counters)

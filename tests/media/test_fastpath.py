@@ -257,7 +257,8 @@ def _comparable(state: dict[str, Any] | None) -> Any:
     kept = {
         k: v for k, v in state.items() if k not in ("jitter", "transit", "last_arrival", "sinks")
     }
-    kept["sinks"] = [{k: v for k, v in s.items() if k != "last_sent_at"} for s in state["sinks"]]
+    clocked = ("last_sent_at", "latency_sum")
+    kept["sinks"] = [{k: v for k, v in s.items() if k not in clocked} for s in state["sinks"]]
     return kept
 
 

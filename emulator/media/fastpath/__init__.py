@@ -178,10 +178,13 @@ class Forwarder(Protocol):
         """Forward that stream to those sinks (``Sink.spec``)."""
 
     def remove_route(self, fd: int, ssrc: int) -> dict[str, Any] | None:
-        """Stop forwarding it; its last figures."""
+        """Stop forwarding it; its last figures, each sink's ``history`` included (the clear
+        packets a NACK may still ask for, oldest first)."""
 
     def route_state(self, fd: int, ssrc: int) -> dict[str, Any] | None:
-        """Its figures now."""
+        """Its figures now: the streams' (continued from the push), and since the push the
+        datagram bytes received (``wire_octets``) and per sink the protected bytes sent
+        (``wire_octets``) and the receive-to-send latency (``latency_sum``, ``latency_count``)."""
 
     def history(self, fd: int, ssrc: int, sink: int, sequence: int) -> bytes | None:
         """The clear packet sent to that sink with that number (video NACKs)."""
@@ -248,6 +251,36 @@ class _PySink:
     max_payload: int
     history: dict[int, bytes] | None
     send_errors: int = 0
+    wire_octets: int = 0
+    latency_sum: float = 0.0
+    latency_count: int = 0
+
+    def state(self, with_history: bool) -> dict[str, Any]:
+        """The sink's part of ``route_state`` (``remove_route``: its history too)."""
+        stream = self.stream
+        state: dict[str, Any] = {
+            "sequence": stream.sequence,
+            "last_timestamp": stream.last_timestamp,
+            "last_sent_at": stream.last_sent_at,
+            "packets": stream.packets,
+            "octets": stream.octets,
+            "send_errors": self.send_errors,
+            "wire_octets": self.wire_octets,
+            "latency_sum": self.latency_sum,
+            "latency_count": self.latency_count,
+        }
+        if with_history:
+            state["history"] = self.kept_history()
+        return state
+
+    def kept_history(self) -> list[bytes]:
+        """The packets a NACK may still ask for, oldest first (as ``_forward.c``)."""
+        kept = self.history
+        if not kept or not self.stream.packets:
+            return []
+        latest = self.stream.sequence
+        numbers = ((latest - back) & 0xFFFF for back in range(RETRANSMIT_BUFFER - 1, -1, -1))
+        return [kept[number] for number in numbers if number in kept]
 
 
 @dataclass(slots=True)
@@ -255,6 +288,7 @@ class _PyRoute:
     payload_type: int
     inbound: InboundStream
     sinks: list[_PySink] = field(default_factory=list)
+    wire_octets: int = 0
 
 
 SESSIONS: dict[int, pylibsrtp.Session] = {}
@@ -338,12 +372,15 @@ class PyForwarder:
 
     def remove_route(self, fd: int, ssrc: int) -> dict[str, Any] | None:
         """See ``Forwarder``."""
-        state = self.route_state(fd, ssrc)
+        state = self._state(fd, ssrc, with_history=True)
         self._routes.pop((fd, ssrc), None)
         return state
 
     def route_state(self, fd: int, ssrc: int) -> dict[str, Any] | None:
         """See ``Forwarder``."""
+        return self._state(fd, ssrc, with_history=False)
+
+    def _state(self, fd: int, ssrc: int, with_history: bool) -> dict[str, Any] | None:
         route = self._routes.get((fd, ssrc))
         if route is None:
             return None
@@ -358,17 +395,8 @@ class PyForwarder:
             "transit": inbound.transit or 0.0,
             "has_transit": inbound.transit is not None,
             "last_arrival": inbound.last_arrival,
-            "sinks": [
-                {
-                    "sequence": sink.stream.sequence,
-                    "last_timestamp": sink.stream.last_timestamp,
-                    "last_sent_at": sink.stream.last_sent_at,
-                    "packets": sink.stream.packets,
-                    "octets": sink.stream.octets,
-                    "send_errors": sink.send_errors,
-                }
-                for sink in route.sinks
-            ],
+            "wire_octets": route.wire_octets,
+            "sinks": [sink.state(with_history) for sink in route.sinks],
         }
 
     def history(self, fd: int, ssrc: int, sink: int, sequence: int) -> bytes | None:
@@ -434,6 +462,7 @@ class PyForwarder:
             return False
         if any(len(data) - header.header_end > sink.max_payload for sink in route.sinks):
             return False
+        received = len(data)
         if srtp is not None:
             try:
                 data = bytes(srtp.unprotect(data))
@@ -444,6 +473,7 @@ class PyForwarder:
         if view is None:
             return True
         now = time.monotonic()
+        route.wire_octets += received
         route.inbound.received(view, now)
         for sink in route.sinks:
             self._send(sink, view, now, pending)
@@ -480,6 +510,9 @@ class PyForwarder:
         stream.packets += 1
         stream.octets += len(view.data) - view.header_end
         stream.last_sent_at = now
+        sink.wire_octets += len(data)
+        sink.latency_sum += time.monotonic() - now
+        sink.latency_count += 1
         pending.append((self._sockets[sink.fd][0], data, sink.address))
 
 

@@ -71,6 +71,10 @@ typedef struct {
     uint64_t packets;
     uint64_t octets;
     uint64_t send_errors;
+    /* since the push (Python adds them to the transport's counters and the latency meter) */
+    uint64_t wire_octets;   /* protected bytes handed to sendmmsg */
+    double latency_sum;     /* seconds from the receive to the packet's protection, summed */
+    uint64_t latency_count;
     HistorySlot *history; /* video sinks: the last HISTORY packets sent, by sequence number */
 } Sink;
 
@@ -89,6 +93,7 @@ typedef struct Route {
     double transit;
     int has_transit;
     double last_arrival;
+    uint64_t wire_octets; /* datagram bytes received (protected) since the push */
     int nsinks;
     Sink sinks[MAX_SINKS];
     struct Route *next;
@@ -365,6 +370,10 @@ static void send_to_sink(Forwarder *self, const uint8_t *data, int len, const He
     sink->packets++;
     sink->octets += (uint64_t)payload;
     sink->last_sent_at = now;
+    sink->wire_octets += (uint64_t)protected_len;
+    /* the Python path's latency (rtp.py _send): from the receive to this packet's send */
+    sink->latency_sum += monotonic() - now;
+    sink->latency_count++;
     self->out_iov[self->nout].iov_base = out;
     self->out_iov[self->nout].iov_len = (size_t)protected_len;
     struct msghdr *m = &self->out_msgs[self->nout].msg_hdr;
@@ -455,6 +464,7 @@ static int forward_one(Forwarder *self, Socket *sock, const uint8_t *data, int l
             return 1; /* a tag longer than the payload: nothing Python would use either */
     }
     int payload = clear_len - h.header_end;
+    route->wire_octets += (uint64_t)len;
     account_inbound(route, be16(clear + 2), be32(clear + 4), payload, now);
     for (int i = 0; i < route->nsinks; i++)
         send_to_sink(self, clear, clear_len, &h, &route->sinks[i], now);
@@ -769,27 +779,64 @@ static PyObject *Forwarder_set_route(Forwarder *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
-static PyObject *route_state(Route *r) {
+/* The clear packets a sink's history holds, oldest first (the HISTORY numbers up to the last
+ * one sent): what a NACK may still ask for once the route is gone. */
+static PyObject *history_list(const Sink *s) {
+    PyObject *list = PyList_New(0);
+    if (list == NULL || s->history == NULL || s->packets == 0)
+        return list;
+    for (int back = HISTORY - 1; back >= 0; back--) {
+        uint16_t sequence = (uint16_t)(s->sequence - back);
+        const HistorySlot *slot = &s->history[sequence % HISTORY];
+        if (slot->data == NULL || slot->sequence != sequence)
+            continue;
+        PyObject *packet = PyBytes_FromStringAndSize((const char *)slot->data, slot->length);
+        if (packet == NULL || PyList_Append(list, packet) < 0) {
+            Py_XDECREF(packet);
+            Py_DECREF(list);
+            return NULL;
+        }
+        Py_DECREF(packet);
+    }
+    return list;
+}
+
+static PyObject *sink_state(const Sink *s, int with_history) {
+    PyObject *item = Py_BuildValue(
+        "{s:I,s:I,s:d,s:K,s:K,s:K,s:K,s:d,s:K}", "sequence", s->sequence, "last_timestamp",
+        s->last_timestamp, "last_sent_at", s->last_sent_at, "packets", s->packets, "octets",
+        s->octets, "send_errors", s->send_errors, "wire_octets", s->wire_octets, "latency_sum",
+        s->latency_sum, "latency_count", s->latency_count);
+    if (item == NULL || !with_history)
+        return item;
+    PyObject *history = history_list(s);
+    if (history == NULL || PyDict_SetItemString(item, "history", history) < 0) {
+        Py_XDECREF(history);
+        Py_DECREF(item);
+        return NULL;
+    }
+    Py_DECREF(history);
+    return item;
+}
+
+static PyObject *route_state(Route *r, int with_history) {
     PyObject *sinks = PyList_New(r->nsinks);
     if (sinks == NULL)
         return NULL;
     for (int i = 0; i < r->nsinks; i++) {
-        Sink *s = &r->sinks[i];
-        PyObject *item = Py_BuildValue("{s:I,s:I,s:d,s:K,s:K,s:K}", "sequence", s->sequence,
-                                       "last_timestamp", s->last_timestamp, "last_sent_at",
-                                       s->last_sent_at, "packets", s->packets, "octets", s->octets,
-                                       "send_errors", s->send_errors);
+        PyObject *item = sink_state(&r->sinks[i], with_history);
         if (item == NULL) {
             Py_DECREF(sinks);
             return NULL;
         }
         PyList_SET_ITEM(sinks, i, item);
     }
-    return Py_BuildValue("{s:K,s:K,s:L,s:i,s:K,s:d,s:d,s:O,s:d,s:N}", "packets", r->packets,
+    return Py_BuildValue("{s:K,s:K,s:L,s:i,s:K,s:d,s:d,s:O,s:d,s:K,s:N}", "packets", r->packets,
                          "octets", r->octets, "base_seq", (long long)r->base_seq, "max_seq",
                          (int)r->max_seq, "cycles", r->cycles, "jitter", r->jitter, "transit",
                          r->transit, "has_transit", r->has_transit ? Py_True : Py_False,
-                         "last_arrival", r->last_arrival, "sinks", sinks);
+                         "last_arrival", r->last_arrival, "wire_octets", r->wire_octets, "sinks",
+                         sinks);
 }
 
 static PyObject *Forwarder_route_state(Forwarder *self, PyObject *args) {
@@ -800,7 +847,7 @@ static PyObject *Forwarder_route_state(Forwarder *self, PyObject *args) {
     Route *route = find_route(self, fd, ssrc);
     if (route == NULL)
         Py_RETURN_NONE;
-    return route_state(route);
+    return route_state(route, 0);
 }
 
 static PyObject *Forwarder_remove_route(Forwarder *self, PyObject *args) {
@@ -811,7 +858,7 @@ static PyObject *Forwarder_remove_route(Forwarder *self, PyObject *args) {
     Route *route = find_route(self, fd, ssrc);
     if (route == NULL)
         Py_RETURN_NONE;
-    PyObject *state = route_state(route);
+    PyObject *state = route_state(route, 1);
     unlink_route(self, fd, ssrc);
     return state;
 }
@@ -895,7 +942,8 @@ static PyMethodDef Forwarder_methods[] = {
     {"set_route", (PyCFunction)Forwarder_set_route, METH_VARARGS,
      "set_route(fd, ssrc, payload_type, clock_rate, inbound, sinks): forward that stream"},
     {"remove_route", (PyCFunction)Forwarder_remove_route, METH_VARARGS,
-     "remove_route(fd, ssrc) -> the route's last state (None without one)"},
+     "remove_route(fd, ssrc) -> the route's last state, each sink's history included (None "
+     "without one)"},
     {"route_state", (PyCFunction)Forwarder_route_state, METH_VARARGS,
      "route_state(fd, ssrc) -> counters of the stream and of each sink (None without route)"},
     {"history", (PyCFunction)Forwarder_history, METH_VARARGS,

@@ -17,6 +17,7 @@ from emulator.media.lab.capture import PacketTap
 from emulator.media.legs.aiortc_adapter import DtlsTransportSeam
 from emulator.media.legs.ice import RangedConnection
 from emulator.media.rtp.packet import is_rtcp
+from emulator.media.rtp.streams import WireCounters
 
 logger = logging.getLogger(__name__)
 
@@ -30,9 +31,11 @@ sees closes the DTLS transport, so one oversized datagram from the peer would en
 class CountingSrtpSession:
     """A libsrtp session that counts the packets it rejects."""
 
-    def __init__(self, session: pylibsrtp.Session) -> None:
+    def __init__(self, session: pylibsrtp.Session, received: WireCounters) -> None:
         self.session = session
         self.failures = 0
+        self.received = received
+        """What it let through (the transport's received counters)."""
 
     def unprotect(self, data: bytes) -> bytes:
         """Decrypt and authenticate an SRTP packet.
@@ -41,18 +44,22 @@ class CountingSrtpSession:
             pylibsrtp.Error: it failed (counted); aiortc's receive loop drops the packet.
         """
         try:
-            return bytes(self.session.unprotect(data))
+            clear = bytes(self.session.unprotect(data))
         except UNPROTECT_ERRORS as exc:
             self.failed()
             raise pylibsrtp.Error(str(exc)) from exc
+        self.received.count(len(data))
+        return clear
 
     def unprotect_rtcp(self, data: bytes) -> bytes:
         """Decrypt and authenticate an SRTCP packet (raises as ``unprotect``)."""
         try:
-            return bytes(self.session.unprotect_rtcp(data))
+            clear = bytes(self.session.unprotect_rtcp(data))
         except UNPROTECT_ERRORS as exc:
             self.failed()
             raise pylibsrtp.Error(str(exc)) from exc
+        self.received.count(len(data))
+        return clear
 
     def failed(self) -> None:
         """Count (and log now and then) a packet that failed authentication."""
@@ -67,8 +74,11 @@ class MediaDtlsTransport(DtlsTransportSeam):
     def __init__(self, transport: RTCIceTransport, certificates: list[RTCCertificate]) -> None:
         super().__init__(transport, certificates)
         self.rx_counter: CountingSrtpSession | None = None
-        self.sent_packets = 0
-        self.sent_bytes = 0
+        self.sent = WireCounters()
+        """SRTP/SRTCP datagrams sent, those the compiled forwarder sent included (added at
+        every sync, ``session/datapath.py``)."""
+        self.received = WireCounters()
+        """SRTP/SRTCP datagrams received and authenticated, the forwarder's included."""
         self.tap: PacketTap | None = None
         """Sees every plain RTP/RTCP packet both ways (media capture), when set."""
         connection = self.ice_connection
@@ -78,7 +88,7 @@ class MediaDtlsTransport(DtlsTransportSeam):
 
     def receive_session(self, session: pylibsrtp.Session) -> CountingSrtpSession:
         """Count what the keyed receiving session rejects."""
-        self.rx_counter = CountingSrtpSession(session)
+        self.rx_counter = CountingSrtpSession(session, self.received)
         return self.rx_counter
 
     @property
@@ -107,6 +117,5 @@ class MediaDtlsTransport(DtlsTransportSeam):
     def _sent(self, protected: bytes) -> bool:
         if not self.connection.send_now(protected):
             return False
-        self.sent_packets += 1
-        self.sent_bytes += len(protected)
+        self.sent.count(len(protected))
         return True

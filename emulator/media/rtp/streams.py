@@ -35,6 +35,20 @@ def middle_ntp(ntp: int) -> int:
     return (ntp >> 16) & 0xFFFFFFFF
 
 
+@dataclass(slots=True)
+class WireCounters:
+    """Datagrams and their bytes as they crossed the wire (SRTP/SRTCP protected), one direction
+    of a transport: the transport's and candidate pair's packetsSent/bytesSent in getStats."""
+
+    packets: int = 0
+    octets: int = 0
+
+    def count(self, octets: int, packets: int = 1) -> None:
+        """Account datagrams."""
+        self.packets += packets
+        self.octets += octets
+
+
 @dataclass
 class InboundStream:
     """One SSRC received by an endpoint."""

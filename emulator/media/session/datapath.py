@@ -14,8 +14,14 @@ Python handles it on up-to-date streams; the next packet learns the route again.
 
 Figures: the forwarder continues the streams' counters from Python's at the time of the push; they
 are copied back when a route is dropped and at every read (``sync``: the once-a-second reports and
-flow checks, ``getStats``). A route holds the pylibsrtp sessions it uses, so that none is freed
-while the forwarder may use its ``srtp_t``; routes are removed before a transport closes.
+flow checks, ``getStats``). What the forwarder counts since the push besides (the datagram bytes
+it received and sent, each sink's receive-to-send latency) is added, by difference, to the
+transports' counters (``FastEnd.counters``) and to the sinks' latency meters, so that getStats shows
+the same figures whichever loop forwarded. A dropped route hands its sinks' retransmission history
+to the Python streams, so that a NACK right after a route change is still answered.
+
+A route holds the pylibsrtp sessions it uses, so that none is freed while the forwarder may use
+its ``srtp_t``; routes are removed before a transport closes.
 """
 
 from __future__ import annotations
@@ -30,8 +36,14 @@ from emulator.media.codecs.served import is_dtmf
 from emulator.media.fastpath import MAX_SINKS, Forwarder, Sink, apply_state, inbound_spec
 from emulator.media.fastpath import srtp_pointer as _srtp_pointer
 from emulator.media.rtp.packet import ExtensionMap, RtpView
-from emulator.media.rtp.streams import InboundStream, OutboundStream
+from emulator.media.rtp.streams import (
+    RETRANSMIT_BUFFER,
+    InboundStream,
+    OutboundStream,
+    WireCounters,
+)
 from emulator.media.sdp.negotiation import MediaLine
+from emulator.media.session.stats import LatencyMeter
 from protocol.sdp import Codec
 
 logger = logging.getLogger(__name__)
@@ -65,6 +77,7 @@ class RtpSession(Protocol):
     max_payload: int
     fast_routes: dict[int, FastRoute]
     fast_feeds: list[FastRoute]
+    latency: LatencyMeter
 
     @property
     def owner(self) -> FlowOwner:
@@ -87,6 +100,8 @@ class FastEnd:
     """The remote address: the only source forwarded from, or where the sink's packets go."""
     srtp: pylibsrtp.Session | None
     """Unprotects what arrives, or protects what leaves (None: plain RTP)."""
+    counters: WireCounters | None = None
+    """The transport's counters of that direction, which the forwarder's datagrams go to."""
 
 
 class Fanout:
@@ -127,6 +142,18 @@ class FastRoute:
     sinks: list[tuple[RtpSession, OutboundStream]]
     keep: list[pylibsrtp.Session] = field(default_factory=list)
     """The SRTP sessions whose ``srtp_t`` the forwarder uses: alive while the route is."""
+    sink_ends: list[FastEnd] = field(default_factory=list)
+    counted: Counted = field(default_factory=lambda: Counted(0, []))
+    """The forwarder's since-the-push figures already added to the Python side."""
+
+
+@dataclass(slots=True)
+class Counted:
+    """What ``_apply`` added so far: bytes received, and per sink (bytes sent, latency seconds,
+    latency count)."""
+
+    received: int
+    sinks: list[tuple[int, float, int]]
 
 
 ACTIVE: dict[int, FastRoute] = {}
@@ -153,6 +180,7 @@ def learn(
         return
     specs = []
     sinks: list[tuple[RtpSession, OutboundStream]] = []
+    ends: list[FastEnd] = []
     keep = [source.srtp] if source.srtp is not None else []
     for sink_session, sink_line, stream, send_route, sent in sends:
         if sent is not view:
@@ -175,6 +203,7 @@ def learn(
             return  # two-byte extension ids: the Python path
         specs.append(sink.spec())
         sinks.append((sink_session, stream))
+        ends.append(end)
         if end.srtp is not None:
             keep.append(end.srtp)
     forwarder = source.forwarder
@@ -191,7 +220,8 @@ def learn(
     except (KeyError, ValueError, OverflowError, TypeError) as exc:
         logger.debug("no compiled route for %s ssrc %d: %s", session.name, view.ssrc, exc)
         return
-    route = FastRoute(session, source, view.ssrc, line.kind, inbound, sinks, keep)
+    route = FastRoute(session, source, view.ssrc, line.kind, inbound, sinks, keep, ends)
+    route.counted.sinks = [(0, 0.0, 0) for _ in sinks]
     ACTIVE[id(route)] = route
     session.fast_routes[view.ssrc] = route
     for sink_session, _ in sinks:
@@ -205,6 +235,7 @@ def unroute(route: FastRoute) -> None:
     state = route.end.forwarder.remove_route(route.end.fd, route.ssrc)
     if state is not None:
         _apply(route, state)
+        _take_history(route, state)
     if route.source.fast_routes.get(route.ssrc) is route:
         del route.source.fast_routes[route.ssrc]
     for sink_session, _ in route.sinks:
@@ -226,12 +257,51 @@ def _apply(route: FastRoute, state: dict[str, Any]) -> None:
     received = route.inbound.packets
     sent = [stream.packets for _, stream in route.sinks]
     apply_state(state, route.inbound, [stream for _, stream in route.sinks])
+    _count(route, state, received, sent)
     media_type = KINDS[route.kind]
     if route.inbound.packets > received:
         route.source.owner.mark_flow("in", media_type, True)
     for (sink_session, stream), before in zip(route.sinks, sent, strict=True):
         if stream.packets > before:
             sink_session.owner.mark_flow("out", media_type, True)
+
+
+def _count(route: FastRoute, state: dict[str, Any], received: int, sent: list[int]) -> None:
+    """Add what the forwarder counted since the last sync to the transports and latency
+    meters (``received``/``sent``: the streams' packet counts before this sync)."""
+    counted = route.counted
+    source_counters = route.end.counters
+    if source_counters is not None:
+        source_counters.count(
+            state["wire_octets"] - counted.received, route.inbound.packets - received
+        )
+    counted.received = state["wire_octets"]
+    figures = zip(route.sinks, route.sink_ends, state["sinks"], sent, strict=False)
+    for index, ((sink_session, stream), end, sink, before) in enumerate(figures):
+        octets, seconds, count = counted.sinks[index]
+        if end.counters is not None:
+            end.counters.count(sink["wire_octets"] - octets, stream.packets - before)
+        if sink["latency_count"] > count:
+            sink_session.latency.add_many(
+                route.kind, sink["latency_sum"] - seconds, sink["latency_count"] - count
+            )
+        counted.sinks[index] = (sink["wire_octets"], sink["latency_sum"], sink["latency_count"])
+
+
+def _take_history(route: FastRoute, state: dict[str, Any]) -> None:
+    """The packets the forwarder sent and kept for NACKs go to the Python streams' history
+    (after what Python sent before the push, which is older), newest kept."""
+    for (_, stream), sink in zip(route.sinks, state["sinks"], strict=False):
+        packets = sink.get("history")
+        if not packets or stream.kind != "video":
+            continue
+        kept = stream.history
+        for packet in packets:
+            sequence = int.from_bytes(packet[2:4], "big")
+            kept[sequence] = packet
+            kept.move_to_end(sequence)
+        while len(kept) > RETRANSMIT_BUFFER:
+            kept.popitem(last=False)
 
 
 def history(session: RtpSession, stream: OutboundStream, sequence: int) -> bytes | None:

@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from emulator.media.rtp.streams import InboundStream, OutboundStream
+from emulator.media.rtp.streams import InboundStream, OutboundStream, WireCounters
 from protocol.sdp import IceCandidateLine
 
 KINDS = {"audio": "AUDIO", "video": "VIDEO"}
@@ -85,6 +85,14 @@ class LatencyMeter:
             total = self.sums[kind] = [0.0, 0.0]
         total[0] += seconds
         total[1] += 1
+
+    def add_many(self, kind: str, seconds: float, count: int) -> None:
+        """Account ``count`` packets that spent ``seconds`` in all (the compiled forwarder's)."""
+        total = self.sums.get(kind)
+        if total is None:
+            total = self.sums[kind] = [0.0, 0.0]
+        total[0] += seconds
+        total[1] += count
 
     def media_latency_stats(self) -> list[dict[str, Any]]:
         """``MediaLatencyStat`` per media type, ``avg`` in nanoseconds (GStreamer clock units)."""
@@ -194,9 +202,10 @@ def outbound_stats(name: str, stream: OutboundStream, now_ms: int) -> dict[str, 
 
 
 def connection_stats(
-    view: ConnectionView, bytes_sent: int, bytes_received: int, now_ms: int
+    view: ConnectionView, sent: WireCounters, received: WireCounters, now_ms: int
 ) -> dict[str, dict[str, Any]]:
-    """Session, transport, selected candidate pair, its candidates and the data channels."""
+    """Session, transport, selected candidate pair, its candidates and the data channels
+    (``sent``/``received``: the SRTP/SRTCP datagrams the DTLS transports carried)."""
     name = view.name
     entries: dict[str, dict[str, Any]] = {}
 
@@ -221,8 +230,10 @@ def connection_stats(
             "transport",
             stats_id(name, "transport"),
             now_ms,
-            bytesSent=bytes_sent,
-            bytesReceived=bytes_received,
+            bytesSent=sent.octets,
+            bytesReceived=received.octets,
+            packetsSent=sent.packets,
+            packetsReceived=received.packets,
             rtcpTransportStatsId="",
             activeConnection=view.dtls_state == "CONNECTED",
             selectedCandidatePairId=pair_key,
@@ -231,7 +242,7 @@ def connection_stats(
         )
     )
     if view.selected:
-        for entry in _pair_entries(view, pair_key, bytes_sent, bytes_received, now_ms):
+        for entry in _pair_entries(view, pair_key, sent, received, now_ms):
             add(entry)
     for channel_id, (counters, state) in view.channels.items():
         add(_channel_entry(name, channel_id, counters, state, now_ms))
@@ -243,7 +254,7 @@ PAIR_STATES = {"CONNECTED": "succeeded", "READY": "succeeded", "FAILED": "failed
 
 
 def _pair_entries(
-    view: ConnectionView, pair_key: str, bytes_sent: int, bytes_received: int, now_ms: int
+    view: ConnectionView, pair_key: str, sent: WireCounters, received: WireCounters, now_ms: int
 ) -> list[dict[str, Any]]:
     assert view.selected is not None
     local, remote = (IceCandidateLine.parse(c) for c in view.selected)
@@ -263,8 +274,10 @@ def _pair_entries(
         nominated=True,  # the selected pair is the one ICE nominated
         writable=connected,
         readable=connected,
-        bytesSent=bytes_sent,
-        bytesReceived=bytes_received,
+        bytesSent=sent.octets,
+        bytesReceived=received.octets,
+        packetsSent=sent.packets,
+        packetsReceived=received.packets,
         roundTripTime=view.round_trip,
         availableOutgoingBitrate=view.available_outgoing,
         availableIncomingBitrate=view.available_incoming,
