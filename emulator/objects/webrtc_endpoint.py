@@ -274,6 +274,7 @@ class WebRtcEndpoint(BaseRtpEndpoint):
         """The endpoint entry, with latencies when the pipeline's ``latencyStats`` is on."""
         stats = super().element_stats()
         if self.media is not None and self.owner.properties.get("latencyStats"):
+            self.media.fast_sync()  # the compiled loop's latencies too
             latencies = self.media.latency.media_latency_stats()
             stats.update(inputLatency=latencies, E2ELatency=latencies)
         return stats

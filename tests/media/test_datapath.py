@@ -282,3 +282,98 @@ async def test_a_nack_for_a_routed_video_packet_is_answered_from_the_loops_histo
                 lambda _: any(v.sequence == sequence and v.ssrc == ssrc for v in seen)
             )
             assert any(r.kind == "video" for r in datapath.ACTIVE.values())  # still routed
+
+
+def _sink_of(kind: str) -> datapath.FastRoute:
+    return next(r for r in datapath.ACTIVE.values() if r.kind == kind and r.sinks)
+
+
+def _of_type(stats: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    return [s for s in stats.values() if s["type"] == kind]
+
+
+@needs_compiled
+async def test_latency_stats_count_what_the_loop_forwards() -> None:
+    """The loop measures each routed packet from its receive to its send: the sink's latency
+    figures (getStats' E2ELatency with latencyStats on) go on counting, and stay plausible."""
+    async with server("compiled") as (app, client):
+        pipeline = await client.create("MediaPipeline")
+        await pipeline.invoke("setLatencyStats", latencyStats=True)
+        async with call(pipeline, 2) as [(a, _), (b, peer_b)]:
+            await a.connect(b)
+            await peer_b.wait_for(_both(5))
+            sink_session = _sink_of("video").sinks[0][0]
+            counted = sink_session.latency.sums["video"][1]
+            before = counters(app)["forwarded"]
+            seen = peer_b.frames["video"]
+            await peer_b.wait_for(lambda p: p.frames["video"] > seen + 30)
+            stats = await b.invoke("getStats")
+            forwarded = counters(app)["forwarded"] - before
+            assert forwarded > 50
+            # every packet the loop sent to B counted once (B is the only sink)
+            assert (
+                sink_session.latency.sums["video"][1] + sink_session.latency.sums["audio"][1]
+                >= counted + forwarded * 0.9
+            )
+        (endpoint,) = _of_type(stats, "endpoint")
+        latencies = {e["type"]: e["avg"] for e in endpoint["E2ELatency"]}
+        assert set(latencies) == {"AUDIO", "VIDEO"}
+        assert all(0 < avg < 50e6 for avg in latencies.values())
+
+
+@needs_compiled
+async def test_transport_stats_count_the_datagrams_the_loop_carries() -> None:
+    """The DTLS transport's counters (getStats' transport and candidate-pair bytes and packets)
+    include what the loop sent and received: at least the RTP packets of the routed streams."""
+    async with server("compiled") as (app, client):
+        pipeline = await client.create("MediaPipeline")
+        async with call(pipeline, 2) as [(a, peer_a), (b, peer_b)]:
+            await a.connect(b)
+            await b.connect(a)
+            await peer_a.wait_for(_both(5))
+            await peer_b.wait_for(_both(5))
+            before = counters(app)["forwarded"]
+            seen = peer_b.frames["video"]
+            await peer_b.wait_for(lambda p: p.frames["video"] > seen + 30)
+            assert counters(app)["forwarded"] - before > 50
+            stats = await b.invoke("getStats")
+            routed = sum(
+                r.inbound.packets for r in datapath.ACTIVE.values() if r.source.name == b.id
+            )
+    rtp_sent = sum(s["packetsSent"] for s in _of_type(stats, "outboundrtp"))
+    octets_sent = sum(s["bytesSent"] for s in _of_type(stats, "outboundrtp"))
+    (transport,) = _of_type(stats, "transport")
+    (pair,) = _of_type(stats, "candidatepair")
+    for entry in (transport, pair):
+        assert entry["packetsSent"] >= rtp_sent > 50
+        assert entry["bytesSent"] > octets_sent  # headers and SRTP tags on the wire
+        assert entry["packetsReceived"] >= routed > 50  # the streams the loop received
+
+
+@needs_compiled
+async def test_a_nack_right_after_a_route_change_is_answered() -> None:
+    """A packet the loop sent is lost; a link change drops the route before the peer's NACK
+    comes: the route's history went to the Python stream, which answers it."""
+    async with server("compiled") as (_, client):
+        pipeline = await client.create("MediaPipeline")
+        async with call(pipeline, 2) as [(a, _), (b, peer_b)]:
+            await a.connect(b)
+            await peer_b.wait_for(_both(10))
+            route = _sink_of("video")
+            dtls = peer_b.pc.getTransceivers()[0].receiver.transport
+            losing = LosingSrtp(dtls._rx_srtp)
+            dtls._rx_srtp = losing
+            seen = spy_received(peer_b)
+            losing.armed = True
+            await peer_b.wait_for(lambda _: losing.lost is not None)
+            assert losing.lost is not None
+            ssrc, sequence = losing.lost
+            recorder = await pipeline.create("PassThrough")
+            await a.connect(recorder)  # a link added: every route is dropped
+            assert id(route) not in datapath.ACTIVE
+            nack = RtcpRtpfbPacket(fmt=RTCP_RTPFB_NACK, ssrc=1234, media_ssrc=ssrc)
+            nack.lost = [sequence]
+            await dtls._send_rtp(bytes(nack))
+            await peer_b.wait_for(
+                lambda _: any(v.sequence == sequence and v.ssrc == ssrc for v in seen)
+            )

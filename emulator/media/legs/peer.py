@@ -547,6 +547,7 @@ class WebRtcPeer:
         except UNPROTECT_ERRORS:
             counter.failed()
             return True
+        counter.received.count(len(data))
         self._rtp(transport, plain)
         return True
 
