@@ -222,7 +222,7 @@ def _run(
     extensions: dict[int, int],
     first_sequence: int,
     keep_history: bool,
-) -> tuple[list[Any], list[bytes], dict[str, Any] | None, bytes | None]:
+) -> tuple[list[Any], list[bytes], dict[str, Any] | None, Any]:
     sender = _udp()
     protect = _session(KEY, pylibsrtp.Policy.SSRC_ANY_OUTBOUND) if srtp else None
     try:
@@ -243,9 +243,11 @@ def _run(
             if state is not None and state["sinks"]:
                 last = state["sinks"][0]["sequence"]
                 history = bench.forwarder.history(bench.inbound.fileno(), ROUTED_SSRC, 0, last)
+            removed = bench.forwarder.remove_route(bench.inbound.fileno(), ROUTED_SSRC)
+            handed_history = [s["history"] for s in removed["sinks"]] if removed else None
             source = sender.getsockname()
             handed = [(data, addr == source or addr) for _, data, addr in back]
-            return handed, out, state, history
+            return handed, out, state, (history, handed_history)
     finally:
         sender.close()
 
