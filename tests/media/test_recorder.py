@@ -104,14 +104,15 @@ class Span:
         return max(time.monotonic() - self.started, sent)
 
 
-async def record_for(recorder: RemoteObject, peer: TonePeerVideo, seconds: float) -> float:
-    """``record``, wait for ``Recording``, let ``seconds`` of tone go; the span since record."""
+async def record_for(recorder: RemoteObject, peer: TonePeerVideo, seconds: float) -> Span:
+    """``record``, wait for ``Recording``, let ``seconds`` of tone go; the span since record,
+    to be read once the recording stops (video goes on reaching the file until then)."""
     recording = await recorder.subscribe("Recording")
     span = Span(peer.tone)
     await recorder.invoke("record")
     assert await recording.get(timeout=15) is not None
     await peer.tone.send_seconds(seconds)
-    return span.seconds()
+    return span
 
 
 def probe(path: Path) -> dict[str, Any]:
@@ -164,8 +165,9 @@ async def test_recorder_webm_remuxes_vp8_and_opus(
     async with recording_peer() as peer:
         _, recorder = await fed_recorder(media_client, peer, target.as_uri())
         stopped = await recorder.subscribe("Stopped")
-        elapsed = await record_for(recorder, peer, SECONDS)
+        span = await record_for(recorder, peer, SECONDS)
         await recorder.invoke("stopAndWait")
+        elapsed = span.seconds()
         assert await stopped.get(timeout=5) is not None
         assert await recorder.invoke("getState") == "STOP"
     assert_complete(target, {"video": "vp8", "audio": "opus"}, elapsed)
@@ -183,14 +185,14 @@ async def record_peer(
     peer = peer_type()
     try:
         pipeline, recorder = await fed_recorder(client, peer, target.as_uri(), profile)
-        elapsed = await record_for(recorder, peer, SECONDS)
+        span = await record_for(recorder, peer, SECONDS)
         if release:
             await pipeline.release()
         else:
             await recorder.invoke("stopAndWait")
+        return span.seconds()
     finally:
         await peer.close()
-    return elapsed
 
 
 async def test_recorder_mp4_transcodes_to_h264_and_aac(
@@ -228,16 +230,17 @@ async def test_recorder_pause_leaves_the_paused_time_out(
     async with recording_peer() as peer:
         _, recorder = await fed_recorder(media_client, peer, target.as_uri())
         paused = await recorder.subscribe("Paused")
-        elapsed = await record_for(recorder, peer, 1.0)
+        first = await record_for(recorder, peer, 1.0)
         await recorder.invoke("pause")
+        elapsed = first.seconds()
         assert await paused.get(timeout=5) is not None
         assert await recorder.invoke("getState") == "PAUSE"
         await peer.tone.send_seconds(1.5)
         resumed = Span(peer.tone)
         await recorder.invoke("record")
         await peer.tone.send_seconds(1.0)
-        elapsed += resumed.seconds()
         await recorder.invoke("stopAndWait")
+        elapsed += resumed.seconds()
     info = probe(target)
     assert codecs(info) == {"video": "vp8", "audio": "opus"}
     assert 1.9 <= float(info["format"]["duration"]) <= elapsed + 0.1
@@ -335,8 +338,9 @@ async def test_recorder_uploads_to_an_http_target(
     with http_store() as (base, received):
         async with recording_peer() as peer:
             _, recorder = await fed_recorder(media_client, peer, f"{base}/rec/call.webm")
-            elapsed = await record_for(recorder, peer, SECONDS)
+            span = await record_for(recorder, peer, SECONDS)
             await recorder.invoke("stopAndWait")
+            elapsed = span.seconds()
         assert list(received) == ["/rec/call.webm"]
         target = tmp_path / "uploaded.webm"
         target.write_bytes(received["/rec/call.webm"])
@@ -431,12 +435,13 @@ async def test_recorder_keeps_a_valid_file_across_a_source_switch(
         pipeline, recorder = await fed_recorder(media_client, first, target.as_uri())
         other = await pipeline.create("WebRtcEndpoint")
         await negotiate_connected(other, second)
-        elapsed = await record_for(recorder, first, 1.5)
+        span = await record_for(recorder, first, 1.5)
         switched = Span(second.tone)
         await other.connect(recorder)
+        elapsed = span.seconds()
         await second.tone.send_seconds(1.5)
-        elapsed += switched.seconds()
         await recorder.invoke("stopAndWait")
+        elapsed += switched.seconds()
     info = probe(target)
     assert codecs(info) == {"video": "vp8", "audio": "opus"}
     assert 2.9 <= float(info["format"]["duration"]) <= elapsed + 0.1
@@ -495,8 +500,8 @@ async def test_recorder_server_stop_finishes_the_file(tmp_path: Path) -> None:
     settings = make_settings(network_interfaces="lo")
     async with recording_peer() as peer, server_and_client(settings) as (_, client):
         _, recorder = await fed_recorder(client, peer, target.as_uri(), "MP4")
-        elapsed = await record_for(recorder, peer, SECONDS)
-    assert_complete(target, {"video": "h264", "audio": "aac"}, elapsed)
+        span = await record_for(recorder, peer, SECONDS)
+    assert_complete(target, {"video": "h264", "audio": "aac"}, span.seconds())
 
 
 @dataclass
