@@ -39,7 +39,10 @@ def glibc_malloc_trim() -> Trim | None:
 
 class MemoryTrimmer:
     """Trims the heap after objects were released: once per ``interval`` seconds at most, and
-    only when something was released since the last trim. ``interval`` 0 turns it off."""
+    only when something was released since the last trim. ``interval`` 0 turns it off.
+
+    A trim waiting for its turn is a timer, and a running one an executor future, not asyncio
+    tasks: the soak counts tasks to find leaks, and a trim must not look like one."""
 
     def __init__(self, interval: float, trim: Trim | None) -> None:
         self.interval = interval
@@ -48,7 +51,8 @@ class MemoryTrimmer:
         """Trims done (``kurento_memory_trims_total``)."""
         self._released = False
         self._last = -math.inf
-        self._task: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._running: asyncio.Future[int] | None = None
         if interval > 0 and trim is None:
             logger.debug("no malloc_trim in this C library (not glibc): freed memory stays")
 
@@ -63,29 +67,38 @@ class MemoryTrimmer:
         if self._trim is None:
             return
         self._released = True
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(
-                self._trim_while_released(), name="memory-trim"
-            )
+        if self._timer is None and self._running is None:
+            self._schedule(asyncio.get_running_loop())
 
     async def stop(self) -> None:
-        """Stop a trim that is waiting for its turn (one running in its thread finishes)."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        """Drop a trim waiting for its turn; let one running in its thread finish."""
+        self._released = False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._running is not None:
+            with contextlib.suppress(Exception):
+                await self._running
 
-    async def _trim_while_released(self) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            while self._released and self._trim is not None:
-                await asyncio.sleep(max(0.0, self._last + self.interval - loop.time()))
-                self._released = False  # releases from here on need the next trim
-                gave_back = await asyncio.to_thread(self._trim, 0)
-                self._last = loop.time()
-                self.trims += 1
-                logger.debug("memory trimmed (malloc_trim gave memory back: %s)", bool(gave_back))
-        finally:
-            if self._task is asyncio.current_task():
-                self._task = None
+    def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
+        delay = max(0.0, self._last + self.interval - loop.time())
+        self._timer = loop.call_later(delay, self._start, loop)
+
+    def _start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._timer = None
+        if self._trim is None:
+            return
+        self._released = False  # releases from here on need the next trim
+        self._running = loop.run_in_executor(None, self._trim, 0)
+        self._running.add_done_callback(lambda done: self._finished(loop, done))
+
+    def _finished(self, loop: asyncio.AbstractEventLoop, done: asyncio.Future[int]) -> None:
+        self._running = None
+        self._last = loop.time()
+        if done.cancelled() or done.exception() is not None:
+            logger.warning("! malloc_trim failed: %r", done)
+        else:
+            self.trims += 1
+            logger.debug("memory trimmed (malloc_trim gave memory back: %s)", bool(done.result()))
+        if self._released:
+            self._schedule(loop)
