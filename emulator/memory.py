@@ -1,11 +1,11 @@
 """Giving freed memory back to the operating system after objects are released (issue 18).
 
-A released pipeline frees its Python objects, but glibc's allocator keeps most of the freed
-heap pages for later allocations: RSS, what operators watch, then grows over thousands of
-calls although the Python heap does not (README, "What it survives"). ``malloc_trim(0)`` hands
-those pages back. ``MemoryTrimmer`` calls it after releases, at most once per interval, in a
-worker thread (it walks the whole heap: a few milliseconds that the event loop should not
-wait for). Where the C library is not glibc there is no ``malloc_trim``: the trimmer does
+A released pipeline frees its objects, but glibc's allocator keeps freed heap pages for later
+allocations, so RSS (what operators watch) stays up after the calls are gone. ``malloc_trim(0)``
+hands those pages back; memory still held by C libraries, or pinned by fragmentation, stays
+(README, "What it survives", has the soak figures). ``MemoryTrimmer`` calls it after releases, at
+most once per interval, in a worker thread: it walks the whole heap, which the event loop should
+not wait for. Where the C library is not glibc there is no ``malloc_trim``: the trimmer does
 nothing and says so once, at DEBUG.
 """
 
