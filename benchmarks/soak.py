@@ -66,6 +66,8 @@ class Sample:
     asyncio_tasks: int
     admin_fds: int
     admin_threads: int
+    memory_trims: int
+    """Times freed memory was given back to the OS so far (server and workers together)."""
 
 
 @dataclass
@@ -328,6 +330,7 @@ async def sample(server: Server, index: int) -> Sample:
         asyncio_tasks=int(metrics.get("kurento_asyncio_tasks", -1)),
         admin_fds=int(metrics.get("process_open_fds", -1)),
         admin_threads=int(metrics.get("kurento_threads", -1)),
+        memory_trims=int(metrics.get("kurento_memory_trims_total", -1)),
     )
 
 

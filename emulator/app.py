@@ -5,6 +5,7 @@ constructor; nothing is patched on afterwards. Reading ``App.__init__`` shows th
 
     Settings -> MediaServices (ports, certificate, transcoders, capture) -> FaultController
     -> HttpEndpointListener (HttpPostEndpoints' upload URLs; binds at the first registration)
+    -> MemoryTrimmer (gives released objects' memory back to the OS)
     -> MediaSet (objects, sessions; events go out through the SessionBindings)
     -> RpcDispatcher, or RoutingRpcDispatcher over a WorkerPool (with faults and RPC metrics)
     -> WebSocketListener (pumps frames into the dispatcher) -> SessionCollector
@@ -29,6 +30,7 @@ from emulator.dispatch import RPC_METHODS, RpcDispatcher, ServerIdentity
 from emulator.faults import FaultController, FaultError
 from emulator.media.fastpath import describe as describe_datapath
 from emulator.media.services import MediaOwnerIds, MediaServices, StreamMedia
+from emulator.memory import MemoryTrimmer
 from emulator.observability.admin import AdminListener
 from emulator.observability.metrics import EmulatorCollector, RpcMetrics, ServerMetrics
 from emulator.registry import MediaSet, SessionCollector
@@ -62,12 +64,15 @@ class App:
         )
         self.bindings = SessionBindings()
         self.http_endpoints = HttpEndpointListener(settings, self._local_addresses)
+        # Each media worker, a whole App, trims its own process after its own releases.
+        self.memory = MemoryTrimmer.from_interval(settings.memory_trim_interval)
         self.media_set = MediaSet(
             default_registry(),
             settings,
             self.bindings.deliver,
             self.media_services,
             self.http_endpoints,
+            released=self.memory.released,
         )
         self.pool = WorkerPool(settings, WORKER_COMMAND) if worker_count(settings) > 1 else None
         if self.pool is not None:
@@ -82,7 +87,12 @@ class App:
             self.dispatcher.sessions_gone,
         )
         live_figures = EmulatorCollector(
-            self.identity, self.listener, self.media_set, self.media_services, self.faults
+            self.identity,
+            self.listener,
+            self.media_set,
+            self.media_services,
+            self.faults,
+            self.memory,
         )
         self.metrics = ServerMetrics(live_figures, rpc_metrics)
         self.admin = (
@@ -171,6 +181,7 @@ class App:
         if self.pool is not None:
             await self.pool.stop(drain_timeout)
         await self.media_set.release_all()
+        await self.memory.stop()
         await self.http_endpoints.stop()  # after the elements: they unregister their URLs
         self.media_services.transcoders.close()  # none should be left once every element is gone
 

@@ -66,9 +66,12 @@ class MediaSet:
         deliver: EventDelivery,
         media_services: MediaServices,
         http_endpoints: HttpEndpoints,
+        released: Callable[[], None] = lambda: None,
     ) -> None:
         self.types = types
         self.deliver = deliver
+        self.released = released
+        """Told after objects were released (the MemoryTrimmer gives their memory back)."""
         self.services = ObjectServices(types, settings, self._emit, media_services, http_endpoints)
         self.objects: dict[str, MediaObject] = {}
         self.session_refs: dict[str, dict[str, MediaObject]] = {}
@@ -226,9 +229,12 @@ class MediaSet:
         return doomed
 
     async def _destroy(self, doomed: list[MediaObject]) -> None:
+        """Release each object; every release path ends here."""
+        destroyed = False
         for obj in doomed:
             if obj.released:
                 continue
+            destroyed = True
             try:
                 await obj.on_release()
             except Exception:
@@ -241,6 +247,8 @@ class MediaSet:
                 obj.parent.children.pop(obj.id, None)
             obj.log.info("x released")
             self.server_manager.emit("ObjectDestroyed", objectId=obj.id)
+        if destroyed:
+            self.released()
 
     # -- events ----------------------------------------------------------------------------
 

@@ -203,6 +203,12 @@ class Settings(BaseSettings):
     shutdown_timeout: float = Field(
         10.0, description="Seconds SIGTERM/SIGINT may take to answer, release and close"
     )
+    memory_trim_interval: float = Field(
+        5.0,
+        ge=0,
+        description="after objects are released, give freed heap memory back to the OS "
+        "(glibc malloc_trim) at most once per this many seconds; 0 turns it off",
+    )
     fault_injection: bool = Field(
         False, description="Serve the admin fault API (/faults, /restart)"
     )

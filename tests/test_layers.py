@@ -76,8 +76,9 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("media: services", ("emulator.media.services",)),
     # Kurento's classes (KMD): pipelines own the connection graph, endpoints drive their media.
     ("objects", ("emulator.objects.*",)),
-    # Server-wide state over the objects and the media: the MediaSet and the fault rules.
-    ("registry", ("emulator.registry", "emulator.faults")),
+    # Server-wide state over the objects and the media: the MediaSet, the fault rules, and the
+    # trimmer that gives released objects' memory back.
+    ("registry", ("emulator.registry", "emulator.faults", "emulator.memory")),
     # One handler per JSON-RPC method.
     ("dispatch", ("emulator.dispatch",)),
     # Media worker processes, and the dispatcher that relays requests to them.

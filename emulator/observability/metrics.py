@@ -27,6 +27,7 @@ from emulator import __version__
 from emulator.dispatch import ServerIdentity
 from emulator.faults import FaultController
 from emulator.media.services import MediaServices
+from emulator.memory import MemoryTrimmer
 from emulator.registry import MediaSet
 from emulator.transport.server import WebSocketListener
 
@@ -86,8 +87,10 @@ class EmulatorCollector:
         media_set: MediaSet,
         media_services: MediaServices,
         faults: FaultController | None,
+        memory: MemoryTrimmer,
     ) -> None:
         self.identity = identity
+        self.memory = memory
         self.listener = listener
         self.media_set = media_set
         self.media_services = media_services
@@ -134,6 +137,11 @@ class EmulatorCollector:
             "kurento_events_sent", "onEvent notifications delivered", value=media_set.events_sent
         )
         yield from _runtime_figures()
+        yield CounterMetricFamily(
+            "kurento_memory_trims",
+            "Times freed heap memory was given back to the OS after releases (malloc_trim)",
+            value=self.memory.trims + workers.get("kurento_memory_trims_total"),
+        )
         usage = self.media_services.ports.usage()
         ports = GaugeMetricFamily(
             "kurento_media_ports",
