@@ -20,7 +20,13 @@ setup(
         Extension(
             "benchmarks._loadgen",
             ["benchmarks/_loadgen.c"],
-            extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-missing-field-initializers", "-Wno-unused-parameter"],
+            extra_compile_args=[
+                "-O2",
+                "-Wall",
+                "-Wextra",
+                "-Wno-missing-field-initializers",
+                "-Wno-unused-parameter",
+            ],
             optional=True,
         ),
     ]

@@ -296,6 +296,12 @@ static PyObject *Generator_add_stream(Generator *self, PyObject *args) {
 }
 
 /* clear(): stop every stream and forget every socket. */
+/* stop_streams(): send nothing more; the sockets are still read. */
+static PyObject *Generator_stop_streams(Generator *self, PyObject *unused) {
+    self->nstreams = 0;
+    Py_RETURN_NONE;
+}
+
 static PyObject *Generator_clear(Generator *self, PyObject *unused) {
     self->nstreams = 0;
     for (int fd = 0; fd < MAX_SOCKETS; fd++) {
@@ -591,6 +597,7 @@ static PyMethodDef Generator_methods[] = {
     {"add_clip", (PyCFunction)Generator_add_clip, METH_VARARGS, "Store a clip's payloads."},
     {"add_socket", (PyCFunction)Generator_add_socket, METH_VARARGS, "Read a peer's socket."},
     {"add_stream", (PyCFunction)Generator_add_stream, METH_VARARGS, "Send a stream."},
+    {"stop_streams", (PyCFunction)Generator_stop_streams, METH_NOARGS, "Send nothing more."},
     {"clear", (PyCFunction)Generator_clear, METH_NOARGS, "Stop every stream and socket."},
     {"tick", (PyCFunction)Generator_tick, METH_NOARGS, "Send what is due, read what is ready."},
     {"measure", (PyCFunction)Generator_measure, METH_VARARGS, "Set the window, reset counters."},
