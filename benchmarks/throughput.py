@@ -769,7 +769,10 @@ def plot(points: list[Point], target: Path) -> None:
             axis.set_xlabel("offered packets/s (deliveries)")
             axis.set_xscale("log")
             axis.xaxis.set_major_formatter(ScalarFormatter())
-            axis.xaxis.set_minor_formatter(NullFormatter())
+            low, high = axis.get_xlim()
+            # Within one decade a log axis has no major tick: label the minor ones then.
+            narrow = axis.has_data() and high < 10 * low
+            axis.xaxis.set_minor_formatter(ScalarFormatter() if narrow else NullFormatter())
             if attribute == "cpu_us_per_packet" and axis.has_data():
                 axis.set_yscale("log")
             axis.grid(alpha=0.3)
