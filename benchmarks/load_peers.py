@@ -517,8 +517,8 @@ class Sender:
 
 class CompiledSender:
     """``Sender`` and ``LoadPeer``'s receive path in C (``benchmarks/_loadgen.c``): one call per
-    tick sends every due frame (sendmmsg) and drains every readable peer socket (recvmmsg); what
-    is not RTP (STUN, DTLS, RTCP) comes back to the peer's ICE protocol as before. The window's
+    tick sends every due frame (sendmmsg) and drains every readable peer socket (recvmmsg); STUN
+    and DTLS come back to the peer's ICE protocol as before, RTCP is only counted. The window's
     counts are the generator's (``measure``, ``results``), not ``Counters``'."""
 
     def __init__(self) -> None:
