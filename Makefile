@@ -13,11 +13,11 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.installed: pyproject.toml setup.py emulator/media/fastpath/_forward.c | $(BIN)/python
+$(VENV)/.installed: pyproject.toml setup.py emulator/media/fastpath/_forward.c benchmarks/_loadgen.c | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml setup.py emulator/media/fastpath/_forward.c | $(BIN)/python
+$(VENV)/.installed-test: pyproject.toml setup.py emulator/media/fastpath/_forward.c benchmarks/_loadgen.c | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	touch $@ $(VENV)/.installed
 
@@ -29,7 +29,8 @@ install-test: $(VENV)/.installed-test
 run: install
 	$(BIN)/kurento-emulator
 
-## build: compile the media forwarding loop in place (emulator/media/fastpath/_forward.c; the
+## build: compile the media forwarding loop (emulator/media/fastpath/_forward.c) and the
+## benchmark's load generator (benchmarks/_loadgen.c) in place (the
 ## editable install does it too); without a C compiler the server uses the Python loop
 build: install
 	$(BIN)/python setup.py -q build_ext --inplace

@@ -173,6 +173,21 @@ class NaiveRelay:
         return {"answers": answers}
 
 
+async def control_server(handler: Any) -> asyncio.Server:
+    """A loopback control port: one JSON line in (a call request), ``handler``'s reply out."""
+
+    async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            reply = await handler(json.loads(await reader.readline()))
+        except Exception as exc:
+            reply = {"error": f"{type(exc).__name__}: {exc}"}
+        writer.write(json.dumps(reply).encode() + b"\n")
+        await writer.drain()
+        writer.close()
+
+    return await asyncio.start_server(client, "127.0.0.1", 0)
+
+
 async def serve(kind: str) -> None:
     """Listen for call requests on a loopback control port."""
     handler: Any
@@ -186,16 +201,7 @@ async def serve(kind: str) -> None:
         aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"]
         handler = NaiveRelay().call
 
-    async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            reply = await handler(json.loads(await reader.readline()))
-        except Exception as exc:
-            reply = {"error": f"{type(exc).__name__}: {exc}"}
-        writer.write(json.dumps(reply).encode() + b"\n")
-        await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(client, "127.0.0.1", 0)
+    server = await control_server(handler)
     port = server.sockets[0].getsockname()[1]
     sys.stdout.write(f"control {port}\n")
     sys.stdout.flush()

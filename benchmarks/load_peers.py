@@ -15,6 +15,12 @@ The media benchmarks (``media_elements.py``, ``composite.py``) take the peers wi
 ``negotiate`` an endpoint with a peer, ``in_batches`` to set many up, ``PlainStream`` to send as a
 browser does (no trailer), ``loopback_only`` to gather as a server on ``lo`` does.
 
+The per-packet work (building, protecting and sending each packet on schedule; reading,
+unprotecting and counting what arrives) runs in C where ``benchmarks/_loadgen.c`` was built
+(``CompiledSender``, ``generator="compiled"``), so that one generator core offers more than one
+server core forwards; ``Sender`` and ``LoadPeer._datagram`` are the Python generator, with the same
+counts and the same latency meaning (trailer send time to arrival, both ``perf_counter``).
+
 A worker process (``worker_main``) owns a share of the calls of a run: it signals them to the
 system under test, runs the sender schedule and counts what arrives; the parent drives it through
 a ``multiprocessing`` pipe.
@@ -26,6 +32,7 @@ import asyncio
 import contextlib
 import fractions
 import functools
+import gc
 import heapq
 import json
 import os
@@ -57,6 +64,7 @@ from aiortc import (
 )
 
 from benchmarks.control_plane import PreconditionFailed, release_all
+from emulator.media.fastpath import srtp_pointer
 from emulator.media.legs.aiortc_adapter import (
     gatherer_connection,
     nominated_pairs,
@@ -64,6 +72,21 @@ from emulator.media.legs.aiortc_adapter import (
     srtp_sessions,
 )
 
+try:
+    from benchmarks import _loadgen
+except ImportError as exc:  # not built: no compiler where it was installed
+    _loadgen = None  # type: ignore[assignment]
+    LOADGEN_IMPORT_ERROR = f"benchmarks._loadgen is not built ({exc}); run make build"
+else:
+    from pylibsrtp._binding import ffi, lib
+
+    LOADGEN_IMPORT_ERROR = ""
+    _loadgen.set_srtp_functions(
+        int(ffi.cast("uintptr_t", ffi.addressof(lib, "srtp_protect"))),
+        int(ffi.cast("uintptr_t", ffi.addressof(lib, "srtp_unprotect"))),
+    )
+
+GENERATORS = ("compiled", "python")
 TRAILER = struct.Struct("!dII")
 TRAILER_SIZE = TRAILER.size + 1
 RTP_HEADER = struct.Struct("!BBHII")
@@ -182,6 +205,8 @@ class LoadPeer:
         self._skip = 0
         self.send_errors = 0
         self.remote: tuple[str, int] = ("", 0)
+        self.original_datagram: Any = None
+        """The ICE protocol's own ``datagram_received`` (STUN, DTLS, RTCP go there)."""
 
     async def gather(self) -> None:
         """Host candidates on loopback."""
@@ -251,6 +276,7 @@ class LoadPeer:
         self.tx, self.rx = srtp_sessions(self.dtls)
         protocol = pair.protocol
         original = protocol.datagram_received
+        self.original_datagram = original
         protocol.datagram_received = (  # type: ignore[method-assign]
             lambda data, addr: self._drain(data, addr, original)
         )
@@ -489,6 +515,114 @@ class Sender:
                 await self.wake.wait()
 
 
+class CompiledSender:
+    """``Sender`` and ``LoadPeer``'s receive path in C (``benchmarks/_loadgen.c``): one call per
+    tick sends every due frame (sendmmsg) and drains every readable peer socket (recvmmsg); STUN
+    and DTLS come back to the peer's ICE protocol as before, RTCP is only counted. The window's
+    counts are the generator's (``measure``, ``results``), not ``Counters``'."""
+
+    def __init__(self) -> None:
+        if _loadgen is None:
+            raise PreconditionFailed(LOADGEN_IMPORT_ERROR)
+        self.generator = _loadgen.Generator()
+        self.clips: dict[int, int] = {}
+        self.peers: dict[int, LoadPeer] = {}
+        self.task: asyncio.Task[None] | None = None
+        self.ticked = asyncio.Event()
+        """Set after each tick (what waits on the generator's counts wakes on it)."""
+        self.loop = asyncio.get_running_loop()
+        self.loop.add_reader(self.generator.fileno(), self._tick)
+
+    def adopt(self, peer: LoadPeer) -> None:
+        """Read this connected peer's socket in C from now on."""
+        fd = peer.sock.fileno()
+        if fd in self.peers:
+            return
+        peer.transport.pause_reading()
+        self.generator.add_socket(fd, srtp_pointer(peer.rx))
+        self.peers[fd] = peer
+
+    def add(self, stream: Stream) -> None:
+        """Start a stream at a random phase, as ``Sender.add``."""
+        peer = stream.peer
+        self.adopt(peer)
+        clip = self.clips.get(id(stream.clip))
+        if clip is None:
+            clip = self.clips[id(stream.clip)] = self.generator.add_clip(stream.clip.frames)
+        self.generator.add_stream(
+            peer.sock.fileno(),
+            peer.remote[:2],
+            srtp_pointer(peer.tx),
+            clip,
+            int(stream.clip.kind == "audio"),
+            stream.ssrc,
+            stream.payload_type,
+            stream.extension_id,
+            stream.sequence,
+            stream.timestamp,
+            stream.clip.clock_step,
+            stream.clip.interval,
+            time.perf_counter() + random.random() * stream.clip.interval,
+            stream.stream_id,
+            stream.receivers,
+        )
+        if self.task is None:
+            self.task = asyncio.ensure_future(self._run())
+
+    def _tick(self) -> float:
+        handed_back, next_due = self.generator.tick()
+        for fd, data, address in handed_back:
+            peer = self.peers.get(fd)
+            if peer is not None:
+                peer.original_datagram(data, address)
+        self.ticked.set()
+        return float(next_due)
+
+    async def _run(self) -> None:
+        while True:
+            next_due = self._tick()
+            await asyncio.sleep(max(0.0, next_due - time.perf_counter()))
+
+    def clear(self) -> None:
+        """Stop every stream; the peers' sockets go back to asyncio."""
+        self.generator.clear()
+        for peer in self.peers.values():
+            with contextlib.suppress(Exception):
+                peer.transport.resume_reading()
+        self.peers.clear()
+
+    def stop(self) -> None:
+        """Stop every stream and end the schedule."""
+        self.clear()
+        if self.task is not None:
+            self.task.cancel()
+        self.loop.remove_reader(self.generator.fileno())
+
+    def measure(self, start: float, end: float) -> None:
+        """Count from ``start`` to ``end`` (perf_counter), counters reset."""
+        self.generator.measure(start, end)
+
+    def results(self) -> dict[str, Any]:
+        """The window's counts, as ``_measure`` reports them."""
+        figures = dict(self.generator.results())
+        figures["latencies"] = np.frombuffer(figures["latencies"], dtype=np.float64).copy()
+        return figures
+
+    def loss(self, peer: LoadPeer) -> tuple[int, int]:
+        """(received, expected) trailer packets on this peer's socket since it was adopted."""
+        received, expected = self.generator.socket_stats(peer.sock.fileno())
+        return int(received), int(expected)
+
+
+def make_sender(generator: str, counters: Counters) -> Sender | CompiledSender:
+    """The generator asked for (``GENERATORS``)."""
+    if generator == "compiled":
+        return CompiledSender()
+    if generator == "python":
+        return Sender(counters)
+    raise ValueError(f"unknown generator {generator!r}, not one of {GENERATORS}")
+
+
 # -- SDP ------------------------------------------------------------------------------------------
 
 
@@ -676,7 +810,7 @@ class Worker:
     def __init__(self, config: dict[str, Any]) -> None:
         self.config = config
         self.counters = Counters()
-        self.sender = Sender(self.counters)
+        self.sender = make_sender(config.get("generator", "python"), self.counters)
         self.certificate = RTCCertificate.generateCertificate()
         self.clips = {"audio": opus_clip(), "video": vp8_clip()}
         self.calls: list[Call] = []
@@ -697,6 +831,7 @@ class Worker:
         self, peer: LoadPeer, ssrcs: dict[str, int], answer: Answer | None, receivers: int
     ) -> None:
         """Send audio (and video) from this peer to ``receivers`` receivers."""
+        self.take(peer)
         for kind, ssrc in ssrcs.items():
             self.next_stream += 1
             uri = AUDIO_LEVEL if kind == "audio" else ABS_SEND_TIME
@@ -731,9 +866,15 @@ class Worker:
         candidates = list(dict.fromkeys(answer.candidates + trickled))
         role = "server" if answer.setup == "active" else "client"
         await peer.connect(answer.ufrag, answer.pwd, candidates, answer.fingerprint, role)
+        self.take(peer)
         if sending:
             self.start_streams(peer, ssrcs, answer, receivers)
         return peer
+
+    def take(self, peer: LoadPeer) -> None:
+        """A connected peer's receive path goes to the compiled generator, if that is in use."""
+        if isinstance(self.sender, CompiledSender):
+            self.sender.adopt(peer)
 
     # systems
 
@@ -928,6 +1069,10 @@ async def _serve(conn: Connection, config: dict[str, Any]) -> None:
                 reply: Any = None
             elif command == "add":
                 await worker.add_calls(argument)
+                # The peers' objects are long-lived: moved out of the collector's reach, a
+                # full collection no longer stalls the schedule for tens of milliseconds.
+                gc.collect()
+                gc.freeze()
                 reply = len(worker.calls)
             elif command == "measure":
                 reply = await _measure(worker, *argument)
@@ -948,6 +1093,12 @@ async def _serve(conn: Connection, config: dict[str, Any]) -> None:
 
 async def _measure(worker: Worker, start: float, end: float, grace: float) -> dict[str, Any]:
     """Count from ``start`` to ``end`` (perf_counter), then wait ``grace`` for stragglers."""
+    sender = worker.sender
+    if isinstance(sender, CompiledSender):
+        sender.measure(start, end)
+        cpu_before = time.process_time()
+        await asyncio.sleep(max(0.0, end + grace - time.perf_counter()))
+        return {**sender.results(), "cpu_seconds": time.process_time() - cpu_before}
     counters = worker.counters
     counters.window = (start, end)
     counters.sent = counters.received = counters.arrivals = counters.late = 0

@@ -9,8 +9,10 @@ Opus is 50 packets/s per stream; VP8 640x480 at 30 fps is about 1 Mbit/s, severa
 frame. Topologies: one-to-one (two WebRtcEndpoints connected both ways: 2 streams per call) and
 one-to-many (one source endpoint connected to several sinks). Each system's N is swept upwards
 until loss exceeds 1 %, the plan's cap, or the load generator falls behind its own schedule
-(``generator_bound``: then the capacity found is a lower bound; on this project's 2-core machine
-one generator core drives about 15-20k forwarded packets/s, most of it in sendto/recvfrom).
+(``generator_bound``: then the capacity found is a lower bound). The load peers' per-packet work
+runs in C (``benchmarks/_loadgen.c``, ``--generator compiled``, the default where it was built):
+on this project's 2-core machine one generator core offers and receives about 50,000 packets/s,
+against 15,000 for the Python generator (``--generator python``).
 
 Systems, each on the same load and in the same run:
 
@@ -69,8 +71,8 @@ from rich.progress import Progress
 from rich.table import Table
 
 from benchmarks.baselines import janus_config
-from benchmarks.control_plane import SERVER_READY, machine
-from benchmarks.load_peers import worker_main
+from benchmarks.control_plane import SERVER_READY, PreconditionFailed, machine
+from benchmarks.load_peers import GENERATORS, LOADGEN_IMPORT_ERROR, worker_main
 
 console = Console(width=max(shutil.get_terminal_size().columns, 150))
 
@@ -314,13 +316,13 @@ def rss_and_threads(pid: int) -> tuple[float, int]:
 class Workers:
     """The load-generator processes and their pipes."""
 
-    def __init__(self, count: int, cpus: list[int] | None) -> None:
+    def __init__(self, count: int, cpus: list[int] | None, generator: str = "python") -> None:
         context = multiprocessing.get_context("spawn")
         self.conns: list[Connection] = []
         self.processes: list[Any] = []
         for index in range(count):
             parent, child = context.Pipe()
-            config = {"worker": index, "cpus": cpus}
+            config = {"worker": index, "cpus": cpus, "generator": generator}
             process = context.Process(target=worker_main, args=(child, config), daemon=True)
             process.start()
             self.conns.append(parent)
@@ -483,6 +485,7 @@ async def measure(
         assert base.latency_ms_p50 is not None and base.latency_ms_p99 is not None
         added50 = max(0.0, p50 - base.latency_ms_p50)
         added99 = max(0.0, p99 - base.latency_ms_p99)
+    check_level(scenario.system, sent, received)
     forwarded = received / window
     endpoints = calls * (scenario.sinks + 1 if scenario.topology == "one-to-many" else 2)
     return Point(
@@ -545,6 +548,26 @@ def _generator_bound(replies: list[dict[str, Any]], sent: int, window: float) ->
     failed = int(sum(r["send_errors"] for r in replies))
     busy = float(max(r["cpu_seconds"] for r in replies)) / window
     return late > 0.05 * max(sent, 1) or failed > 0.005 * max(sent, 1) or busy > 0.9
+
+
+def check_level(system: str, sent: int, received: int) -> None:
+    """A window where nothing was sent, or nothing came back, is a broken set-up (a baseline
+    that never relayed, a generator that never started), not a measurement.
+
+    Raises:
+        PreconditionFailed: saying which.
+    """
+    if sent == 0:
+        raise PreconditionFailed(f"{system}: the generator sent nothing in the window")
+    if received == 0:
+        raise PreconditionFailed(f"{system}: nothing came back of {sent} packets sent")
+
+
+def choose_generator(asked: str) -> tuple[str, str]:
+    """The generator to use and, when it is not the one asked for, why."""
+    if asked == "compiled" and LOADGEN_IMPORT_ERROR:
+        return "python", LOADGEN_IMPORT_ERROR
+    return asked, ""
 
 
 def _round(value: float | None) -> float | None:
@@ -748,7 +771,10 @@ def plot(points: list[Point], target: Path) -> None:
             axis.set_xlabel("offered packets/s (deliveries)")
             axis.set_xscale("log")
             axis.xaxis.set_major_formatter(ScalarFormatter())
-            axis.xaxis.set_minor_formatter(NullFormatter())
+            low, high = axis.get_xlim()
+            # Within one decade a log axis has no major tick: label the minor ones then.
+            narrow = axis.has_data() and high < 10 * low
+            axis.xaxis.set_minor_formatter(ScalarFormatter() if narrow else NullFormatter())
             if attribute == "cpu_us_per_packet" and axis.has_data():
                 axis.set_yscale("log")
             axis.grid(alpha=0.3)
@@ -824,9 +850,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "extensions": args.extensions,
         "media_workers": args.media_workers,
     }
+    generator, fallback = choose_generator(args.generator)
+    if fallback:
+        console.print(f"[yellow]the Python load generator instead of the compiled one: {fallback}")
     points: list[Point] = []
+    failures: dict[str, str] = {}
     direct: dict[tuple[str, str, int], Point] = {}
-    workers = Workers(count, worker_cpus)
+    workers = Workers(count, worker_cpus, generator)
     try:
         await workers.ready()
         with Progress(console=console) as progress:
@@ -839,6 +869,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 except Exception as exc:
                     console.print(f"[red]{scenario.system} {scenario.key} failed: {exc!r}")
                     console.print_exception()
+                    failures[f"{scenario.system}/{scenario.key}"] = f"{type(exc).__name__}: {exc}"
                     continue
                 points += found
                 if scenario.system == "direct":
@@ -855,6 +886,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "server_cpu": server_cpu,
             "worker_cpus": worker_cpus,
             "workers": count,
+            "generator": generator,
+            "generator_fallback_reason": fallback or None,
             **timing,
             "janus": has_janus,
             "audio": "Opus 20 ms, 50 packets/s per stream, aiortc's encoder",
@@ -867,6 +900,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "trailer": "17-byte RTP padding: send time, stream id, index",
         },
         "points": [asdict(p) for p in points],
+        "failures": failures,
         "summary": summarize(points),
     }
 
@@ -911,6 +945,16 @@ def main() -> None:
     parser.add_argument(
         "--repeat", type=int, default=3, help="windows per level; figures are their medians"
     )
+    parser.add_argument(
+        "--generator",
+        choices=GENERATORS,
+        default="compiled",
+        help="the load peers' per-packet work: compiled (benchmarks/_loadgen.c, the default "
+        "where it was built; else python, with the reason printed) or python",
+    )
+    parser.add_argument(
+        "--suffix", default="", help="appended to the results' file names, e.g. -generator"
+    )
     parser.add_argument("--server-cpus", help="taskset CPU list of the system under test")
     parser.add_argument(
         "--generator-cpus", help="CPU list of the load processes, e.g. 0-7 (one process each)"
@@ -919,11 +963,14 @@ def main() -> None:
     report = asyncio.run(run(args))
     show(report)
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.out / f"throughput-{report['date'][:10]}"
+    stem = args.out / f"throughput-{report['date'][:10]}{args.suffix}"
     stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
     if report["points"]:
         plot([Point(**p) for p in report["points"]], stem.with_suffix(".png"))
     console.print(f"wrote {stem}.json and .png")
+    if report["failures"]:
+        console.print(f"[red]failed: {report['failures']}")
+        sys.exit(1)
 
 
 if __name__ == "__main__":
