@@ -37,6 +37,36 @@ def glibc_malloc_trim() -> Trim | None:
     return function
 
 
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+            "fsmblks", "uordblks", "fordblks", "keepcost",
+        )
+    ]  # fmt: skip
+
+
+def glibc_heap_usage() -> dict[str, int] | None:
+    """glibc's ``mallinfo2()`` of this process, in bytes: ``in_use`` (allocated by malloc from
+    the heaps, every arena), ``free`` (free in the heaps, kept by glibc), ``heap`` (the heaps'
+    size: brk heap and the other threads' arenas), ``mmap`` (large blocks in their own
+    mappings). None where the C library has no ``mallinfo2`` (not glibc, or glibc < 2.33)."""
+    try:
+        mallinfo2 = ctypes.CDLL(None).mallinfo2
+    except (OSError, AttributeError):
+        return None
+    mallinfo2.argtypes = []
+    mallinfo2.restype = _MallInfo2
+    info = mallinfo2()
+    return {
+        "in_use": info.uordblks,
+        "free": info.fordblks,
+        "heap": info.arena,
+        "mmap": info.hblkhd,
+    }
+
+
 class MemoryTrimmer:
     """Trims the heap after objects were released: once per ``interval`` seconds at most, and
     only when something was released since the last trim. ``interval`` 0 turns it off.
