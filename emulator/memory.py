@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import gc
 import logging
 import math
 from collections.abc import Callable
@@ -119,6 +120,12 @@ class MemoryTrimmer:
         if self._trim is None:
             return
         self._released = False  # releases from here on need the next trim
+        # Released media objects sit in reference cycles (aiortc's transports and their event
+        # handlers, PyAV containers): only a full collection frees their DTLS, SRTP and codec
+        # state, and CPython runs one only when a quarter more objects became long-lived, so
+        # without it the garbage of hundreds of calls stays in the heap. On the loop's thread:
+        # finalizers may touch the loop.
+        gc.collect()
         self._running = loop.run_in_executor(None, self._trim, 0)
         self._running.add_done_callback(lambda done: self._finished(loop, done))
 
