@@ -17,6 +17,10 @@ threads and objects should not grow at all, RSS by under 5 %.
 
     .venv/bin/python -m benchmarks.soak --cycles 200
     .venv/bin/python -m benchmarks.soak --cycles 200 --media-workers 2
+    .venv/bin/python -m benchmarks.soak --cycles 150 --without webrtc   # which part keeps memory
+
+Each sample also holds glibc's heap of the server process (``kurento_heap_bytes``, from
+``mallinfo2``): memory in use against free memory glibc keeps.
 """
 
 from __future__ import annotations
