@@ -17,6 +17,10 @@ threads and objects should not grow at all, RSS by under 5 %.
 
     .venv/bin/python -m benchmarks.soak --cycles 200
     .venv/bin/python -m benchmarks.soak --cycles 200 --media-workers 2
+    .venv/bin/python -m benchmarks.soak --cycles 150 --without webrtc   # which part keeps memory
+
+Each sample also holds glibc's heap of the server process (``kurento_heap_bytes``, from
+``mallinfo2``): memory in use against free memory glibc keeps.
 """
 
 from __future__ import annotations
@@ -68,6 +72,14 @@ class Sample:
     admin_threads: int
     memory_trims: int
     """Times freed memory was given back to the OS so far (server and workers together)."""
+    heap_in_use_kb: int = -1
+    """glibc's heap of the server process (mallinfo2, ``kurento_heap_bytes``): allocated..."""
+    heap_free_kb: int = -1
+    """...free but kept by glibc..."""
+    heap_kb: int = -1
+    """...the heaps' size (every arena)..."""
+    heap_mmap_kb: int = -1
+    """...and large blocks in their own mappings."""
 
 
 @dataclass
@@ -224,8 +236,21 @@ def _media_port(answer: str) -> int:
     return int(found.group(1))
 
 
-async def cycle(client: KurentoClient, clip: Path, folder: Path, index: int) -> None:
-    """One call built, carried and released."""
+PARTS = ("webrtc", "rtp", "player", "recorder")
+"""What a cycle holds; ``--without`` leaves some out, to find which one keeps memory."""
+
+
+async def cycle(
+    client: KurentoClient,
+    clip: Path,
+    folder: Path,
+    index: int,
+    without: frozenset[str] = frozenset(),
+) -> None:
+    """One call built, carried and released (``without``: parts of :data:`PARTS` left out)."""
+    if without:
+        await partial_cycle(client, clip, folder, index, without)
+        return
     loop = asyncio.get_running_loop()
     peer = WebRtcPeer()
     transport, pbx = await loop.create_datagram_endpoint(PbxPeer, local_addr=("127.0.0.1", 0))
@@ -257,6 +282,70 @@ async def cycle(client: KurentoClient, clip: Path, folder: Path, index: int) -> 
         await recording.get(timeout=TIMEOUT)
         await recording.close()
         await recorder.invoke("stopAndWait")
+        await pipeline.release()
+    finally:
+        await peer.close()
+        transport.close()
+        with contextlib.suppress(FileNotFoundError):
+            target.unlink()
+
+
+async def partial_cycle(
+    client: KurentoClient, clip: Path, folder: Path, index: int, without: frozenset[str]
+) -> None:
+    """The cycle with the parts in ``without`` left out: the WebRTC loop-back, the PBX leg
+    (WebRTC audio to it through a PassThrough when both are there), the player (into the
+    recorder through the hub when both are there) and the recorder (then fed by the WebRTC
+    endpoint, or the player, whichever is there)."""
+    loop = asyncio.get_running_loop()
+    peer = WebRtcPeer()
+    transport, pbx = await loop.create_datagram_endpoint(PbxPeer, local_addr=("127.0.0.1", 0))
+    target = folder / f"cycle-{index}.webm"
+    try:
+        pipeline = await client.create("MediaPipeline")
+        waits: list[Any] = []
+        web = rtp = player = None
+        if "webrtc" not in without:
+            web = await pipeline.create("WebRtcEndpoint")
+            await web.connect(web)
+        if "rtp" not in without:
+            rtp = await pipeline.create("RtpEndpoint")
+            if web is not None:
+                passthrough = await pipeline.create("PassThrough")
+                await web.connect(passthrough, "AUDIO")
+                await passthrough.connect(rtp, "AUDIO")
+        if "player" not in without:
+            player = await pipeline.create("PlayerEndpoint", uri=clip.as_uri())
+        recorder = recording = None
+        if "recorder" not in without:
+            recorder = await pipeline.create("RecorderEndpoint", uri=target.as_uri())
+            if player is not None:
+                hub = await pipeline.create("DispatcherOneToMany")
+                port_in, port_out = await hub.create("HubPort"), await hub.create("HubPort")
+                await player.connect(port_in)
+                await hub.invoke("setSource", source=port_in.id)
+                await port_out.connect(recorder)
+            elif web is not None:
+                await web.connect(recorder)
+            recording = await recorder.subscribe("Recording")
+        if web is not None:
+            await negotiate(web, peer)
+            waits.append(wait_until(peer.flowing, "the WebRTC peer's media back"))
+        if rtp is not None:
+            answer = await rtp.invoke("processOffer", offer=pbx.offer())
+            pbx.send_tone(("127.0.0.1", _media_port(answer)), 5)
+            if web is not None:
+                waits.append(wait_until(lambda: pbx.received >= 5, "RTP at the PBX"))
+        if recorder is not None:
+            await recorder.invoke("record")
+        if player is not None:
+            await player.invoke("play")
+        for wait in waits:
+            await wait
+        if recorder is not None and recording is not None and (web or player):
+            await recording.get(timeout=TIMEOUT)
+            await recording.close()
+            await recorder.invoke("stopAndWait")
         await pipeline.release()
     finally:
         await peer.close()
@@ -331,6 +420,12 @@ async def sample(server: Server, index: int) -> Sample:
         admin_fds=int(metrics.get("process_open_fds", -1)),
         admin_threads=int(metrics.get("kurento_threads", -1)),
         memory_trims=int(metrics.get("kurento_memory_trims_total", -1)),
+        **{
+            f"heap_{kind}_kb" if kind != "heap" else "heap_kb": int(
+                metrics.get(f'kurento_heap_bytes{{kind="{kind}"}}', -1024) // 1024
+            )
+            for kind in ("in_use", "free", "heap", "mmap")
+        },
     )
 
 
@@ -393,7 +488,11 @@ async def make_clip(folder: Path) -> Path:
 
 
 async def soak(
-    cycles: int, warmup: int, media_workers: int, ports: tuple[int, int] | None = None
+    cycles: int,
+    warmup: int,
+    media_workers: int,
+    ports: tuple[int, int] | None = None,
+    without: frozenset[str] = frozenset(),
 ) -> Report:
     """Run ``cycles`` cycles against a fresh server and sample after each."""
     args = ["--media-workers", str(media_workers), "--gc-period", "5"]
@@ -410,7 +509,7 @@ async def soak(
         ):
             for index in range(1, cycles + 1):
                 try:
-                    await asyncio.wait_for(cycle(client, clip, folder, index), 4 * TIMEOUT)
+                    await asyncio.wait_for(cycle(client, clip, folder, index, without), 4 * TIMEOUT)
                 except Exception as exc:  # a failed cycle is a finding, not the end of the run
                     report.failures.append(f"cycle {index}: {type(exc).__name__}: {exc}")
                 await settle(server)
@@ -438,8 +537,16 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--media-workers", type=int, default=1)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument(
+        "--without",
+        action="append",
+        choices=PARTS,
+        default=[],
+        help="leave this part out of the cycle (again for more), to find which one keeps memory",
+    )
     args = parser.parse_args()
-    report = asyncio.run(soak(args.cycles, args.warmup, args.media_workers))
+    without = frozenset(args.without)
+    report = asyncio.run(soak(args.cycles, args.warmup, args.media_workers, without=without))
     RESULTS.mkdir(exist_ok=True)
     day = datetime.now(UTC).strftime("%Y-%m-%d")
     out = args.out or RESULTS / f"soak-{day}-workers{args.media_workers}.json"

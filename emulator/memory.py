@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import gc
 import logging
 import math
 from collections.abc import Callable
@@ -35,6 +36,36 @@ def glibc_malloc_trim() -> Trim | None:
     trim.restype = ctypes.c_int
     function: Trim = trim
     return function
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+            "fsmblks", "uordblks", "fordblks", "keepcost",
+        )
+    ]  # fmt: skip
+
+
+def glibc_heap_usage() -> dict[str, int] | None:
+    """glibc's ``mallinfo2()`` of this process, in bytes: ``in_use`` (allocated by malloc from
+    the heaps, every arena), ``free`` (free in the heaps, kept by glibc), ``heap`` (the heaps'
+    size: brk heap and the other threads' arenas), ``mmap`` (large blocks in their own
+    mappings). None where the C library has no ``mallinfo2`` (not glibc, or glibc < 2.33)."""
+    try:
+        mallinfo2 = ctypes.CDLL(None).mallinfo2
+    except (OSError, AttributeError):
+        return None
+    mallinfo2.argtypes = []
+    mallinfo2.restype = _MallInfo2
+    info = mallinfo2()
+    return {
+        "in_use": info.uordblks,
+        "free": info.fordblks,
+        "heap": info.arena,
+        "mmap": info.hblkhd,
+    }
 
 
 class MemoryTrimmer:
@@ -89,6 +120,12 @@ class MemoryTrimmer:
         if self._trim is None:
             return
         self._released = False  # releases from here on need the next trim
+        # Released media objects sit in reference cycles (aiortc's transports and their event
+        # handlers, PyAV containers): only a full collection frees their DTLS, SRTP and codec
+        # state, and CPython runs one only when a quarter more objects became long-lived, so
+        # without it the garbage of hundreds of calls stays in the heap. On the loop's thread:
+        # finalizers may touch the loop.
+        gc.collect()
         self._running = loop.run_in_executor(None, self._trim, 0)
         self._running.add_done_callback(lambda done: self._finished(loop, done))
 

@@ -27,7 +27,7 @@ from emulator import __version__
 from emulator.dispatch import ServerIdentity
 from emulator.faults import FaultController
 from emulator.media.services import MediaServices
-from emulator.memory import MemoryTrimmer
+from emulator.memory import MemoryTrimmer, glibc_heap_usage
 from emulator.registry import MediaSet
 from emulator.transport.server import WebSocketListener
 
@@ -230,6 +230,17 @@ def _runtime_figures() -> Iterable[Metric]:
     yield GaugeMetricFamily(
         "kurento_threads", "Threads of the server process", value=threading.active_count()
     )
+    heap = glibc_heap_usage()
+    if heap is not None:
+        figures = GaugeMetricFamily(
+            "kurento_heap_bytes",
+            "glibc malloc heap of the server process (mallinfo2): in_use, free (kept by glibc),"
+            " heap (size of the heaps, every arena), mmap (large blocks mapped on their own)",
+            labels=["kind"],
+        )
+        for kind, value in heap.items():
+            figures.add_metric([kind], value)
+        yield figures
     try:
         tasks = len(asyncio.all_tasks())
     except RuntimeError:  # scraped outside the event loop (a test reading exposition())

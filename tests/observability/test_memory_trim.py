@@ -5,11 +5,13 @@ in ``kurento_memory_trims_total``."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
+import weakref
 
 import pytest
 
-from emulator.memory import MemoryTrimmer, glibc_malloc_trim
+from emulator.memory import MemoryTrimmer, glibc_heap_usage, glibc_malloc_trim
 from tests.conftest import make_settings
 from tests.observability.admin_http import http, metric, server_with_admin
 from tests.ports import free_port_range
@@ -92,6 +94,53 @@ async def test_releases_within_an_interval_share_one_trim() -> None:
     trimmer.released()
     await trimmer.stop()
     assert calls == [0]
+
+
+class _Held:
+    """Stands for a released media object caught in a reference cycle."""
+
+    def __init__(self) -> None:
+        self.me = self
+
+
+async def test_a_trim_first_frees_released_objects_in_reference_cycles() -> None:
+    """Garbage in a cycle that has already grown old (CPython's oldest generation, collected
+    only when a quarter more objects became long-lived) is freed before the trim runs, so the
+    trim can give its memory back: the soak's heap kept growing without this."""
+    loop = asyncio.get_running_loop()
+    freed_before_trim: list[bool] = []
+    trimmed = asyncio.Event()
+    held = _Held()
+    gc.collect()  # ``held`` survives it: now in the oldest generation
+    alive = weakref.ref(held)
+    del held
+    assert alive() is not None  # no automatic collection reaches it
+
+    def trim(pad: int) -> int:  # runs in a worker thread
+        freed_before_trim.append(alive() is None)
+        loop.call_soon_threadsafe(trimmed.set)
+        return 1
+
+    trimmer = MemoryTrimmer(3600, trim)
+    trimmer.released()
+    await asyncio.wait_for(trimmed.wait(), TIMEOUT)
+    await trimmer.stop()
+    assert freed_before_trim == [True]
+
+
+@pytest.mark.skipif(glibc_heap_usage() is None, reason="no glibc mallinfo2")
+async def test_metrics_show_the_glibc_heap() -> None:
+    """``kurento_heap_bytes`` gives mallinfo2's figures (what the soak samples to tell memory
+    in use from free memory glibc keeps)."""
+    settings = make_settings(admin_port=0, admin_host="127.0.0.1")
+    async with server_with_admin(settings) as (_, admin, _client):
+        _, text = await http(admin.url, "/metrics")
+        figures = {
+            kind: metric(text, "kurento_heap_bytes", kind=kind)
+            for kind in ("in_use", "free", "heap", "mmap")
+        }
+    assert figures["in_use"] > 1_000_000  # an interpreter with aiortc and PyAV loaded
+    assert figures["heap"] >= figures["in_use"]
 
 
 def test_glibc_malloc_trim_gives_back_what_is_free() -> None:
