@@ -38,6 +38,10 @@
 #define MAX_FRAME_PACKETS 64
 #define MAX_SOCKETS 65536
 #define TRAILER_SIZE 17
+#define MAX_PAYLOAD 1300
+/* RTP header, one-element extension, payload and trailer fit a send buffer with room left for
+ * srtp_protect's auth tag. */
+_Static_assert(12 + 8 + MAX_PAYLOAD + TRAILER_SIZE + 64 <= BUFFER_SIZE, "send buffer too small");
 
 typedef int (*srtp_fn)(void *ctx, void *header, int *len);
 static srtp_fn srtp_protect_fn = NULL;
@@ -81,21 +85,29 @@ typedef struct {
     int receivers;
 } Stream;
 
+/* One sender's packets on a socket (BUNDLE: audio and video are two senders on one socket). */
 typedef struct {
-    int active;
-    void *srtp;
     uint64_t received;  /* trailer packets, any time */
-    uint64_t expected;  /* from the trailer indices: highest - first + 1, per stream id */
     uint32_t stream_id;
     uint32_t first_index;
     uint32_t max_index;
-    int seen;
+} Track;
+
+#define MAX_TRACKS 8
+
+typedef struct {
+    int active;
+    void *srtp;
+    int ntracks;
+    Track tracks[MAX_TRACKS];
 } Socket;
 
 typedef struct {
     PyObject_HEAD
     int epfd;
-    Clip *clips;
+    /* Each clip allocated on its own: streams point at them, and the array of pointers may move
+     * when it grows (a Clip array did, and the first stream read a freed clip: issue 17 video). */
+    Clip **clips;
     int nclips;
     Stream *streams;
     Py_ssize_t nstreams, cap_streams;
@@ -116,17 +128,22 @@ typedef struct {
     struct sockaddr_storage in_addr[BATCH];
 } Generator;
 
-static void free_clips(Generator *self) {
-    for (int c = 0; c < self->nclips; c++) {
-        Clip *clip = &self->clips[c];
-        for (int f = 0; f < clip->nframes; f++) {
-            for (int p = 0; p < clip->frames[f].count; p++)
-                PyMem_Free(clip->frames[f].data[p]);
-            PyMem_Free(clip->frames[f].data);
-            PyMem_Free(clip->frames[f].length);
-        }
-        PyMem_Free(clip->frames);
+static void free_clip(Clip *clip) {
+    if (clip == NULL)
+        return;
+    for (int f = 0; f < clip->nframes; f++) {
+        for (int p = 0; p < clip->frames[f].count; p++)
+            PyMem_Free(clip->frames[f].data[p]);
+        PyMem_Free(clip->frames[f].data);
+        PyMem_Free(clip->frames[f].length);
     }
+    PyMem_Free(clip->frames);
+    PyMem_Free(clip);
+}
+
+static void free_clips(Generator *self) {
+    for (int c = 0; c < self->nclips; c++)
+        free_clip(self->clips[c]);
     PyMem_Free(self->clips);
     self->clips = NULL;
     self->nclips = 0;
@@ -158,59 +175,77 @@ static int Generator_init(Generator *self, PyObject *args, PyObject *kwds) {
     return 0;
 }
 
-/* add_clip(frames: list[list[bytes]]) -> clip id */
-static PyObject *Generator_add_clip(Generator *self, PyObject *args) {
-    PyObject *frames;
-    if (!PyArg_ParseTuple(args, "O!", &PyList_Type, &frames))
-        return NULL;
+/* Fill clip from frames (list[list[bytes]]); -1 with an exception set. */
+static int fill_clip(Clip *clip, PyObject *frames) {
     Py_ssize_t nframes = PyList_GET_SIZE(frames);
-    if (nframes < 1) {
-        PyErr_SetString(PyExc_ValueError, "a clip needs frames");
-        return NULL;
-    }
-    Clip *clips = PyMem_Realloc(self->clips, sizeof(Clip) * (self->nclips + 1));
-    if (clips == NULL)
-        return PyErr_NoMemory();
-    self->clips = clips;
-    Clip *clip = &clips[self->nclips];
     clip->frames = PyMem_Calloc(nframes, sizeof(Frame));
-    clip->nframes = 0;
-    if (clip->frames == NULL)
-        return PyErr_NoMemory();
-    self->nclips++;
+    if (clip->frames == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
     for (Py_ssize_t f = 0; f < nframes; f++) {
         PyObject *packets = PyList_GET_ITEM(frames, f);
         if (!PyList_Check(packets) || PyList_GET_SIZE(packets) < 1 ||
             PyList_GET_SIZE(packets) > MAX_FRAME_PACKETS) {
             PyErr_SetString(PyExc_ValueError, "each frame: a list of 1 to 64 payloads");
-            return NULL;
+            return -1;
         }
         Frame *frame = &clip->frames[f];
         Py_ssize_t count = PyList_GET_SIZE(packets);
         frame->data = PyMem_Calloc(count, sizeof(uint8_t *));
         frame->length = PyMem_Calloc(count, sizeof(uint16_t));
         clip->nframes++;
-        if (frame->data == NULL || frame->length == NULL)
-            return PyErr_NoMemory();
+        if (frame->data == NULL || frame->length == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
         for (Py_ssize_t p = 0; p < count; p++) {
             PyObject *payload = PyList_GET_ITEM(packets, p);
             char *bytes;
             Py_ssize_t length;
             if (PyBytes_AsStringAndSize(payload, &bytes, &length) < 0)
-                return NULL;
-            if (length > 1300) {
+                return -1;
+            if (length > MAX_PAYLOAD) {
                 PyErr_SetString(PyExc_ValueError, "payloads of at most 1300 bytes");
-                return NULL;
+                return -1;
             }
             frame->data[p] = PyMem_Malloc(length ? length : 1);
-            if (frame->data[p] == NULL)
-                return PyErr_NoMemory();
+            if (frame->data[p] == NULL) {
+                PyErr_NoMemory();
+                return -1;
+            }
             memcpy(frame->data[p], bytes, length);
             frame->length[p] = (uint16_t)length;
             frame->count++;
         }
     }
-    return PyLong_FromLong(self->nclips - 1);
+    return 0;
+}
+
+/* add_clip(frames: list[list[bytes]]) -> clip id */
+static PyObject *Generator_add_clip(Generator *self, PyObject *args) {
+    PyObject *frames;
+    if (!PyArg_ParseTuple(args, "O!", &PyList_Type, &frames))
+        return NULL;
+    if (PyList_GET_SIZE(frames) < 1) {
+        PyErr_SetString(PyExc_ValueError, "a clip needs frames");
+        return NULL;
+    }
+    Clip *clip = PyMem_Calloc(1, sizeof(Clip));
+    if (clip == NULL)
+        return PyErr_NoMemory();
+    if (fill_clip(clip, frames) < 0) {
+        free_clip(clip);
+        return NULL;
+    }
+    Clip **clips = PyMem_Realloc(self->clips, sizeof(Clip *) * (self->nclips + 1));
+    if (clips == NULL) {
+        free_clip(clip);
+        return PyErr_NoMemory();
+    }
+    self->clips = clips;
+    clips[self->nclips] = clip;
+    return PyLong_FromLong(self->nclips++);
 }
 
 static int parse_dest(PyObject *address, struct sockaddr_storage *out, socklen_t *len) {
@@ -275,7 +310,7 @@ static PyObject *Generator_add_stream(Generator *self, PyObject *args) {
     if (parse_dest(dest, &s.dest, &s.dest_len) < 0)
         return NULL;
     s.srtp = (void *)(uintptr_t)srtp;
-    s.clip = &self->clips[clip];
+    s.clip = self->clips[clip];
     s.ssrc = (uint32_t)ssrc;
     s.payload_type = (uint8_t)pt;
     s.extension_id = (uint8_t)ext;
@@ -427,23 +462,29 @@ static int note_latency(Generator *self, double value) {
     return 0;
 }
 
+static Track *track_of(Socket *sock, uint32_t stream_id, uint32_t index) {
+    for (int t = 0; t < sock->ntracks; t++)
+        if (sock->tracks[t].stream_id == stream_id)
+            return &sock->tracks[t];
+    if (sock->ntracks == MAX_TRACKS)
+        sock->ntracks = 0; /* more senders than these benchmarks make: start afresh */
+    Track *track = &sock->tracks[sock->ntracks++];
+    track->received = 0;
+    track->stream_id = stream_id;
+    track->first_index = track->max_index = index;
+    return track;
+}
+
 static void count_trailer(Socket *sock, const uint8_t *plain, int len) {
     uint32_t stream_id, index;
     memcpy(&stream_id, plain + len - TRAILER_SIZE + 8, 4);
     memcpy(&index, plain + len - TRAILER_SIZE + 12, 4);
     stream_id = ntohl(stream_id);
     index = ntohl(index);
-    sock->received++;
-    if (!sock->seen || stream_id != sock->stream_id) {
-        /* a new sender on this socket (one per socket in these benchmarks): start afresh */
-        sock->seen = 1;
-        sock->stream_id = stream_id;
-        sock->first_index = sock->max_index = index;
-        sock->received = 1;
-    } else if ((int32_t)(index - sock->max_index) > 0) {
-        sock->max_index = index;
-    }
-    sock->expected = (uint64_t)(sock->max_index - sock->first_index) + 1;
+    Track *track = track_of(sock, stream_id, index);
+    track->received++;
+    if ((int32_t)(index - track->max_index) > 0)
+        track->max_index = index;
 }
 
 /* One datagram: 0 counted here, 1 to hand back to Python, -1 out of memory. */
@@ -573,7 +614,7 @@ static PyObject *Generator_results(Generator *self, PyObject *unused) {
 }
 
 /* socket_stats(fd) -> (received, expected): trailer packets that arrived on fd, and how many
- * its sender numbered from the first to the last that arrived (expected - received: lost). */
+ * its senders numbered from the first to the last that arrived (expected - received: lost). */
 static PyObject *Generator_socket_stats(Generator *self, PyObject *args) {
     int fd;
     if (!PyArg_ParseTuple(args, "i", &fd))
@@ -583,8 +624,14 @@ static PyObject *Generator_socket_stats(Generator *self, PyObject *args) {
         return NULL;
     }
     Socket *sock = &self->sockets[fd];
-    return Py_BuildValue("(KK)", (unsigned long long)sock->received,
-                         (unsigned long long)sock->expected);
+    unsigned long long received = 0, expected = 0;
+    for (int t = 0; t < sock->ntracks; t++) {
+        Track *track = &sock->tracks[t];
+        received += track->received;
+        /* from the trailer indices: highest - first + 1 */
+        expected += (uint64_t)(track->max_index - track->first_index) + 1;
+    }
+    return Py_BuildValue("(KK)", received, expected);
 }
 
 static PyObject *Generator_fileno(Generator *self, PyObject *unused) {
