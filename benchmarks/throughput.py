@@ -54,6 +54,7 @@ import multiprocessing
 import os
 import re
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -325,24 +326,45 @@ class Workers:
             config = {"worker": index, "cpus": cpus, "generator": generator}
             process = context.Process(target=worker_main, args=(child, config), daemon=True)
             process.start()
+            # the worker's end closed here: a dead worker is then an EOF or a broken pipe
+            child.close()
             self.conns.append(parent)
             self.processes.append(process)
 
     async def ready(self) -> None:
         """Wait for every worker to have encoded its clips."""
-        await asyncio.gather(*(self._reply(conn) for conn in self.conns))
+        await asyncio.gather(*(self._reply(index) for index in range(len(self.conns))))
 
-    async def _reply(self, conn: Connection) -> Any:
-        status, value = await asyncio.to_thread(conn.recv)
+    async def _reply(self, index: int) -> Any:
+        try:
+            status, value = await asyncio.to_thread(self.conns[index].recv)
+        except (EOFError, OSError) as exc:
+            raise RuntimeError(self.death(index)) from exc
         if status == "error":
             raise RuntimeError(f"load worker: {value}")
         return value
 
+    def death(self, index: int) -> str:
+        """What became of a worker whose pipe closed: its exit code or the signal that ended it."""
+        process = self.processes[index]
+        process.join(5)
+        code = process.exitcode
+        if code is None:
+            return f"load worker {index} closed its pipe but still runs"
+        if code < 0:
+            return f"load worker {index} died of {signal.Signals(-code).name}"
+        return f"load worker {index} exited with code {code}"
+
     async def call(self, command: str, arguments: list[Any]) -> list[Any]:
         """Send each worker its own argument; gather the replies."""
-        for conn, argument in zip(self.conns, arguments, strict=True):
-            conn.send((command, argument))
-        return list(await asyncio.gather(*(self._reply(conn) for conn in self.conns)))
+        if len(arguments) != len(self.conns):
+            raise ValueError(f"{len(arguments)} arguments for {len(self.conns)} workers")
+        for index, argument in enumerate(arguments):
+            try:
+                self.conns[index].send((command, argument))
+            except OSError as exc:
+                raise RuntimeError(self.death(index)) from exc
+        return list(await asyncio.gather(*(self._reply(index) for index in range(len(self.conns)))))
 
     async def stop(self) -> None:
         """Stop every worker process."""

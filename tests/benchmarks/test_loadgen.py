@@ -4,6 +4,8 @@ benchmark run cannot silently measure nothing."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 from typing import Any
 
@@ -103,3 +105,17 @@ def test_the_compiled_generator_is_chosen_where_built_else_python_with_a_reason(
     else:
         assert (generator, reason) == ("compiled", "")
     assert throughput.choose_generator("python") == ("python", "")
+
+
+async def test_a_dead_load_worker_is_reported_with_its_signal() -> None:
+    """A worker that crashed (a segfault in the compiled generator, say) is named with what
+    ended it, not left as a bare BrokenPipeError or EOFError."""
+    workers = throughput.Workers(1, None)
+    process = workers.processes[0]
+    try:
+        os.kill(process.pid, signal.SIGKILL)
+        await asyncio.to_thread(process.join, 30)
+        with pytest.raises(RuntimeError, match="load worker 0 died of SIGKILL"):
+            await workers.call("configure", [{}])
+    finally:
+        await workers.stop()
