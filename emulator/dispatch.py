@@ -205,14 +205,19 @@ class RpcDispatcher:
         cls = self.types.lookup_class(type_name)
         if cls is None or cls.abstract or cls.constructor is None:
             raise MediaObjectNotAvailable(f"Factory '{type_name}' not found")
+        given = params.get("constructorParams")
         values = self.types.unmarshal_params(
-            cls.constructor, params.get("constructorParams"), "constructorParams", self._resolve
+            cls.constructor, given, "constructorParams", self._resolve
         )
         parent = next((v for v in values.values() if isinstance(v, MediaObject)), None)
         self._check_session_limit(session_id)
         self._check_object_limit(session_id)
         obj = CLASSES[cls.name](
-            self.media_set.services, new_object_id(cls.name, parent), parent, values
+            self.media_set.services,
+            new_object_id(cls.name, parent),
+            parent,
+            values,
+            given=frozenset(given or ()),
         )
         self.media_set.register(obj, session_id)
         return {"sessionId": session_id, "value": obj.id}

@@ -10,7 +10,7 @@ AlphaBlending's blend) or, in a Mixer, the video routed to it.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 from emulator.media.flow import MediaPacket
 from emulator.media.mixing import (
@@ -206,9 +206,6 @@ class Composite(MixingHub):
 
     TYPE = "Composite"
 
-    KMD_DEFAULTS: ClassVar[dict[str, int]] = {"width": 800, "height": 600, "framerate": 15}
-    """The constructor's ``defaultValue``s (elements.kmd.json)."""
-
     def framerate(self) -> int:
         """The ``framerate`` constructor parameter, else Composite.conf.ini's."""
         return self._configured("framerate", self.services.settings.composite_framerate)
@@ -222,10 +219,8 @@ class Composite(MixingHub):
         )
 
     def _configured(self, name: str, configured: int) -> int:
-        # The protocol fills an absent optional parameter with its KMD defaultValue: a value
-        # equal to that default stands for one not given, which Composite.conf.ini replaces.
-        given = int(self.params.get(name) or 0)
-        return configured if given in (0, self.KMD_DEFAULTS[name]) else given
+        """The value the client gave at ``create``, else Composite.conf.ini's."""
+        return int(self.params[name]) if name in self.given else configured
 
 
 class Mixer(MixingHub):

@@ -59,12 +59,17 @@ class MediaObject:
         object_id: str,
         parent: MediaObject | None,
         params: dict[str, Any],
+        given: frozenset[str] = frozenset(),
     ) -> None:
         self.services = services
         self.id = object_id
         self.parent = parent
         self.children: dict[str, MediaObject] = {}
         self.params = params
+        """The constructor's values by KMD name, KMD defaults filled in for absent ones."""
+        self.given = given
+        """The constructor parameters the client actually sent (a config file may stand in for
+        the others, as Composite.conf.ini does for the Composite's size)."""
         self.name = object_id
         self.tags: dict[str, str] = {}
         self.send_tags_in_events = False

@@ -204,14 +204,20 @@ async def test_composite_grid_shows_each_participant_in_its_cell_and_follows_lea
 async def test_composite_size_comes_from_the_config_unless_create_gives_one() -> None:
     """On a server whose Composite.conf.ini says 256x192 (``composite_width``/``height``), a
     Composite created without a size sends 256x192 pictures; one created with 320x240 sends
-    those."""
+    those, and one created with the KMD default 800x600 sends that (a value the client gives is
+    never taken for an absent one)."""
     settings = make_settings(network_interfaces="lo", composite_width=256, composite_height=192)
     async with (
         running_emulator(settings) as server,
         await KurentoClient.connect(server.urls["ws"], reconnect=False) as client,
     ):
         pipeline = await client.create("MediaPipeline")
-        for params, size in (({}, (192, 256)), ({"width": 320, "height": 240}, (240, 320))):
+        sizes = (
+            ({}, (192, 256)),
+            ({"width": 320, "height": 240}, (240, 320)),
+            ({"width": 800, "height": 600}, (600, 800)),
+        )
+        for params, size in sizes:
             hub = await pipeline.create("Composite", **params)
             peer = participant(0, video=True)
             async with joined(pipeline, hub, peer):
