@@ -101,9 +101,10 @@ fuzz: install-test
 ## soak: SOAK_CYCLES full calls built, carried and released, without and with media workers;
 ## what the server still holds afterwards (benchmarks/results/soak-<date>-workers<N>.json)
 SOAK_CYCLES ?= 500
+SOAK_WARMUP ?= 100
 soak: install-test rtp-deps
-	$(BIN)/python -m benchmarks.soak --cycles $(SOAK_CYCLES) --media-workers 1
-	$(BIN)/python -m benchmarks.soak --cycles $(SOAK_CYCLES) --media-workers 2
+	$(BIN)/python -m benchmarks.soak --cycles $(SOAK_CYCLES) --warmup $(SOAK_WARMUP) --media-workers 1
+	$(BIN)/python -m benchmarks.soak --cycles $(SOAK_CYCLES) --warmup $(SOAK_WARMUP) --media-workers 2
 
 bench: install-test
 	$(BIN)/python -m benchmarks.control_plane

@@ -52,6 +52,8 @@ RESULTS = Path(__file__).parent / "results"
 ZERO_GROWTH = ("udp_ports", "fds", "threads", "media_ports_in_use", "objects", "asyncio_tasks")
 """Figures that must come back exactly to their post-warm-up value."""
 RSS_GROWTH_LIMIT = 0.05
+KEPT_SAMPLES = 1000
+"""About how many samples a report writes (every cycle's below this)."""
 TIMEOUT = 30.0
 
 
@@ -470,8 +472,24 @@ class Report:
             "first": asdict(self.samples[0]),
             "after_warmup": asdict(self.samples[self.warmup - 1]),
             "last": asdict(self.samples[-1]),
-            "samples": [asdict(s) for s in self.samples],
+            "sample_step": self.sample_step(),
+            "samples": [asdict(s) for s in self.kept_samples()],
         }
+
+    def sample_step(self) -> int:
+        """Past the first cycles, every how many cycles a sample is written (about a thousand
+        per run keeps a 10,000-cycle file readable; the growth uses every sample)."""
+        return max(1, len(self.samples) // KEPT_SAMPLES)
+
+    def kept_samples(self) -> list[Sample]:
+        """Every sample of the first cycles (warm-up included), then one per ``sample_step``
+        cycles, and the last."""
+        head = max(KEPT_SAMPLES // 10, 2 * self.warmup)
+        step = self.sample_step()
+        kept = [s for i, s in enumerate(self.samples) if i < head or i % step == step - 1]
+        if kept[-1] is not self.samples[-1]:
+            kept.append(self.samples[-1])
+        return kept
 
 
 async def make_clip(folder: Path) -> Path:
@@ -530,6 +548,39 @@ async def settle(server: Server) -> None:
         await asyncio.sleep(0.05)
 
 
+def plot(report: Report, target: Path) -> None:
+    """RSS and glibc's heap in use, and what must not grow (ports, fds, tasks, objects),
+    cycle after cycle, the warm-up marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    samples = report.kept_samples()
+    cycles = [s.cycle for s in samples]
+    figure, (memory, held) = plt.subplots(1, 2, figsize=(13, 4))
+    memory.plot(cycles, [s.rss_mb for s in samples], label="RSS, all processes (MB)")
+    heap = [(s.cycle, s.heap_in_use_kb / 1024) for s in samples if s.heap_in_use_kb >= 0]
+    if heap:
+        memory.plot(*zip(*heap, strict=True), label="glibc heap in use, server (MB)")
+    for name in ("udp_ports", "fds", "asyncio_tasks", "threads", "objects"):
+        held.plot(cycles, [getattr(s, name) for s in samples], label=name)
+    workers = (
+        f"{report.media_workers} media workers"
+        if report.media_workers > 1
+        else "media in the server's process"
+    )
+    for axis, title in ((memory, "memory"), (held, "held after each cycle")):
+        axis.axvline(report.warmup, color="grey", linestyle=":", label="end of warm-up")
+        axis.set_title(f"soak, {report.cycles} cycles, {workers}: {title}", fontsize=9)
+        axis.set_xlabel("cycle")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(target, dpi=100)
+    plt.close(figure)
+
+
 def main() -> None:
     """Command line: run, print the growth, write results/soak-<date>.json."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
@@ -552,6 +603,7 @@ def main() -> None:
     out = args.out or RESULTS / f"soak-{day}-workers{args.media_workers}.json"
     data = {"machine": machine(), **report.to_json()}
     out.write_text(json.dumps(data, indent=1) + "\n")
+    plot(report, out.with_suffix(".png"))
     print(json.dumps(data["growth_after_warmup"]), "problems:", data["problems"])  # noqa: T201
     print(f"written to {out}")  # noqa: T201
     raise SystemExit(1 if report.problems() else 0)
