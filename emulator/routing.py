@@ -96,7 +96,6 @@ class RoutingRpcDispatcher(RpcDispatcher):
         self.handlers.update(
             {
                 "create": self.create,
-                "transaction": self.transaction,
                 "closeSession": self.close_session,
                 "invoke": self.invoke,
                 "subscribe": self.subscribe,
@@ -188,17 +187,6 @@ class RoutingRpcDispatcher(RpcDispatcher):
         result = await self._on_owner("unref")(params)
         objects = self.session_objects.get(session_or_new(params), set())
         objects.discard(string_param(params, "object"))
-        return result
-
-    async def transaction(self, params: Params | None) -> Any:
-        """``transaction``: all of it on the worker of the first object it names (or the next
-        worker when it names none: it creates its pipeline)."""
-        params = require_params(params)
-        session_id = session_or_new(params)
-        index = self._worker_in(params)
-        self._check_object_limit(session_id)
-        result = await self._relay(index, "transaction", params, session_id)
-        self._learn_pipelines(params.get("operations"), result, index, session_id)
         return result
 
     async def close_session(self, params: Params | None) -> Any:
@@ -296,25 +284,6 @@ class RoutingRpcDispatcher(RpcDispatcher):
 
     def _indices_of(self, session_id: str) -> list[int]:
         return [index for (session, index) in self.upstreams if session == session_id]
-
-    def _learn_pipelines(self, operations: Any, result: Any, index: int, session_id: str) -> None:
-        """Pipelines a transaction created belong to the worker that ran it; what it created
-        counts for the session."""
-        if not isinstance(operations, list) or not isinstance(result, dict):
-            return
-        for operation, response in zip(operations, result.get("value") or [], strict=False):
-            params = operation.get("params") if isinstance(operation, dict) else None
-            created = response.get("result", {}) if isinstance(response, dict) else {}
-            if not (
-                isinstance(params, dict)
-                and operation.get("method") == "create"
-                and isinstance(created, dict)
-                and isinstance(created.get("value"), str)
-            ):
-                continue
-            self.session_objects.setdefault(session_id, set()).add(created["value"])
-            if params.get("type") in ("MediaPipeline", "kurento.MediaPipeline"):
-                self.pipelines[created["value"]] = index
 
     def _on_owner(self, method: str) -> Handler:
         """A handler that relays to the worker of ``params["object"]``, or handles here an

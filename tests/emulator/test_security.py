@@ -190,3 +190,51 @@ async def test_subscription_limit_holds_over_every_media_worker() -> None:
         await second.release()
         for _ in range(2):
             await first.subscribe("Error")
+
+
+def _operation(index: int, method: str, **params: object) -> dict[str, object]:
+    return {"jsonrpc": "2.0", "id": index, "method": method, "params": params}
+
+
+async def test_limits_hold_inside_a_transaction_over_every_media_worker() -> None:
+    """A transaction's operations count like requests of their own: with two media workers the
+    subscriptions and objects a session holds on the other worker leave room for only part of
+    the transaction, which stops at the operation past the limit with 40009."""
+    settings = make_settings(
+        max_subscriptions_per_session=2, max_objects_per_session=3, media_workers=2
+    )
+    async with server_and_client(settings) as (_, client):
+        first = await client.create("MediaPipeline")
+        await first.subscribe("Error")
+        reply = await client.call(
+            "transaction",
+            {
+                "operations": [
+                    _operation(0, "create", type="MediaPipeline", constructorParams={}),
+                    _operation(1, "subscribe", object="newref:0", type="Error"),
+                    _operation(2, "subscribe", object="newref:0", type="Error"),
+                ]
+            },
+        )
+        answers = reply["value"]
+        assert ["result" in answer for answer in answers] == [True, True, False]
+        assert answers[2]["error"]["code"] == 40009
+        assert "max_subscriptions_per_session" in answers[2]["error"]["message"]
+        second = answers[0]["result"]["value"]
+        reply = await client.call(
+            "transaction",
+            {
+                "operations": [
+                    _operation(
+                        0, "create", type="PassThrough", constructorParams={"mediaPipeline": second}
+                    ),
+                    _operation(
+                        1, "create", type="PassThrough", constructorParams={"mediaPipeline": second}
+                    ),
+                ]
+            },
+        )
+        answers = reply["value"]
+        assert ["result" in answer for answer in answers] == [True, False]
+        assert answers[1]["error"]["code"] == 40009
+        assert "max_objects_per_session" in answers[1]["error"]["message"]
