@@ -205,8 +205,7 @@ class BaseRtpEndpoint(SdpEndpoint):
 
     def session_timeouts(self) -> SessionTimeouts:
         """Flow and media-state timeouts from the settings, for the endpoint's media."""
-        settings = self.services.settings
-        return SessionTimeouts(settings.media_flow_timeout, settings.media_state_timeout)
+        return SessionTimeouts.from_settings(self.services.settings)
 
     def adopted(self, media: M) -> M:
         """The endpoint's new media, counted by the metrics and open to fault injection."""

@@ -55,6 +55,7 @@ from emulator.media.sdp.h264 import same_profile as h264_same_profile
 from emulator.media.sdp.negotiation import MediaLine
 from emulator.media.session import datapath as fast
 from emulator.media.session.stats import LatencyMeter, inbound_stats, outbound_stats
+from emulator.settings import Settings
 from protocol.sdp import Codec
 
 REPORT_INTERVAL = 1.0
@@ -76,10 +77,15 @@ class SessionTimeouts:
     """When flows and the media state time out (settings ``media_flow_timeout`` and
     ``media_state_timeout``)."""
 
-    flow: float = 2.0
+    flow: float = Settings.model_fields["media_flow_timeout"].default
     """Seconds without packets before a flow is NOT_FLOWING."""
-    rtcp: float = 5.0
+    rtcp: float = Settings.model_fields["media_state_timeout"].default
     """Seconds without RTCP before MediaState goes back to DISCONNECTED (BaseRtpEndpoint KMD)."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SessionTimeouts:
+        """The timeouts the server is configured with."""
+        return cls(settings.media_flow_timeout, settings.media_state_timeout)
 
 
 @dataclass(slots=True)
