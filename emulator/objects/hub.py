@@ -51,6 +51,11 @@ class Hub(MediaObject):
                 target.mark_flow("out", media_type, True)
             target.forward(media_type, packet)
 
+    def port_stopped_flowing(self, port: HubPort, media_type: str) -> None:
+        """What ``port`` received stopped: the ports routed from it stop sending it."""
+        for target in self.targets(port):
+            target.mark_flow("out", media_type, False)
+
     def port_wants_keyframe(self, port: HubPort, media_type: str) -> None:
         """A sink of ``port`` wants a keyframe: ask the producers of the ports feeding it."""
         for feeder in self.feeders(port):
@@ -102,6 +107,11 @@ class HubPort(MediaElement):
 
     def source_ended(self) -> None:
         """One input of the hub ended: the hub goes on with the others (no EOS leaves it)."""
+
+    def source_stopped_flowing(self, media_type: str) -> None:
+        """The port's input stopped: the hub decides what stops with it."""
+        self.mark_flow("in", media_type, False)
+        self.hub.port_stopped_flowing(self, media_type)
 
     def produce_keyframe(self, media_type: str) -> None:
         """A sink of this port wants a keyframe: the hub decides who makes it."""
@@ -171,6 +181,9 @@ class MixingHub(Hub):
         if media_type in ("AUDIO", "VIDEO") and isinstance(packet, MediaPacket):
             port.mark_flow("in", media_type, True)
             self.media.feed(port, media_type.lower(), packet)
+
+    def port_stopped_flowing(self, port: HubPort, media_type: str) -> None:
+        """The mix goes on with the other ports (the mixing clock marks what stops)."""
 
     def port_wants_keyframe(self, port: HubPort, media_type: str) -> None:
         """The picture's encoder for the port's codec makes the next picture a keyframe."""
@@ -281,6 +294,11 @@ class Mixer(MixingHub):
         else:
             super().port_received(port, media_type, packet)
 
+    def port_stopped_flowing(self, port: HubPort, media_type: str) -> None:
+        """Video is routed (``Hub.port_stopped_flowing``); audio is mixed."""
+        if media_type == "VIDEO":
+            Hub.port_stopped_flowing(self, port, media_type)
+
     def port_wants_keyframe(self, port: HubPort, media_type: str) -> None:
         """Video is routed: the source port's producer makes the keyframe."""
         Hub.port_wants_keyframe(self, port, media_type)
@@ -381,8 +399,13 @@ class DispatcherOneToMany(Hub):
             port.video_sinks_restarted()
 
     def remove_source(self) -> None:
-        """Stop routing."""
-        self.source = None
+        """Stop routing: the other ports stop sending what the source received."""
+        source, self.source = self.source, None
+        if source is not None:
+            for port in self.ports():
+                if port is not source:
+                    for media_type in ("AUDIO", "VIDEO"):
+                        port.mark_flow("out", media_type, False)
 
     def targets(self, source: HubPort) -> list[HubPort]:
         """Every other port, when ``source`` is the source."""

@@ -51,6 +51,9 @@ class MediaElement(MediaObject):
     # Annotated, so that mypy can match MediaElement to the graph's GraphNode in this very module.
     TYPE: ClassVar[str] = "MediaElement"
     STATS_TYPE = "ElementStats"
+    FEEDS_SINKS_FROM: ClassVar[str] = "out"
+    """Which of this element's flows its sinks receive: its output (``out``), or, for an SDP
+    endpoint, what its remote peer sends it (``in``)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -132,6 +135,8 @@ class MediaElement(MediaObject):
         self.graph.unlink(link)
         self.log.info("= disconnected %s -> %s (%s)", self.id, link.sink.id, link.media_type)
         link.sink.on_source_removed(link)
+        if link.sink.flowing_in.get((link.media_type, "default")):
+            link.sink.source_stopped_flowing(link.media_type)
         self.emit(
             "ElementDisconnected",
             sink=link.sink,
@@ -356,6 +361,18 @@ class MediaElement(MediaObject):
         state = "FLOWING" if flowing else "NOT_FLOWING"
         self.log.info("= media flow %s %s: %s", direction, media_type, state)
         self.emit(event, state=state, padName="default", mediaType=media_type)
+        if not flowing and direction == self.FEEDS_SINKS_FROM:
+            for sink in list(self._sinks.get(media_type, ())):
+                sink.source_stopped_flowing(media_type)
+
+    def source_stopped_flowing(self, media_type: str) -> None:
+        """What this element received of ``media_type`` stopped (its source's flow ended, or
+        the link was removed). An element without media of its own (PassThrough, filters) stops
+        sending it too, and tells its sinks in turn: KMS's pad probes see no more buffers on
+        either side. The Python path carries every packet through such elements, so their flows
+        start again with the next packet."""
+        self.mark_flow("in", media_type, False)
+        self.mark_flow("out", media_type, False)
 
     def stop_flowing_out(self) -> None:
         """This element's own media stopped (a source paused, ended or failed): raise
@@ -468,6 +485,11 @@ class Endpoint(MediaElement):
     def source_ended(self) -> None:
         """An endpoint's own media does not end with what it receives (a WebRtcEndpoint keeps
         sending its peer's media): nothing is passed on."""
+
+    def source_stopped_flowing(self, media_type: str) -> None:
+        """What an endpoint sends on comes from its own media (the remote peer, the file): it
+        does not stop with what it receives. An SDP endpoint's flow to its peer ends by its
+        session's own clock (``media_flow_timeout`` without a packet sent)."""
 
     def own_media_ended(self) -> None:
         """The media this endpoint produces is over (a player or an upload at its end): flows

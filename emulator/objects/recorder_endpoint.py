@@ -109,6 +109,10 @@ class RecorderEndpoint(UriEndpoint):
         if self.recorder is not None and self.state == "START":
             self.recorder.feed(media_type.lower(), packet)
 
+    def source_stopped_flowing(self, media_type: str) -> None:
+        """Nothing more to record of ``media_type`` for now: MediaFlowIn NOT_FLOWING."""
+        self.mark_flow("in", media_type, False)
+
     def source_ended(self) -> None:
         """The source's media ended (a PlayerEndpoint or an upload at EndOfStream): with
         ``stopOnEndOfStream`` the recording stops and its file is finished (``Stopped``), as

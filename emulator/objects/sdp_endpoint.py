@@ -67,6 +67,7 @@ class SdpEndpoint(SessionEndpoint):
     """Abstract: an endpoint negotiated with SDP offer/answer."""
 
     TYPE = "SdpEndpoint"
+    FEEDS_SINKS_FROM = "in"
     PROPERTY_DEFAULTS: ClassVar[dict[str, Any]] = {
         "maxAudioRecvBandwidth": 0,
         "maxVideoRecvBandwidth": 0,
