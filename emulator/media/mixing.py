@@ -47,6 +47,7 @@ import numpy as np
 from emulator.media.codecs.coders import (
     AudioCoder,
     AudioEncoding,
+    EncoderBitrates,
     MediaInput,
     Timeline,
     VideoCoder,
@@ -110,10 +111,12 @@ class MixPort(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class MixFormat:
-    """Pictures per second of the video output, and the flow timeout of the ports."""
+    """Pictures per second of the video output, the flow timeout of the ports, and the
+    bitrate the video output is encoded at (MediaElement.conf.ini's ``encoderBitrate``)."""
 
     framerate: int = 15
     flow_timeout: float = 2.0
+    bitrates: EncoderBitrates = field(default_factory=EncoderBitrates)
 
 
 def grid(count: int, width: int, height: int) -> list[tuple[int, int, int, int]]:
@@ -693,6 +696,7 @@ class VideoCompositor(_ClockedWorker[_VideoInput]):
             encoding = self.encodings.get(out_key)
             if encoding is None:
                 encoding = VideoEncoding(VP8, codec, Timeline(90000, 90000))
+                encoding.bitrate = self.format.bitrates.choose(None)
                 self.encodings[out_key] = encoding
                 self.forced.add(out_key)
             if out_key in self.forced:

@@ -120,7 +120,7 @@ class VideoProcessingFilter(Filter):
             targets.setdefault(identity, codec)
         if self.stage is not None:
             self.stage.set_targets(list(targets.values()))
-            self.stage.set_bitrate(self.video_send_limit())
+            self.stage.set_bitrate(self.encoder_bitrates().choose(self.video_send_limit()))
         return routes
 
     def codecs_taken(self, media_type: str) -> list[Codec]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from emulator.media.codecs.coders import EncoderBitrates
 from emulator.media.flow import MediaPacket
 from emulator.media.mixing import (
     BlendLayout,
@@ -152,9 +153,18 @@ class MixingHub(Hub):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        settings = self.services.settings
         self.media = HubMedia(
             self.id.rsplit("/", 1)[-1][:8],
-            MixFormat(self.framerate(), self.services.settings.media_flow_timeout),
+            MixFormat(
+                self.framerate(),
+                self.services.settings.media_flow_timeout,
+                EncoderBitrates(
+                    settings.encoder_bitrate,
+                    settings.min_encoder_bitrate,
+                    settings.max_encoder_bitrate,
+                ),
+            ),
             self._mix_ports,
             self.mix_of,
             self.layout(),

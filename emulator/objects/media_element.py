@@ -15,6 +15,7 @@ import time
 from collections.abc import Mapping
 from typing import Any, ClassVar, TypeAlias
 
+from emulator.media.codecs.coders import EncoderBitrates
 from emulator.media.session.datapath import RECORDING
 from emulator.objects.media_object import MediaObject
 from emulator.objects.media_pipeline import (
@@ -312,6 +313,43 @@ class MediaElement(MediaObject):
             link.source.produce_keyframe(media_type)
         finally:
             self._busy = False
+
+    def encoder_bitrates(self) -> EncoderBitrates:
+        """This element's ``encoderBitrate``, ``minEncoderBitrate`` and ``maxEncoderBitrate``:
+        what its video encoders (a filter's, the transcoders of what it sends) aim at."""
+        props = self.properties
+        return EncoderBitrates(
+            int(props["encoderBitrate"]),
+            int(props["minEncoderBitrate"]),
+            int(props["maxEncoderBitrate"]),
+        )
+
+    def transcoding_bitrates(self, media_type: str) -> EncoderBitrates:
+        """The bounds that media transcoded for this sink is encoded within: those of the
+        element feeding it (in KMS, that element's agnosticbin encodes)."""
+        link = self.graph.source_of(self, media_type)
+        return (link.source if link is not None else self).encoder_bitrates()
+
+    def set_encoder_bitrate(self, encoder_bitrate: int) -> None:
+        """KMD setEncoderBitrate: from now on, encoders of this element's output aim at it."""
+        self._set_encoding("encoderBitrate", encoder_bitrate)
+
+    def set_min_encoder_bitrate(self, min_encoder_bitrate: int) -> None:
+        """KMD setMinEncoderBitrate: the floor of the receivers' estimates."""
+        self._set_encoding("minEncoderBitrate", min_encoder_bitrate)
+
+    def set_max_encoder_bitrate(self, max_encoder_bitrate: int) -> None:
+        """KMD setMaxEncoderBitrate: the ceiling of the receivers' estimates (0: none)."""
+        self._set_encoding("maxEncoderBitrate", max_encoder_bitrate)
+
+    def _set_encoding(self, name: str, value: int) -> None:
+        self.properties[name] = value
+        for sink in self._sinks.get("VIDEO", ()):
+            sink.source_encoding_changed()
+
+    def source_encoding_changed(self) -> None:
+        """The encoderBitrate bounds of the element feeding this one changed (an endpoint's
+        transcoders follow them)."""
 
     def video_send_limit(self) -> int | None:
         """The video bitrate (bps) the receivers behind this element take, None if unknown.

@@ -204,6 +204,11 @@ class BaseRtpEndpoint(SdpEndpoint):
         self.stop_capture()
         await super().on_release()
 
+    def source_encoding_changed(self) -> None:
+        """The video transcoded for this endpoint follows its source's new bounds."""
+        if self.media is not None:
+            self.media.transcoding.bounds_changed()
+
     def session_timeouts(self) -> SessionTimeouts:
         """Flow and media-state timeouts from the settings, for the endpoint's media."""
         return SessionTimeouts.from_settings(self.services.settings)

@@ -21,6 +21,7 @@ from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, MediaStreamT
 from aiortc.rtp import RtpPacket
 
 from emulator.app import App
+from emulator.media.codecs.coders import EncoderBitrates
 from emulator.media.codecs.transcoding import (
     SinkTranscoding,
     TranscodedPacket,
@@ -345,6 +346,9 @@ class _Sink:
     def keyframe_needed(self, kind: str) -> None:
         """Not expected for audio."""
 
+    def encoder_bitrates(self, kind: str) -> EncoderBitrates:
+        return EncoderBitrates()
+
     def transcoding_refused(self, kind: str, reason: str) -> None:
         self.states.append((kind, False, reason))
 
@@ -449,6 +453,9 @@ async def test_video_transcoder_vp8_to_h264_makes_a_keyframe_on_request() -> Non
     transcoder.request_keyframe()
     await send(10)
     assert keyframes() == {0, 10 * 3000}
+    assert transcoder.target_bitrate == 500_000  # KMS's 300 kbps, clamped to aiortc's H264 floor
+    transcoder.set_bounds(EncoderBitrates(target=700_000))
+    assert transcoder.target_bitrate == 700_000
     other = _Collector()
     transcoder.subscribe(other)  # sinks' REMB: the encoder follows the lowest
     transcoder.set_bitrate(collector, 1_200_000)
@@ -608,6 +615,41 @@ async def test_vp8_source_reaches_h264_peer(media_client: KurentoClient, media_s
             if c.name == "H264" and c.payload_type in viewer.payload_types["video"]
         }
         assert h264 and viewer.payload_types["video"] <= h264 | _rtx(viewer)
+
+
+async def test_source_encoder_bitrates_hold_the_transcoded_video(
+    media_client: KurentoClient, media_server: App
+) -> None:
+    """The element feeding a transcoding sink sets what its video is encoded at (KMS: that
+    element's agnosticbin): min/maxEncoderBitrate hold the encoder whatever the viewer's REMB
+    says, and a change during the call applies at once."""
+    pipeline = await media_client.create("MediaPipeline")
+    viewer = ListeningPeer(audio=False, video=True, only=["H264"])
+    async with _endpoints(pipeline, ClientPeer(audio=False, video=True), viewer) as (src, sink):
+        await src.invoke("setMinEncoderBitrate", minEncoderBitrate=900_000)
+        await src.invoke("setMaxEncoderBitrate", maxEncoderBitrate=900_000)
+        await src.connect(sink, "VIDEO")
+        await viewer.wait_for(lambda p: p.frames.get("video", 0) > 10, timeout=30)
+        (running,) = media_server.media_services.transcoders.running()
+        assert running.target_bitrate == 900_000
+        await src.invoke("setMinEncoderBitrate", minEncoderBitrate=600_000)
+        await src.invoke("setMaxEncoderBitrate", maxEncoderBitrate=600_000)
+        assert running.target_bitrate == 600_000
+        assert await src.invoke("getMaxEncoderBitrate") == 600_000
+
+
+def test_encoder_bitrates_choose_within_bounds() -> None:
+    """KMS's defaults: 300 kbps before any estimate; an estimate is held within min and max
+    (0: no ceiling)."""
+    assert EncoderBitrates().choose(None) == 300_000
+    assert EncoderBitrates().choose(2_000_000) == 2_000_000
+    bounded = EncoderBitrates(target=500_000, low=400_000, high=800_000)
+    assert [bounded.choose(e) for e in (None, 100_000, 600_000, 5_000_000)] == [
+        500_000,
+        400_000,
+        600_000,
+        800_000,
+    ]
 
 
 def _negotiated(peer: ClientPeer) -> list[Codec]:

@@ -16,6 +16,7 @@ settings reaches all of them:
 - ``Timeline``: source RTP timestamps, unwrapped and mapped onto the target clock.
 - ``can_transcode``, ``codec_identity``, ``encodable_codec``: which codecs these classes cover,
   when two codecs are one encoder output, and which output a list of negotiated codecs gets.
+- ``EncoderBitrates``: the bitrate an element's video encoders aim at, within its bounds.
 - ``WorkQueue``: what the event loop hands a worker thread, bounded (the oldest goes first);
   ``call_from_thread``: how a worker thread hands its results back to the event loop.
 
@@ -55,6 +56,26 @@ FRAME_MS = 20
 OPUS_BITRATE = 32000
 
 _DTMF = struct.Struct("!BBH")
+
+
+@dataclass(frozen=True, slots=True)
+class EncoderBitrates:
+    """KMD MediaElement's ``encoderBitrate``, ``minEncoderBitrate`` and ``maxEncoderBitrate``
+    (bps; MediaElement.conf.ini's defaults): what a video encoder of that element aims at
+    before any receiver estimate, and the bounds a receiver's REMB is held within (0: none
+    above). aiortc's encoders clamp the result to their own range once more (VP8: 250 kbps to
+    1.5 Mbps)."""
+
+    target: int = 300_000
+    low: int = 0
+    high: int = 0
+
+    def choose(self, estimate: int | None) -> int:
+        """The bitrate to encode at, given the receivers' lowest estimate (None: unknown)."""
+        bitrate = self.target if estimate is None else estimate
+        if self.high > 0:
+            bitrate = min(bitrate, self.high)
+        return max(bitrate, self.low)
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,6 +329,17 @@ class VideoEncoding:
         self.timeline = timeline
         self.force_keyframe = False
         self.produced: list[CodedOutput] = []
+
+    @property
+    def bitrate(self) -> int:
+        """The encoder's target bitrate (bps)."""
+        return int(self.encoder.target_bitrate)  # type: ignore[attr-defined]
+
+    @bitrate.setter
+    def bitrate(self, bps: int) -> None:
+        # aiortc's VP8 and H264 encoders clamp it to their range and re-create their codec on
+        # the next frame when it moves by more than 10 %: set from any thread, read there.
+        self.encoder.target_bitrate = bps  # type: ignore[attr-defined]
 
     def frame(self, frame: Any, position: int) -> None:
         """A decoded ``av.VideoFrame`` at ``position`` (unwrapped source timestamp)."""

@@ -14,6 +14,7 @@ API (independent of WebRTC; ``RtpEndpoint`` uses it the same way)::
     transcoder.feed_event(view, source_key, clock)    # RFC 4733 telephone-event: not decoded
     transcoder.request_keyframe()                     # video: the next encoded frame is a keyframe
     transcoder.set_bitrate(on_packet, bps)            # video: a sink's REMB; the lowest applies
+    transcoder.set_bounds(EncoderBitrates(target, low, high))  # video: the source's encoderBitrate
     transcoder.unsubscribe(on_packet)                 # the last one closes it (its thread ends)
     transcoders.live                                  # transcoders running now
 
@@ -59,6 +60,7 @@ from emulator.media.codecs.coders import (
     VIDEO_CODECS,
     AudioCoder,
     CodedOutput,
+    EncoderBitrates,
     MediaInput,
     VideoCoder,
     WorkQueue,
@@ -162,6 +164,8 @@ class Transcoder:
         self.decode_errors = 0
         """Packets (audio) or frames (video) the decoder refused."""
         self._bitrates: dict[PacketCallback, int] = {}
+        self.bounds = EncoderBitrates()
+        """The encoderBitrate bounds of the element whose output this is (``set_bounds``)."""
         self._queue: WorkQueue[MediaInput] = WorkQueue(
             AUDIO_QUEUE if kind == "audio" else VIDEO_QUEUE
         )
@@ -171,6 +175,7 @@ class Transcoder:
         self.closed = asyncio.Event()
         self._thread = threading.Thread(target=self._run, name=f"transcoder {self.name}")
         self._thread.daemon = True
+        self._apply_bitrate()
         self._thread.start()
 
     # -- event loop side -------------------------------------------------------------------------
@@ -209,6 +214,12 @@ class Transcoder:
         if not self._subscribers:
             self.close()
 
+    def set_bounds(self, bounds: EncoderBitrates) -> None:
+        """Video: aim at ``bounds.target`` until a subscriber's REMB comes, and hold REMBs
+        within the bounds (the source element's encoderBitrate, min/maxEncoderBitrate)."""
+        self.bounds = bounds
+        self._apply_bitrate()
+
     def set_bitrate(self, on_packet: PacketCallback, bitrate: int) -> None:
         """A subscriber's receive estimate (REMB, bps): video is encoded for the lowest one."""
         if on_packet in self._subscribers and bitrate > 0:
@@ -219,15 +230,13 @@ class Transcoder:
     def target_bitrate(self) -> int | None:
         """The video encoder's target bitrate (bps), None for audio."""
         if isinstance(self.coder, VideoCoder):
-            return int(self.coder.encoding.encoder.target_bitrate)  # type: ignore[attr-defined]
+            return self.coder.encoding.bitrate
         return None
 
     def _apply_bitrate(self) -> None:
-        # aiortc's encoders clamp it and re-create their codec on the next frame when it moves
-        # by more than 10%; the worker reads it there.
-        if isinstance(self.coder, VideoCoder) and self._bitrates:
-            encoder = self.coder.encoding.encoder
-            encoder.target_bitrate = min(self._bitrates.values())  # type: ignore[attr-defined]
+        if isinstance(self.coder, VideoCoder):
+            estimate = min(self._bitrates.values()) if self._bitrates else None
+            self.coder.encoding.bitrate = self.bounds.choose(estimate)
 
     def feed(self, view: RtpView, source_key: object) -> None:
         """Queue a packet of the source codec (a packet already fed by another sink is skipped).
@@ -429,6 +438,10 @@ class TranscodingListener(Protocol):
     def decode_failed(self, kind: str, reason: str) -> None:
         """The transcoder feeding this sink could not decode what the source sent."""
 
+    def encoder_bitrates(self, kind: str) -> EncoderBitrates:
+        """The encoderBitrate bounds of the element whose output is transcoded for this sink
+        (in KMS, that element's agnosticbin encodes)."""
+
 
 @dataclass
 class _Route:
@@ -510,6 +523,7 @@ class SinkTranscoding:
             )
 
         transcoder.subscribe(deliver, lambda: self.listener.keyframe_needed(kind), decode_failed)
+        transcoder.set_bounds(self.listener.encoder_bitrates(kind))
         route = _Route(transcoder, origin, deliver)
         self.routes[kind] = route
         reason = f"sink did not negotiate {codec.name}"
@@ -524,6 +538,12 @@ class SinkTranscoding:
         if previous is None:
             self.listener.transcoding_changed(kind, True, bin_name(kind), reason)
         return route
+
+    def bounds_changed(self) -> None:
+        """The source element's encoderBitrate bounds changed: the video transcoder follows."""
+        route = self.routes.get("video")
+        if route is not None:
+            route.transcoder.set_bounds(self.listener.encoder_bitrates("video"))
 
     def bitrate(self, kind: str, bitrate: int) -> None:
         """The sink's receive estimate (REMB) for the transcoded media of that kind."""

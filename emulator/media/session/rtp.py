@@ -41,6 +41,7 @@ from aiortc.rtp import (
     unpack_remb_fci,
 )
 
+from emulator.media.codecs.coders import EncoderBitrates
 from emulator.media.codecs.served import h264_mode, is_dtmf
 from emulator.media.codecs.transcoding import SinkTranscoding, TranscodedPacket, Transcoders
 from emulator.media.flow import MediaLeg, MediaPacket
@@ -136,6 +137,9 @@ class MediaOwner(Protocol):
 
     def decode_failed(self, media_type: str, reason: str) -> None:
         """The transcoder feeding this endpoint cannot decode what its source sends."""
+
+    def transcoding_bitrates(self, media_type: str) -> EncoderBitrates:
+        """The encoderBitrate bounds video transcoded for this endpoint is encoded within."""
 
     def video_receive_target(self) -> int | None:
         """The REMB (bps) to send the remote sender of our video, None for none."""
@@ -727,6 +731,10 @@ class RtpSession:
     def keyframe_needed(self, kind: str) -> None:
         """The transcoder's decoder needs a keyframe: ask the source as a PLI would."""
         self.owner.keyframe_wanted(KINDS[kind])
+
+    def encoder_bitrates(self, kind: str) -> EncoderBitrates:
+        """The encoderBitrate bounds of the element feeding this endpoint."""
+        return self.owner.transcoding_bitrates(KINDS[kind])
 
     # -- stats -------------------------------------------------------------------------------------
 
