@@ -221,7 +221,9 @@ class HubMedia:
         self._routes: dict[str, dict[Hashable, list[MixPort]]] = {"audio": {}, "video": {}}
         self._stampers: dict[tuple[str, Hashable], RtpStamper] = {}
         self._video_codecs: dict[MixPort, Hashable] = {}
-        self.audio = AudioMixer(name, lambda out: self._post(loop, "audio", out))
+        self.audio = AudioMixer(
+            name, lambda out: self._post(loop, "audio", out), 2 * fmt.flow_timeout
+        )
         self.video: VideoCompositor | None = None
         if layout is not None:
             self.video = VideoCompositor(
@@ -385,7 +387,9 @@ class _ClockedWorker(Generic[InputT]):
     """A thread that runs ``tick`` every ``period``, after handling what was queued since: the
     ports' packets, each to its port's input (``InputT``: its decoder), and the ports removed."""
 
-    def __init__(self, name: str, period: float, catch_up: float) -> None:
+    def __init__(
+        self, name: str, period: float, catch_up: float, step: int, idle_after: float
+    ) -> None:
         self.inputs: dict[PortKey, InputT] = {}
         self.outputs: dict[Hashable, Codec] = {}
         """What is encoded at each tick, by output key; the event loop replaces it whole."""
@@ -394,6 +398,15 @@ class _ClockedWorker(Generic[InputT]):
         self.catch_up = catch_up
         """How late the clock may be and still run the ticks it missed (audio: 200 ms, so that
         its streams keep their rate; video: none, a late picture is skipped, not repeated)."""
+        self.position = 0
+        """The output's timeline (audio samples, video 90 kHz), advanced ``step`` a tick,
+        ticks skipped included."""
+        self.step = step
+        self.idle_after = idle_after
+        """Seconds without inputs after which the thread sleeps until a packet is queued (the
+        loop side's flow checks ride on the audio ticks: this outlasts the flow timeout)."""
+        self.idle_since: float | None = None
+        self.sleeping = False
         self.dropped = 0
         self.ended = asyncio.Event()
         self._loop = asyncio.get_running_loop()
@@ -412,6 +425,8 @@ class _ClockedWorker(Generic[InputT]):
                 self._queue.popleft()
                 self.dropped += 1
             self._queue.append((action, port, item))
+            if self.sleeping:
+                self._wake.notify()
 
     def feed(self, port: PortKey, packet: MediaPacket) -> None:
         """A port's packet (event loop side)."""
@@ -437,6 +452,8 @@ class _ClockedWorker(Generic[InputT]):
         try:
             while True:
                 with self._wake:
+                    if self._idle():
+                        next_tick = self._sleep(next_tick)
                     delay = next_tick - time.monotonic()
                     if not self._closing and delay > 0:
                         self._wake.wait(delay)
@@ -447,13 +464,36 @@ class _ClockedWorker(Generic[InputT]):
                 for action, port, item in items:
                     self._guarded(self._handle, action, port, item)
                 now = time.monotonic()
-                if now - next_tick > self.catch_up:
-                    next_tick = now  # too late to catch up: skip ticks rather than burst
+                if now - next_tick > self.catch_up:  # too late to catch up: skip ticks
+                    self.position += int((now - next_tick) / self.period) * self.step
+                    next_tick = now
                 while now >= next_tick:
                     self._guarded(self.tick)
                     next_tick += self.period
         finally:
             call_from_thread(self._loop, self.ended.set)
+
+    def _idle(self) -> bool:
+        """No input for ``idle_after`` seconds and nothing queued (called with the lock)."""
+        if self.inputs or self._queue:
+            self.idle_since = None
+            return False
+        now = time.monotonic()
+        if self.idle_since is None:
+            self.idle_since = now
+        return now - self.idle_since >= self.idle_after and not self._closing
+
+    def _sleep(self, next_tick: float) -> float:
+        """Sleep (the lock released) until a packet is queued or the worker closes, so that an
+        empty hub costs nothing; the timeline goes on by the ticks slept through."""
+        self.sleeping = True
+        while not self._queue and not self._closing:
+            self._wake.wait()
+        self.sleeping = False
+        self.idle_since = None
+        slept = max(0, int((time.monotonic() - next_tick) / self.period))
+        self.position += slept * self.step
+        return next_tick + slept * self.period
 
     def _guarded(self, work: Callable[..., None], *args: Any) -> None:
         try:
@@ -548,13 +588,12 @@ class _AudioInput:
 class AudioMixer(_ClockedWorker[_AudioInput]):
     """The audio thread: decode each port's audio, mix per output, encode per (mix, codec)."""
 
-    def __init__(self, name: str, deliver: Callable[[_Produced], None]) -> None:
+    def __init__(self, name: str, deliver: Callable[[_Produced], None], idle_after: float) -> None:
         self.encodings: dict[Hashable, AudioEncoding] = {}
-        self.position = 0
         self.mixes = 0
         """Mixes encoded since the start (one per (mix, codec) and tick)."""
         self._deliver = deliver
-        super().__init__(f"hub audio {name}", TICK, LATE_LIMIT)
+        super().__init__(f"hub audio {name}", TICK, LATE_LIMIT, TICK_SAMPLES, idle_after)
 
     def decode(self, port: PortKey, codec: Codec, origin: object, data: MediaInput) -> None:
         """Into the port's decoder; a new source (or codec) starts a new one."""
@@ -596,7 +635,7 @@ class AudioMixer(_ClockedWorker[_AudioInput]):
                 produced.append((out_key, self._encode(out_key, codec, mixes[mix])))
         for stale in [k for k in self.encodings if k not in outputs]:
             del self.encodings[stale]
-        self.position += TICK_SAMPLES
+        self.position += self.step
         self._deliver(produced)
 
     def _encode(
@@ -648,12 +687,12 @@ class VideoCompositor(_ClockedWorker[_VideoInput]):
         """The ports in creation order (KMS sorts the grid's cells by port id)."""
         self.encodings: dict[Hashable, VideoEncoding] = {}
         self.forced: set[Hashable] = set()
-        self.position = 0
         self.composed = 0
         self._deliver = deliver
         self._keyframe_needed = keyframe_needed
         period = 1.0 / max(1, fmt.framerate)
-        super().__init__(f"hub video {name}", period, period)
+        step = 90000 // max(1, fmt.framerate)
+        super().__init__(f"hub video {name}", period, period, step, 2 * fmt.flow_timeout)
 
     def request_keyframe(self, out_key: Hashable) -> None:
         """The next grid of that codec is a keyframe (a set's add is atomic)."""
@@ -687,7 +726,7 @@ class VideoCompositor(_ClockedWorker[_VideoInput]):
         outputs = self.outputs
         for stale in [k for k in self.encodings if k not in outputs]:
             del self.encodings[stale]
-        self.position += 90000 // max(1, self.format.framerate)
+        self.position += self.step
         if not pictures or not outputs:
             return
         canvas = self.compose(pictures)

@@ -226,6 +226,32 @@ async def test_composite_size_comes_from_the_config_unless_create_gives_one() ->
             await hub.release()
 
 
+async def test_an_empty_composite_sleeps_and_wakes_for_its_first_participants() -> None:
+    """A hub nobody sends to stops its clocks once its flows have timed out (a lab's idle rooms
+    cost nothing); the first packets wake them, and the participants hear each other."""
+    settings = make_settings(network_interfaces="lo", media_flow_timeout=0.2)
+    async with (
+        running_emulator(settings) as server,
+        await KurentoClient.connect(server.urls["ws"], reconnect=False) as client,
+    ):
+        pipeline = await client.create("MediaPipeline")
+        hub = await pipeline.create("Composite")
+        media = server.media_set.lookup(hub.id).media  # type: ignore[attr-defined]
+        workers = (media.audio, media.video)
+        deadline = asyncio.get_running_loop().time() + 10
+        while not all(worker.sleeping for worker in workers):  # polled, with a deadline
+            assert asyncio.get_running_loop().time() < deadline, "the hub's clocks never slept"
+            await asyncio.sleep(0.05)
+        peers = [participant(i) for i in range(2)]
+        async with contextlib.AsyncExitStack() as stack:
+            for peer in peers:
+                await stack.enter_async_context(joined(pipeline, hub, peer))
+            for index, peer in enumerate(peers):
+                assert_hears(
+                    await heard_fresh(peer), peer.heard_rate, [TONES[1 - index]], TONES[index]
+                )
+
+
 async def test_composite_participant_joins_mid_call(media_client: KurentoClient) -> None:
     """Two peers talk; a third joins: both then hear it, and it hears both of them."""
     pipeline = await media_client.create("MediaPipeline")
