@@ -37,7 +37,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -108,6 +108,10 @@ class MixPort(Protocol):
     def flow_stopped(self, direction: str, kind: str) -> None:
         """Nothing of ``kind`` went ``in``/``out`` of the port for the flow timeout."""
 
+    def video_send_limit(self) -> int | None:
+        """The video bitrate (bps) the receivers behind the port take (their REMB), None if
+        unknown."""
+
 
 @dataclass(frozen=True, slots=True)
 class MixFormat:
@@ -117,6 +121,12 @@ class MixFormat:
     framerate: int = 15
     flow_timeout: float = 2.0
     bitrates: EncoderBitrates = field(default_factory=EncoderBitrates)
+
+
+def _lowest(limits: Iterable[int | None]) -> int | None:
+    """The lowest of the known limits (None: none known)."""
+    known = [limit for limit in limits if limit is not None]
+    return min(known) if known else None
 
 
 def grid(count: int, width: int, height: int) -> list[tuple[int, int, int, int]]:
@@ -340,6 +350,10 @@ class HubMedia:
             if previous.get(port) != out_key:
                 video.request_keyframe(out_key)  # a new viewer starts with a keyframe
         video.set_outputs(wanted)
+        video.bitrates = {
+            out_key: self.format.bitrates.choose(_lowest(p.video_send_limit() for p in routed))
+            for out_key, routed in self._routes["video"].items()
+        }
         video.order = list(ports)
 
     def _route(
@@ -686,6 +700,9 @@ class VideoCompositor(_ClockedWorker[_VideoInput]):
         self.order: list[PortKey] = []
         """The ports in creation order (KMS sorts the grid's cells by port id)."""
         self.encodings: dict[Hashable, VideoEncoding] = {}
+        self.bitrates: dict[Hashable, int] = {}
+        """The bitrate of each output: the lowest its viewers take (their REMB) within the
+        hub's encoder bounds; the event loop replaces it whole."""
         self.forced: set[Hashable] = set()
         self.composed = 0
         self._deliver = deliver
@@ -735,12 +752,12 @@ class VideoCompositor(_ClockedWorker[_VideoInput]):
             encoding = self.encodings.get(out_key)
             if encoding is None:
                 encoding = VideoEncoding(VP8, codec, Timeline(90000, 90000))
-                encoding.bitrate = self.format.bitrates.choose(None)
                 self.encodings[out_key] = encoding
                 self.forced.add(out_key)
             if out_key in self.forced:
                 self.forced.discard(out_key)
                 encoding.force_keyframe = True
+            encoding.bitrate = self.bitrates.get(out_key) or self.format.bitrates.choose(None)
             frame = av.VideoFrame.from_ndarray(canvas, format="yuv420p")
             encoding.frame(frame, self.position)
             produced.append((out_key, [(p, ts, m) for p, ts, m, _ in encoding.take()]))

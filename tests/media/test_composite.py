@@ -20,11 +20,24 @@ from aiortc import VideoStreamTrack
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from emulator.app import running_emulator
-from emulator.media.mixing import BlendLayout, Placement, blend, fit, grid
+from emulator.media.codecs.coders import EncoderBitrates
+from emulator.media.codecs.packetize import VP8
+from emulator.media.flow import MediaPacket
+from emulator.media.mixing import (
+    BlendLayout,
+    GridLayout,
+    HubMedia,
+    Mix,
+    MixFormat,
+    Placement,
+    blend,
+    fit,
+    grid,
+)
 from emulator.media.rtp.keyframes import vp8_keyframe
 from emulator.transport.client import EventStream, KurentoClient, RemoteObject
 from protocol.errors import RpcError
-from protocol.sdp import SessionDescription
+from protocol.sdp import Codec, SessionDescription
 from tests.conftest import make_settings
 from tests.media.peers import ClientPeer, negotiate_connected
 from tests.media.rtp_peers import TonePeer, peer_sdp, spy_received, udp_peer
@@ -539,6 +552,55 @@ async def test_composite_keyframe_request_reaches_the_shared_encoder(
             await viewer.wait_for(lambda _: len(keyframes() - before) > 0, timeout=10)
         finally:
             await viewer.close()
+
+
+@dataclass(eq=False)
+class _Viewer:
+    """A hub port whose sinks take VP8 at ``limit`` bps (their REMB), or say nothing."""
+
+    limit: int | None
+
+    def wants(self, kind: str) -> list[Codec] | None:
+        return [VP8] if kind == "video" else None
+
+    def mixed(self, kind: str, packet: MediaPacket) -> None:
+        pass
+
+    def keyframe_needed(self) -> None:
+        pass
+
+    def flow_stopped(self, direction: str, kind: str) -> None:
+        pass
+
+    def video_send_limit(self) -> int | None:
+        return self.limit
+
+
+async def test_composite_picture_is_encoded_for_its_slowest_viewer_within_bounds() -> None:
+    """One output codec, three viewers: the grid's encoder aims at the lowest REMB among them,
+    held within the hub's encoder bounds (MediaElement.conf.ini); with no REMB known, at the
+    configured encoderBitrate."""
+    bounds = EncoderBitrates(target=300_000, low=350_000, high=1_000_000)
+    viewers = [_Viewer(900_000), _Viewer(None), _Viewer(600_000)]
+    media = HubMedia(
+        "test",
+        MixFormat(bitrates=bounds),
+        lambda: list(viewers),
+        lambda p, s: Mix(),
+        GridLayout(64, 48),
+    )
+    try:
+        media._refresh(0.0)  # the loop side's refresh, which each audio tick runs
+        assert media.video is not None
+        assert list(media.video.bitrates.values()) == [600_000]
+        viewers[2].limit = 200_000
+        media._refresh(0.0)
+        assert list(media.video.bitrates.values()) == [350_000]
+        viewers[:] = [_Viewer(None)]
+        media._refresh(0.0)
+        assert list(media.video.bitrates.values()) == [350_000]  # 300 kbps, below the floor
+    finally:
+        await media.close()
 
 
 def test_grid_cells_follow_kms_composite_layout() -> None:
