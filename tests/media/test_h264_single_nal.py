@@ -1,6 +1,7 @@
 """H264 towards a peer that negotiated packetization-mode 0 (single NAL unit packets, RFC 6184
 6.2): a mode 1 sender's STAP-A and FU-A packets are taken apart and put back together, NAL units
-larger than the sink's mtu are dropped with a log line, and what arrives decodes."""
+larger than the sink's mtu go as FU-A fragments (as KMS sends them) with a log line, and what
+arrives decodes."""
 
 from __future__ import annotations
 
@@ -66,15 +67,24 @@ def test_fu_a_with_a_lost_fragment_is_dropped() -> None:
     assert units.take(_packet(bytes([indicator, 0x45]) + IDR[100:], 32)) == []
 
 
-def test_nal_unit_larger_than_the_mtu_is_dropped_with_a_reason(
+def test_nal_unit_larger_than_the_mtu_goes_as_fu_a_with_a_reason(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """Mode 0 cannot split a NAL unit: one over the mtu is dropped and the log says what to
-    negotiate instead; smaller ones pass untouched."""
+    """Mode 0 has no form for a NAL unit over the mtu: it goes as FU-A fragments, each within
+    the mtu, that rebuild it (KMS's payloader does the same), the marker on the last one only,
+    and the log says what to negotiate instead; smaller ones pass untouched."""
     units = SingleNalUnits("sink", 100)
     with caplog.at_level(logging.WARNING, logger="emulator.media.rtp.single_nal"):
-        assert units.take(_packet(IDR, 40)) == []
+        fragments = units.take(_packet(IDR, 40, marker=True))
         assert _payloads(units.take(_packet(PPS, 41))) == [PPS]
+    assert len(fragments) == 3 and all(len(f.media_payload) <= 100 for f in fragments)
+    assert [f.media_payload[0] for f in fragments] == [(IDR[0] & 0xE0) | 28] * 3
+    assert [f.media_payload[1] for f in fragments] == [0x85, 0x05, 0x45]
+    assert [f.marker for f in fragments] == [False, False, True]
+    assert bytes([IDR[0]]) + b"".join(f.media_payload[2:] for f in fragments) == IDR
+    rebuilt = SingleNalUnits("again", 1200)  # what a receiver gathers, once sent numbered
+    sent = [_packet(f.media_payload, 50 + i, f.marker) for i, f in enumerate(fragments)]
+    assert _payloads([v for packet in sent for v in rebuilt.take(packet)]) == [IDR]
     (record,) = caplog.records
     assert "201 bytes" in record.getMessage() and "packetization-mode=1" in record.getMessage()
 
@@ -101,7 +111,8 @@ async def test_mode_1_sender_reaches_a_mode_0_peer_as_single_nal_units(
 ) -> None:
     """An aiortc H264 sender (mode 1: STAP-A for SPS/PPS, FU-A when large) into an RtpEndpoint
     whose peer offered H264 without fmtp: every packet the peer gets is one NAL unit (types
-    1-23), numbered without gaps, and the NAL units decode to pictures."""
+    1-23), or, for a NAL unit over the mtu, an FU-A fragment (as KMS sends it); numbered
+    without gaps, the NAL units decode to pictures."""
     pipeline = await media_client.create("MediaPipeline")
     source = await pipeline.create("WebRtcEndpoint")
     sink = await pipeline.create("RtpEndpoint")
@@ -117,15 +128,16 @@ async def test_mode_1_sender_reaches_a_mode_0_peer_as_single_nal_units(
         await source.connect(sink, "VIDEO")
         await negotiate(source, peer)
         decoder = av.CodecContext.create("h264", "r")
+        rebuilt = SingleNalUnits("phone", 65536)  # FU-A fragments gathered as the phone would
         sequences: list[int] = []
         pictures = 0
         async with asyncio.timeout(30):
             while pictures < 5:
                 view = await phone.next_rtp(timeout=20)
-                nal = view.media_payload
-                assert 1 <= nal[0] & 0x1F <= 23, f"NAL type {nal[0] & 0x1F} in a mode 0 packet"
                 sequences.append(view.sequence)
-                for packet in decoder.parse(b"\x00\x00\x00\x01" + nal):
-                    pictures += len(decoder.decode(packet))
+                for nal in rebuilt.take(view):
+                    assert 1 <= nal.media_payload[0] & 0x1F <= 23
+                    for packet in decoder.parse(b"\x00\x00\x00\x01" + nal.media_payload):
+                        pictures += len(decoder.decode(packet))
     gaps = [b - a for a, b in itertools.pairwise(sequences) if (b - a) & 0xFFFF != 1]
     assert not gaps, sequences

@@ -2,10 +2,11 @@
 only): aggregation packets (STAP-A) are taken apart and fragmented NAL units (FU-A) put back
 together, so that every packet carries one whole NAL unit.
 
-A NAL unit larger than the sink's ``mtu`` has no mode 0 form (mode 0 forbids FU-A): it is dropped,
-with a log line that says so and what the peer should negotiate instead. KMS has no such path
-(its payloader fragments whatever the peer negotiated); old SIP video phones and Android clients
-that only take mode 0 are why this exists.
+A NAL unit larger than the sink's ``mtu`` has no mode 0 form (mode 0 forbids FU-A): it is sent as
+FU-A fragments anyway, as KMS's payloader sends every large NAL unit whatever the peer negotiated
+(most mode 0 peers take them; a NAL unit dropped instead would leave the peer without keyframes),
+with a log line that says so and what the peer should negotiate instead. Old SIP video phones and
+Android clients that only take mode 0 are why the rest exists: KMS sends them STAP-A too.
 """
 
 from __future__ import annotations
@@ -48,8 +49,8 @@ class SingleNalUnits:
             nals = [payload]
         else:
             nals = []  # MTAP, FU-B, STAP-B: modes 1 and 2 only, never sent by mode 1 senders
-        fitting = [nal for nal in nals if self._fits(nal)]
-        return _packets(view, fitting)
+        payloads = [part for nal in nals for part in self._sized(nal)]
+        return _packets(view, payloads)
 
     def _gather(self, view: RtpView, payload: bytes) -> list[bytes]:
         if len(payload) < 3:
@@ -70,21 +71,38 @@ class SingleNalUnits:
         self._fragments = []
         return [nal]
 
-    def _fits(self, nal: bytes) -> bool:
+    def _sized(self, nal: bytes) -> list[bytes]:
+        """The NAL unit as one payload, or as FU-A fragments when it is over the mtu."""
         if len(nal) <= self.max_payload:
-            return True
+            return [nal]
         self._warned += 1
         if self._warned in (1, 10, 100) or self._warned % 1000 == 0:
             logger.warning(
-                "! %s dropped an H264 NAL unit of %d bytes (%d so far): larger than its mtu %d, "
-                "and its peer negotiated packetization-mode 0, where NAL units cannot be split "
-                "(negotiate packetization-mode=1, or raise the endpoint's mtu)",
+                "! %s sent an H264 NAL unit of %d bytes as FU-A fragments (%d so far), as KMS "
+                "does: it is larger than the mtu %d and its peer negotiated packetization-mode "
+                "0, which has no other form for it (negotiate packetization-mode=1, or raise "
+                "the endpoint's mtu)",
                 self.sink,
                 len(nal),
                 self._warned,
                 self.max_payload,
             )
-        return False
+        return _fu_a(nal, self.max_payload)
+
+
+def _fu_a(nal: bytes, max_payload: int) -> list[bytes]:
+    """RFC 6184 5.8: the NAL unit's body in pieces of at most ``max_payload - 2`` bytes, each
+    behind an FU indicator (the NAL header's F and NRI, type 28) and an FU header (start, end,
+    the NAL type)."""
+    indicator = (nal[0] & 0xE0) | _FU_A
+    nal_type = nal[0] & 0x1F
+    body, size = nal[1:], max_payload - 2
+    pieces = [body[i : i + size] for i in range(0, len(body), size)]
+    last = len(pieces) - 1
+    return [
+        bytes([indicator, (0x80 if i == 0 else 0) | (0x40 if i == last else 0) | nal_type]) + piece
+        for i, piece in enumerate(pieces)
+    ]
 
 
 def _stap_a_units(payload: bytes) -> list[bytes]:
