@@ -177,6 +177,37 @@ async def test_js_client_records_what_a_player_plays(server: App, tmp_path: Path
     assert abs(float(info["format"]["duration"]) - 2.0) < 0.3, info["format"]
 
 
+async def test_js_client_transactions(server: App, tmp_path: Path) -> None:
+    """The official client's transactions against one server (``js_transactions``)."""
+    await js_transactions(server.urls["ws"], tmp_path)
+
+
+async def js_transactions(url: str, tmp_path: Path) -> None:
+    """The official client's transactions: a pipeline, a player and a recorder committed at
+    once (their ids known after the commit only), record and play committed together
+    (Recording follows), an operation on a released player failing with 40101 in a commit that
+    succeeds (its object "not found", as is a connect to it), a rollback refusing later use;
+    the recording is a file."""
+    clip, target = tmp_path / "clip.webm", tmp_path / "recorded.webm"
+    green = np.zeros((120, 160, 3), dtype=np.uint8)
+    green[:, :] = GREEN[::-1]  # BGR
+    make_clip(clip, [green], seconds=3, tone=440)
+    async with NodeScenario.run(url, "transactions") as node:
+        await node.command(json.dumps({"clip": clip.as_uri(), "target": target.as_uri()}))
+        built = await node.step("built")
+        assert built["before"] is None and built["commited"] is True
+        assert built["player"].startswith(built["pipeline"] + "/")
+        assert (await node.step("recording"))["state"] == "START"
+        refused = await node.step("refused")
+        for error in (refused["playError"], refused["connectError"]):
+            assert error is not None and error["code"] == 40101, refused
+            assert " not found" in error["message"]
+        rolled = await node.step("rolled-back")
+        assert rolled["rollbackError"] == "TransactionRollbackException"
+        assert await node.finish() == 0
+    assert target.stat().st_size > 0
+
+
 async def test_js_client_drives_the_filters(server: App, tmp_path: Path) -> None:
     """The official client chains a player, ZBarFilter, GStreamerFilter (videoflip),
     FaceOverlayFilter (the magic mirror's offsets) and ImageOverlayFilter into a recorder

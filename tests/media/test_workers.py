@@ -12,6 +12,7 @@ import signal
 import socket
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -23,6 +24,7 @@ from protocol.errors import MediaObjectNotFound, NotEnoughResources
 from protocol.sdp import SessionDescription
 from tests.conftest import make_settings
 from tests.interop.node_client import NodeScenario
+from tests.interop.test_js_client import js_transactions
 from tests.media.peers import ClientPeer, client_peer, negotiate
 from tests.observability.admin_http import http, metric
 
@@ -124,6 +126,14 @@ async def test_unknown_objects_and_closed_sessions_answer_as_without_workers(
     await client.call("closeSession", {"release": True})
     with pytest.raises(MediaObjectNotFound):
         await endpoint.invoke("getName")
+
+
+async def test_official_client_transactions_through_workers(
+    two_workers: App, tmp_path: Path
+) -> None:
+    """kurento-client 7.3.0's transactions through the control plane: each operation reaches
+    the worker of its object (a transaction that creates a pipeline and then its elements)."""
+    await js_transactions(two_workers.urls["ws"], tmp_path)
 
 
 async def test_official_client_through_workers(two_workers: App) -> None:
