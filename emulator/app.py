@@ -26,6 +26,7 @@ import signal
 import sys
 from collections.abc import AsyncIterator
 
+from emulator.blocking import use_blocking_pool
 from emulator.dispatch import RPC_METHODS, RpcDispatcher, ServerIdentity
 from emulator.faults import FaultController, FaultError
 from emulator.media.fastpath import describe as describe_datapath
@@ -144,6 +145,7 @@ class App:
     async def serve(self) -> None:
         """Start the media workers, the WebSocket listeners and the session collector; the
         workers are stopped again when the listeners fail to open (or the start is cancelled)."""
+        use_blocking_pool(asyncio.get_running_loop(), self.settings.blocking_threads)
         await self._start_pool()
         try:
             await self.listener.start()

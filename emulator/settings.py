@@ -203,6 +203,12 @@ class Settings(BaseSettings):
     shutdown_timeout: float = Field(
         10.0, description="Seconds SIGTERM/SIGINT may take to answer, release and close"
     )
+    blocking_threads: int = Field(
+        4,
+        ge=1,
+        description="threads for the calls the event loop must not wait for (file probes, "
+        "image loads, memory trims), all started with the server",
+    )
     memory_trim_interval: float = Field(
         5.0,
         ge=0,

@@ -78,7 +78,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("objects", ("emulator.objects.*",)),
     # Server-wide state over the objects and the media: the MediaSet, the fault rules, and the
     # trimmer that gives released objects' memory back.
-    ("registry", ("emulator.registry", "emulator.faults", "emulator.memory")),
+    ("registry", ("emulator.registry", "emulator.faults", "emulator.memory", "emulator.blocking")),
     # One handler per JSON-RPC method.
     ("dispatch", ("emulator.dispatch",)),
     # Media worker processes, and the dispatcher that relays requests to them.
