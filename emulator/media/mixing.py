@@ -6,7 +6,7 @@ sources linked to it; its video is routed by the hub, not here):
 
 - **audio**: every port's audio is decoded (PyAV, ``codecs/coders.py``'s ``AudioCoder``) and
   resampled to one internal format, 48 kHz mono s16. A clock ticks every 20 ms whatever the
-  inputs do; at each tick every input gives 20 ms from its jitter buffer (``_AudioInput``), so a
+  inputs do (while there are any); at each tick every input gives 20 ms from its jitter buffer (``_AudioInput``), so a
   late or silent participant never stalls the mix. The inputs are summed in int32 once, and
   each port hears that sum minus its own input (``kmsaudiomixer`` never feeds a port's input
   back to it), clipped to int16 (a Mixer port hears the sum of its linked sources, its own too
@@ -26,7 +26,10 @@ release the GIL while they work), fed through bounded queues that they take at e
 they produce comes back to the event loop with ``call_soon_threadsafe``, where it becomes
 ``MediaPacket``s of the hub's own streams. The loop side also picks, every tick, what each
 port's sinks negotiated (``MixPort.wants``), so that a PBX leg gets PCMA straight from the mix
-instead of through a second transcoder.
+instead of through a second transcoder, and the bitrate of each video output (its viewers'
+lowest REMB within the hub's encoder bounds). A thread that has had no input for twice the flow
+timeout sleeps until the next packet, so that an empty hub costs nothing; its timeline goes on
+by the ticks it slept through.
 """
 
 from __future__ import annotations
