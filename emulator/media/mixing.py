@@ -5,13 +5,14 @@ both as ``kmsaudiomixer``, Mixer's audio as ``kmsselectablemixer`` (each sink po
 sources linked to it; its video is routed by the hub, not here):
 
 - **audio**: every port's audio is decoded (PyAV, ``codecs/coders.py``'s ``AudioCoder``) and
-  resampled to one internal format, 48 kHz mono s16. A clock ticks every 20 ms whatever the
-  inputs do (while there are any); at each tick every input gives 20 ms from its jitter buffer (``_AudioInput``), so a
-  late or silent participant never stalls the mix. The inputs are summed in int32 once, and
-  each port hears that sum minus its own input (``kmsaudiomixer`` never feeds a port's input
-  back to it), clipped to int16 (a Mixer port hears the sum of its linked sources, its own too
-  if linked). Each distinct (mix, codec) is encoded once (``AudioEncoding``: Opus, PCMU, PCMA,
-  G.722): ports without audio input of their own (a recorder's port) share the full mix.
+  resampled to one internal format, 48 kHz mono s16. A clock ticks every 20 ms whatever the inputs
+  do (while there are any); at each tick every input gives 20 ms from its jitter buffer
+  (``_AudioInput``), so a late or silent participant never stalls the mix. The inputs are summed
+  in int32 once, and each port hears that sum minus its own input (``kmsaudiomixer`` never feeds a
+  port's input back to it), clipped to int16 (a Mixer port hears the sum of its linked sources,
+  its own too if linked). Each distinct (mix, codec) is encoded once (``AudioEncoding``: Opus,
+  PCMU, PCMA, G.722): ports without audio input of their own (a recorder's port) share the full
+  mix.
 - **video**: every port's video is decoded (``VideoCoder``: VP8, H264). At the Composite's
   frame rate the latest picture of each port is scaled into its cell of a grid of ``width`` x
   ``height`` (1 port: the whole picture, 2: side by side, then ``ceil(sqrt(n))`` columns) in the
