@@ -35,7 +35,7 @@ import struct
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -52,6 +52,7 @@ RESULTS = Path(__file__).parent / "results"
 ZERO_GROWTH = ("udp_ports", "fds", "threads", "media_ports_in_use", "objects", "asyncio_tasks")
 """Figures that must come back exactly to their post-warm-up value."""
 RSS_GROWTH_LIMIT = 0.05
+CHECKPOINT_EVERY = 500
 KEPT_SAMPLES = 1000
 """About how many samples a report writes (every cycle's below this)."""
 TIMEOUT = 30.0
@@ -511,8 +512,11 @@ async def soak(
     media_workers: int,
     ports: tuple[int, int] | None = None,
     without: frozenset[str] = frozenset(),
+    checkpoint: Callable[[Report], object] | None = None,
 ) -> Report:
-    """Run ``cycles`` cycles against a fresh server and sample after each."""
+    """Run ``cycles`` cycles against a fresh server and sample after each; ``checkpoint`` gets
+    the report so far every :data:`CHECKPOINT_EVERY` cycles (a long run that is stopped still
+    leaves its figures)."""
     args = ["--media-workers", str(media_workers), "--gc-period", "5"]
     if ports is not None:
         args += ["--min-port", str(ports[0]), "--max-port", str(ports[1])]
@@ -529,12 +533,29 @@ async def soak(
                 try:
                     await asyncio.wait_for(cycle(client, clip, folder, index, without), 4 * TIMEOUT)
                 except Exception as exc:  # a failed cycle is a finding, not the end of the run
-                    report.failures.append(f"cycle {index}: {type(exc).__name__}: {exc}")
+                    failure = f"cycle {index}: {type(exc).__name__}: {exc}"
+                    report.failures.append(failure)
+                    print(f"! {failure}", file=sys.stderr, flush=True)  # noqa: T201
+                    await release_leftovers(client)
                 await settle(server)
                 report.samples.append(await sample(server, index))
                 print(json.dumps(asdict(report.samples[-1])), flush=True)  # noqa: T201
+                if checkpoint is not None and index % CHECKPOINT_EVERY == 0:
+                    report.seconds = time.monotonic() - started
+                    checkpoint(report)
     report.seconds = time.monotonic() - started
     return report
+
+
+async def release_leftovers(client: KurentoClient) -> None:
+    """After a failed cycle, release what it left (as an application would), so that the next
+    cycles start from a clean server and what they hold is theirs alone."""
+    pipelines = await client.call(
+        "invoke", {"object": "manager_ServerManager", "operation": "getPipelines"}
+    )
+    for pipeline in pipelines["value"]:
+        with contextlib.suppress(Exception):
+            await client.call("release", {"object": pipeline}, timeout=TIMEOUT)
 
 
 async def settle(server: Server) -> None:
@@ -597,13 +618,20 @@ def main() -> None:
     )
     args = parser.parse_args()
     without = frozenset(args.without)
-    report = asyncio.run(soak(args.cycles, args.warmup, args.media_workers, without=without))
     RESULTS.mkdir(exist_ok=True)
     day = datetime.now(UTC).strftime("%Y-%m-%d")
     out = args.out or RESULTS / f"soak-{day}-workers{args.media_workers}.json"
-    data = {"machine": machine(), **report.to_json()}
-    out.write_text(json.dumps(data, indent=1) + "\n")
-    plot(report, out.with_suffix(".png"))
+
+    def write(report: Report) -> dict[str, Any]:
+        data = {"machine": machine(), "cycles_done": len(report.samples), **report.to_json()}
+        out.write_text(json.dumps(data, indent=1) + "\n")
+        plot(report, out.with_suffix(".png"))
+        return data
+
+    report = asyncio.run(
+        soak(args.cycles, args.warmup, args.media_workers, without=without, checkpoint=write)
+    )
+    data = write(report)
     print(json.dumps(data["growth_after_warmup"]), "problems:", data["problems"])  # noqa: T201
     print(f"written to {out}")  # noqa: T201
     raise SystemExit(1 if report.problems() else 0)

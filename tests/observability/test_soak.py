@@ -11,8 +11,10 @@ import shutil
 
 import pytest
 
+import benchmarks.soak
 from benchmarks.load import load
 from benchmarks.soak import soak
+from emulator.transport.client import KurentoClient
 from tests.ports import free_port_range
 
 
@@ -42,3 +44,24 @@ async def test_load_short_drops_nothing_and_answers_once() -> None:
     assert figures["requests_answered"] == figures["requests_sent"] > 50
     assert (figures["dropped"], figures["answered_twice_or_unknown"]) == (0, 0)
     assert figures["errors_by_code"] == {} and figures["failed_session_count"] == 0
+
+
+@pytest.mark.timeout(120)
+async def test_soak_reports_a_failed_cycle_and_releases_what_it_left(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A cycle that fails is a finding in the report, and what it created is released, so
+    that the cycles after it are measured on a clean server."""
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg makes the player's clip (make rtp-deps installs it)")
+
+    async def failing(client: KurentoClient, *args: object) -> None:
+        pipeline = await client.create("MediaPipeline")
+        await pipeline.create("PassThrough")
+        raise TimeoutError("no media (on purpose)")
+
+    monkeypatch.setattr(benchmarks.soak, "cycle", failing)
+    block = free_port_range(100)
+    report = await soak(3, 1, media_workers=1, ports=(block.low, block.high))
+    assert report.failures == [f"cycle {i}: TimeoutError: no media (on purpose)" for i in (1, 2, 3)]
+    assert [s.objects for s in report.samples] == [0, 0, 0]
