@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import json
 import os
@@ -93,6 +94,8 @@ class Server:
     url: str
     admin: str
     drain: asyncio.Task[None] | None = None
+    recent: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=200))
+    """The server's last log lines: a failed cycle's report carries them."""
 
 
 @contextlib.asynccontextmanager
@@ -129,7 +132,7 @@ async def server_process(args: list[str]) -> AsyncIterator[Server]:
         if found := re.search(r"admin: .* on (http://\S+)", line):
             admin = found.group(1)
     server = Server(process, url, admin)
-    server.drain = asyncio.create_task(_drain(process.stdout))
+    server.drain = asyncio.create_task(_drain(process.stdout, server.recent))
     try:
         yield server
     finally:
@@ -138,9 +141,9 @@ async def server_process(args: list[str]) -> AsyncIterator[Server]:
         server.drain.cancel()
 
 
-async def _drain(stream: asyncio.StreamReader) -> None:
-    while await stream.readline():
-        pass
+async def _drain(stream: asyncio.StreamReader, recent: collections.deque[str]) -> None:
+    while line := await stream.readline():
+        recent.append(line.decode(errors="replace").rstrip())
 
 
 # -- the peers ------------------------------------------------------------------------------------
@@ -442,6 +445,8 @@ class Report:
     seconds: float
     samples: list[Sample] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    failure_logs: dict[str, list[str]] = field(default_factory=dict)
+    """By failed cycle: the server's last log lines when it failed."""
 
     def growth(self) -> dict[str, float]:
         """Last sample minus the first after warm-up (RSS as a fraction)."""
@@ -473,6 +478,7 @@ class Report:
             "first": asdict(self.samples[0]),
             "after_warmup": asdict(self.samples[self.warmup - 1]),
             "last": asdict(self.samples[-1]),
+            "failure_logs": self.failure_logs,
             "sample_step": self.sample_step(),
             "samples": [asdict(s) for s in self.kept_samples()],
         }
@@ -535,6 +541,7 @@ async def soak(
                 except Exception as exc:  # a failed cycle is a finding, not the end of the run
                     failure = f"cycle {index}: {type(exc).__name__}: {exc}"
                     report.failures.append(failure)
+                    report.failure_logs[str(index)] = list(server.recent)
                     print(f"! {failure}", file=sys.stderr, flush=True)  # noqa: T201
                     await release_leftovers(client)
                 await settle(server)

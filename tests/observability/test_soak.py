@@ -65,3 +65,5 @@ async def test_soak_reports_a_failed_cycle_and_releases_what_it_left(
     report = await soak(3, 1, media_workers=1, ports=(block.low, block.high))
     assert report.failures == [f"cycle {i}: TimeoutError: no media (on purpose)" for i in (1, 2, 3)]
     assert [s.objects for s in report.samples] == [0, 0, 0]
+    assert set(report.failure_logs) == {"1", "2", "3"}  # the server's log at each failure
+    assert any("PassThrough" in line for line in report.failure_logs["1"])
