@@ -172,6 +172,17 @@ class WebRtcPeer:
         """Frames of both kinds came back."""
         return self.frames.get("audio", 0) >= 5 and self.frames.get("video", 0) >= 5
 
+    async def wait_flowing(self) -> None:
+        """Wait for frames of both kinds; a timeout says how far the call got (ICE, DTLS,
+        frames of each kind), which tells a transport failure from a missing keyframe."""
+        try:
+            await wait_until(self.flowing, "the WebRTC peer's media back")
+        except TimeoutError as exc:
+            raise TimeoutError(
+                f"{exc}: connection {self.pc.connectionState}, ICE "
+                f"{self.pc.iceConnectionState}, frames decoded {dict(self.frames)}"
+            ) from None
+
     async def close(self) -> None:
         """Close the connection and its readers."""
         await self.pc.close()
@@ -283,7 +294,7 @@ async def cycle(
         pbx.send_tone(("127.0.0.1", _media_port(answer)), 5)
         await recorder.invoke("record")
         await player.invoke("play")
-        await wait_until(peer.flowing, "the WebRTC peer's media back")
+        await peer.wait_flowing()
         await wait_until(lambda: pbx.received >= 5, "RTP at the PBX")
         await recording.get(timeout=TIMEOUT)
         await recording.close()
@@ -336,7 +347,7 @@ async def partial_cycle(
             recording = await recorder.subscribe("Recording")
         if web is not None:
             await negotiate(web, peer)
-            waits.append(wait_until(peer.flowing, "the WebRTC peer's media back"))
+            waits.append(peer.wait_flowing())
         if rtp is not None:
             answer = await rtp.invoke("processOffer", offer=pbx.offer())
             pbx.send_tone(("127.0.0.1", _media_port(answer)), 5)
