@@ -424,7 +424,8 @@ class _ClockedWorker(Generic[InputT]):
         """Seconds without inputs after which the thread sleeps until a packet is queued (the
         loop side's flow checks ride on the audio ticks: this outlasts the flow timeout)."""
         self.idle_since: float | None = None
-        self.sleeping = False
+        self.asleep = threading.Event()
+        """Set while the thread sleeps for want of input."""
         self.dropped = 0
         self.ended = asyncio.Event()
         self._loop = asyncio.get_running_loop()
@@ -443,7 +444,7 @@ class _ClockedWorker(Generic[InputT]):
                 self._queue.popleft()
                 self.dropped += 1
             self._queue.append((action, port, item))
-            if self.sleeping:
+            if self.asleep.is_set():
                 self._wake.notify()
 
     def feed(self, port: PortKey, packet: MediaPacket) -> None:
@@ -504,10 +505,10 @@ class _ClockedWorker(Generic[InputT]):
     def _sleep(self, next_tick: float) -> float:
         """Sleep (the lock released) until a packet is queued or the worker closes, so that an
         empty hub costs nothing; the timeline goes on by the ticks slept through."""
-        self.sleeping = True
+        self.asleep.set()
         while not self._queue and not self._closing:
             self._wake.wait()
-        self.sleeping = False
+        self.asleep.clear()
         self.idle_since = None
         slept = max(0, int((time.monotonic() - next_tick) / self.period))
         self.position += slept * self.step
@@ -753,20 +754,26 @@ class VideoCompositor(_ClockedWorker[_VideoInput]):
         canvas = self.compose(pictures)
         produced: _Produced = []
         for out_key, codec in outputs.items():
-            encoding = self.encodings.get(out_key)
-            if encoding is None:
-                encoding = VideoEncoding(VP8, codec, Timeline(90000, 90000))
-                self.encodings[out_key] = encoding
-                self.forced.add(out_key)
-            if out_key in self.forced:
-                self.forced.discard(out_key)
-                encoding.force_keyframe = True
-            encoding.bitrate = self.bitrates.get(out_key) or self.format.bitrates.choose(None)
+            encoding = self.encoding(out_key, codec)
             frame = av.VideoFrame.from_ndarray(canvas, format="yuv420p")
             encoding.frame(frame, self.position)
             produced.append((out_key, [(p, ts, m) for p, ts, m, _ in encoding.take()]))
         self.composed += 1
         self._deliver(produced)
+
+    def encoding(self, out_key: Hashable, codec: Codec) -> VideoEncoding:
+        """The output's encoder, ready for the next picture: made at its first picture (a
+        keyframe), a keyframe when one was asked for, at the output's bitrate now."""
+        encoding = self.encodings.get(out_key)
+        if encoding is None:
+            encoding = VideoEncoding(VP8, codec, Timeline(90000, 90000))
+            self.encodings[out_key] = encoding
+            self.forced.add(out_key)
+        if out_key in self.forced:
+            self.forced.discard(out_key)
+            encoding.force_keyframe = True
+        encoding.bitrate = self.bitrates.get(out_key) or self.format.bitrates.choose(None)
+        return encoding
 
     def compose(self, pictures: dict[PortKey, Any]) -> np.ndarray[Any, Any]:
         """The output picture as one yuv420p array (planes one after another)."""

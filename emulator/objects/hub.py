@@ -158,7 +158,7 @@ class MixingHub(Hub):
             self.id.rsplit("/", 1)[-1][:8],
             MixFormat(
                 self.framerate(),
-                self.services.settings.media_flow_timeout,
+                settings.media_flow_timeout,
                 EncoderBitrates(
                     settings.encoder_bitrate,
                     settings.min_encoder_bitrate,
@@ -410,12 +410,10 @@ class DispatcherOneToMany(Hub):
 
     def remove_source(self) -> None:
         """Stop routing: the other ports stop sending what the source received."""
-        source, self.source = self.source, None
-        if source is not None:
-            for port in self.ports():
-                if port is not source:
-                    for media_type in ("AUDIO", "VIDEO"):
-                        port.mark_flow("out", media_type, False)
+        if self.source is not None:
+            for media_type in ("AUDIO", "VIDEO"):
+                self.port_stopped_flowing(self.source, media_type)
+        self.source = None
 
     def targets(self, source: HubPort) -> list[HubPort]:
         """Every other port, when ``source`` is the source."""

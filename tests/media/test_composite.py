@@ -250,11 +250,8 @@ async def test_an_empty_composite_sleeps_and_wakes_for_its_first_participants() 
         pipeline = await client.create("MediaPipeline")
         hub = await pipeline.create("Composite")
         media = server.media_set.lookup(hub.id).media  # type: ignore[attr-defined]
-        workers = (media.audio, media.video)
-        deadline = asyncio.get_running_loop().time() + 10
-        while not all(worker.sleeping for worker in workers):  # polled, with a deadline
-            assert asyncio.get_running_loop().time() < deadline, "the hub's clocks never slept"
-            await asyncio.sleep(0.05)
+        for worker in (media.audio, media.video):
+            assert await asyncio.to_thread(worker.asleep.wait, 10), "the hub's clocks never slept"
         peers = [participant(i) for i in range(2)]
         async with contextlib.AsyncExitStack() as stack:
             for peer in peers:
@@ -593,12 +590,15 @@ async def test_composite_picture_is_encoded_for_its_slowest_viewer_within_bounds
         media._refresh(0.0)  # the loop side's refresh, which each audio tick runs
         assert media.video is not None
         assert list(media.video.bitrates.values()) == [600_000]
+        (out_key,) = media.video.bitrates
+        assert media.video.encoding(out_key, VP8).bitrate == 600_000  # what the encoder aims at
         viewers[2].limit = 200_000
         media._refresh(0.0)
         assert list(media.video.bitrates.values()) == [350_000]
         viewers[:] = [_Viewer(None)]
         media._refresh(0.0)
         assert list(media.video.bitrates.values()) == [350_000]  # 300 kbps, below the floor
+        assert media.video.encoding(out_key, VP8).bitrate == 350_000
     finally:
         await media.close()
 
