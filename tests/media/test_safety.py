@@ -3,13 +3,14 @@ are noticed, keyframe requests reach the producer."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 import time
 from typing import Any
 
 import pytest
-from aioice import Connection
+from aioice import Connection, stun
 
 from emulator.app import App, running_emulator
 from emulator.media.legs.aiortc_adapter import connection_protocols, ice_connection, nominated_pairs
@@ -57,6 +58,65 @@ async def test_media_from_unvalidated_address_dropped(
                 intruder.sendto(b"\x80\x60" + bytes(30), (local.host, local.port))
             await peer.wait_for(lambda p: transport.connection.counters.unvalidated_source >= 5)
         assert "not an ICE-validated address" in caplog.text
+
+
+class NominatingPeer(asyncio.DatagramProtocol):
+    """A controlling ICE agent on a new address that nominates its pair with one authenticated
+    check and never answers the server's own check of it."""
+
+    def __init__(self) -> None:
+        self.answered = asyncio.Event()
+        self.checked = asyncio.Event()
+        """The server's triggered check of the pair arrived (and stays unanswered)."""
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        message = stun.parse_message(data)
+        if message.message_class == stun.Class.RESPONSE:
+            self.answered.set()
+        elif message.message_class == stun.Class.REQUEST:
+            self.checked.set()
+
+
+def _nomination(server_ice: Connection) -> bytes:
+    """A Binding request with USE-CANDIDATE, signed with the server's ICE password."""
+    request = stun.Message(message_method=stun.Method.BINDING, message_class=stun.Class.REQUEST)
+    request.attributes["USERNAME"] = f"{server_ice.local_username}:{server_ice.remote_username}"
+    request.attributes["PRIORITY"] = 1853824767
+    request.attributes["ICE-CONTROLLING"] = 1
+    request.attributes["USE-CANDIDATE"] = None
+    request.add_message_integrity(server_ice.local_password.encode())
+    request.add_fingerprint()
+    return bytes(request)
+
+
+async def test_media_on_a_pair_the_peer_nominated_before_our_check_succeeded(
+    media_server: App, media_client: KurentoClient
+) -> None:
+    """The controlling peer nominated a pair with a check the server answered, and sends on it
+    before the server's own check of it succeeded (or after aioice cancelled that check, which
+    its ``connect()`` does to a triggered check started as ICE completes): its datagrams are
+    accepted (RFC 8445 7.3.1.5), not dropped as unvalidated. The soak found aiortc peers
+    switching to such a pair about once in 7,000 calls, their DTLS then dropped until they
+    gave up."""
+    async with client_peer() as peer:
+        _, endpoint = await _connected(media_client, peer)
+        transport = next(iter(_server_media(media_server, endpoint).peer.transports.values()))
+        server_ice = transport.connection
+        local = server_ice.selected_pair()[0]
+        sock, nominator = await asyncio.get_running_loop().create_datagram_endpoint(
+            NominatingPeer, local_addr=("127.0.0.1", 0)
+        )
+        try:
+            sock.sendto(_nomination(server_ice), (local.host, local.port))
+            async with asyncio.timeout(10):
+                await nominator.answered.wait()
+                await nominator.checked.wait()
+            failures = transport.dtls.srtp_failures
+            sock.sendto(b"\x80\x60" + bytes(40), (local.host, local.port))
+            await peer.wait_for(lambda p: transport.dtls.srtp_failures > failures)
+            assert server_ice.counters.unvalidated_source == 0
+        finally:
+            sock.close()
 
 
 async def test_srtp_authentication_failures_counted(

@@ -206,6 +206,12 @@ INTERNALS: tuple[Internal, ...] = (
     ),
     Internal("aioice.ice.CandidatePair", "ice_validated, ice.py (nominated pairs)"),
     Internal("aioice.ice.CandidatePair.State", "ice_validated"),
+    Internal(
+        "aioice.ice.CandidatePair.remote_nominated",
+        "ice_validated",
+        set_in="aioice.ice.CandidatePair.__init__",
+        read_by=(f"{_CONNECTION}.check_incoming",),
+    ),
     Internal("aioice.ice.StunProtocol", "ice.GuardedStunProtocol (its base class)"),
     Internal("aioice.ice.server_reflexive_candidate", "server_reflexive"),
     Internal("aioice.candidate.candidate_foundation", "host_candidate, relay_candidate"),
@@ -425,14 +431,22 @@ def connection_protocols(connection: Connection) -> list[StunProtocol]:
 
 
 def ice_validated(connection: Connection, protocol: StunProtocol, source: tuple[str, int]) -> bool:
-    """Whether ICE validated ``source`` on this socket: a nominated or succeeded pair."""
+    """Whether ICE validated ``source`` on this socket: a nominated or succeeded pair, or one the
+    controlling peer nominated with a check we authenticated and answered (RFC 8445 7.3.1.5).
+
+    The last case matters while our own check of that pair is pending, and for good when aioice
+    cancelled it: ``connect()`` cancels every check task it finds once ICE completes, a
+    triggered check started in the same loop turn included, which leaves that pair IN_PROGRESS
+    for ever. A controlling peer with aggressive nomination (aiortc) whose later check succeeded
+    sends from the pair it nominated last, so its DTLS would be dropped until it gave up.
+    """
     for pair in connection._nominated.values():
         if pair.protocol is protocol and pair.remote_addr == source:
             return True
     return any(
         pair.protocol is protocol
         and pair.remote_addr == source
-        and pair.state == CandidatePair.State.SUCCEEDED
+        and (pair.state == CandidatePair.State.SUCCEEDED or pair.remote_nominated)
         for pair in connection._check_list
     )
 
