@@ -62,19 +62,43 @@ async def test_media_from_unvalidated_address_dropped(
 
 class NominatingPeer(asyncio.DatagramProtocol):
     """A controlling ICE agent on a new address that nominates its pair with one authenticated
-    check and never answers the server's own check of it."""
+    check; it answers the server's own check of the pair only when given its ICE password."""
 
-    def __init__(self) -> None:
+    def __init__(self, password: str | None = None) -> None:
+        self.password = password
+        self.transport: asyncio.DatagramTransport | None = None
         self.answered = asyncio.Event()
         self.checked = asyncio.Event()
-        """The server's triggered check of the pair arrived (and stays unanswered)."""
+        """The server's triggered check of the pair arrived."""
+        self.media = asyncio.Event()
+        """Something other than STUN arrived: the server sends its media here."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
+        if data[0] > 3:
+            self.media.set()
+            return
         message = stun.parse_message(data)
         if message.message_class == stun.Class.RESPONSE:
             self.answered.set()
         elif message.message_class == stun.Class.REQUEST:
             self.checked.set()
+            if self.password is not None and self.transport is not None:
+                self.transport.sendto(_success(message, addr, self.password), addr)
+
+
+def _success(request: stun.Message, addr: Any, password: str) -> bytes:
+    response = stun.Message(
+        message_method=stun.Method.BINDING,
+        message_class=stun.Class.RESPONSE,
+        transaction_id=request.transaction_id,
+    )
+    response.attributes["XOR-MAPPED-ADDRESS"] = (addr[0], addr[1])
+    response.add_message_integrity(password.encode())
+    response.add_fingerprint()
+    return bytes(response)
 
 
 def _nomination(server_ice: Connection) -> bytes:
@@ -115,6 +139,33 @@ async def test_media_on_a_pair_the_peer_nominated_before_our_check_succeeded(
             sock.sendto(b"\x80\x60" + bytes(40), (local.host, local.port))
             await peer.wait_for(lambda p: transport.dtls.srtp_failures > failures)
             assert server_ice.counters.unvalidated_source == 0
+        finally:
+            sock.close()
+
+
+async def test_a_later_nomination_becomes_the_selected_pair(
+    media_server: App, media_client: KurentoClient
+) -> None:
+    """When the controlling peer nominates a second pair after ICE completed and the server's
+    check of it succeeds, aioice sends on that pair from then on: the endpoint says so with
+    NewCandidatePairSelected (as KMS does when libnice changes its selected pair) and its media
+    goes there (the compiled routes, built on the first pair, are dropped)."""
+    async with client_peer() as peer:
+        _, endpoint = await _connected(media_client, peer)
+        selected = await endpoint.subscribe("NewCandidatePairSelected")
+        transport = next(iter(_server_media(media_server, endpoint).peer.transports.values()))
+        server_ice = transport.connection
+        local = server_ice.selected_pair()[0]
+        sock, nominator = await asyncio.get_running_loop().create_datagram_endpoint(
+            lambda: NominatingPeer(server_ice.remote_password), local_addr=("127.0.0.1", 0)
+        )
+        try:
+            sock.sendto(_nomination(server_ice), (local.host, local.port))
+            event = await selected.get(timeout=10)
+            port = sock.get_extra_info("sockname")[1]
+            assert f" 127.0.0.1 {port} typ prflx" in event["candidatePair"]["remoteCandidate"]
+            async with asyncio.timeout(10):
+                await nominator.media.wait()
         finally:
             sock.close()
 

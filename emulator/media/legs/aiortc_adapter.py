@@ -200,6 +200,11 @@ INTERNALS: tuple[Internal, ...] = (
     ),
     Internal(f"{_CONNECTION}._check_list", "ice_validated", set_in=f"{_CONNECTION}.__init__"),
     Internal(
+        f"{_CONNECTION}.check_complete",
+        "IceConnectionSeam.check_complete (a nomination that replaces another)",
+        read_by=(f"{_CONNECTION}.check_start", f"{_CONNECTION}.check_incoming"),
+    ),
+    Internal(
         f"{_CONNECTION}.check_incoming",
         "IceConnectionSeam.check_incoming (peer-reflexive candidates learnt over TCP)",
         read_by=(f"{_CONNECTION}.request_received",),
@@ -378,6 +383,19 @@ class IceConnectionSeam(Connection):
     async def query_consent(self) -> None:
         """aioice's consent freshness loop with this connection's interval and failures."""
         await consent_loop(self.consent_interval, self.consent_failures)(self)
+
+    on_nomination_changed: Callable[[int], None] | None = None
+    """Called with the component when its nominated pair is replaced by another one: aioice keeps
+    the pair nominated last (a controlling peer with aggressive nomination may nominate a second
+    one after the first) and sends on it from then on."""
+
+    def check_complete(self, pair: CandidatePair) -> None:
+        """aioice's end of a check, which may nominate the pair; a changed nomination is told."""
+        before = self._nominated.get(pair.component)
+        super().check_complete(pair)
+        after = self._nominated.get(pair.component)
+        if before is not None and after is not before and self.on_nomination_changed is not None:
+            self.on_nomination_changed(pair.component)
 
     def check_incoming(self, message: Any, addr: tuple[str, int], protocol: StunProtocol) -> None:
         """aioice's handling of an authenticated check; a peer-reflexive candidate it learns on a

@@ -309,6 +309,7 @@ class WebRtcPeer:
         dtls = MediaDtlsTransport(ice, [config.certificate])
         transport = PeerTransport(key, connection, ice, dtls)
         connection.on_candidate = lambda candidate: self._local_candidate(transport, candidate)
+        connection.on_nomination_changed = lambda _: self._nomination_changed(transport)
         ice.on("statechange", lambda: self._ice_state_changed(transport))
         dtls.on("statechange", lambda: self._dtls_state_changed(transport))
         dtls.on_rtp = functools.partial(self._rtp, transport)
@@ -514,15 +515,24 @@ class WebRtcPeer:
             self.listener.on_ice_state("CONNECTING")
         elif state == "completed":
             self.listener.on_ice_state("CONNECTED")
-            pair = transport.connection.selected_pair()
-            if pair is not None:
-                local, remote = pair
-                self.listener.on_pair_selected(
-                    "candidate:" + self._advertised(local).to_sdp(), "candidate:" + remote.to_sdp()
-                )
+            self._announce_pair(transport)
             self.listener.on_ice_state("READY")
         elif state == "failed":
             self.listener.on_ice_state("FAILED")
+
+    def _nomination_changed(self, transport: PeerTransport) -> None:
+        """The peer nominated another pair after ICE completed: aioice sends on it now, so it is
+        the selected pair (before completion, completing announces the last one)."""
+        if transport.ice.state == "completed":
+            self._announce_pair(transport)
+
+    def _announce_pair(self, transport: PeerTransport) -> None:
+        pair = transport.connection.selected_pair()
+        if pair is not None:
+            local, remote = pair
+            self.listener.on_pair_selected(
+                "candidate:" + self._advertised(local).to_sdp(), "candidate:" + remote.to_sdp()
+            )
 
     def _dtls_state_changed(self, transport: PeerTransport) -> None:
         state = {
