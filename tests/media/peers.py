@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aioice.ice
+from aioice import stun
 from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import (
     AudioStreamTrack,
@@ -19,6 +20,7 @@ from aiortc.mediastreams import (
 )
 from aiortc.sdp import candidate_from_sdp
 
+from emulator.media.legs.aiortc_adapter import ice_connection, nominated_pairs
 from emulator.transport.client import EventStream, RemoteObject
 
 
@@ -203,3 +205,83 @@ async def negotiate_connected(endpoint: RemoteObject, peer: ClientPeer) -> None:
     async with asyncio.timeout(20):
         while (await states.get(timeout=20))["newState"] != "CONNECTED":
             pass
+
+
+class NominatingSocket(asyncio.DatagramProtocol):
+    """A second socket of a connected client peer, from which it nominates a new pair to the
+    server (a signed Binding request with USE-CANDIDATE, as a controlling agent with aggressive
+    nomination sends); it answers the server's own checks of that pair only if ``answers``."""
+
+    def __init__(self, peer: ClientPeer, answers: bool) -> None:
+        self.ice = ice_connection(peer.pc.getTransceivers()[0].receiver.transport.transport)
+        self.server = nominated_pairs(self.ice)[1].remote_addr
+        """The server's socket of the pair selected first: the new pair's other end."""
+        self.answers = answers
+        self.transport: asyncio.DatagramTransport | None = None
+        self.answered = asyncio.Event()
+        self.checked = asyncio.Event()
+        """The server's own check of the new pair arrived."""
+        self.media = asyncio.Event()
+        """Something other than STUN arrived: the server sends its media here."""
+
+    @property
+    def port(self) -> int:
+        """This socket's port."""
+        assert self.transport is not None
+        port: int = self.transport.get_extra_info("sockname")[1]
+        return port
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def nominate(self) -> None:
+        """Send the nominating check."""
+        assert self.transport is not None and self.ice.remote_password is not None
+        request = stun.Message(message_method=stun.Method.BINDING, message_class=stun.Class.REQUEST)
+        request.attributes["USERNAME"] = f"{self.ice.remote_username}:{self.ice.local_username}"
+        request.attributes["PRIORITY"] = 1853824767
+        request.attributes["ICE-CONTROLLING"] = 1
+        request.attributes["USE-CANDIDATE"] = None
+        request.add_message_integrity(self.ice.remote_password.encode())
+        request.add_fingerprint()
+        self.transport.sendto(bytes(request), self.server)
+
+    def send(self, data: bytes) -> None:
+        """A datagram to the server's socket."""
+        assert self.transport is not None
+        self.transport.sendto(data, self.server)
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        if data[0] > 3:
+            self.media.set()
+            return
+        message = stun.parse_message(data)
+        if message.message_class == stun.Class.RESPONSE:
+            self.answered.set()
+        elif message.message_class == stun.Class.REQUEST:
+            self.checked.set()
+            if self.answers and self.transport is not None:
+                self.transport.sendto(self._success(message, addr), addr)
+
+    def _success(self, request: stun.Message, addr: Any) -> bytes:
+        response = stun.Message(
+            message_method=stun.Method.BINDING,
+            message_class=stun.Class.RESPONSE,
+            transaction_id=request.transaction_id,
+        )
+        response.attributes["XOR-MAPPED-ADDRESS"] = (addr[0], addr[1])
+        response.add_message_integrity(self.ice.local_password.encode())
+        response.add_fingerprint()
+        return bytes(response)
+
+
+@contextlib.asynccontextmanager
+async def nominating_socket(peer: ClientPeer, answers: bool) -> AsyncIterator[NominatingSocket]:
+    """A :class:`NominatingSocket` on 127.0.0.1, closed on exit."""
+    transport, socket = await asyncio.get_running_loop().create_datagram_endpoint(
+        lambda: NominatingSocket(peer, answers), local_addr=("127.0.0.1", 0)
+    )
+    try:
+        yield socket
+    finally:
+        transport.close()

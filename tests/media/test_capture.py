@@ -16,7 +16,7 @@ from emulator.app import running_emulator
 from emulator.media.lab.capture import CaptureBudget, PcapWriter, udp_datagram
 from emulator.transport.client import KurentoClient, RemoteObject
 from tests.conftest import make_settings
-from tests.media.peers import client_peer, negotiate
+from tests.media.peers import client_peer, negotiate, nominating_socket
 
 TSHARK = shutil.which("tshark")
 needs_tshark = pytest.mark.skipif(TSHARK is None, reason="make media-deps installs tshark")
@@ -93,6 +93,30 @@ async def test_tagged_endpoint_capture_decodes_as_rtp(tmp_path: Path) -> None:
         decoded = counts[f"0x{int(ssrc):08x}"]
         field = "packetsReceived" if entry["type"] == "inboundrtp" else "packetsSent"
         assert decoded >= entry[field] > 0, (entry["type"], ssrc, decoded)
+
+
+@needs_tshark
+async def test_capture_follows_a_later_nominated_pair(tmp_path: Path) -> None:
+    """A pair the peer nominates after ICE completed becomes the selected one, and the packets
+    captured from then on carry its addresses."""
+    async with _capturing_client(tmp_path) as client:
+        pipeline = await client.create("MediaPipeline")
+        endpoint = await pipeline.create("WebRtcEndpoint")
+        await endpoint.invoke("addTag", key="capture", value="true")
+        await endpoint.connect(endpoint)
+        async with client_peer() as peer:
+            await negotiate(endpoint, peer)
+            await peer.wait_for(lambda p: p.frames.get("video", 0) > 3)
+            selected = await endpoint.subscribe("NewCandidatePairSelected")
+            async with nominating_socket(peer, answers=True) as nominator:
+                nominator.nominate()
+                await selected.get(timeout=10)
+                async with asyncio.timeout(10):
+                    await nominator.media.wait()
+        await endpoint.release()
+    (capture,) = _pcaps(tmp_path)
+    destinations = await _tshark_fields(capture, nominator.port, "udp", "udp.dstport")
+    assert destinations[str(nominator.port)] > 0, destinations
 
 
 @needs_tshark

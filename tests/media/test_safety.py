@@ -10,14 +10,14 @@ import time
 from typing import Any
 
 import pytest
-from aioice import Connection, stun
+from aioice import Connection
 
 from emulator.app import App, running_emulator
 from emulator.media.legs.aiortc_adapter import connection_protocols, ice_connection, nominated_pairs
 from emulator.media.session.rtp import KEYFRAME_REQUEST_GAP
 from emulator.transport.client import KurentoClient, RemoteObject
 from tests.conftest import make_settings
-from tests.media.peers import ClientPeer, client_peer, negotiate
+from tests.media.peers import ClientPeer, client_peer, negotiate, nominating_socket
 
 
 def _both(peer: ClientPeer) -> bool:
@@ -60,59 +60,6 @@ async def test_media_from_unvalidated_address_dropped(
         assert "not an ICE-validated address" in caplog.text
 
 
-class NominatingPeer(asyncio.DatagramProtocol):
-    """A controlling ICE agent on a new address that nominates its pair with one authenticated
-    check; it answers the server's own check of the pair only when given its ICE password."""
-
-    def __init__(self, password: str | None = None) -> None:
-        self.password = password
-        self.transport: asyncio.DatagramTransport | None = None
-        self.answered = asyncio.Event()
-        self.checked = asyncio.Event()
-        """The server's triggered check of the pair arrived."""
-        self.media = asyncio.Event()
-        """Something other than STUN arrived: the server sends its media here."""
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def datagram_received(self, data: bytes, addr: Any) -> None:
-        if data[0] > 3:
-            self.media.set()
-            return
-        message = stun.parse_message(data)
-        if message.message_class == stun.Class.RESPONSE:
-            self.answered.set()
-        elif message.message_class == stun.Class.REQUEST:
-            self.checked.set()
-            if self.password is not None and self.transport is not None:
-                self.transport.sendto(_success(message, addr, self.password), addr)
-
-
-def _success(request: stun.Message, addr: Any, password: str) -> bytes:
-    response = stun.Message(
-        message_method=stun.Method.BINDING,
-        message_class=stun.Class.RESPONSE,
-        transaction_id=request.transaction_id,
-    )
-    response.attributes["XOR-MAPPED-ADDRESS"] = (addr[0], addr[1])
-    response.add_message_integrity(password.encode())
-    response.add_fingerprint()
-    return bytes(response)
-
-
-def _nomination(server_ice: Connection) -> bytes:
-    """A Binding request with USE-CANDIDATE, signed with the server's ICE password."""
-    request = stun.Message(message_method=stun.Method.BINDING, message_class=stun.Class.REQUEST)
-    request.attributes["USERNAME"] = f"{server_ice.local_username}:{server_ice.remote_username}"
-    request.attributes["PRIORITY"] = 1853824767
-    request.attributes["ICE-CONTROLLING"] = 1
-    request.attributes["USE-CANDIDATE"] = None
-    request.add_message_integrity(server_ice.local_password.encode())
-    request.add_fingerprint()
-    return bytes(request)
-
-
 async def test_media_on_a_pair_the_peer_nominated_before_our_check_succeeded(
     media_server: App, media_client: KurentoClient
 ) -> None:
@@ -125,27 +72,18 @@ async def test_media_on_a_pair_the_peer_nominated_before_our_check_succeeded(
     async with client_peer() as peer:
         _, endpoint = await _connected(media_client, peer)
         transport = next(iter(_server_media(media_server, endpoint).peer.transports.values()))
-        server_ice = transport.connection
-        local = server_ice.selected_pair()[0]
-        sock, nominator = await asyncio.get_running_loop().create_datagram_endpoint(
-            NominatingPeer, local_addr=("127.0.0.1", 0)
-        )
-        try:
-            sock.sendto(_nomination(server_ice), (local.host, local.port))
+        async with nominating_socket(peer, answers=False) as nominator:
+            nominator.nominate()
             async with asyncio.timeout(10):
                 await nominator.answered.wait()
                 await nominator.checked.wait()
             failures = transport.dtls.srtp_failures
-            sock.sendto(b"\x80\x60" + bytes(40), (local.host, local.port))
+            nominator.send(b"\x80\x60" + bytes(40))
             await peer.wait_for(lambda p: transport.dtls.srtp_failures > failures)
-            assert server_ice.counters.unvalidated_source == 0
-        finally:
-            sock.close()
+            assert transport.connection.counters.unvalidated_source == 0
 
 
-async def test_a_later_nomination_becomes_the_selected_pair(
-    media_server: App, media_client: KurentoClient
-) -> None:
+async def test_a_later_nomination_becomes_the_selected_pair(media_client: KurentoClient) -> None:
     """When the controlling peer nominates a second pair after ICE completed and the server's
     check of it succeeds, aioice sends on that pair from then on: the endpoint says so with
     NewCandidatePairSelected (as KMS does when libnice changes its selected pair) and its media
@@ -153,21 +91,13 @@ async def test_a_later_nomination_becomes_the_selected_pair(
     async with client_peer() as peer:
         _, endpoint = await _connected(media_client, peer)
         selected = await endpoint.subscribe("NewCandidatePairSelected")
-        transport = next(iter(_server_media(media_server, endpoint).peer.transports.values()))
-        server_ice = transport.connection
-        local = server_ice.selected_pair()[0]
-        sock, nominator = await asyncio.get_running_loop().create_datagram_endpoint(
-            lambda: NominatingPeer(server_ice.remote_password), local_addr=("127.0.0.1", 0)
-        )
-        try:
-            sock.sendto(_nomination(server_ice), (local.host, local.port))
+        async with nominating_socket(peer, answers=True) as nominator:
+            nominator.nominate()
             event = await selected.get(timeout=10)
-            port = sock.get_extra_info("sockname")[1]
-            assert f" 127.0.0.1 {port} typ prflx" in event["candidatePair"]["remoteCandidate"]
+            remote = event["candidatePair"]["remoteCandidate"]
+            assert f" 127.0.0.1 {nominator.port} typ prflx" in remote
             async with asyncio.timeout(10):
                 await nominator.media.wait()
-        finally:
-            sock.close()
 
 
 async def test_srtp_authentication_failures_counted(

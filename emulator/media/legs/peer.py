@@ -177,6 +177,8 @@ class WebRtcPeer:
         self.pending_candidates: list[tuple[IceCandidateLine | None, str | None, int | None]] = []
         self.gathering = False
         self.closed = False
+        self.make_tap: Callable[[Address, Address], PacketTap] | None = None
+        """What ``set_tap`` installs on each transport (a capture), kept for a pair change."""
         self.drop_stun = False
         """Fault injection: the transports created from now on ignore STUN (ICE never connects)."""
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -525,6 +527,8 @@ class WebRtcPeer:
         the selected pair (before completion, completing announces the last one)."""
         if transport.ice.state == "completed":
             self._announce_pair(transport)
+            if self.make_tap is not None:
+                self._tap(transport)  # the capture names the new pair's addresses
 
     def _announce_pair(self, transport: PeerTransport) -> None:
         pair = transport.connection.selected_pair()
@@ -581,14 +585,19 @@ class WebRtcPeer:
 
     def set_tap(self, make_tap: Callable[[Address, Address], PacketTap] | None) -> None:
         """Show every connected transport's plain packets to a tap made for its selected pair
-        (local, remote); None removes the taps."""
+        (local, remote), and for the pair selected after a later nomination; None removes the
+        taps."""
+        self.make_tap = make_tap
         for transport in self.transports.values():
-            pair = transport.connection.selected_pair()
-            if make_tap is None or pair is None:
-                transport.dtls.tap = None
-            else:
-                local, remote = pair
-                transport.dtls.tap = make_tap((local.host, local.port), (remote.host, remote.port))
+            self._tap(transport)
+
+    def _tap(self, transport: PeerTransport) -> None:
+        pair = transport.connection.selected_pair()
+        if self.make_tap is None or pair is None:
+            transport.dtls.tap = None
+        else:
+            local, remote = pair
+            transport.dtls.tap = self.make_tap((local.host, local.port), (remote.host, remote.port))
 
     # -- data channels -------------------------------------------------------------------------
 
