@@ -54,6 +54,7 @@ ZERO_GROWTH = ("udp_ports", "fds", "threads", "media_ports_in_use", "objects", "
 """Figures that must come back exactly to their post-warm-up value."""
 RSS_GROWTH_LIMIT = 0.05
 CHECKPOINT_EVERY = 500
+"""Cycles between two writes of the report so far (a stopped long run keeps its figures)."""
 KEPT_SAMPLES = 1000
 """About how many samples a report writes (every cycle's below this)."""
 TIMEOUT = 30.0

@@ -222,7 +222,7 @@ class NominatingSocket(asyncio.DatagramProtocol):
         self.checked = asyncio.Event()
         """The server's own check of the new pair arrived."""
         self.media = asyncio.Event()
-        """Something other than STUN arrived: the server sends its media here."""
+        """SRTP (not SRTCP) arrived: the server sends its media here."""
 
     @property
     def port(self) -> int:
@@ -253,7 +253,8 @@ class NominatingSocket(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
         if data[0] > 3:
-            self.media.set()
+            if 128 <= data[0] < 192 and not 192 <= data[1] <= 223:  # RFC 5761: RTP, not RTCP
+                self.media.set()
             return
         message = stun.parse_message(data)
         if message.message_class == stun.Class.RESPONSE:

@@ -308,7 +308,7 @@ async def test_event_loop_keeps_running_while_transcoding() -> None:
     async def timer() -> None:
         while True:
             ticks.append(time.monotonic())
-            await asyncio.sleep(0.005)
+            await asyncio.sleep(0.005)  # the probe of the loop's turning, not a synchronisation
 
     task = asyncio.create_task(timer())
     await asyncio.sleep(0)
