@@ -55,6 +55,11 @@ class ClientPeer:
     _readers: list[asyncio.Task[None]] = field(default_factory=list)
     _arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
+    @property
+    def ice(self) -> aioice.ice.Connection:
+        """The aioice connection under the peer's (bundled) transport."""
+        return ice_connection(self.pc.getTransceivers()[0].receiver.transport.transport)
+
     def __post_init__(self) -> None:
         if self.audio:
             self.pc.addTrack(AudioStreamTrack())
@@ -213,7 +218,7 @@ class NominatingSocket(asyncio.DatagramProtocol):
     nomination sends); it answers the server's own checks of that pair only if ``answers``."""
 
     def __init__(self, peer: ClientPeer, answers: bool) -> None:
-        self.ice = ice_connection(peer.pc.getTransceivers()[0].receiver.transport.transport)
+        self.ice = peer.ice
         self.server = nominated_pairs(self.ice)[1].remote_addr
         """The server's socket of the pair selected first: the new pair's other end."""
         self.answers = answers

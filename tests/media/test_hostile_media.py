@@ -17,10 +17,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from aioice import Connection
 
 from emulator.app import App, running_emulator
-from emulator.media.legs.aiortc_adapter import ice_connection, nominated_pairs, srtp_sessions
+from emulator.media.legs.aiortc_adapter import nominated_pairs, srtp_sessions
 from emulator.transport.client import KurentoClient, RemoteObject
 from protocol.sdp import SessionDescription
 from tests.conftest import make_settings
@@ -69,10 +68,6 @@ def _server_address(server: App, endpoint: RemoteObject) -> tuple[str, int]:
     transport = next(iter(media.peer.transports.values()))
     local = transport.connection.selected_pair()[0]
     return local.host, local.port
-
-
-def _client_ice(peer: ClientPeer) -> Connection:
-    return ice_connection(peer.pc.getTransceivers()[0].receiver.transport.transport)
 
 
 async def _keeps_flowing(peer: ClientPeer, frames: int = 30) -> None:
@@ -169,7 +164,7 @@ async def test_hostile_srtp_and_rtcp_from_the_validated_peer(
     async with client_peer() as victim, client_peer() as bystander:
         await _loopback_call(client, victim)
         await _loopback_call(client, bystander)
-        pair = nominated_pairs(_client_ice(victim))[1]
+        pair = nominated_pairs(victim.ice)[1]
         before = dropped(server)
         forged = [
             _rtp(payload=os.urandom(100)),  # a tag that cannot match

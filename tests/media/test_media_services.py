@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 
 from emulator.app import App, running_emulator
-from emulator.media.legs.aiortc_adapter import connection_protocols, ice_connection
+from emulator.media.legs.aiortc_adapter import connection_protocols
 from emulator.media.legs.ice import RangedConnection
 from emulator.transport.client import KurentoClient, RemoteObject
 from tests.conftest import make_settings
@@ -35,8 +35,7 @@ async def _loopback_call(
 
 def _vanish(peer: ClientPeer) -> None:
     """Close the client's sockets without a word: only consent checks can notice."""
-    transport = peer.pc.getTransceivers()[0].receiver.transport.transport
-    for protocol in connection_protocols(ice_connection(transport)):
+    for protocol in connection_protocols(peer.ice):
         protocol.transport.close()
 
 

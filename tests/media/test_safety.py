@@ -10,10 +10,9 @@ import time
 from typing import Any
 
 import pytest
-from aioice import Connection
 
 from emulator.app import App, running_emulator
-from emulator.media.legs.aiortc_adapter import connection_protocols, ice_connection, nominated_pairs
+from emulator.media.legs.aiortc_adapter import connection_protocols, nominated_pairs
 from emulator.media.session.rtp import KEYFRAME_REQUEST_GAP
 from emulator.transport.client import KurentoClient, RemoteObject
 from tests.conftest import make_settings
@@ -22,10 +21,6 @@ from tests.media.peers import ClientPeer, client_peer, negotiate, nominating_soc
 
 def _both(peer: ClientPeer) -> bool:
     return peer.frames.get("audio", 0) > 3 and peer.frames.get("video", 0) > 3
-
-
-def _client_ice(peer: ClientPeer) -> Connection:
-    return ice_connection(peer.pc.getTransceivers()[0].receiver.transport.transport)
 
 
 async def _connected(client: KurentoClient, peer: ClientPeer) -> tuple[RemoteObject, RemoteObject]:
@@ -106,7 +101,7 @@ async def test_srtp_authentication_failures_counted(
     """Garbage SRTP from the validated peer fails authentication, is dropped and counted."""
     async with client_peer() as peer:
         _, endpoint = await _connected(media_client, peer)
-        pair = nominated_pairs(_client_ice(peer))[1]
+        pair = nominated_pairs(peer.ice)[1]
         for _ in range(5):
             pair.protocol.transport.sendto(b"\x80\x60" + bytes(40), pair.remote_addr)
         media = _server_media(media_server, endpoint)
@@ -170,7 +165,7 @@ async def test_vanished_peer_fails_ice_and_disconnects() -> None:
             ice = await endpoint.subscribe("IceComponentStateChanged")
             connection = await endpoint.subscribe("ConnectionStateChanged")
             errors = await endpoint.subscribe("Error")
-            for protocol in connection_protocols(_client_ice(peer)):
+            for protocol in connection_protocols(peer.ice):
                 protocol.transport.close()
             states = []
             while "FAILED" not in states:
