@@ -73,7 +73,7 @@ async def test_pool_follows_srv_records_as_servers_come_and_go(
         urls = [app.urls["ws"] for app in apps]
         names = ["a.kms.test.", "b.kms.test.", "c.kms.test."]
         srv_records(zone, {names[0]: apps[0], names[1]: apps[1]})
-        dns = DnsDiscovery(DnsServerList(SERVICE), ["127.0.0.1"], port, timeout=1.0)
+        dns = DnsDiscovery(DnsServerList(SERVICE), ["127.0.0.1"], port, timeout=10.0)
         async with ServerPool(dns=dns, resolve_interval=0.1, **FAST) as pool:
             assert sorted(pool.listed()) == sorted(urls[:2])
             assert sorted(await placed_on(pool, 4)) == sorted(urls[:2] * 2)
@@ -116,7 +116,7 @@ async def test_pool_takes_address_records_without_srv() -> None:
         assert urls == [f"ws://{host}:{port}/kurento" for host, _ in hosts]
         zone.records = {(SERVICE, "A"): ["127.0.0.2", "127.0.0.3"]}
         servers = DnsServerList(SERVICE, port=port)
-        dns = DnsDiscovery(servers, ["127.0.0.1"], dns_port, timeout=1.0)
+        dns = DnsDiscovery(servers, ["127.0.0.1"], dns_port, timeout=10.0)
         async with ServerPool(dns=dns, resolve_interval=0.1, **FAST) as pool:
             assert await placed_on(pool, 4) == urls * 2
             zone.records = {(SERVICE, "A"): ["127.0.0.3"]}
@@ -131,7 +131,7 @@ async def test_pool_keeps_its_list_through_a_dns_outage_and_empties_on_nxdomain(
     async with servers_on([("127.0.0.1", 0)]) as apps, dns_server(zone) as port:
         url = apps[0].urls["ws"]
         srv_records(zone, {"a.kms.test.": apps[0]})
-        dns = DnsDiscovery(DnsServerList(SERVICE), ["127.0.0.1"], port, timeout=0.3)
+        dns = DnsDiscovery(DnsServerList(SERVICE), ["127.0.0.1"], port, timeout=1.0)
         async with ServerPool(dns=dns, resolve_interval=3600, **FAST) as pool:
             zone.silent = True
             await pool.refresh()
@@ -159,7 +159,7 @@ async def test_srv_targets_without_glue_are_looked_up() -> None:
             ("a.kms.test.", "A"): ["10.0.0.1"],
             ("b.kms.test.", "AAAA"): ["fd00::2"],
         }
-        dns = DnsDiscovery(DnsServerList(SERVICE), ["127.0.0.1"], port, timeout=1.0)
+        dns = DnsDiscovery(DnsServerList(SERVICE), ["127.0.0.1"], port, timeout=10.0)
         assert sorted(await dns.resolve()) == [("10.0.0.1", 9001), ("fd00::2", 9002)]
         entries = dns.servers.entries(await dns.resolve())
         assert [e.url for e in entries] == [
