@@ -99,8 +99,10 @@ def worker_index(environ: Mapping[str, str] = os.environ) -> int:
     return int(found.group(1)) if found else 0
 
 
-def _is_free(port: int) -> bool:
-    """Whether nothing on this machine holds ``port`` (UDP, or a TCP listener; any address)."""
+def _is_free(port: int, connectable_tcp: bool = False) -> bool:
+    """Whether nothing on this machine holds ``port`` (UDP, or a TCP listener; any address).
+    ``connectable_tcp``: nor a TCP connection in TIME_WAIT, which keeps a socket that connects
+    from the port (``PortRange.bind_tcp``, without ``SO_REUSEADDR``) off it for a minute."""
     for family, kind, host in (
         (socket.AF_INET, socket.SOCK_DGRAM, "0.0.0.0"),
         (socket.AF_INET6, socket.SOCK_DGRAM, "::"),
@@ -115,7 +117,7 @@ def _is_free(port: int) -> bool:
         with sock:
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            if kind == socket.SOCK_STREAM:
+            if kind == socket.SOCK_STREAM and not connectable_tcp:
                 # as asyncio's servers do: a closed server's connections in TIME_WAIT do not
                 # keep the next one from listening there, only a live listener does
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -175,8 +177,9 @@ class PortAllocator:
         if self.lock is not None:
             self.lock.close()
 
-    def allocate(self, size: int) -> PortBlock:
-        """A block of ``size`` ports, starting on an even port, free now, held until released.
+    def allocate(self, size: int, connectable_tcp: bool = False) -> PortBlock:
+        """A block of ``size`` ports, starting on an even port, free now, held until released
+        (``connectable_tcp``: see ``_is_free``).
 
         Raises:
             ValueError: ``size`` does not fit in a slab.
@@ -200,7 +203,10 @@ class PortAllocator:
             if clash is not None:
                 port = clash.high + 1
                 continue
-            busy = next((p for p in range(port, candidate.high + 1) if not _is_free(p)), None)
+            busy = next(
+                (p for p in range(port, candidate.high + 1) if not _is_free(p, connectable_tcp)),
+                None,
+            )
             if busy is not None:
                 port = busy + 1
                 continue
@@ -224,6 +230,8 @@ def allocator() -> PortAllocator:
     return PortAllocator.lease(port_window(ephemeral_range()), worker_index())
 
 
-def free_port_range(size: int) -> PortBlock:
-    """A block of ``size`` free ports that no other test or test process is given meanwhile."""
-    return allocator().allocate(size)
+def free_port_range(size: int, *, connectable_tcp: bool = False) -> PortBlock:
+    """A block of ``size`` free ports that no other test or test process is given meanwhile;
+    ``connectable_tcp`` for a test that connects out from every one of them (an earlier test's
+    TCP connections in TIME_WAIT on a port of the block would leave it short)."""
+    return allocator().allocate(size, connectable_tcp)

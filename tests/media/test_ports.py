@@ -3,6 +3,7 @@ pool; exhaustion is 40009."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 
 import pytest
@@ -103,18 +104,17 @@ async def test_exhausted_range_is_40009_and_others_untouched() -> None:
 def test_tcp_sockets_bound_inside_range_apart_from_udp() -> None:
     """bind_tcp binds in the range, TCP and UDP numbers are separate spaces, usage counts both,
     and a full TCP range is 40009 naming the range and TCP."""
-    block = free_port_range(2)
+    block = free_port_range(2, connectable_tcp=True)
     ports = PortRange(block.low, block.high)
-    udp = [ports.bind_udp("127.0.0.1") for _ in range(2)]
-    tcp = [ports.bind_tcp("127.0.0.1") for _ in range(2)]
-    try:
+    with contextlib.ExitStack() as stack:
+        for _ in range(2):
+            stack.enter_context(ports.bind_udp("127.0.0.1"))
+        tcp = [stack.enter_context(ports.bind_tcp("127.0.0.1")) for _ in range(2)]
         assert sorted(s.getsockname()[1] for s in tcp) == [block.low, block.high]
         assert all(s.type == socket.SOCK_STREAM and not s.getblocking() for s in tcp)
         assert ports.usage().in_use == 4
-        with pytest.raises(PortRangeExhausted, match=f"a TCP port on 127.0.0.1 .* {block}"):
+        full = f"a TCP port on 127.0.0.1 .* {block} \\(2 of 2 TCP ports held by this server"
+        with pytest.raises(PortRangeExhausted, match=full):
             ports.bind_tcp("127.0.0.1")
         tcp.pop().close()
         assert ports.usage().in_use == 3
-    finally:
-        for sock in udp + tcp:
-            sock.close()

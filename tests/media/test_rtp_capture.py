@@ -38,6 +38,9 @@ async def tshark(path: Path, heuristic: str, display: str, *fields: str) -> list
         str(path),
         "--enable-heuristic",
         f"{heuristic}_udp",
+        # before the dissectors Wireshark registers by port: the block may hold 12000 or 13400
+        "-o",
+        "udp.try_heuristic_first:TRUE",
         "-Y",
         display,
         "-T",

@@ -1,11 +1,12 @@
 """Per-endpoint capture of decrypted RTP and RTCP to pcap files, for analysis in Wireshark.
 
-With SRTP a network capture shows ciphertext; these files hold what the endpoint decrypted (and
-what it sent before encryption), each packet wrapped in IPv4 or IPv6 and UDP headers carrying the
-real addresses and ports of the selected candidate pair, so that ``tshark -d udp.port==P,rtp`` (or
-the ``rtp_udp`` heuristic) decodes the streams. Files are named by pipeline and element id, written
-as packets come and closed complete when the element is released. ``CaptureBudget`` bounds the disk
-space all files take together: past it, packets are counted as dropped, not written.
+With SRTP a network capture shows ciphertext; these files hold what the endpoint decrypted (and what
+it sent before encryption), each packet wrapped in IPv4 or IPv6 and UDP headers carrying the real
+addresses and ports of the selected candidate pair, so that ``tshark -d udp.port==P,rtp`` (or the
+``rtp_udp`` heuristic, tried first with ``-o udp.try_heuristic_first:TRUE``) decodes the streams.
+Files are named by pipeline and element id, written as packets come and closed complete when the
+element is released. ``CaptureBudget`` bounds the disk space all files take together: past it,
+packets are counted as dropped, not written.
 """
 
 from __future__ import annotations

@@ -137,7 +137,7 @@ class PortRange:
             self._prepare(sock)
             held[port] = sock
             return sock
-        raise PortRangeExhausted(self._exhausted_message(host, what))
+        raise PortRangeExhausted(self._exhausted_message(host, what, held))
 
     def bind_pair(self, host: str) -> tuple[socket.socket, socket.socket]:
         """An even RTP port and the odd RTCP port above it (RFC 3550 section 11).
@@ -169,7 +169,7 @@ class PortRange:
                 self._prepare(sock)
                 self._held[p] = sock
             return pair[0], pair[1]
-        raise PortRangeExhausted(self._exhausted_message(host, "an RTP/RTCP port pair"))
+        raise PortRangeExhausted(self._exhausted_message(host, "an RTP/RTCP port pair", self._held))
 
     def _advance(self) -> int:
         port = self._next
@@ -184,10 +184,13 @@ class PortRange:
         except OSError:
             logger.debug("could not raise SO_RCVBUF", exc_info=True)
 
-    def _exhausted_message(self, host: str, what: str) -> str:
-        usage = self.usage()
+    def _exhausted_message(self, host: str, what: str, held: dict[int, socket.socket]) -> str:
+        # UDP and TCP numbers are separate spaces: count the one that ran out (the rest of the
+        # range may be held by other programs, or by TCP connections in TIME_WAIT)
+        kind = "TCP" if held is self._held_tcp else "UDP"
         return (
             f"No free port for {what} on {host} in the {self.name} port range "
-            f"{self.low}-{self.high} ({usage.in_use} of {usage.capacity} held by this server): "
+            f"{self.low}-{self.high} ({len(self._open_ports(held))} of {self.high - self.low + 1} "
+            f"{kind} ports held by this server): "
             "release endpoints or widen minPort/maxPort (KMS_MIN_PORT/KMS_MAX_PORT)"
         )
