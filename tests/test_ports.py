@@ -105,6 +105,32 @@ def test_ports_skip_a_port_held_by_anyone(own_slab: PortAllocator) -> None:
             assert port not in block and block.low > port
 
 
+def _leave_in_time_wait(port: int) -> None:
+    """A loopback connection to ``port`` that the listening side closes first: the TIME_WAIT it
+    leaves names ``port`` as its local port."""
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", port))
+        listener.listen()
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            accepted, _ = listener.accept()
+            accepted.close()
+            client.recv(1)  # the FIN has arrived: close now answers it, TIME_WAIT stays at port
+
+
+def test_ports_connectable_blocks_skip_a_port_in_time_wait(own_slab: PortAllocator) -> None:
+    """A port whose last connection is in TIME_WAIT is in an ordinary block (a listener can take
+    it) and never in a ``connectable_tcp`` one (a socket connecting out from it cannot)."""
+    first = own_slab.allocate(10).high + 2  # where the next block starts
+    _leave_in_time_wait(first)
+    ordinary = own_slab.allocate(10)
+    assert first in ordinary
+    second = ordinary.high + 2
+    _leave_in_time_wait(second)
+    connectable = own_slab.allocate(10, connectable_tcp=True)
+    assert second not in connectable and connectable.low > second
+
+
 def test_ports_free_port_range_is_this_process_slab() -> None:
     """free_port_range hands out blocks of this process's slab, outside the ephemeral range."""
     block = free_port_range(10)
